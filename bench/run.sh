@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# `make bench`: every benchmark under bench/, one after the other.
+set -euo pipefail
+BUILD_DIR=${1:-build}
+echo "== layout engine (Google Benchmark) =="
+"$BUILD_DIR/bin/layout_bench" --benchmark_min_time=0.2
