@@ -2,6 +2,7 @@
 
 #include "CLI/CLI.hpp"
 #include "cli/layout_command.h"
+#include "cli/online_commands.h"
 
 namespace cohort::cli {
 
@@ -12,6 +13,12 @@ int RunCohortctl(int argc, const char* const* argv, std::ostream& out, std::ostr
   app.footer("Run 'cohortctl <command> --help' for the flags of one command.");
   LayoutCommand layout;
   CLI::App* layout_cmd = layout.Register(&app);
+  InitCommand init;
+  CLI::App* init_cmd = init.Register(&app);
+  DestroyCommand destroy;
+  CLI::App* destroy_cmd = destroy.Register(&app);
+  StateCommand state;
+  CLI::App* state_cmd = state.Register(&app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -28,6 +35,9 @@ int RunCohortctl(int argc, const char* const* argv, std::ostream& out, std::ostr
     return 2;
   }
   if (layout_cmd->parsed()) return layout.Run(out, err);
+  if (init_cmd->parsed()) return init.Run(out, err);
+  if (destroy_cmd->parsed()) return destroy.Run(out, err);
+  if (state_cmd->parsed()) return state.Run(out, err);
   err << "error: no command given (run 'cohortctl --help')\n";
   return 2;
 }

@@ -1,0 +1,602 @@
+#include "agent/agent.h"
+
+#include <unistd.h>
+
+#include <numeric>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/cohort_config.h"
+#include "common/grpc_status.h"
+#include "common/layout_proto.h"
+#include "spdlog/spdlog.h"
+
+#if COHORT_WITH_NCCL
+#include <cuda_runtime_api.h>
+#include <nccl.h>
+#endif
+
+namespace cohort::agent {
+namespace {
+
+std::string Hostname() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof(buf) - 1) != 0) return "localhost";
+  return buf;
+}
+
+std::vector<std::string> CompiledBackends() {
+  std::vector<std::string> b = {"gloo", "none"};
+  if (COHORT_WITH_NCCL) b.insert(b.begin(), "nccl");
+  return b;
+}
+
+std::string NcclVersion() {
+#if COHORT_WITH_NCCL
+  return absl::StrFormat("%d.%d.%d", NCCL_MAJOR, NCCL_MINOR, NCCL_PATCH);
+#else
+  return "";
+#endif
+}
+
+int64_t Micros(absl::Duration d) { return absl::ToInt64Microseconds(d); }
+
+}  // namespace
+
+absl::StatusOr<int64_t> SumOverGroup(Communicator& comm, int64_t value) {
+#if COHORT_WITH_NCCL
+  if (comm.backend_name() == "nccl") {
+    void* device = nullptr;
+    if (cudaMalloc(&device, sizeof(int64_t)) != cudaSuccess) {
+      return absl::InternalError("cudaMalloc of the verification buffer failed");
+    }
+    absl::Status s;
+    if (cudaMemcpy(device, &value, sizeof(value), cudaMemcpyHostToDevice) != cudaSuccess) {
+      s = absl::InternalError("cudaMemcpy to the verification buffer failed");
+    }
+    if (s.ok()) s = comm.AllReduce(device, 1, DataType::kInt64, ReduceOp::kSum);
+    if (s.ok() &&
+        cudaMemcpy(&value, device, sizeof(value), cudaMemcpyDeviceToHost) != cudaSuccess) {
+      s = absl::InternalError("cudaMemcpy from the verification buffer failed");
+    }
+    cudaFree(device);
+    if (!s.ok()) return s;
+    return value;
+  }
+#endif
+  absl::Status s = comm.AllReduce(&value, 1, DataType::kInt64, ReduceOp::kSum);
+  if (!s.ok()) return s;
+  return value;
+}
+
+Agent::Agent(AgentOptions options) : options_(std::move(options)) {}
+
+absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
+  if (options.identity.empty()) {
+    options.identity = absl::StrCat(Hostname(), ":", options.device < 0 ? 0 : options.device);
+  }
+  if (options.incarnation.empty()) {
+    absl::BitGen gen;
+    options.incarnation = absl::StrFormat("%d-%d-%06x", getpid(), absl::ToUnixMillis(absl::Now()),
+                                          absl::Uniform<uint32_t>(gen, 0, 1u << 24));
+  }
+  if (options.backends.empty()) options.backends = CompiledBackends();
+  std::unique_ptr<Agent> agent(new Agent(std::move(options)));
+  std::shared_ptr<grpc::Channel> channel = agent->options_.channel;
+  if (channel == nullptr) {
+    grpc::ChannelArguments args;
+    // Reconnect quickly after a coordinator restart (gRPC's default backoff grows to 120 s).
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+    args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    channel = grpc::CreateCustomChannel(agent->options_.coordinator_address,
+                                        grpc::InsecureChannelCredentials(), args);
+  }
+  agent->client_ = std::make_unique<CoordinatorClient>(channel, agent->options_.rpc_timeout);
+  if (absl::Status s = agent->JoinWithRetry(absl::Now() + agent->options_.connect_timeout);
+      !s.ok()) {
+    return s;
+  }
+  agent->session_thread_ = std::thread([a = agent.get()] { a->SessionLoop(); });
+  agent->worker_thread_ = std::thread([a = agent.get()] { a->WorkerLoop(); });
+  agent->heartbeat_thread_ = std::thread([a = agent.get()] { a->HeartbeatLoop(); });
+  return agent;
+}
+
+absl::Status Agent::JoinWithRetry(absl::Time deadline) {
+  v1::JoinRequest request;
+  request.set_pool(options_.pool);
+  request.set_identity(options_.identity);
+  request.set_incarnation(options_.incarnation);
+  request.mutable_device()->set_gpu_index(options_.device);
+  request.mutable_device()->set_host_address(options_.host_address);
+  request.mutable_device()->set_hostname(Hostname());
+  for (const std::string& b : options_.backends) request.add_backends(b);
+  if (options_.rank_hint.has_value()) request.set_rank_hint(*options_.rank_hint);
+  request.set_agent_version(COHORT_VERSION);
+  request.set_nccl_version(NcclVersion());
+
+  absl::BitGen gen;
+  absl::Duration backoff = absl::Milliseconds(50);
+  absl::Status last;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return absl::CancelledError("agent stopping");
+    }
+    absl::StatusOr<v1::JoinResponse> joined = client_->Join(request);
+    absl::StatusOr<std::unique_ptr<CoordinatorClient::Session>> session =
+        joined.ok() ? client_->OpenSession(joined->session_id())
+                    : absl::StatusOr<std::unique_ptr<CoordinatorClient::Session>>(joined.status());
+    if (session.ok()) {
+      absl::MutexLock lock(&mu_);
+      session_id_ = joined->session_id();
+      session_ = *std::move(session);
+      rank_ = joined->rank();
+      world_size_ = joined->world_size();
+      heartbeat_interval_ = absl::Milliseconds(std::max(50, joined->heartbeat_interval_ms()));
+      spdlog::info("{} joined pool {} as {}", options_.identity, joined->pool(),
+                   rank_ >= 0 ? absl::StrCat("rank ", rank_) : "standby");
+      return absl::OkStatus();
+    }
+    last = session.status();
+    // A refusal by the coordinator is final, except a live duplicate that may be our own
+    // previous incarnation about to be declared dead.
+    if (!IsTransportFailure(last) && last.code() != absl::StatusCode::kAlreadyExists) {
+      return last;
+    }
+    if (absl::Now() + backoff > deadline) {
+      return absl::Status(last.code(), absl::StrCat("could not join the coordinator at ",
+                                                    options_.coordinator_address, " within ",
+                                                    absl::FormatDuration(options_.connect_timeout),
+                                                    ": ", last.message()));
+    }
+    // Full jitter: sleep a random part of the backoff so restarted agents do not stampede.
+    const absl::Duration pause = backoff * absl::Uniform(gen, 0.0, 1.0);
+    absl::MutexLock lock(&mu_);
+    auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+    mu_.AwaitWithTimeout(absl::Condition(&stopping), pause);
+    backoff = std::min(backoff * 2, absl::Seconds(2));
+  }
+}
+
+Agent::~Agent() { Stop(); }
+
+void Agent::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_ && !worker_thread_.joinable()) return;
+    stopping_ = true;
+  }
+  if (worker_thread_.joinable()) worker_thread_.join();
+  if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
+  // Orderly teardown of whatever is left, in parallel.
+  std::vector<std::shared_ptr<Communicator>> comms;
+  {
+    absl::MutexLock lock(&mu_);
+    comms = groups_comms_;
+    if (world_ != nullptr) comms.push_back(world_);
+    groups_comms_.clear();
+    world_.reset();
+    groups_.reset();
+    if (session_ != nullptr) session_->Cancel();
+  }
+  if (!comms.empty()) {
+    std::vector<Communicator*> raw;
+    for (auto& c : comms) raw.push_back(c.get());
+    absl::StatusOr<Backend*> backend = GetBackend(std::string(comms.front()->backend_name()));
+    if (backend.ok()) (*backend)->DestroyAll(raw, /*abort=*/false);
+  }
+  if (session_thread_.joinable()) session_thread_.join();
+}
+
+int Agent::rank() const {
+  absl::MutexLock lock(&mu_);
+  return rank_;
+}
+
+int Agent::world_size() const {
+  absl::MutexLock lock(&mu_);
+  return world_size_;
+}
+
+std::shared_ptr<const GroupMap> Agent::groups() const {
+  absl::MutexLock lock(&mu_);
+  return groups_;
+}
+
+void Agent::OnAbort(std::function<void(const absl::Status&)> callback) {
+  absl::MutexLock lock(&mu_);
+  abort_callbacks_.push_back(std::move(callback));
+}
+
+absl::StatusOr<int64_t> Agent::WaitForReady(absl::Duration timeout, int64_t min_generation) {
+  absl::MutexLock lock(&mu_);
+  auto done = [this, min_generation]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return ready_generation_ >= min_generation ||
+           failed_.lower_bound(min_generation) != failed_.end() || session_over_;
+  };
+  if (!mu_.AwaitWithTimeout(absl::Condition(&done), timeout)) {
+    return absl::DeadlineExceededError(absl::StrCat("no generation >= ", min_generation,
+                                                    " became READY within ",
+                                                    absl::FormatDuration(timeout)));
+  }
+  if (ready_generation_ >= min_generation) return ready_generation_;
+  auto failed = failed_.lower_bound(min_generation);
+  if (failed != failed_.end()) return failed->second;
+  return ended_.ok() ? absl::UnavailableError("session ended") : ended_;
+}
+
+absl::Status Agent::WaitForTeardown(absl::Duration timeout, int64_t generation, bool world_too) {
+  absl::MutexLock lock(&mu_);
+  auto done = [this, generation, world_too]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return torn_down_generation_ >= generation && (!world_too || world_torn_down_);
+  };
+  if (!mu_.AwaitWithTimeout(absl::Condition(&done), timeout)) {
+    return absl::DeadlineExceededError(absl::StrCat("generation ", generation,
+                                                    " was not torn down within ",
+                                                    absl::FormatDuration(timeout)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Agent::Wait() {
+  absl::MutexLock lock(&mu_);
+  auto over = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return session_over_; };
+  mu_.Await(absl::Condition(&over));
+  return ended_;
+}
+
+void Agent::Send(const v1::AgentMessage& message) {
+  CoordinatorClient::Session* session;
+  {
+    absl::MutexLock lock(&mu_);
+    session = session_.get();
+  }
+  // A failed write means the stream is gone; the session thread notices and rejoins.
+  if (session != nullptr) session->Write(message);
+}
+
+void Agent::SessionLoop() {
+  while (true) {
+    CoordinatorClient::Session* session;
+    {
+      absl::MutexLock lock(&mu_);
+      session = session_.get();
+    }
+    v1::CoordinatorMessage message;
+    while (session->Read(&message)) Dispatch(message);
+    absl::Status why = session->Finish();
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) break;
+    }
+    spdlog::warn("{}: session lost ({}); aborting communicators and rejoining",
+                 options_.identity, why.ToString());
+    v1::Teardown abort;
+    abort.set_scope(v1::DESTROY_SCOPE_ALL);
+    abort.set_abort(true);
+    abort.set_reason(absl::StrCat("session with the coordinator lost: ", why.message()));
+    {
+      absl::MutexLock lock(&mu_);
+      abort.set_generation(std::max(building_generation_, ready_generation_));
+    }
+    AbortNow(abort);
+    {
+      absl::MutexLock lock(&mu_);
+      v1::CoordinatorMessage m;
+      *m.mutable_teardown() = abort;
+      work_.push_back(m);
+    }
+    absl::Status rejoined = JoinWithRetry(absl::Now() + options_.connect_timeout);
+    if (!rejoined.ok()) {
+      absl::MutexLock lock(&mu_);
+      ended_ = rejoined;
+      break;
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  session_over_ = true;
+  stopping_ = true;
+}
+
+void Agent::HeartbeatLoop() {
+  while (true) {
+    absl::Duration interval;
+    int64_t generation;
+    {
+      absl::MutexLock lock(&mu_);
+      interval = heartbeat_interval_;
+      auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+      // A periodic timer, not synchronization: wake every interval or at once on Stop.
+      if (mu_.AwaitWithTimeout(absl::Condition(&stopping), interval)) return;
+      generation = ready_generation_;
+    }
+    v1::AgentMessage heartbeat;
+    heartbeat.mutable_heartbeat()->set_generation(generation);
+    Send(heartbeat);
+  }
+}
+
+void Agent::Dispatch(const v1::CoordinatorMessage& message) {
+  switch (message.kind_case()) {
+    case v1::CoordinatorMessage::kPlan:
+    case v1::CoordinatorMessage::kTeardown: {
+      if (message.has_teardown() && message.teardown().abort()) AbortNow(message.teardown());
+      absl::MutexLock lock(&mu_);
+      work_.push_back(message);
+      break;
+    }
+    case v1::CoordinatorMessage::kRankAssignment: {
+      absl::MutexLock lock(&mu_);
+      rank_ = message.rank_assignment().rank();
+      spdlog::info("{}: promoted from standby to rank {}", options_.identity, rank_);
+      break;
+    }
+    case v1::CoordinatorMessage::kClosed:
+      spdlog::warn("{}: coordinator closed the session: {}", options_.identity,
+                   message.closed().reason());
+      break;
+    default:
+      break;
+  }
+}
+
+void Agent::AbortNow(const v1::Teardown& teardown) {
+  std::vector<std::shared_ptr<Communicator>> comms;
+  std::vector<std::function<void(const absl::Status&)>> callbacks;
+  {
+    absl::MutexLock lock(&mu_);
+    abort_building_ = true;
+    comms = groups_comms_;
+    if (world_ != nullptr) comms.push_back(world_);
+    callbacks = abort_callbacks_;
+  }
+  // Abort() only interrupts (it is safe while ops run); the worker releases them afterwards.
+  for (auto& c : comms) c->Abort();
+  const absl::Status why = absl::AbortedError(teardown.reason());
+  for (auto& cb : callbacks) cb(why);
+}
+
+void Agent::WorkerLoop() {
+  while (true) {
+    v1::CoordinatorMessage message;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || !work_.empty();
+      };
+      mu_.Await(absl::Condition(&ready));
+      if (stopping_) return;
+      message = std::move(work_.front());
+      work_.pop_front();
+    }
+    if (message.has_plan()) BuildGeneration(message.plan());
+    if (message.has_teardown()) TearDown(message.teardown());
+  }
+}
+
+absl::StatusOr<Backend*> Agent::GetBackend(const std::string& name) {
+  absl::MutexLock lock(&backends_mu_);
+  auto it = backends_.find(name);
+  if (it != backends_.end()) return it->second.get();
+  BackendOptions options = options_.backend_options;
+  options.gloo_host = options_.host_address;
+  absl::StatusOr<std::unique_ptr<Backend>> backend = MakeBackend(name, options);
+  if (!backend.ok()) return backend.status();
+  Backend* raw = backend->get();
+  backends_[name] = *std::move(backend);
+  return raw;
+}
+
+void Agent::BuildGeneration(const v1::Plan& plan) {
+  const absl::Time start = absl::Now();
+  const absl::Time deadline = start + absl::Milliseconds(plan.deadline_ms());
+  const int64_t generation = plan.generation();
+  v1::AgentMessage out;
+  v1::GenerationReport* report = out.mutable_report();
+  report->set_generation(generation);
+
+  std::shared_ptr<Communicator> world;
+  bool reuse = false;
+  {
+    absl::MutexLock lock(&mu_);
+    rank_ = plan.rank();
+    world_size_ = plan.world_size();
+    building_generation_ = generation;
+    abort_building_ = false;
+    reuse = plan.reuse_world() && world_ != nullptr && world_generation_ ==
+            plan.reuse_world_generation() && world_backend_ == plan.backend() &&
+            world_->state() == CommState::kReady;
+    if (reuse) world = world_;
+  }
+  auto fail = [&](const std::string& error, std::vector<std::shared_ptr<Communicator>> built) {
+    spdlog::error("{}: generation {} failed: {}", options_.identity, generation, error);
+    report->set_ok(false);
+    report->set_error(error);
+    report->set_total_us(Micros(absl::Now() - start));
+    if (!built.empty()) {
+      std::vector<Communicator*> raw;
+      for (auto& c : built) raw.push_back(c.get());
+      absl::StatusOr<Backend*> b = GetBackend(plan.backend());
+      if (b.ok()) (*b)->DestroyAll(raw, /*abort=*/true);
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      failed_[generation] = absl::AbortedError(error);
+      if (std::find(built.begin(), built.end(), world_) != built.end()) world_.reset();
+    }
+    Send(out);
+  };
+
+  absl::StatusOr<Backend*> backend = GetBackend(plan.backend());
+  if (!backend.ok()) return fail(std::string(backend.status().message()), {});
+  CoordinatorRendezvousStore store(client_.get(), plan.pool(), generation);
+
+  auto progress = [&](const std::string& phase, int done, int total) {
+    v1::AgentMessage p;
+    p.mutable_progress()->set_generation(generation);
+    p.mutable_progress()->set_phase(phase);
+    p.mutable_progress()->set_groups_done(done);
+    p.mutable_progress()->set_groups_total(total);
+    Send(p);
+  };
+  const int total_groups = plan.layout().group_sets_size();
+
+  if (!reuse) {
+    // A world left from an earlier generation cannot serve this one.
+    std::shared_ptr<Communicator> old;
+    {
+      absl::MutexLock lock(&mu_);
+      old = std::move(world_);
+    }
+    if (old != nullptr) (*backend)->DestroyAll({old.get()}, /*abort=*/false);
+    WorldSpec spec;
+    spec.rank = plan.rank();
+    spec.world_size = plan.world_size();
+    spec.device_index = std::max(0, options_.device);
+    progress("world", 0, total_groups);
+    absl::StatusOr<std::unique_ptr<Communicator>> created =
+        (*backend)->CreateWorld(spec, store, deadline);
+    if (!created.ok()) return fail(absl::StrCat("world: ", created.status().message()), {});
+    world = std::shared_ptr<Communicator>(*std::move(created));
+    absl::MutexLock lock(&mu_);
+    world_ = world;
+    world_generation_ = generation;
+    world_backend_ = plan.backend();
+  }
+
+  std::vector<GroupSpec> requests;
+  for (const v1::GroupSet& set : plan.layout().group_sets()) {
+    absl::StatusOr<GroupKind> kind = FromProto(set.kind());
+    if (!kind.ok() || set.groups_size() != 1) {
+      return fail("malformed plan: each kind must carry exactly this rank's group", {world});
+    }
+    if (*kind == GroupKind::kWorld) continue;
+    GroupSpec spec;
+    spec.kind = *kind;
+    spec.group_index = set.groups(0).index();
+    spec.ranks.assign(set.groups(0).ranks().begin(), set.groups(0).ranks().end());
+    auto pos = std::find(spec.ranks.begin(), spec.ranks.end(), plan.rank());
+    if (pos == spec.ranks.end()) return fail("malformed plan: rank not in its group", {world});
+    spec.rank_in_group = static_cast<int>(pos - spec.ranks.begin());
+    requests.push_back(std::move(spec));
+  }
+  progress("groups", 1, total_groups);
+  absl::StatusOr<agent::GroupSet> built = (*backend)->CreateGroups(*world, requests, store,
+                                                                   deadline);
+  if (!built.ok()) return fail(absl::StrCat("groups: ", built.status().message()), {world});
+
+  std::vector<std::shared_ptr<Communicator>> comms;
+  for (auto& c : built->comms) comms.emplace_back(std::move(c));
+  {
+    absl::MutexLock lock(&mu_);
+    groups_comms_ = comms;  // visible to AbortNow from here on
+    if (abort_building_) {
+      groups_comms_.clear();
+      comms.push_back(world);
+      return fail("aborted by the coordinator while building", comms);
+    }
+  }
+  // Verification: every group all-reduces the global rank; the sum must match the layout.
+  std::vector<std::shared_ptr<Communicator>> all = {world};
+  all.insert(all.end(), comms.begin(), comms.end());
+  if (plan.verify() && plan.backend() != "none") progress("verifying", total_groups, total_groups);
+  for (const auto& comm : all) {
+    v1::GroupReport* g = report->add_groups();
+    g->set_kind(ToProto(comm->kind()));
+    g->set_index(comm->group_index());
+    g->set_rank_in_group(comm->rank());
+    g->set_size(comm->size());
+    g->set_create_us(comm->kind() == GroupKind::kWorld && reuse
+                         ? 0
+                         : Micros(comm->creation_timing().total));
+    if (plan.verify() && plan.backend() != "none") {
+      const absl::Time v0 = absl::Now();
+      absl::StatusOr<int64_t> sum = SumOverGroup(*comm, plan.rank());
+      g->set_verify_us(Micros(absl::Now() - v0));
+      const int64_t expected = std::accumulate(comm->ranks().begin(), comm->ranks().end(),
+                                               int64_t{0});
+      if (!sum.ok() || *sum != expected) {
+        const std::string error =
+            !sum.ok() ? absl::StrCat("verifying ", GroupKindName(comm->kind()), " group ",
+                                     comm->group_index(), ": ", sum.status().message())
+                      : absl::StrCat("verification of ", GroupKindName(comm->kind()), " group ",
+                                     comm->group_index(), " summed ", *sum, ", expected ",
+                                     expected, ": the communicator does not match the layout");
+        g->set_state(v1::COMM_STATE_ERROR);
+        g->set_error(error);
+        {
+          absl::MutexLock lock(&mu_);
+          groups_comms_.clear();
+        }
+        return fail(error, all);
+      }
+      g->set_verify_sum(*sum);
+    }
+    g->set_state(v1::COMM_STATE_READY);
+  }
+  auto map = std::make_shared<GroupMap>();
+  map->generation = generation;
+  map->rank = plan.rank();
+  map->world_size = plan.world_size();
+  for (const auto& comm : all) map->groups[comm->kind()] = std::make_shared<Group>(comm);
+  report->set_ok(true);
+  report->set_total_us(Micros(absl::Now() - start));
+  {
+    absl::MutexLock lock(&mu_);
+    groups_ = map;
+    ready_generation_ = generation;
+  }
+  spdlog::info("{}: generation {} READY as rank {} in {} ms ({} groups)", options_.identity,
+               generation, plan.rank(), absl::ToInt64Milliseconds(absl::Now() - start),
+               all.size());
+  Send(out);
+}
+
+void Agent::TearDown(const v1::Teardown& teardown) {
+  const absl::Time start = absl::Now();
+  const bool everything = teardown.scope() == v1::DESTROY_SCOPE_ALL;
+  std::vector<std::shared_ptr<Communicator>> comms;
+  {
+    absl::MutexLock lock(&mu_);
+    comms = std::move(groups_comms_);
+    groups_comms_.clear();
+    if (everything && world_ != nullptr) {
+      comms.push_back(std::move(world_));
+      world_.reset();
+    }
+    groups_.reset();
+  }
+  absl::Status status;
+  if (!comms.empty()) {
+    std::vector<Communicator*> raw;
+    for (auto& c : comms) raw.push_back(c.get());
+    absl::StatusOr<Backend*> backend = GetBackend(std::string(comms.front()->backend_name()));
+    if (backend.ok()) status = (*backend)->DestroyAll(raw, teardown.abort()).status;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    torn_down_generation_ = std::max(torn_down_generation_, teardown.generation());
+    if (everything) world_torn_down_ = true;
+    if (teardown.abort()) {
+      failed_[teardown.generation()] = absl::AbortedError(teardown.reason());
+    }
+  }
+  spdlog::info("{}: {} {} communicators of generation {} in {} ms{}", options_.identity,
+               teardown.abort() ? "aborted" : "destroyed", comms.size(), teardown.generation(),
+               absl::ToInt64Milliseconds(absl::Now() - start),
+               status.ok() ? "" : absl::StrCat(" (", status.message(), ")"));
+  v1::AgentMessage out;
+  v1::TeardownReport* r = out.mutable_teardown();
+  r->set_generation(teardown.generation());
+  r->set_scope(teardown.scope());
+  // Aborting is allowed to leave errors behind; an orderly destroy is not.
+  r->set_ok(status.ok() || teardown.abort());
+  r->set_error(std::string(status.message()));
+  r->set_teardown_us(Micros(absl::Now() - start));
+  Send(out);
+}
+
+}  // namespace cohort::agent

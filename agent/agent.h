@@ -1,0 +1,138 @@
+// Agent: one per GPU. Joins a pool, holds the session with the coordinator, builds and verifies
+// each generation's communicators from the plans it receives, reports, and tears them down.
+//
+// Threads: a session thread reads coordinator messages (aborts act at once, from this thread);
+// a worker thread carries out plans and teardowns in order; a heartbeat thread keeps the
+// session alive. Everything the engine sees goes through groups(), WaitForReady() and the
+// failure callback.
+#ifndef COHORT_AGENT_AGENT_H_
+#define COHORT_AGENT_AGENT_H_
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "agent/comm/backend.h"
+#include "agent/coordinator_client.h"
+#include "agent/group.h"
+#include "cohort/v1/agent.pb.h"
+
+namespace cohort::agent {
+
+struct AgentOptions {
+  // host:port of the coordinator. Ignored when `channel` is set (tests use in-process channels).
+  std::string coordinator_address = "127.0.0.1:7070";
+  std::shared_ptr<grpc::Channel> channel;
+  std::string pool = "default";
+  // Stable identity (pod name, host:gpu). Empty: "<hostname>:<device>".
+  std::string identity;
+  // Per-process incarnation. Empty: generated (pid + start time + random).
+  std::string incarnation;
+  std::optional<int> rank_hint;
+  // CUDA device index for NCCL; -1 for CPU-only agents.
+  int device = -1;
+  // Backends offered to the coordinator; empty: every backend compiled in.
+  std::vector<std::string> backends;
+  // The address peers reach this agent at (Gloo binds here).
+  std::string host_address = "127.0.0.1";
+  // How long Start() keeps retrying an unreachable coordinator, and one RPC's timeout.
+  absl::Duration connect_timeout = absl::Seconds(60);
+  absl::Duration rpc_timeout = absl::Seconds(10);
+  BackendOptions backend_options;
+};
+
+class Agent {
+ public:
+  // Joins the pool (retrying transport failures with backoff and jitter until connect_timeout)
+  // and starts the session. Errors: the coordinator's refusal (e.g. ALREADY_EXISTS for a
+  // duplicate identity); UNAVAILABLE if it stays unreachable.
+  static absl::StatusOr<std::unique_ptr<Agent>> Start(AgentOptions options);
+  // Stop(): orderly teardown of every communicator, then the session ends.
+  ~Agent();
+  void Stop();
+
+  const AgentOptions& options() const { return options_; }
+  // -1 while a standby.
+  int rank() const;
+  int world_size() const;
+  CoordinatorClient& client() { return *client_; }
+
+  // Waits until a generation >= min_generation is READY here and returns it. Errors: that
+  // generation's failure (ABORTED/INTERNAL with the reason); DEADLINE_EXCEEDED.
+  absl::StatusOr<int64_t> WaitForReady(absl::Duration timeout, int64_t min_generation = 1);
+  // Waits until generation `generation` was torn down here (model-parallel groups, and the
+  // world too if `world_too`). Errors: DEADLINE_EXCEEDED.
+  absl::Status WaitForTeardown(absl::Duration timeout, int64_t generation, bool world_too);
+  // Blocks until Stop() or until the session is lost for good; returns why it ended.
+  absl::Status Wait();
+
+  // The current generation's groups; nullptr while none is READY.
+  std::shared_ptr<const GroupMap> groups() const;
+  // Called (from the session thread) when the coordinator aborts this agent's communicators.
+  void OnAbort(std::function<void(const absl::Status&)> callback);
+
+ private:
+  explicit Agent(AgentOptions options);
+  absl::Status JoinWithRetry(absl::Time deadline);
+  void SessionLoop();
+  void WorkerLoop();
+  void HeartbeatLoop();
+  void Dispatch(const v1::CoordinatorMessage& message);
+  void BuildGeneration(const v1::Plan& plan);
+  void TearDown(const v1::Teardown& teardown);
+  void AbortNow(const v1::Teardown& teardown);
+  void Send(const v1::AgentMessage& message);
+  absl::StatusOr<Backend*> GetBackend(const std::string& name);
+
+  const AgentOptions options_;
+  std::unique_ptr<CoordinatorClient> client_;
+
+  mutable absl::Mutex mu_;
+  std::string session_id_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<CoordinatorClient::Session> session_ ABSL_GUARDED_BY(mu_);
+  absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mu_) = absl::Seconds(1);
+  int rank_ ABSL_GUARDED_BY(mu_) = -1;
+  int world_size_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status ended_ ABSL_GUARDED_BY(mu_);
+  bool session_over_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<v1::CoordinatorMessage> work_ ABSL_GUARDED_BY(mu_);
+  // Generation bookkeeping for waiters.
+  int64_t ready_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<int64_t, absl::Status> failed_ ABSL_GUARDED_BY(mu_);
+  int64_t torn_down_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  bool world_torn_down_ ABSL_GUARDED_BY(mu_) = false;
+  // Communicators. The worker owns their life cycle; AbortNow may abort them concurrently.
+  std::shared_ptr<Communicator> world_ ABSL_GUARDED_BY(mu_);
+  int64_t world_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string world_backend_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<Communicator>> groups_comms_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const GroupMap> groups_ ABSL_GUARDED_BY(mu_);
+  int64_t building_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  bool abort_building_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::function<void(const absl::Status&)>> abort_callbacks_ ABSL_GUARDED_BY(mu_);
+
+  absl::Mutex backends_mu_;
+  std::map<std::string, std::unique_ptr<Backend>> backends_ ABSL_GUARDED_BY(backends_mu_);
+
+  std::thread session_thread_;
+  std::thread worker_thread_;
+  std::thread heartbeat_thread_;
+};
+
+// The sum of `value` over the group (verification): host memory for Gloo, staged through device
+// memory for NCCL.
+absl::StatusOr<int64_t> SumOverGroup(Communicator& comm, int64_t value);
+
+}  // namespace cohort::agent
+
+#endif  // COHORT_AGENT_AGENT_H_

@@ -1,0 +1,437 @@
+#include "agent/comm/nccl_backend.h"
+
+#include <cuda_runtime_api.h>
+#include <nccl.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+
+#include "absl/functional/function_ref.h"
+#include "absl/strings/str_cat.h"
+#include "agent/comm/nccl_status.h"
+#include "spdlog/spdlog.h"
+
+namespace cohort::agent {
+namespace {
+
+// Poll interval of NCCL's async state and of the stream: short at first (inits and small ops
+// finish in tens of microseconds to milliseconds), capped so a long op costs little CPU.
+constexpr absl::Duration kFirstPoll = absl::Microseconds(50);
+constexpr absl::Duration kMaxPoll = absl::Milliseconds(1);
+
+// Pause between polls; returns true to give up (abort requested).
+using PauseFn = absl::FunctionRef<bool(absl::Duration)>;
+
+bool PlainPause(absl::Duration d) {
+  // Used only during creation, before any Communicator exists that Abort() could reach; the
+  // creation deadline bounds the loop.
+  absl::SleepFor(d);
+  return false;
+}
+
+absl::Status Annotate(const absl::Status& s, absl::string_view prefix) {
+  if (s.ok()) return s;
+  return absl::Status(s.code(), absl::StrCat(prefix, s.message()));
+}
+
+// Polls `comm` until it leaves ncclInProgress (NCCL's documented way to wait on a non-blocking
+// communicator: there is no completion callback).
+// Errors: the NCCL error it settled on; DEADLINE_EXCEEDED; ABORTED if `pause` says so.
+absl::Status AwaitComm(ncclComm_t comm, absl::Time deadline, absl::string_view what,
+                       PauseFn pause) {
+  absl::Duration interval = kFirstPoll;
+  for (;;) {
+    ncclResult_t state = ncclInProgress;
+    COHORT_NCCL_RETURN_IF_ERROR(ncclCommGetAsyncError(comm, &state), comm);
+    if (state == ncclSuccess) return absl::OkStatus();
+    if (state != ncclInProgress) return NcclToStatus(state, what, comm);
+    const absl::Time now = absl::Now();
+    if (now >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(what, " did not complete by the deadline"));
+    }
+    if (pause(std::min(interval, deadline - now))) {
+      return absl::AbortedError(absl::StrCat(what, ": aborted while waiting"));
+    }
+    interval = std::min(interval * 2, kMaxPoll);
+  }
+}
+
+ncclConfig_t NonBlockingConfig(const char* name) {
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  // Non-blocking: init/split/finalize return ncclInProgress at once and we poll against our own
+  // deadline; a stuck init can then be aborted in under a millisecond instead of hanging.
+  config.blocking = 0;
+  config.commName = name;  // shows up in NCCL's logs
+  return config;
+}
+
+std::string IdToBytes(const ncclUniqueId& id) {
+  return std::string(reinterpret_cast<const char*>(&id), sizeof(id));
+}
+
+absl::StatusOr<ncclUniqueId> IdFromBytes(absl::string_view bytes, absl::string_view key) {
+  ncclUniqueId id;
+  if (bytes.size() != sizeof(id)) {
+    return absl::InvalidArgumentError(absl::StrCat("store key '", key, "' holds ", bytes.size(),
+                                                   " bytes, not an ncclUniqueId (", sizeof(id),
+                                                   ")"));
+  }
+  std::memcpy(&id, bytes.data(), sizeof(id));
+  return id;
+}
+
+absl::StatusOr<ncclComm_t> InitRank(const ncclUniqueId& id, int nranks, int rank,
+                                    absl::Time deadline, const std::string& name) {
+  ncclConfig_t config = NonBlockingConfig(name.c_str());
+  ncclComm_t comm = nullptr;
+  absl::Status s =
+      NcclToStatus(ncclCommInitRankConfig(&comm, nranks, id, rank, &config),
+                   "ncclCommInitRankConfig", comm);
+  if (s.ok()) s = AwaitComm(comm, deadline, "ncclCommInitRankConfig", PlainPause);
+  if (!s.ok()) {
+    if (comm != nullptr) ncclCommAbort(comm);
+    if (s.code() == absl::StatusCode::kDeadlineExceeded) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          s.message(), " (not every one of the ", nranks, " ranks joined; aborted)"));
+    }
+    return s;
+  }
+  return comm;
+}
+
+absl::StatusOr<ncclComm_t> Split(ncclComm_t parent, int color, int key, absl::Time deadline,
+                                 const std::string& name) {
+  ncclConfig_t config = NonBlockingConfig(name.c_str());
+  ncclComm_t comm = nullptr;
+  absl::Status s = NcclToStatus(ncclCommSplit(parent, color, key, &comm, &config),
+                                "ncclCommSplit", parent);
+  // Non-blocking split: both the parent and the new communicator report progress through their
+  // async state.
+  if (s.ok()) s = AwaitComm(parent, deadline, "ncclCommSplit (parent)", PlainPause);
+  if (s.ok() && comm == nullptr) s = absl::InternalError("ncclCommSplit returned no communicator");
+  if (s.ok()) s = AwaitComm(comm, deadline, "ncclCommSplit", PlainPause);
+  if (!s.ok()) {
+    if (comm != nullptr) ncclCommAbort(comm);
+    return s;
+  }
+  return comm;
+}
+
+ncclDataType_t ToNccl(DataType dtype) {
+  switch (dtype) {
+    case DataType::kFloat32: return ncclFloat32;
+    case DataType::kFloat64: return ncclFloat64;
+    case DataType::kInt32: return ncclInt32;
+    case DataType::kInt64: return ncclInt64;
+    case DataType::kUInt8: return ncclUint8;
+  }
+  return ncclFloat32;
+}
+
+ncclRedOp_t ToNccl(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::kSum: return ncclSum;
+    case ReduceOp::kMax: return ncclMax;
+    case ReduceOp::kMin: return ncclMin;
+    case ReduceOp::kProd: return ncclProd;
+  }
+  return ncclSum;
+}
+
+class NcclCommunicator final : public Communicator {
+ public:
+  // Takes ownership of the ready `comm`; creates the stream and the barrier scratch word. On
+  // failure aborts `comm`.
+  static absl::StatusOr<std::unique_ptr<NcclCommunicator>> Wrap(GroupSpec group,
+                                                               absl::Duration timeout, int device,
+                                                               ncclComm_t comm,
+                                                               GroupTiming timing) {
+    std::unique_ptr<NcclCommunicator> c(
+        new NcclCommunicator(std::move(group), timeout, device, comm));
+    absl::Status s = CudaToStatus(cudaSetDevice(device), "cudaSetDevice");
+    if (s.ok()) {
+      s = CudaToStatus(cudaStreamCreateWithFlags(&c->stream_, cudaStreamNonBlocking),
+                       "cudaStreamCreateWithFlags");
+    }
+    if (s.ok()) {
+      s = CudaToStatus(cudaMalloc(reinterpret_cast<void**>(&c->scratch_), sizeof(int32_t)),
+                       "cudaMalloc");
+    }
+    if (!s.ok()) {
+      c->Abort();
+      return s;
+    }
+    c->MarkReady(std::move(timing));
+    return c;
+  }
+
+  ~NcclCommunicator() override { ReleaseOnDestruction(); }
+
+  absl::string_view backend_name() const override { return "nccl"; }
+  void* raw_handle() const override { return raw_.load(); }
+  int device() const { return device_; }
+  ncclComm_t comm() const { return comm_; }
+
+ protected:
+  absl::Status DoAllReduce(void* buf, size_t count, DataType dtype, ReduceOp op,
+                           absl::Duration timeout) override {
+    return Run("ncclAllReduce", timeout, [&] {
+      return ncclAllReduce(buf, buf, count, ToNccl(dtype), ToNccl(op), comm_, stream_);
+    });
+  }
+
+  absl::Status DoAllGather(const void* in, void* out, size_t count, DataType dtype,
+                           absl::Duration timeout) override {
+    return Run("ncclAllGather", timeout, [&] {
+      return ncclAllGather(in, out, count, ToNccl(dtype), comm_, stream_);
+    });
+  }
+
+  absl::Status DoBroadcast(void* buf, size_t count, DataType dtype, int root,
+                           absl::Duration timeout) override {
+    return Run("ncclBroadcast", timeout, [&] {
+      return ncclBroadcast(buf, buf, count, ToNccl(dtype), root, comm_, stream_);
+    });
+  }
+
+  absl::Status DoBarrier(absl::Duration timeout) override {
+    // NCCL has no barrier: a one-word all-reduce completes only when every rank contributed.
+    return Run("ncclAllReduce (barrier)", timeout, [&] {
+      return ncclAllReduce(scratch_, scratch_, 1, ncclInt32, ncclSum, comm_, stream_);
+    });
+  }
+
+  absl::Status DoSend(const void* buf, size_t count, DataType dtype, int peer,
+                      absl::Duration timeout) override {
+    return Run("ncclSend", timeout,
+               [&] { return ncclSend(buf, count, ToNccl(dtype), peer, comm_, stream_); });
+  }
+
+  absl::Status DoRecv(void* buf, size_t count, DataType dtype, int peer,
+                      absl::Duration timeout) override {
+    return Run("ncclRecv", timeout,
+               [&] { return ncclRecv(buf, count, ToNccl(dtype), peer, comm_, stream_); });
+  }
+
+  absl::Status DoAllToAll(const void* in, void* out, size_t count_per_peer, DataType dtype,
+                          absl::Duration timeout) override {
+    const size_t block = count_per_peer * DataTypeSize(dtype);
+    return Run("ncclSend/ncclRecv (all-to-all)", timeout, [&] {
+      ncclResult_t r = ncclGroupStart();
+      if (r != ncclSuccess) return r;
+      ncclResult_t first = ncclSuccess;
+      auto keep = [&](ncclResult_t x) {
+        if (first == ncclSuccess && x != ncclSuccess && x != ncclInProgress) first = x;
+      };
+      for (int peer = 0; peer < size(); ++peer) {
+        keep(ncclSend(static_cast<const char*>(in) + peer * block, count_per_peer, ToNccl(dtype),
+                      peer, comm_, stream_));
+        keep(ncclRecv(static_cast<char*>(out) + peer * block, count_per_peer, ToNccl(dtype),
+                      peer, comm_, stream_));
+      }
+      r = ncclGroupEnd();  // always close the group, even after an error inside it
+      return first != ncclSuccess ? first : r;
+    });
+  }
+
+  // Nothing to do: every wait of an op is a poll whose pause Abort() interrupts (aborting()).
+  void Interrupt() override {}
+
+  absl::Status Release(bool abort, absl::Time deadline) override {
+    raw_.store(nullptr);
+    if (comm_ == nullptr) return absl::OkStatus();
+    absl::Status status = CudaToStatus(cudaSetDevice(device_), "cudaSetDevice");
+    bool do_abort = abort;
+    if (!abort) {
+      // Orderly: finalize flushes outstanding work and quiesces the proxy (non-blocking, polled),
+      // after which ncclCommDestroy frees locally without blocking.
+      status = NcclToStatus(ncclCommFinalize(comm_), "ncclCommFinalize", comm_);
+      if (status.ok()) {
+        status = AwaitComm(comm_, deadline, "ncclCommFinalize",
+                           [this](absl::Duration d) { return PauseUnlessAborting(d); });
+      }
+      if (status.ok()) {
+        status = NcclToStatus(ncclCommDestroy(comm_), "ncclCommDestroy", comm_);
+      } else {
+        do_abort = true;
+        status = Annotate(status, "orderly teardown failed, aborted instead: ");
+      }
+    }
+    if (do_abort) {
+      absl::Status s = NcclToStatus(ncclCommAbort(comm_), "ncclCommAbort", nullptr);
+      if (status.ok()) status = s;
+    }
+    comm_ = nullptr;
+    if (stream_ != nullptr) cudaStreamDestroy(stream_);
+    if (scratch_ != nullptr) cudaFree(scratch_);
+    stream_ = nullptr;
+    scratch_ = nullptr;
+    return Annotate(status, Describe());
+  }
+
+ private:
+  NcclCommunicator(GroupSpec group, absl::Duration timeout, int device, ncclComm_t comm)
+      : Communicator(std::move(group), timeout), device_(device), comm_(comm), raw_(comm) {}
+
+  // Enqueues one op on the stream and waits until the stream has run it.
+  absl::Status Run(absl::string_view what, absl::Duration timeout,
+                   absl::FunctionRef<ncclResult_t()> enqueue) {
+    const absl::Time deadline = absl::Now() + timeout;
+    auto pause = [this](absl::Duration d) { return PauseUnlessAborting(d); };
+    // The current device is per thread and ops may come from any thread.
+    COHORT_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_));
+    if (absl::Status s = NcclToStatus(enqueue(), what, comm_); !s.ok()) return s;
+    // A non-blocking communicator may still be enqueueing (ncclInProgress).
+    if (absl::Status s = AwaitComm(comm_, deadline, what, pause); !s.ok()) return s;
+    absl::Duration interval = kFirstPoll;
+    for (;;) {
+      const cudaError_t e = cudaStreamQuery(stream_);
+      if (e == cudaSuccess) return absl::OkStatus();
+      if (e != cudaErrorNotReady) return CudaToStatus(e, absl::StrCat(what, " (stream)"));
+      // A peer that died shows up here, not on the stream.
+      ncclResult_t state = ncclSuccess;
+      COHORT_NCCL_RETURN_IF_ERROR(ncclCommGetAsyncError(comm_, &state), comm_);
+      if (state != ncclSuccess && state != ncclInProgress) return NcclToStatus(state, what, comm_);
+      const absl::Time now = absl::Now();
+      if (now >= deadline) {
+        return absl::DeadlineExceededError(absl::StrCat(
+            what, " did not complete within ", absl::FormatDuration(timeout)));
+      }
+      if (pause(std::min(interval, deadline - now))) {
+        return absl::AbortedError(absl::StrCat(what, ": aborted"));
+      }
+      interval = std::min(interval * 2, kMaxPoll);
+    }
+  }
+
+  const int device_;
+  ncclComm_t comm_;
+  cudaStream_t stream_ = nullptr;
+  int32_t* scratch_ = nullptr;
+  std::atomic<void*> raw_;
+};
+
+}  // namespace
+
+std::string GroupNcclIdKey(GroupKind kind, int group_index) {
+  return absl::StrCat(GroupLabel(kind, group_index), "/nccl_id");
+}
+
+absl::StatusOr<std::string> NewNcclUniqueId() {
+  ncclUniqueId id;
+  COHORT_NCCL_RETURN_IF_ERROR(ncclGetUniqueId(&id), nullptr);
+  return IdToBytes(id);
+}
+
+absl::StatusOr<std::unique_ptr<Backend>> MakeNcclBackend(const BackendOptions& options) {
+  return std::make_unique<NcclBackend>(options);
+}
+
+namespace {
+
+// Rank `rank_in_group` 0 creates and publishes the id under `key`; the others wait for it.
+absl::StatusOr<ncclUniqueId> ExchangeId(RendezvousStore& store, absl::string_view key,
+                                        bool creator, absl::Time deadline,
+                                        absl::Duration* store_wait) {
+  if (creator) {
+    absl::StatusOr<std::string> id = NewNcclUniqueId();
+    if (!id.ok()) return id.status();
+    if (absl::Status s = store.Set(key, *id); !s.ok()) return s;
+    return IdFromBytes(*id, key);
+  }
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::string> bytes =
+      store.Get(key, std::max(deadline - absl::Now(), absl::ZeroDuration()));
+  *store_wait += absl::Now() - start;
+  if (!bytes.ok()) return bytes.status();
+  return IdFromBytes(*bytes, key);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Communicator>> NcclBackend::CreateWorld(const WorldSpec& spec,
+                                                                       RendezvousStore& store,
+                                                                       absl::Time deadline) {
+  if (absl::Status s = ValidateWorldSpec(spec); !s.ok()) return s;
+  const absl::Time start = absl::Now();
+  const std::string label = "nccl world/0: ";
+  if (absl::Status s = CudaToStatus(cudaSetDevice(spec.device_index), "cudaSetDevice"); !s.ok()) {
+    return Annotate(s, absl::StrCat(label, "device ", spec.device_index, ": "));
+  }
+  GroupTiming timing;
+  timing.kind = GroupKind::kWorld;
+  timing.group_size = spec.world_size;
+  timing.method = "unique_id";
+  absl::StatusOr<ncclUniqueId> id =
+      ExchangeId(store, kWorldNcclIdKey, spec.rank == 0, deadline, &timing.store_wait);
+  if (!id.ok()) return Annotate(id.status(), label);
+  absl::StatusOr<ncclComm_t> comm =
+      InitRank(*id, spec.world_size, spec.rank, deadline, "cohort world/0");
+  if (!comm.ok()) return Annotate(comm.status(), label);
+  timing.total = absl::Now() - start;
+  absl::StatusOr<std::unique_ptr<NcclCommunicator>> wrapped = NcclCommunicator::Wrap(
+      WorldGroup(spec), options().op_timeout, spec.device_index, *comm, std::move(timing));
+  if (!wrapped.ok()) return Annotate(wrapped.status(), label);
+  return std::unique_ptr<Communicator>(*std::move(wrapped));
+}
+
+absl::StatusOr<GroupSet> NcclBackend::CreateGroups(Communicator& world,
+                                                   const std::vector<GroupRequest>& requests,
+                                                   RendezvousStore& store, absl::Time deadline) {
+  if (absl::Status s = ValidateGroupRequests(world, requests); !s.ok()) return s;
+  auto* nccl_world = dynamic_cast<NcclCommunicator*>(&world);
+  if (nccl_world == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "nccl: CreateGroups needs an NCCL world communicator, got backend ",
+        world.backend_name()));
+  }
+  if (world.state() != CommState::kReady || nccl_world->comm() == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "nccl: the world communicator is ", CommStateName(world.state()), ", not ready"));
+  }
+  if (absl::Status s = CudaToStatus(cudaSetDevice(nccl_world->device()), "cudaSetDevice");
+      !s.ok()) {
+    return Annotate(s, "nccl: ");
+  }
+
+  GroupSet set;
+  auto fail = [&](const GroupRequest& r, const absl::Status& s) {
+    std::vector<Communicator*> created;
+    for (auto& c : set.comms) created.push_back(c.get());
+    DestroyAll(created, /*abort=*/true);
+    return Annotate(s, absl::StrCat("nccl ", GroupLabel(r.kind, r.group_index), ": "));
+  };
+  // Sequential on purpose: a split is collective over the whole world, and every rank issues the
+  // kinds in the same order, so rank A's k-th split meets rank B's k-th split.
+  for (const GroupRequest& r : requests) {
+    const absl::Time start = absl::Now();
+    const std::string name = absl::StrCat("cohort ", GroupLabel(r.kind, r.group_index));
+    GroupTiming timing;
+    timing.kind = r.kind;
+    timing.group_index = r.group_index;
+    timing.group_size = static_cast<int>(r.ranks.size());
+    absl::StatusOr<ncclComm_t> comm;
+    if (options().nccl_group_mode == NcclGroupMode::kSplitFromWorld) {
+      timing.method = "split";
+      comm = Split(nccl_world->comm(), r.group_index, r.rank_in_group, deadline, name);
+    } else {
+      timing.method = "unique_id";
+      absl::StatusOr<ncclUniqueId> id =
+          ExchangeId(store, GroupNcclIdKey(r.kind, r.group_index), r.rank_in_group == 0,
+                     deadline, &timing.store_wait);
+      if (!id.ok()) return fail(r, id.status());
+      comm = InitRank(*id, static_cast<int>(r.ranks.size()), r.rank_in_group, deadline, name);
+    }
+    if (!comm.ok()) return fail(r, comm.status());
+    timing.total = absl::Now() - start;
+    absl::StatusOr<std::unique_ptr<NcclCommunicator>> wrapped = NcclCommunicator::Wrap(
+        r, options().op_timeout, nccl_world->device(), *comm, timing);
+    if (!wrapped.ok()) return fail(r, wrapped.status());
+    set.timings.push_back(timing);
+    set.comms.push_back(*std::move(wrapped));
+  }
+  return set;
+}
+
+}  // namespace cohort::agent

@@ -1,0 +1,47 @@
+// NCCL and CUDA results as absl::Status: the only place their error codes are interpreted.
+// Compiled only when COHORT_WITH_NCCL.
+
+#ifndef COHORT_AGENT_COMM_NCCL_STATUS_H_
+#define COHORT_AGENT_COMM_NCCL_STATUS_H_
+
+#include <cuda_runtime_api.h>
+#include <nccl.h>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
+namespace cohort::agent {
+
+// ncclSuccess and ncclInProgress -> OK (in progress is not an error on a non-blocking
+// communicator: the caller polls ncclCommGetAsyncError). Otherwise the message carries `expr`,
+// ncclGetErrorString and ncclGetLastError(comm) (comm may be null). Codes, by how to react:
+//   ncclSystemError, ncclRemoteError -> UNAVAILABLE (network, a peer died: rebuild)
+//   ncclInvalidArgument              -> INVALID_ARGUMENT
+//   ncclInvalidUsage                 -> FAILED_PRECONDITION
+//   ncclUnhandledCudaError, ncclInternalError, others -> INTERNAL
+absl::Status NcclToStatus(ncclResult_t result, absl::string_view expr, ncclComm_t comm = nullptr);
+
+// cudaSuccess -> OK; no device / no driver -> FAILED_PRECONDITION; others -> INTERNAL.
+absl::Status CudaToStatus(cudaError_t result, absl::string_view expr);
+
+}  // namespace cohort::agent
+
+// Returns from the enclosing function (returning absl::Status or StatusOr) when the NCCL call
+// fails; ncclInProgress passes (poll afterwards).
+#define COHORT_NCCL_RETURN_IF_ERROR(expr, comm)                                          \
+  do {                                                                                   \
+    if (absl::Status _cohort_nccl_status = ::cohort::agent::NcclToStatus((expr), #expr, (comm)); \
+        !_cohort_nccl_status.ok()) {                                                     \
+      return _cohort_nccl_status;                                                        \
+    }                                                                                    \
+  } while (0)
+
+#define COHORT_CUDA_RETURN_IF_ERROR(expr)                                                \
+  do {                                                                                   \
+    if (absl::Status _cohort_cuda_status = ::cohort::agent::CudaToStatus((expr), #expr); \
+        !_cohort_cuda_status.ok()) {                                                     \
+      return _cohort_cuda_status;                                                        \
+    }                                                                                    \
+  } while (0)
+
+#endif  // COHORT_AGENT_COMM_NCCL_STATUS_H_

@@ -1,0 +1,154 @@
+#include "agent/coordinator_client.h"
+
+#include "absl/strings/match.h"
+#include "common/grpc_status.h"
+
+namespace cohort::agent {
+
+CoordinatorClient::CoordinatorClient(std::shared_ptr<grpc::Channel> channel,
+                                     absl::Duration rpc_timeout)
+    : channel_(std::move(channel)),
+      agent_(v1::AgentService::NewStub(channel_)),
+      admin_(v1::AdminService::NewStub(channel_)),
+      rpc_timeout_(rpc_timeout) {}
+
+void CoordinatorClient::SetDeadline(grpc::ClientContext& context, absl::Duration extra) {
+  context.set_deadline(absl::ToChronoTime(absl::Now() + rpc_timeout_ + extra));
+}
+
+absl::StatusOr<v1::JoinResponse> CoordinatorClient::Join(const v1::JoinRequest& request) {
+  grpc::ClientContext context;
+  SetDeadline(context);
+  v1::JoinResponse response;
+  absl::Status s = FromGrpcStatus(agent_->Join(&context, request, &response));
+  if (!s.ok()) return s;
+  return response;
+}
+
+absl::Status CoordinatorClient::KvSet(const v1::KvSetRequest& request) {
+  grpc::ClientContext context;
+  SetDeadline(context);
+  v1::KvSetResponse response;
+  return FromGrpcStatus(agent_->KvSet(&context, request, &response));
+}
+
+absl::StatusOr<v1::KvGetResponse> CoordinatorClient::KvGet(const v1::KvGetRequest& request) {
+  grpc::ClientContext context;
+  SetDeadline(context, absl::Milliseconds(request.timeout_ms()));
+  v1::KvGetResponse response;
+  absl::Status s = FromGrpcStatus(agent_->KvGet(&context, request, &response));
+  if (!s.ok()) return s;
+  return response;
+}
+
+absl::StatusOr<v1::InitializeResponse> CoordinatorClient::Initialize(
+    const v1::InitializeRequest& request) {
+  grpc::ClientContext context;
+  SetDeadline(context);
+  v1::InitializeResponse response;
+  absl::Status s = FromGrpcStatus(admin_->Initialize(&context, request, &response));
+  if (!s.ok()) return s;
+  return response;
+}
+
+absl::StatusOr<v1::DestroyResponse> CoordinatorClient::Destroy(const v1::DestroyRequest& request) {
+  grpc::ClientContext context;
+  SetDeadline(context);
+  v1::DestroyResponse response;
+  absl::Status s = FromGrpcStatus(admin_->Destroy(&context, request, &response));
+  if (!s.ok()) return s;
+  return response;
+}
+
+absl::StatusOr<v1::PoolState> CoordinatorClient::GetState(const std::string& pool) {
+  grpc::ClientContext context;
+  SetDeadline(context);
+  v1::GetStateRequest request;
+  request.set_pool(pool);
+  v1::GetStateResponse response;
+  absl::Status s = FromGrpcStatus(admin_->GetState(&context, request, &response));
+  if (!s.ok()) return s;
+  return response.state();
+}
+
+absl::StatusOr<std::unique_ptr<CoordinatorClient::Session>> CoordinatorClient::OpenSession(
+    const std::string& session_id) {
+  auto session = std::make_unique<Session>();
+  session->stream_ = agent_->Session(&session->context_);
+  v1::AgentMessage attach;
+  attach.mutable_attach()->set_session_id(session_id);
+  if (!session->Write(attach)) {
+    absl::Status s = session->Finish();
+    return s.ok() ? absl::UnavailableError("session stream closed before attach") : s;
+  }
+  return session;
+}
+
+bool CoordinatorClient::Session::Read(v1::CoordinatorMessage* message) {
+  return stream_->Read(message);
+}
+
+bool CoordinatorClient::Session::Write(const v1::AgentMessage& message) {
+  absl::MutexLock lock(&write_mu_);
+  if (finished_) return false;
+  return stream_->Write(message);
+}
+
+void CoordinatorClient::Session::Cancel() { context_.TryCancel(); }
+
+absl::Status CoordinatorClient::Session::Finish() {
+  {
+    absl::MutexLock lock(&write_mu_);
+    if (finished_) return absl::OkStatus();
+    finished_ = true;
+  }
+  return FromGrpcStatus(stream_->Finish());
+}
+
+// ---- Rendezvous store ---------------------------------------------------------------------
+
+absl::Status CoordinatorRendezvousStore::Set(absl::string_view key, absl::string_view value) {
+  std::pair<std::string, std::string> kv{std::string(key), std::string(value)};
+  return MultiSet(absl::MakeConstSpan(&kv, 1));
+}
+
+absl::StatusOr<std::string> CoordinatorRendezvousStore::Get(absl::string_view key,
+                                                            absl::Duration timeout) {
+  std::string k(key);
+  absl::StatusOr<std::vector<std::string>> values = MultiGet(absl::MakeConstSpan(&k, 1), timeout);
+  if (!values.ok()) return values.status();
+  return std::move((*values)[0]);
+}
+
+absl::Status CoordinatorRendezvousStore::MultiSet(
+    absl::Span<const std::pair<std::string, std::string>> kvs) {
+  v1::KvSetRequest request;
+  request.set_pool(pool_);
+  request.set_generation(generation_);
+  bool set_once = !kvs.empty();
+  for (const auto& [key, value] : kvs) {
+    v1::KvEntry* e = request.add_entries();
+    e->set_key(key);
+    e->set_value(value);
+    set_once = set_once && absl::EndsWith(key, "nccl_id");
+  }
+  request.set_set_once(set_once);
+  return client_->KvSet(request);
+}
+
+absl::StatusOr<std::vector<std::string>> CoordinatorRendezvousStore::MultiGet(
+    absl::Span<const std::string> keys, absl::Duration timeout) {
+  v1::KvGetRequest request;
+  request.set_pool(pool_);
+  request.set_generation(generation_);
+  for (const std::string& k : keys) request.add_keys(k);
+  request.set_timeout_ms(std::max<int64_t>(0, absl::ToInt64Milliseconds(timeout)));
+  absl::StatusOr<v1::KvGetResponse> response = client_->KvGet(request);
+  if (!response.ok()) return response.status();
+  std::vector<std::string> values;
+  values.reserve(keys.size());
+  for (const v1::KvEntry& e : response->entries()) values.push_back(e.value());
+  return values;
+}
+
+}  // namespace cohort::agent

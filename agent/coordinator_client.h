@@ -1,0 +1,87 @@
+// CoordinatorClient: the agent's side of the wire — unary calls with deadlines and the session
+// stream. Transport failures (UNAVAILABLE) are told apart from refusals by the coordinator.
+#ifndef COHORT_AGENT_COORDINATOR_CLIENT_H_
+#define COHORT_AGENT_COORDINATOR_CLIENT_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "agent/comm/rendezvous_store.h"
+#include "cohort/v1/admin.grpc.pb.h"
+#include "cohort/v1/agent.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+
+namespace cohort::agent {
+
+class CoordinatorClient {
+ public:
+  explicit CoordinatorClient(std::shared_ptr<grpc::Channel> channel,
+                             absl::Duration rpc_timeout = absl::Seconds(10));
+
+  // One attempt each; the returned status is the coordinator's (refusal) or the transport's
+  // (UNAVAILABLE / DEADLINE_EXCEEDED).
+  absl::StatusOr<v1::JoinResponse> Join(const v1::JoinRequest& request);
+  absl::Status KvSet(const v1::KvSetRequest& request);
+  // The RPC deadline is the wait plus rpc_timeout.
+  absl::StatusOr<v1::KvGetResponse> KvGet(const v1::KvGetRequest& request);
+
+  // Admin calls (the embedded seed-style API uses them).
+  absl::StatusOr<v1::InitializeResponse> Initialize(const v1::InitializeRequest& request);
+  absl::StatusOr<v1::DestroyResponse> Destroy(const v1::DestroyRequest& request);
+  absl::StatusOr<v1::PoolState> GetState(const std::string& pool);
+
+  // The session stream. Open() attaches; Read() blocks for the next message (false when the
+  // stream ended; Finish() then tells why); Write() may be called from several threads.
+  class Session {
+   public:
+    bool Read(v1::CoordinatorMessage* message);
+    bool Write(const v1::AgentMessage& message);
+    // Unblocks Read and ends the stream.
+    void Cancel();
+    absl::Status Finish();
+
+   private:
+    friend class CoordinatorClient;
+    grpc::ClientContext context_;
+    std::unique_ptr<grpc::ClientReaderWriter<v1::AgentMessage, v1::CoordinatorMessage>> stream_;
+    absl::Mutex write_mu_;
+    bool finished_ = false;
+  };
+  // Errors: the transport's status if the stream cannot be opened or the attach not written.
+  absl::StatusOr<std::unique_ptr<Session>> OpenSession(const std::string& session_id);
+
+ private:
+  void SetDeadline(grpc::ClientContext& context, absl::Duration extra = absl::ZeroDuration());
+
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::AgentService::Stub> agent_;
+  std::unique_ptr<v1::AdminService::Stub> admin_;
+  const absl::Duration rpc_timeout_;
+};
+
+// The rendezvous store of one pool generation, served by the coordinator. Keys that hold NCCL
+// unique ids (ending in "nccl_id") are written set-once: an id is never reused.
+class CoordinatorRendezvousStore final : public RendezvousStore {
+ public:
+  CoordinatorRendezvousStore(CoordinatorClient* client, std::string pool, int64_t generation)
+      : client_(client), pool_(std::move(pool)), generation_(generation) {}
+
+  absl::Status Set(absl::string_view key, absl::string_view value) override;
+  absl::StatusOr<std::string> Get(absl::string_view key, absl::Duration timeout) override;
+  absl::Status MultiSet(absl::Span<const std::pair<std::string, std::string>> kvs) override;
+  absl::StatusOr<std::vector<std::string>> MultiGet(absl::Span<const std::string> keys,
+                                                    absl::Duration timeout) override;
+
+ private:
+  CoordinatorClient* const client_;
+  const std::string pool_;
+  const int64_t generation_;
+};
+
+}  // namespace cohort::agent
+
+#endif  // COHORT_AGENT_COORDINATOR_CLIENT_H_

@@ -1,0 +1,85 @@
+// cohort-agent: joins a pool and holds its communicators until told to destroy them, the
+// session is lost for good, or SIGINT/SIGTERM (orderly teardown, exit 0).
+#include <signal.h>
+
+#include <iostream>
+#include <thread>
+
+#include "CLI/CLI.hpp"
+#include "agent/agent.h"
+#include "common/logging.h"
+#include "spdlog/spdlog.h"
+
+int main(int argc, char** argv) {
+  cohort::agent::AgentOptions options;
+  const cohort::agent::AgentOptions defaults;
+  CLI::App app{"cohort-agent: one per GPU; builds the communicators the coordinator plans"};
+  app.footer(
+      "Example: cohort-agent --coordinator 10.0.0.5:7070 --identity $POD_NAME --rank-hint 3 "
+      "--device 0");
+  int rank_hint = -1;
+  int64_t connect_timeout_ms = absl::ToInt64Milliseconds(defaults.connect_timeout);
+  std::string log_level;
+  app.add_option("--coordinator,-c", options.coordinator_address, "Coordinator host:port")
+      ->capture_default_str();
+  app.add_option("--pool", options.pool, "Pool to join")->capture_default_str();
+  app.add_option("--identity", options.identity,
+                 "Stable identity, e.g. the pod name (default: <hostname>:<device>)");
+  app.add_option("--incarnation", options.incarnation,
+                 "Per-process incarnation (default: generated)");
+  app.add_option("--rank-hint", rank_hint, "Preferred rank, e.g. a StatefulSet ordinal (-1: none)")
+      ->capture_default_str();
+  app.add_option("--device", options.device, "CUDA device index (-1: CPU only)")
+      ->capture_default_str();
+  app.add_option("--backends", options.backends,
+                 "Backends this agent offers (default: all compiled in)");
+  app.add_option("--host-address", options.host_address,
+                 "IP address peers reach this agent at (Gloo binds here)")
+      ->capture_default_str();
+  app.add_option("--connect-timeout-ms", connect_timeout_ms,
+                 "How long to keep retrying an unreachable coordinator")
+      ->capture_default_str();
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
+  CLI11_PARSE(app, argc, argv);
+  if (absl::Status s = cohort::SetupLogging("agent", log_level); !s.ok()) {
+    std::cerr << "error: " << s.message() << "\n";
+    return 2;
+  }
+  if (rank_hint >= 0) options.rank_hint = rank_hint;
+  options.connect_timeout = absl::Milliseconds(connect_timeout_ms);
+  if (options.coordinator_address != defaults.coordinator_address) {
+    spdlog::info("option --coordinator={}", options.coordinator_address);
+  }
+  if (options.pool != defaults.pool) spdlog::info("option --pool={}", options.pool);
+  if (rank_hint >= 0) spdlog::info("option --rank-hint={}", rank_hint);
+  if (options.device != defaults.device) spdlog::info("option --device={}", options.device);
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGUSR1);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  absl::StatusOr<std::unique_ptr<cohort::agent::Agent>> agent =
+      cohort::agent::Agent::Start(options);
+  if (!agent.ok()) {
+    std::cerr << "error: " << agent.status().message() << "\n";
+    return 1;
+  }
+  absl::Status ended;
+  std::thread watcher([&] {
+    ended = (*agent)->Wait();
+    kill(getpid(), SIGUSR1);
+  });
+  int sig = 0;
+  sigwait(&signals, &sig);
+  if (sig != SIGUSR1) spdlog::info("signal {}: tearing down and leaving", sig);
+  (*agent)->Stop();
+  watcher.join();
+  if (!ended.ok()) {
+    std::cerr << "error: " << ended.message() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,297 @@
+#include "cli/online_commands.h"
+
+#include <cstdlib>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "cli/table.h"
+#include "cohort/v1/admin.grpc.pb.h"
+#include "common/grpc_status.h"
+#include "common/layout.h"
+#include "common/layout_proto.h"
+#include "grpcpp/grpcpp.h"
+
+namespace cohort::cli {
+namespace {
+
+std::string PhaseName(v1::PoolPhase phase) {
+  std::string name = v1::PoolPhase_Name(phase);
+  return name.substr(std::string("POOL_PHASE_").size());
+}
+
+std::string MemberPhaseName(v1::MemberPhase phase) {
+  std::string name = v1::MemberPhase_Name(phase);
+  return name.substr(std::string("MEMBER_PHASE_").size());
+}
+
+std::unique_ptr<v1::AdminService::Stub> Connect(const ConnectionFlags& flags) {
+  return v1::AdminService::NewStub(
+      grpc::CreateChannel(flags.Address(), grpc::InsecureChannelCredentials()));
+}
+
+// Maps an RPC failure to an exit status and prints one error line.
+int ReportRpcError(const grpc::Status& status, const ConnectionFlags& flags, std::ostream& err) {
+  const absl::Status s = FromGrpcStatus(status);
+  if (IsTransportFailure(s) || s.code() == absl::StatusCode::kDeadlineExceeded) {
+    err << "error: cannot reach the coordinator at " << flags.Address() << ": " << s.message()
+        << " (set --coordinator or COHORT_COORDINATOR)\n";
+    return kExitUnreachable;
+  }
+  err << "error: " << s.message() << "\n";
+  return s.code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitFailed;
+}
+
+std::string Millis(int64_t us) { return absl::StrFormat("%.1f", us / 1000.0); }
+
+// Waits (long-polling GetState) until `done(state)` or the timeout; prints progress lines.
+int WaitFor(const ConnectionFlags& flags, double timeout_s,
+            const std::function<bool(const v1::PoolState&)>& done,
+            const std::function<void(const v1::PoolState&)>& on_change, v1::PoolState* last,
+            std::ostream& err) {
+  auto stub = Connect(flags);
+  const absl::Time deadline = absl::Now() + absl::Seconds(timeout_s);
+  int64_t version = -1;
+  while (true) {
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) return kExitTimeout;
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + left + absl::Seconds(5)));
+    v1::GetStateRequest request;
+    request.set_pool(flags.pool);
+    if (version >= 0) {
+      request.mutable_wait()->set_after_version(version);
+      request.mutable_wait()->set_timeout_ms(absl::ToInt64Milliseconds(left));
+    }
+    v1::GetStateResponse response;
+    grpc::Status status = stub->GetState(&context, request, &response);
+    if (!status.ok()) return ReportRpcError(status, flags, err);
+    *last = response.state();
+    if (last->version() != version) on_change(*last);
+    version = last->version();
+    if (done(*last)) return kExitOk;
+  }
+}
+
+}  // namespace
+
+void ConnectionFlags::Register(CLI::App* app) {
+  app->add_option("--coordinator,-c", coordinator,
+                  "Coordinator host:port (default: $COHORT_COORDINATOR or 127.0.0.1:7070)");
+  app->add_option("--pool,-p", pool, "Pool name")->capture_default_str();
+}
+
+std::string ConnectionFlags::Address() const {
+  if (!coordinator.empty()) return coordinator;
+  const char* env = std::getenv("COHORT_COORDINATOR");
+  return env != nullptr && *env != '\0' ? env : "127.0.0.1:7070";
+}
+
+// ---- init -----------------------------------------------------------------------------------
+
+CLI::App* InitCommand::Register(CLI::App* app) {
+  CLI::App* cmd = app->add_subcommand(
+      "init", "Set a pool's parallel config and build its communicators");
+  cmd->footer(
+      "Exit status: 0 READY (or accepted without --wait), 1 refused or FAILED, 2 invalid\n"
+      "config, 3 --wait timed out, 4 coordinator unreachable.\n\n"
+      "Example:\n"
+      "  cohortctl init -c 127.0.0.1:7070 --world-size 8 --dp 2 --cfg 2 --ulysses 2 --wait");
+  connection.Register(cmd);
+  config.Register(cmd, /*world_size_required=*/true);
+  cmd->add_option("--backend", backend, "gloo, nccl or none")
+      ->check(CLI::IsMember({"gloo", "nccl", "none"}))
+      ->capture_default_str();
+  cmd->add_option("--init-mode", init_mode,
+                  "split (ncclCommSplit from the world) or per-group-id")
+      ->check(CLI::IsMember({"split", "per-group-id"}))
+      ->capture_default_str();
+  cmd->add_option("--deadline-ms", deadline_ms, "Deadline of the whole generation")
+      ->capture_default_str();
+  cmd->add_flag("--no-verify", no_verify, "Skip the all-reduce check of every group");
+  cmd->add_flag("--wait", wait, "Wait until READY, showing k/N ready");
+  cmd->add_option("--timeout", timeout_s, "Seconds --wait waits")->capture_default_str();
+  return cmd;
+}
+
+int InitCommand::Run(std::ostream& out, std::ostream& err) const {
+  absl::StatusOr<ParallelConfig> parsed = config.ToConfig();
+  absl::StatusOr<Layout> layout =
+      parsed.ok() ? Layout::Build(*parsed) : absl::StatusOr<Layout>(parsed.status());
+  if (!layout.ok()) {
+    err << "error: " << layout.status().message() << "\n";
+    return kExitUsage;
+  }
+  v1::InitializeRequest request;
+  request.set_pool(connection.pool);
+  *request.mutable_config() = ToProto(*parsed);
+  request.mutable_options()->set_backend(backend);
+  request.mutable_options()->set_init_mode(init_mode == "split" ? v1::INIT_MODE_SPLIT
+                                                                : v1::INIT_MODE_PER_GROUP_ID);
+  request.mutable_options()->set_deadline_ms(deadline_ms);
+  request.mutable_options()->set_verify(!no_verify);
+  auto stub = Connect(connection);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  v1::InitializeResponse response;
+  grpc::Status status = stub->Initialize(&context, request, &response);
+  if (!status.ok()) return ReportRpcError(status, connection, err);
+  out << "pool " << connection.pool << ": generation " << response.generation() << " of "
+      << parsed->ShortString() << " on " << backend
+      << (response.started() ? ": plans sent" : ": waiting for members") << "\n";
+  if (!wait) return kExitOk;
+  const int64_t generation = response.generation();
+  v1::PoolState last;
+  int rc = WaitFor(
+      connection, timeout_s,
+      [generation](const v1::PoolState& s) {
+        return s.generation() >= generation && (s.phase() == v1::POOL_PHASE_READY ||
+                                                s.phase() == v1::POOL_PHASE_FAILED);
+      },
+      [&out, shown = std::string()](const v1::PoolState& s) mutable {
+        std::string line = absl::StrCat("  ", PhaseName(s.phase()), ": ", s.members_ready(), "/",
+                                        s.world_size(), " ready");
+        if (s.missing_ranks_size() > 0) {
+          absl::StrAppend(&line, ", waiting for ranks ",
+                          FormatRanks(RankList(s.missing_ranks().begin(),
+                                               s.missing_ranks().end())));
+        }
+        if (line != shown) out << line << "\n";  // only when something a person sees changed
+        shown = line;
+      },
+      &last, err);
+  if (rc == kExitTimeout) {
+    err << "error: pool " << connection.pool << " not READY after " << timeout_s << " s ("
+        << PhaseName(last.phase()) << ", " << last.members_ready() << "/" << last.world_size()
+        << " ready)\n";
+    return rc;
+  }
+  if (rc != kExitOk) return rc;
+  if (last.phase() == v1::POOL_PHASE_FAILED) {
+    err << "error: generation " << last.generation() << " failed: " << last.error() << "\n";
+    return kExitFailed;
+  }
+  out << "pool " << connection.pool << ": generation " << last.generation() << " READY in "
+      << last.init_ms() << " ms\n";
+  return kExitOk;
+}
+
+// ---- destroy --------------------------------------------------------------------------------
+
+CLI::App* DestroyCommand::Register(CLI::App* app) {
+  CLI::App* cmd = app->add_subcommand(
+      "destroy", "Tear down a pool's model-parallel groups (or, with --all, the world too)");
+  connection.Register(cmd);
+  cmd->add_flag("--all", all, "Destroy the world communicator too");
+  cmd->add_flag("--wait", wait, "Wait until every member reported its teardown");
+  cmd->add_option("--timeout", timeout_s, "Seconds --wait waits")->capture_default_str();
+  return cmd;
+}
+
+int DestroyCommand::Run(std::ostream& out, std::ostream& err) const {
+  v1::DestroyRequest request;
+  request.set_pool(connection.pool);
+  request.set_scope(all ? v1::DESTROY_SCOPE_ALL : v1::DESTROY_SCOPE_MODEL_PARALLEL);
+  auto stub = Connect(connection);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  v1::DestroyResponse response;
+  grpc::Status status = stub->Destroy(&context, request, &response);
+  if (!status.ok()) return ReportRpcError(status, connection, err);
+  out << "pool " << connection.pool << ": destroying generation " << response.generation()
+      << (all ? " (everything)" : " (model-parallel groups)") << "\n";
+  if (!wait) return kExitOk;
+  v1::PoolState last;
+  int rc = WaitFor(
+      connection, timeout_s,
+      [](const v1::PoolState& s) { return s.phase() != v1::POOL_PHASE_DESTROYING; },
+      [](const v1::PoolState&) {}, &last, err);
+  if (rc == kExitTimeout) err << "error: teardown not finished after " << timeout_s << " s\n";
+  if (rc != kExitOk) return rc;
+  out << "pool " << connection.pool << ": " << PhaseName(last.phase())
+      << (last.error().empty() ? "" : absl::StrCat(" (", last.error(), ")")) << "\n";
+  return last.error().empty() ? kExitOk : kExitFailed;
+}
+
+// ---- state ----------------------------------------------------------------------------------
+
+CLI::App* StateCommand::Register(CLI::App* app) {
+  CLI::App* cmd = app->add_subcommand("state", "Show a pool: members, groups and timings");
+  connection.Register(cmd);
+  cmd->add_option("--output,-o", output, "Output format")
+      ->check(CLI::IsMember({"table", "json"}))
+      ->capture_default_str();
+  return cmd;
+}
+
+int StateCommand::Run(std::ostream& out, std::ostream& err) const {
+  auto stub = Connect(connection);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  v1::GetStateRequest request;
+  request.set_pool(connection.pool);
+  v1::GetStateResponse response;
+  grpc::Status status = stub->GetState(&context, request, &response);
+  if (!status.ok()) return ReportRpcError(status, connection, err);
+  if (output == "json") {
+    out << ToJson(response.state()) << "\n";
+  } else {
+    PrintPoolState(response.state(), out);
+  }
+  return kExitOk;
+}
+
+void PrintPoolState(const v1::PoolState& s, std::ostream& out) {
+  out << "pool " << s.pool() << "  generation " << s.generation() << "  " << PhaseName(s.phase());
+  if (s.has_config()) {
+    out << "  " << FromProto(s.config()).ShortString() << " on " << s.options().backend();
+  }
+  if (s.init_ms() > 0) out << "  init " << s.init_ms() << " ms";
+  out << "\n";
+  out << "members " << s.members_ready() << "/" << s.world_size() << " ready";
+  if (s.missing_ranks_size() > 0) {
+    RankList missing(s.missing_ranks().begin(), s.missing_ranks().end());
+    out << ", missing ranks " << FormatRanks(missing);
+  }
+  out << "\n";
+  if (!s.error().empty()) out << "error: " << s.error() << "\n";
+  out << "\n";
+  Table members({"RANK", "IDENTITY", "PHASE", "HOST", "HEARTBEAT", "READY_MS", "ERROR"});
+  for (const v1::MemberState& m : s.members()) {
+    members.AddRow({m.rank() >= 0 ? absl::StrCat(m.rank()) : "standby", m.identity(),
+                    MemberPhaseName(m.phase()), m.device().host_address(),
+                    m.connected() ? absl::StrCat(m.heartbeat_age_ms(), "ms") : "disconnected",
+                    m.ready_us() > 0 ? Millis(m.ready_us()) : "-", m.error()});
+  }
+  members.Print(out);
+  if (s.layout().group_sets_size() == 0) return;
+  // Slowest member's timings per kind.
+  std::map<int, std::pair<int64_t, int64_t>> slowest;
+  for (const v1::MemberState& m : s.members()) {
+    for (const v1::GroupReport& g : m.groups()) {
+      auto& [create, verify] = slowest[g.kind()];
+      create = std::max(create, g.create_us());
+      verify = std::max(verify, g.verify_us());
+    }
+  }
+  out << "\n";
+  Table groups({"KIND", "GROUPS", "SIZE", "CREATE_MS", "VERIFY_MS", "MEMBERS"});
+  for (const v1::GroupSet& set : s.layout().group_sets()) {
+    std::string members_text;
+    for (const v1::RankGroup& g : set.groups()) {
+      if (!members_text.empty()) members_text += " ";
+      members_text += FormatRanks(RankList(g.ranks().begin(), g.ranks().end()));
+    }
+    auto it = slowest.find(set.kind());
+    absl::StatusOr<GroupKind> kind = FromProto(set.kind());
+    groups.AddRow({kind.ok() ? std::string(GroupKindName(*kind)) : "?",
+                   absl::StrCat(set.groups_size()),
+                   absl::StrCat(set.groups(0).ranks_size()),
+                   it != slowest.end() ? Millis(it->second.first) : "-",
+                   it != slowest.end() ? Millis(it->second.second) : "-", members_text});
+  }
+  groups.Print(out);
+}
+
+}  // namespace cohort::cli

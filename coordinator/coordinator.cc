@@ -1,0 +1,923 @@
+#include "coordinator/coordinator.h"
+
+#include <algorithm>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/layout_proto.h"
+#include "spdlog/spdlog.h"
+
+namespace cohort::coordinator {
+namespace {
+
+constexpr char kDefaultPool[] = "default";
+
+std::string PoolName(const std::string& requested) {
+  return requested.empty() ? kDefaultPool : requested;
+}
+
+std::string NewSessionId() {
+  static absl::Mutex mu(absl::kConstInit);
+  static absl::BitGen* gen = new absl::BitGen();
+  absl::MutexLock lock(&mu);
+  return absl::StrFormat("%016x%016x", absl::Uniform<uint64_t>(*gen),
+                         absl::Uniform<uint64_t>(*gen));
+}
+
+bool IsKnownBackend(const std::string& backend) {
+  return backend == "gloo" || backend == "nccl" || backend == "none";
+}
+
+std::string BackendOf(const v1::InitOptions& options) {
+  return options.backend().empty() ? "gloo" : options.backend();
+}
+
+}  // namespace
+
+void RunAll(std::vector<std::function<void()>>& completions) {
+  for (auto& fn : completions) {
+    if (fn) fn();
+  }
+  completions.clear();
+}
+
+Coordinator::Coordinator(CoordinatorOptions options, Clock* clock, TimerQueue* timers)
+    : options_(std::move(options)), clock_(clock), timers_(timers) {
+  absl::MutexLock lock(&mu_);
+  for (const auto& startup : options_.pools) {
+    Pool& pool = GetOrCreatePool(startup.name);
+    pool.config = startup.config;
+    pool.options = startup.options;
+    absl::StatusOr<Layout> layout = Layout::Build(startup.config);
+    if (layout.ok()) {
+      pool.layout = *std::move(layout);
+      pool.world_size = pool.layout->world_size();
+    } else {
+      // main() validates startup pools; a bad one here stays unconfigured and says why.
+      pool.config.reset();
+      pool.error = std::string(layout.status().message());
+    }
+  }
+  ScheduleSweep();
+}
+
+Coordinator::~Coordinator() {
+  absl::MutexLock lock(&mu_);
+  shutting_down_ = true;
+  CancelTimer(sweep_timer_);
+  for (auto& [name, pool] : pools_) {
+    CancelTimer(pool.deadline_timer);
+    CancelTimer(pool.teardown_timer);
+    for (auto& [id, waiter] : pool.state_waiters) CancelTimer(waiter.timer);
+  }
+}
+
+void Coordinator::CancelTimer(TimerQueue::TimerId& id) {
+  if (id != 0) timers_->Cancel(id);
+  id = 0;
+}
+
+void Coordinator::ScheduleSweep() {
+  sweep_timer_ = timers_->Schedule(clock_->Now() + options_.heartbeat_interval, [this] {
+    SweepHeartbeats();
+    absl::MutexLock lock(&mu_);
+    if (!shutting_down_) ScheduleSweep();
+  });
+}
+
+Coordinator::Pool* Coordinator::FindPool(const std::string& name) {
+  auto it = pools_.find(name);
+  return it == pools_.end() ? nullptr : &it->second;
+}
+
+Coordinator::Pool& Coordinator::GetOrCreatePool(const std::string& name) {
+  Pool& pool = pools_[name];
+  pool.name = name;
+  return pool;
+}
+
+Coordinator::Member* Coordinator::FindMemberBySession(const std::string& session_id,
+                                                      Pool** pool_out) {
+  auto it = sessions_.find(session_id);
+  if (it == sessions_.end()) return nullptr;
+  Pool* pool = FindPool(it->second.first);
+  if (pool == nullptr) return nullptr;
+  auto m = pool->members.find(it->second.second);
+  if (m == pool->members.end() || m->second.session_id != session_id) return nullptr;
+  if (pool_out != nullptr) *pool_out = pool;
+  return &m->second;
+}
+
+Coordinator::Member* Coordinator::MemberAtRank(Pool& pool, int rank) {
+  for (auto& [identity, m] : pool.members) {
+    if (m.rank == rank) return &m;
+  }
+  return nullptr;
+}
+
+int Coordinator::AssignRank(Pool& pool, std::optional<int> hint) {
+  std::vector<bool> taken;
+  for (const auto& [identity, m] : pool.members) {
+    if (m.rank < 0) continue;
+    if (static_cast<size_t>(m.rank) >= taken.size()) taken.resize(m.rank + 1, false);
+    taken[m.rank] = true;
+  }
+  auto is_free = [&](int r) { return static_cast<size_t>(r) >= taken.size() || !taken[r]; };
+  const int world = pool.world_size;
+  if (hint.has_value() && *hint >= 0 && (world == 0 || *hint < world) && is_free(*hint)) {
+    return *hint;
+  }
+  for (int r = 0; world == 0 || r < world; ++r) {
+    if (is_free(r)) return r;
+  }
+  return -1;  // standby
+}
+
+std::vector<int> Coordinator::MissingRanks(const Pool& pool) const {
+  std::vector<bool> present(pool.world_size, false);
+  for (const auto& [identity, m] : pool.members) {
+    if (m.rank >= 0 && m.rank < pool.world_size && m.sink != nullptr) present[m.rank] = true;
+  }
+  std::vector<int> missing;
+  for (int r = 0; r < pool.world_size; ++r) {
+    if (!present[r]) missing.push_back(r);
+  }
+  return missing;
+}
+
+void Coordinator::Touch(Pool& pool, Completions& out) {
+  ++pool.version;
+  for (auto it = pool.state_waiters.begin(); it != pool.state_waiters.end();) {
+    if (it->second.after_version < pool.version) {
+      CancelTimer(it->second.timer);
+      out.push_back([done = std::move(it->second.done), state = Snapshot(pool)]() {
+        done(state);
+      });
+      it = pool.state_waiters.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+// ---- Agent-facing -------------------------------------------------------------------------
+
+absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& request) {
+  if (request.identity().empty()) {
+    return absl::InvalidArgumentError("join without an identity: set a stable identity such as "
+                                      "the pod name or host:gpu");
+  }
+  if (request.incarnation().empty()) {
+    return absl::InvalidArgumentError(
+        "join without an incarnation: set a value unique to this process start");
+  }
+  Completions done;
+  v1::JoinResponse response;
+  {
+    absl::MutexLock lock(&mu_);
+    const std::string pool_name = PoolName(request.pool());
+    Pool* pool = FindPool(pool_name);
+    if (pool == nullptr) {
+      if (!options_.create_pools_on_join) {
+        return absl::NotFoundError(absl::StrCat(
+            "pool '", pool_name, "' does not exist on this coordinator; pools: ",
+            absl::StrJoin(pools_, ", ", [](std::string* out, const auto& p) {
+              absl::StrAppend(out, p.first);
+            })));
+      }
+      pool = &GetOrCreatePool(pool_name);
+    }
+    auto it = pool->members.find(request.identity());
+    Member* member = nullptr;
+    if (it != pool->members.end()) {
+      member = &it->second;
+      if (member->sink != nullptr && member->incarnation != request.incarnation()) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "identity '", request.identity(), "' is held by a live agent (incarnation ",
+            member->incarnation, ", rank ", member->rank,
+            ") in pool '", pool_name, "'; give each agent its own identity, or retry once the "
+            "old agent is gone"));
+      }
+      if (member->sink != nullptr) {
+        // The same process joining again (e.g. after a transport break we have not noticed):
+        // the new session supersedes the old one.
+        member->sink->Close("superseded by a new session of the same agent");
+        member->sink = nullptr;
+      }
+      sessions_.erase(member->session_id);
+      spdlog::info("pool {}: {} rejoins as incarnation {} (rank {})", pool_name,
+                   request.identity(), request.incarnation(), member->rank);
+    } else {
+      member = &pool->members[request.identity()];
+      member->identity = request.identity();
+      std::optional<int> hint;
+      if (request.has_rank_hint() && request.rank_hint() >= 0) hint = request.rank_hint();
+      member->rank = AssignRank(*pool, hint);
+      member->join_seq = ++join_seq_;
+      spdlog::info("pool {}: {} joins as {}", pool_name, request.identity(),
+                   member->rank >= 0 ? absl::StrCat("rank ", member->rank) : "standby");
+    }
+    member->incarnation = request.incarnation();
+    member->join = request;
+    member->session_id = NewSessionId();
+    member->phase = member->rank >= 0 ? v1::MEMBER_PHASE_JOINED : v1::MEMBER_PHASE_STANDBY;
+    member->ever_attached = false;
+    member->error.clear();
+    sessions_[member->session_id] = {pool_name, request.identity()};
+    // A session that never attaches gives its rank back.
+    const std::string session_id = member->session_id;
+    timers_->Schedule(clock_->Now() + options_.attach_timeout, [this, session_id] {
+      Completions late;
+      {
+        absl::MutexLock lock(&mu_);
+        Pool* p = nullptr;
+        Member* m = FindMemberBySession(session_id, &p);
+        if (m == nullptr || m->ever_attached) return;
+        spdlog::warn("pool {}: {} joined but never attached its session; dropping it", p->name,
+                     m->identity);
+        sessions_.erase(session_id);
+        p->members.erase(m->identity);
+        Touch(*p, late);
+      }
+      RunAll(late);
+    });
+    response.set_session_id(member->session_id);
+    response.set_pool(pool_name);
+    response.set_rank(member->rank);
+    response.set_world_size(pool->world_size);
+    response.set_heartbeat_interval_ms(absl::ToInt64Milliseconds(options_.heartbeat_interval));
+    Touch(*pool, done);
+  }
+  RunAll(done);
+  return response;
+}
+
+absl::Status Coordinator::Attach(const std::string& session_id, SessionSink* sink) {
+  Completions done;
+  {
+    absl::MutexLock lock(&mu_);
+    Pool* pool = nullptr;
+    Member* member = FindMemberBySession(session_id, &pool);
+    if (member == nullptr) {
+      return absl::NotFoundError(
+          "unknown or superseded session id; join again to get a new session");
+    }
+    if (member->sink != nullptr) {
+      return absl::FailedPreconditionError("this session is already attached to a stream");
+    }
+    member->sink = sink;
+    member->ever_attached = true;
+    member->last_heartbeat = clock_->Now();
+    member->phase = member->rank >= 0 ? v1::MEMBER_PHASE_JOINED : v1::MEMBER_PHASE_STANDBY;
+    Touch(*pool, done);
+    MaybeStart(*pool, done);
+  }
+  RunAll(done);
+  return absl::OkStatus();
+}
+
+void Coordinator::Detach(const std::string& session_id, SessionSink* sink,
+                         const std::string& reason) {
+  Completions done;
+  {
+    absl::MutexLock lock(&mu_);
+    Pool* pool = nullptr;
+    Member* member = FindMemberBySession(session_id, &pool);
+    if (member == nullptr || member->sink == nullptr || member->sink != sink) return;
+    member->sink = nullptr;
+    sessions_.erase(session_id);
+    LoseMember(*pool, *member, reason, done);
+  }
+  RunAll(done);
+}
+
+void Coordinator::LoseMember(Pool& pool, Member& member, const std::string& reason,
+                             Completions& out) {
+  spdlog::warn("pool {}: {} (rank {}) lost: {}", pool.name, member.identity, member.rank,
+               reason);
+  if (member.rank < 0) {
+    pool.members.erase(member.identity);  // standbys hold nothing worth remembering
+    Touch(pool, out);
+    return;
+  }
+  member.phase = v1::MEMBER_PHASE_FAILED;
+  member.error = reason;
+  const std::string what =
+      absl::StrCat("rank ", member.rank, " (", member.identity, ") was lost: ", reason);
+  switch (pool.phase) {
+    case v1::POOL_PHASE_INITIALIZING:
+    case v1::POOL_PHASE_READY:
+      FailGeneration(pool, what, out);
+      break;
+    case v1::POOL_PHASE_DESTROYING:
+      member.teardown_reported = true;
+      pool.teardown_ok = false;
+      FinishTeardownIfDone(pool, /*force=*/false, out);
+      break;
+    default:
+      pool.world_alive = false;
+      break;
+  }
+  Touch(pool, out);
+}
+
+absl::Status Coordinator::HandleAgentMessage(const std::string& session_id,
+                                             const v1::AgentMessage& message) {
+  Completions done;
+  absl::Status status;
+  {
+    absl::MutexLock lock(&mu_);
+    Pool* pool = nullptr;
+    Member* member = FindMemberBySession(session_id, &pool);
+    if (member == nullptr || member->sink == nullptr) {
+      return absl::NotFoundError("session is not attached; join again");
+    }
+    member->last_heartbeat = clock_->Now();
+    switch (message.kind_case()) {
+      case v1::AgentMessage::kHeartbeat:
+        // Deliberately no Touch: heartbeats must cost idle watchers nothing.
+        break;
+      case v1::AgentMessage::kProgress:
+        if (message.progress().generation() == pool->generation) {
+          member->progress = message.progress();
+          Touch(*pool, done);
+        }
+        break;
+      case v1::AgentMessage::kReport:
+        if (message.report().generation() != pool->generation) {
+          status = absl::AbortedError(absl::StrCat(
+              "report for generation ", message.report().generation(), " but pool '",
+              pool->name, "' is at generation ", pool->generation, "; ignored"));
+          break;
+        }
+        HandleReport(*pool, *member, message.report(), done);
+        break;
+      case v1::AgentMessage::kTeardown:
+        if (message.teardown().generation() != pool->generation) {
+          status = absl::AbortedError(absl::StrCat(
+              "teardown report for generation ", message.teardown().generation(),
+              " but pool '", pool->name, "' is at generation ", pool->generation, "; ignored"));
+          break;
+        }
+        HandleTeardownReport(*pool, *member, message.teardown(), done);
+        break;
+      case v1::AgentMessage::kAttach:
+        status = absl::FailedPreconditionError("session already attached");
+        break;
+      default:
+        status = absl::InvalidArgumentError("empty agent message");
+        break;
+    }
+  }
+  RunAll(done);
+  if (!status.ok()) spdlog::warn("refused agent message: {}", status.ToString());
+  return status;
+}
+
+void Coordinator::SweepHeartbeats() {
+  Completions done;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = clock_->Now();
+    const absl::Duration limit = options_.heartbeat_interval * options_.heartbeat_misses;
+    for (auto& [name, pool] : pools_) {
+      std::vector<Member*> stale;
+      for (auto& [identity, m] : pool.members) {
+        if (m.sink != nullptr && now - m.last_heartbeat > limit) stale.push_back(&m);
+      }
+      for (Member* m : stale) {
+        m->sink->Close("missed heartbeats");
+        m->sink = nullptr;
+        sessions_.erase(m->session_id);
+        LoseMember(pool, *m,
+                   absl::StrCat("no heartbeat for ",
+                                absl::FormatDuration(now - m->last_heartbeat)),
+                   done);
+      }
+    }
+  }
+  RunAll(done);
+}
+
+// ---- Generations ----------------------------------------------------------------------------
+
+void Coordinator::MaybeStart(Pool& pool, Completions& out) {
+  if (!pool.config.has_value() || pool.phase != v1::POOL_PHASE_WAITING || pool.world_size == 0) {
+    return;
+  }
+  if (!MissingRanks(pool).empty()) return;
+  StartGeneration(pool, out);
+}
+
+v1::Plan Coordinator::PlanFor(const Pool& pool, int rank) const {
+  v1::Plan plan;
+  plan.set_pool(pool.name);
+  plan.set_generation(pool.generation);
+  plan.set_rank(rank);
+  plan.set_world_size(pool.world_size);
+  *plan.mutable_config() = ToProto(*pool.config);
+  for (GroupKind kind : pool.layout->kinds()) {
+    v1::GroupSet* set = plan.mutable_layout()->add_group_sets();
+    set->set_kind(ToProto(kind));
+    v1::RankGroup* group = set->add_groups();
+    const RankList& ranks = pool.layout->GroupOf(kind, rank);
+    group->mutable_ranks()->Add(ranks.begin(), ranks.end());
+    group->set_index(pool.layout->GroupIndexOf(kind, rank));
+  }
+  plan.set_backend(BackendOf(pool.options));
+  plan.set_init_mode(pool.options.init_mode());
+  plan.set_deadline_ms(pool.options.deadline_ms() > 0
+                           ? pool.options.deadline_ms()
+                           : absl::ToInt64Milliseconds(options_.default_init_deadline));
+  plan.set_verify(!pool.options.has_verify() || pool.options.verify());
+  return plan;
+}
+
+void Coordinator::StartGeneration(Pool& pool, Completions& out) {
+  ++pool.generation;
+  CancelTimer(pool.deadline_timer);
+  for (auto& fn : pool.kv.Reset(absl::AbortedError(
+           absl::StrCat("pool '", pool.name, "' moved to generation ", pool.generation)))) {
+    out.push_back(std::move(fn));
+  }
+  // The world communicator survives a model-parallel destroy; reuse it when the same processes
+  // hold the same ranks with the same backend.
+  bool reuse = pool.world_alive;
+  for (int r = 0; reuse && r < pool.world_size; ++r) {
+    Member* m = MemberAtRank(pool, r);
+    auto it = pool.world_incarnations.find(r);
+    reuse = m != nullptr && it != pool.world_incarnations.end() && it->second == m->incarnation;
+  }
+  if (!reuse) pool.world_alive = false;
+  pool.phase = v1::POOL_PHASE_INITIALIZING;
+  pool.error.clear();
+  pool.plans_sent_at = clock_->Now();
+  pool.init_ms = 0;
+  for (int r = 0; r < pool.world_size; ++r) {
+    Member* m = MemberAtRank(pool, r);
+    m->phase = v1::MEMBER_PHASE_INITIALIZING;
+    m->report.Clear();
+    m->progress.Clear();
+    m->error.clear();
+    v1::CoordinatorMessage message;
+    *message.mutable_plan() = PlanFor(pool, r);
+    if (reuse) {
+      message.mutable_plan()->set_reuse_world(true);
+      message.mutable_plan()->set_reuse_world_generation(pool.world_generation);
+    }
+    m->sink->Send(message);
+  }
+  const absl::Duration deadline =
+      absl::Milliseconds(PlanFor(pool, 0).deadline_ms()) + absl::Seconds(1);
+  const std::string name = pool.name;
+  const int64_t generation = pool.generation;
+  pool.deadline_timer = timers_->Schedule(
+      clock_->Now() + deadline, [this, name, generation] { OnGenerationDeadline(name, generation); });
+  spdlog::info("pool {}: generation {} started: {} ({}, {} ranks{})", pool.name, pool.generation,
+               pool.config->ShortString(), BackendOf(pool.options), pool.world_size,
+               reuse ? ", reusing the world communicator" : "");
+  Touch(pool, out);
+}
+
+void Coordinator::OnGenerationDeadline(const std::string& pool_name, int64_t generation) {
+  Completions done;
+  {
+    absl::MutexLock lock(&mu_);
+    Pool* pool = FindPool(pool_name);
+    if (pool == nullptr || pool->generation != generation ||
+        pool->phase != v1::POOL_PHASE_INITIALIZING) {
+      return;
+    }
+    pool->deadline_timer = 0;
+    std::vector<std::string> missing;
+    for (auto& [identity, m] : pool->members) {
+      if (m.rank >= 0 && m.phase != v1::MEMBER_PHASE_READY) {
+        missing.push_back(absl::StrCat(m.rank, " (", identity, ")"));
+      }
+    }
+    FailGeneration(*pool,
+                   absl::StrCat("generation ", generation, " missed its deadline; ranks not "
+                                "READY: ", absl::StrJoin(missing, ", ")),
+                   done);
+  }
+  RunAll(done);
+}
+
+void Coordinator::FailGeneration(Pool& pool, const std::string& error, Completions& out) {
+  spdlog::error("pool {}: generation {} failed: {}", pool.name, pool.generation, error);
+  pool.phase = v1::POOL_PHASE_FAILED;
+  pool.error = error;
+  pool.world_alive = false;
+  CancelTimer(pool.deadline_timer);
+  // Agents still waiting on the rendezvous store of this generation stop waiting now.
+  for (auto& fn : pool.kv.Reset(absl::AbortedError(
+           absl::StrCat("generation ", pool.generation, " failed: ", error)))) {
+    out.push_back(std::move(fn));
+  }
+  for (auto& [identity, m] : pool.members) {
+    if (m.rank < 0 || m.sink == nullptr) continue;
+    v1::CoordinatorMessage message;
+    v1::Teardown* teardown = message.mutable_teardown();
+    teardown->set_generation(pool.generation);
+    teardown->set_scope(v1::DESTROY_SCOPE_ALL);
+    teardown->set_abort(true);
+    teardown->set_reason(error);
+    m.sink->Send(message);
+    if (m.phase != v1::MEMBER_PHASE_FAILED) m.phase = v1::MEMBER_PHASE_JOINED;
+  }
+  Touch(pool, out);
+}
+
+void Coordinator::HandleReport(Pool& pool, Member& member, const v1::GenerationReport& report,
+                               Completions& out) {
+  if (pool.phase != v1::POOL_PHASE_INITIALIZING) return;  // late, after a failure
+  member.report = report;
+  member.generation = report.generation();
+  if (!report.ok()) {
+    member.phase = v1::MEMBER_PHASE_FAILED;
+    member.error = report.error();
+    FailGeneration(pool, absl::StrCat("rank ", member.rank, " (", member.identity, "): ",
+                                      report.error()),
+                   out);
+    return;
+  }
+  member.phase = v1::MEMBER_PHASE_READY;
+  int ready = 0;
+  for (const auto& [identity, m] : pool.members) {
+    if (m.rank >= 0 && m.phase == v1::MEMBER_PHASE_READY) ++ready;
+  }
+  if (ready == pool.world_size) {
+    pool.phase = v1::POOL_PHASE_READY;
+    pool.init_ms = absl::ToInt64Milliseconds(clock_->Now() - pool.plans_sent_at);
+    CancelTimer(pool.deadline_timer);
+    spdlog::info("pool {}: generation {} READY in {} ms", pool.name, pool.generation,
+                 pool.init_ms);
+  }
+  Touch(pool, out);
+}
+
+// ---- Teardown -------------------------------------------------------------------------------
+
+void Coordinator::HandleTeardownReport(Pool& pool, Member& member,
+                                       const v1::TeardownReport& report, Completions& out) {
+  if (pool.phase != v1::POOL_PHASE_DESTROYING) return;  // the abort after a failure
+  member.teardown_reported = true;
+  member.phase = v1::MEMBER_PHASE_JOINED;
+  if (!report.ok()) {
+    pool.teardown_ok = false;
+    member.error = report.error();
+  }
+  FinishTeardownIfDone(pool, /*force=*/false, out);
+  Touch(pool, out);
+}
+
+void Coordinator::FinishTeardownIfDone(Pool& pool, bool force, Completions& out) {
+  if (pool.phase != v1::POOL_PHASE_DESTROYING) return;
+  std::vector<int> waiting;
+  for (const auto& [identity, m] : pool.members) {
+    if (m.rank >= 0 && m.sink != nullptr && !m.teardown_reported) waiting.push_back(m.rank);
+  }
+  if (!waiting.empty() && !force) return;
+  if (!waiting.empty()) {
+    pool.error = absl::StrCat("teardown reports missing from ranks ", absl::StrJoin(waiting, ","));
+    pool.teardown_ok = false;
+  }
+  CancelTimer(pool.teardown_timer);
+  pool.phase = v1::POOL_PHASE_DESTROYED;
+  pool.world_alive = pool.teardown_ok && pool.teardown_from_ready &&
+                     pool.teardown_scope == v1::DESTROY_SCOPE_MODEL_PARALLEL;
+  pool.world_incarnations.clear();
+  if (pool.world_alive) {
+    pool.world_generation = pool.generation;
+    for (const auto& [identity, m] : pool.members) {
+      if (m.rank >= 0) pool.world_incarnations[m.rank] = m.incarnation;
+    }
+  }
+  for (auto& [identity, m] : pool.members) {
+    if (m.rank >= 0 && m.phase != v1::MEMBER_PHASE_FAILED) m.phase = v1::MEMBER_PHASE_JOINED;
+  }
+  spdlog::info("pool {}: generation {} destroyed ({}{})", pool.name, pool.generation,
+               pool.teardown_scope == v1::DESTROY_SCOPE_ALL ? "everything"
+                                                            : "model-parallel groups",
+               pool.teardown_ok ? "" : ", with errors");
+  Touch(pool, out);
+}
+
+void Coordinator::OnTeardownDeadline(const std::string& pool_name, int64_t generation) {
+  Completions done;
+  {
+    absl::MutexLock lock(&mu_);
+    Pool* pool = FindPool(pool_name);
+    if (pool == nullptr || pool->generation != generation) return;
+    pool->teardown_timer = 0;
+    FinishTeardownIfDone(*pool, /*force=*/true, done);
+  }
+  RunAll(done);
+}
+
+// ---- Rendezvous store -----------------------------------------------------------------------
+
+absl::Status Coordinator::CheckKvGeneration(const Pool& pool, int64_t generation) const {
+  if (generation != pool.generation) {
+    return absl::AbortedError(absl::StrCat("generation ", generation, " is stale; pool '",
+                                           pool.name, "' is at generation ", pool.generation));
+  }
+  if (pool.phase == v1::POOL_PHASE_FAILED) {
+    return absl::AbortedError(
+        absl::StrCat("generation ", generation, " of pool '", pool.name, "' failed: ", pool.error));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Coordinator::KvSet(const v1::KvSetRequest& request) {
+  Completions done;
+  {
+    absl::MutexLock lock(&mu_);
+    Pool* pool = FindPool(PoolName(request.pool()));
+    if (pool == nullptr) {
+      return absl::NotFoundError(absl::StrCat("unknown pool '", request.pool(), "'"));
+    }
+    if (absl::Status s = CheckKvGeneration(*pool, request.generation()); !s.ok()) return s;
+    std::vector<std::pair<std::string, std::string>> entries;
+    for (const v1::KvEntry& e : request.entries()) entries.emplace_back(e.key(), e.value());
+    absl::StatusOr<std::vector<KvStore::Completion>> set = pool->kv.Set(entries,
+                                                                         request.set_once());
+    if (!set.ok()) return set.status();
+    for (auto& fn : *set) done.push_back(std::move(fn));
+  }
+  RunAll(done);
+  return absl::OkStatus();
+}
+
+void Coordinator::KvGet(const v1::KvGetRequest& request,
+                        std::function<void(absl::StatusOr<v1::KvGetResponse>)> reply) {
+  std::function<void()> now;
+  {
+    absl::MutexLock lock(&mu_);
+    Pool* pool = FindPool(PoolName(request.pool()));
+    absl::Status refused;
+    if (pool == nullptr) {
+      refused = absl::NotFoundError(absl::StrCat("unknown pool '", request.pool(), "'"));
+    } else {
+      refused = CheckKvGeneration(*pool, request.generation());
+    }
+    if (!refused.ok()) {
+      now = [reply, refused] { reply(refused); };
+    } else {
+      std::vector<std::string> keys(request.keys().begin(), request.keys().end());
+      auto callback = [reply, keys](absl::StatusOr<KvStore::Values> values) {
+        if (!values.ok()) {
+          reply(values.status());
+          return;
+        }
+        v1::KvGetResponse response;
+        for (size_t i = 0; i < keys.size(); ++i) {
+          v1::KvEntry* e = response.add_entries();
+          e->set_key(keys[i]);
+          e->set_value((*values)[i]);
+        }
+        reply(response);
+      };
+      KvStore::GetResult result = pool->kv.Get(keys, std::move(callback));
+      if (result.waiter_id == 0) {
+        now = std::move(result.immediate);
+      } else {
+        const std::string name = pool->name;
+        const uint64_t id = result.waiter_id;
+        auto expire = [this, name, id] {
+          KvStore::Completion fn;
+          {
+            absl::MutexLock lock(&mu_);
+            Pool* p = FindPool(name);
+            if (p != nullptr) fn = p->kv.Expire(id);
+          }
+          if (fn) fn();
+        };
+        const absl::Time deadline =
+            clock_->Now() + absl::Milliseconds(std::max<int64_t>(0, request.timeout_ms()));
+        if (request.timeout_ms() <= 0) {
+          now = pool->kv.Expire(id);
+        } else {
+          timers_->Schedule(deadline, std::move(expire));
+        }
+      }
+    }
+  }
+  if (now) now();
+}
+
+// ---- Admin ----------------------------------------------------------------------------------
+
+absl::StatusOr<v1::InitializeResponse> Coordinator::Initialize(
+    const v1::InitializeRequest& request) {
+  const ParallelConfig config = FromProto(request.config());
+  absl::StatusOr<Layout> layout = Layout::Build(config);
+  if (!layout.ok()) return layout.status();
+  const std::string backend = BackendOf(request.options());
+  if (!IsKnownBackend(backend)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown backend '", backend, "'; use gloo, nccl or none"));
+  }
+  Completions done;
+  v1::InitializeResponse response;
+  {
+    absl::MutexLock lock(&mu_);
+    Pool& pool = GetOrCreatePool(PoolName(request.pool()));
+    if (pool.phase == v1::POOL_PHASE_INITIALIZING || pool.phase == v1::POOL_PHASE_READY ||
+        pool.phase == v1::POOL_PHASE_DESTROYING) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "pool '", pool.name, "' is ", v1::PoolPhase_Name(pool.phase), " at generation ",
+          pool.generation, "; destroy it first (cohortctl destroy)"));
+    }
+    for (const auto& [identity, m] : pool.members) {
+      if (m.rank < 0 || m.rank >= layout->world_size() || m.join.backends().empty()) continue;
+      const auto& b = m.join.backends();
+      if (std::find(b.begin(), b.end(), backend) == b.end()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "rank ", m.rank, " (", identity, ") cannot drive backend '", backend,
+            "'; it offers ", absl::StrJoin(b, ", ")));
+      }
+    }
+    if (pool.world_size != layout->world_size()) pool.world_alive = false;
+    pool.config = config;
+    pool.layout = *std::move(layout);
+    pool.world_size = pool.layout->world_size();
+    pool.options = request.options();
+    if (pool.options.backend().empty()) pool.options.set_backend(backend);
+    pool.phase = v1::POOL_PHASE_WAITING;
+    pool.error.clear();
+    // Ranks outside the new world become standbys; standbys fill ranks inside it.
+    std::vector<Member*> standbys;
+    for (auto& [identity, m] : pool.members) {
+      if (m.rank >= pool.world_size) {
+        m.rank = -1;
+        m.phase = v1::MEMBER_PHASE_STANDBY;
+      }
+      if (m.rank < 0 && m.sink != nullptr) standbys.push_back(&m);
+    }
+    std::sort(standbys.begin(), standbys.end(),
+              [](Member* a, Member* b) { return a->join_seq < b->join_seq; });
+    for (Member* m : standbys) {
+      const int rank = AssignRank(pool, std::nullopt);
+      if (rank < 0) break;
+      m->rank = rank;
+      m->phase = v1::MEMBER_PHASE_JOINED;
+      v1::CoordinatorMessage message;
+      message.mutable_rank_assignment()->set_rank(rank);
+      m->sink->Send(message);
+    }
+    spdlog::info("pool {}: initialize {} ({})", pool.name, pool.config->ShortString(), backend);
+    response.set_generation(pool.generation + 1);
+    Touch(pool, done);
+    MaybeStart(pool, done);
+    response.set_started(pool.phase == v1::POOL_PHASE_INITIALIZING);
+  }
+  RunAll(done);
+  return response;
+}
+
+absl::StatusOr<v1::DestroyResponse> Coordinator::Destroy(const v1::DestroyRequest& request) {
+  Completions done;
+  v1::DestroyResponse response;
+  {
+    absl::MutexLock lock(&mu_);
+    Pool* pool = FindPool(PoolName(request.pool()));
+    if (pool == nullptr) {
+      return absl::NotFoundError(absl::StrCat("unknown pool '", PoolName(request.pool()), "'"));
+    }
+    const bool has_groups = pool->phase == v1::POOL_PHASE_INITIALIZING ||
+                            pool->phase == v1::POOL_PHASE_READY ||
+                            pool->phase == v1::POOL_PHASE_FAILED;
+    const bool world_only = !has_groups && pool->world_alive &&
+                            request.scope() == v1::DESTROY_SCOPE_ALL;
+    if (!has_groups && !world_only) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "pool '", pool->name, "' has no communicators to destroy (it is ",
+          v1::PoolPhase_Name(pool->phase), ")"));
+    }
+    const int64_t generation = world_only ? pool->world_generation : pool->generation;
+    pool->teardown_from_ready = pool->phase == v1::POOL_PHASE_READY;
+    pool->teardown_scope = request.scope();
+    pool->teardown_ok = true;
+    const bool abort = pool->phase != v1::POOL_PHASE_READY && !world_only;
+    CancelTimer(pool->deadline_timer);
+    pool->phase = v1::POOL_PHASE_DESTROYING;
+    for (auto& [identity, m] : pool->members) {
+      m.teardown_reported = false;
+      if (m.rank < 0 || m.sink == nullptr) continue;
+      v1::CoordinatorMessage message;
+      v1::Teardown* teardown = message.mutable_teardown();
+      teardown->set_generation(generation);
+      teardown->set_scope(request.scope());
+      teardown->set_abort(abort);
+      teardown->set_reason("destroy requested");
+      m.sink->Send(message);
+    }
+    const std::string name = pool->name;
+    const int64_t current = pool->generation;
+    pool->teardown_timer =
+        timers_->Schedule(clock_->Now() + options_.teardown_deadline,
+                          [this, name, current] { OnTeardownDeadline(name, current); });
+    response.set_generation(generation);
+    Touch(*pool, done);
+    FinishTeardownIfDone(*pool, /*force=*/false, done);
+  }
+  RunAll(done);
+  return response;
+}
+
+absl::StatusOr<v1::PoolState> Coordinator::GetState(const std::string& pool_name) {
+  absl::MutexLock lock(&mu_);
+  Pool* pool = FindPool(PoolName(pool_name));
+  if (pool == nullptr) {
+    return absl::NotFoundError(absl::StrCat("unknown pool '", PoolName(pool_name), "'"));
+  }
+  return Snapshot(*pool);
+}
+
+void Coordinator::WaitForState(const std::string& pool_name, int64_t after_version,
+                               absl::Time deadline,
+                               std::function<void(absl::StatusOr<v1::PoolState>)> done) {
+  std::function<void()> now;
+  {
+    absl::MutexLock lock(&mu_);
+    Pool* pool = FindPool(PoolName(pool_name));
+    if (pool == nullptr) {
+      absl::Status s = absl::NotFoundError(absl::StrCat("unknown pool '", PoolName(pool_name), "'"));
+      now = [done, s] { done(s); };
+    } else if (pool->version > after_version || deadline <= clock_->Now()) {
+      now = [done, state = Snapshot(*pool)] { done(state); };
+    } else {
+      const uint64_t id = pool->next_waiter++;
+      StateWaiter& waiter = pool->state_waiters[id];
+      waiter.after_version = after_version;
+      waiter.done = std::move(done);
+      const std::string name = pool->name;
+      waiter.timer = timers_->Schedule(deadline, [this, name, id] {
+        std::function<void()> fire;
+        {
+          absl::MutexLock lock(&mu_);
+          Pool* p = FindPool(name);
+          if (p == nullptr) return;
+          auto it = p->state_waiters.find(id);
+          if (it == p->state_waiters.end()) return;
+          fire = [done = std::move(it->second.done), state = Snapshot(*p)] { done(state); };
+          p->state_waiters.erase(it);
+        }
+        fire();
+      });
+    }
+  }
+  if (now) now();
+}
+
+v1::PoolState Coordinator::Snapshot(const Pool& pool) const {
+  v1::PoolState s;
+  s.set_pool(pool.name);
+  s.set_phase(pool.phase);
+  s.set_generation(pool.generation);
+  s.set_version(pool.version);
+  s.set_world_size(pool.world_size);
+  if (pool.config.has_value()) *s.mutable_config() = ToProto(*pool.config);
+  *s.mutable_options() = pool.options;
+  if (pool.layout.has_value()) *s.mutable_layout() = ToProto(*pool.layout);
+  std::vector<const Member*> members;
+  for (const auto& [identity, m] : pool.members) members.push_back(&m);
+  std::sort(members.begin(), members.end(), [](const Member* a, const Member* b) {
+    // Ranked members by rank, then standbys by arrival.
+    if ((a->rank < 0) != (b->rank < 0)) return a->rank >= 0;
+    return a->rank >= 0 ? a->rank < b->rank : a->join_seq < b->join_seq;
+  });
+  const absl::Time now = clock_->Now();
+  int ready = 0;
+  for (const Member* m : members) {
+    v1::MemberState* ms = s.add_members();
+    ms->set_identity(m->identity);
+    ms->set_incarnation(m->incarnation);
+    ms->set_rank(m->rank);
+    ms->set_phase(m->phase);
+    *ms->mutable_device() = m->join.device();
+    ms->set_nccl_version(m->join.nccl_version());
+    ms->set_generation(m->generation);
+    ms->set_connected(m->sink != nullptr);
+    if (m->ever_attached) {
+      ms->set_heartbeat_age_ms(absl::ToInt64Milliseconds(now - m->last_heartbeat));
+    }
+    if (m->generation == pool.generation) {
+      *ms->mutable_groups() = m->report.groups();
+      ms->set_ready_us(m->report.total_us());
+    }
+    ms->set_error(m->error);
+    *ms->mutable_progress() = m->progress;
+    if (m->rank >= 0 && m->phase == v1::MEMBER_PHASE_READY) ++ready;
+  }
+  s.set_members_ready(ready);
+  for (int r : MissingRanks(pool)) s.add_missing_ranks(r);
+  s.set_error(pool.error);
+  s.set_init_ms(pool.init_ms);
+  return s;
+}
+
+}  // namespace cohort::coordinator

@@ -1,0 +1,232 @@
+// Coordinator: membership, rank assignment, pools and generations, plans, reports, teardown and
+// the rendezvous store — the whole coordinator logic, with no gRPC types. The services in
+// agent_service.h / admin_service.h are thin adapters over it.
+//
+// Pool phases:
+//
+//     WAITING --(config set and every rank connected)--> INITIALIZING --(all READY)--> READY
+//        ^                                                  |  (a member fails, reports an      |
+//        |                                                  |   error, or the deadline passes)  |
+//        |                                                  v                                   |
+//        +------------- Initialize ------------------- FAILED <---- a member is lost ----------+
+//        |                                                  |                                   |
+//        +-- Initialize --- DESTROYED <-- all reported --- DESTROYING <------ Destroy ----------+
+//
+// Rank assignment (deterministic): a rank hint (e.g. a pod ordinal) wins when that rank is free
+// and inside the world; otherwise the lowest free rank (order of arrival); when every rank of a
+// known world is taken the agent becomes a standby. A new incarnation of an identity whose
+// session is gone takes that identity's old rank; a second live incarnation is refused.
+//
+// Thread safety: every public method may be called from any thread. Callbacks passed in (KV
+// gets, state waits) and SessionSink::Send run without the coordinator's lock held, except
+// Send, which is called under the lock and must only enqueue.
+#ifndef COHORT_COORDINATOR_COORDINATOR_H_
+#define COHORT_COORDINATOR_COORDINATOR_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "cohort/v1/admin.pb.h"
+#include "cohort/v1/agent.pb.h"
+#include "common/clock.h"
+#include "common/layout.h"
+#include "common/timer_queue.h"
+#include "coordinator/kv_store.h"
+
+namespace cohort::coordinator {
+
+// Where the coordinator sends a member's session messages (the gRPC stream, or a test fake).
+class SessionSink {
+ public:
+  virtual ~SessionSink() = default;
+  // Queues a message; must not block or call back into the Coordinator.
+  virtual void Send(const v1::CoordinatorMessage& message) = 0;
+  // Ends the session from the coordinator's side (after queued messages are written).
+  virtual void Close(const std::string& reason) = 0;
+};
+
+struct CoordinatorOptions {
+  // Heartbeat interval agents are told to keep, and how many may be missed before a member is
+  // declared lost.
+  absl::Duration heartbeat_interval = absl::Seconds(1);
+  int heartbeat_misses = 3;
+  // How long a joined agent may take to attach its session.
+  absl::Duration attach_timeout = absl::Seconds(30);
+  // Default generation deadline when Initialize does not give one.
+  absl::Duration default_init_deadline = absl::Seconds(60);
+  // How long Destroy waits for teardown reports before declaring the pool destroyed anyway.
+  absl::Duration teardown_deadline = absl::Seconds(30);
+  // Create a pool when an agent joins an unknown one (otherwise only `pools` exist).
+  bool create_pools_on_join = true;
+  // Pools configured at startup: they start themselves once their world is complete.
+  struct StartupPool {
+    std::string name;
+    ParallelConfig config;
+    v1::InitOptions options;
+  };
+  std::vector<StartupPool> pools;
+};
+
+class Coordinator {
+ public:
+  Coordinator(CoordinatorOptions options, Clock* clock, TimerQueue* timers);
+  ~Coordinator();
+  Coordinator(const Coordinator&) = delete;
+  Coordinator& operator=(const Coordinator&) = delete;
+
+  // ---- Agent-facing --------------------------------------------------------------------------
+
+  // Admits an agent. Errors: INVALID_ARGUMENT (no identity or incarnation); ALREADY_EXISTS (a
+  // different, still-connected incarnation holds the identity: retry after it is gone);
+  // NOT_FOUND (unknown pool and pools are not created on join).
+  absl::StatusOr<v1::JoinResponse> Join(const v1::JoinRequest& request);
+
+  // Binds a session stream to a joined member. Errors: NOT_FOUND (unknown or superseded
+  // session id: join again).
+  absl::Status Attach(const std::string& session_id, SessionSink* sink);
+
+  // The session stream ended (the agent went away or the transport broke). Idempotent; only
+  // acts while `sink` is still the member's sink.
+  void Detach(const std::string& session_id, SessionSink* sink, const std::string& reason);
+
+  // A message on an attached session. Errors: NOT_FOUND (session not attached); ABORTED (a
+  // report for a generation other than the pool's current one: it is ignored).
+  absl::Status HandleAgentMessage(const std::string& session_id, const v1::AgentMessage& message);
+
+  // Rendezvous store. Errors: NOT_FOUND (pool); ABORTED (generation is not current);
+  // ALREADY_EXISTS (set_once key written twice).
+  absl::Status KvSet(const v1::KvSetRequest& request);
+  // Calls `done` exactly once: with the values, DEADLINE_EXCEEDED naming the missing keys, or
+  // ABORTED if the generation changes first.
+  void KvGet(const v1::KvGetRequest& request,
+             std::function<void(absl::StatusOr<v1::KvGetResponse>)> done);
+
+  // ---- Admin ---------------------------------------------------------------------------------
+
+  // Errors: INVALID_ARGUMENT (bad config: the layout engine's message; unknown backend; a
+  // backend some member cannot drive); FAILED_PRECONDITION (the pool is initializing, ready or
+  // destroying: destroy first).
+  absl::StatusOr<v1::InitializeResponse> Initialize(const v1::InitializeRequest& request);
+  // Errors: NOT_FOUND (pool); FAILED_PRECONDITION (nothing to destroy).
+  absl::StatusOr<v1::DestroyResponse> Destroy(const v1::DestroyRequest& request);
+  // Errors: NOT_FOUND (pool).
+  absl::StatusOr<v1::PoolState> GetState(const std::string& pool);
+  // Calls `done` once the pool's version exceeds `after_version` or at `deadline` (with the
+  // state either way). Errors passed to done: NOT_FOUND.
+  void WaitForState(const std::string& pool, int64_t after_version, absl::Time deadline,
+                    std::function<void(absl::StatusOr<v1::PoolState>)> done);
+
+  // Checks heartbeats now (the TimerQueue also runs this every heartbeat interval).
+  void SweepHeartbeats();
+
+ private:
+  struct Member {
+    std::string identity;
+    std::string incarnation;
+    std::string session_id;
+    int rank = -1;  // -1: standby
+    v1::JoinRequest join;
+    v1::MemberPhase phase = v1::MEMBER_PHASE_JOINED;
+    SessionSink* sink = nullptr;
+    bool ever_attached = false;
+    absl::Time last_heartbeat;
+    int64_t generation = 0;
+    v1::GenerationReport report;
+    v1::Progress progress;
+    std::string error;
+    bool teardown_reported = false;
+    uint64_t join_seq = 0;  // arrival order, for promoting standbys
+  };
+  struct StateWaiter {
+    int64_t after_version;
+    std::function<void(absl::StatusOr<v1::PoolState>)> done;
+    TimerQueue::TimerId timer = 0;
+  };
+  struct Pool {
+    std::string name;
+    int world_size = 0;
+    std::optional<ParallelConfig> config;
+    v1::InitOptions options;
+    std::optional<Layout> layout;
+    v1::PoolPhase phase = v1::POOL_PHASE_WAITING;
+    int64_t generation = 0;
+    int64_t version = 0;
+    std::map<std::string, Member> members;  // by identity
+    std::string error;
+    KvStore kv;
+    // World communicator kept by a model-parallel destroy, and who held each rank then.
+    bool world_alive = false;
+    int64_t world_generation = 0;
+    std::map<int, std::string> world_incarnations;
+    absl::Time plans_sent_at;
+    int64_t init_ms = 0;
+    TimerQueue::TimerId deadline_timer = 0;
+    // The teardown in progress (phase DESTROYING).
+    v1::DestroyScope teardown_scope = v1::DESTROY_SCOPE_MODEL_PARALLEL;
+    bool teardown_from_ready = false;
+    bool teardown_ok = true;
+    TimerQueue::TimerId teardown_timer = 0;
+    std::map<uint64_t, StateWaiter> state_waiters;
+    uint64_t next_waiter = 1;
+  };
+  using Completions = std::vector<std::function<void()>>;
+
+  Pool* FindPool(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Pool& GetOrCreatePool(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Member* FindMemberBySession(const std::string& session_id, Pool** pool)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Member* MemberAtRank(Pool& pool, int rank) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int AssignRank(Pool& pool, std::optional<int> hint) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<int> MissingRanks(const Pool& pool) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Changes bump the version and wake state waiters (their completions go to `out`).
+  void Touch(Pool& pool, Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Starts the next generation if the pool has a config, is waiting and its world is complete.
+  void MaybeStart(Pool& pool, Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartGeneration(Pool& pool, Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::Plan PlanFor(const Pool& pool, int rank) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Marks the generation failed and tells every connected member to abort it.
+  void FailGeneration(Pool& pool, const std::string& error, Completions& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void HandleReport(Pool& pool, Member& member, const v1::GenerationReport& report,
+                    Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void HandleTeardownReport(Pool& pool, Member& member, const v1::TeardownReport& report,
+                            Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FinishTeardownIfDone(Pool& pool, bool force, Completions& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void LoseMember(Pool& pool, Member& member, const std::string& reason, Completions& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // ABORTED unless `generation` is the pool's current, not failed, generation.
+  absl::Status CheckKvGeneration(const Pool& pool, int64_t generation) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnGenerationDeadline(const std::string& pool, int64_t generation);
+  void OnTeardownDeadline(const std::string& pool, int64_t generation);
+  void CancelTimer(TimerQueue::TimerId& id);
+  v1::PoolState Snapshot(const Pool& pool) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ScheduleSweep();
+
+  const CoordinatorOptions options_;
+  Clock* const clock_;
+  TimerQueue* const timers_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, Pool> pools_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::pair<std::string, std::string>> sessions_ ABSL_GUARDED_BY(mu_);
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  TimerQueue::TimerId sweep_timer_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t join_seq_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Runs completions collected under the lock.
+void RunAll(std::vector<std::function<void()>>& completions);
+
+}  // namespace cohort::coordinator
+
+#endif  // COHORT_COORDINATOR_COORDINATOR_H_

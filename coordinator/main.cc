@@ -1,0 +1,106 @@
+// cohort-coordinator: parses flags into ServerOptions and runs the server until SIGINT/SIGTERM.
+#include <signal.h>
+
+#include <fstream>
+#include <iostream>
+
+#include "CLI/CLI.hpp"
+#include "cli/config_flags.h"
+#include "common/cohort_config.h"
+#include "common/layout.h"
+#include "common/logging.h"
+#include "coordinator/server.h"
+#include "spdlog/spdlog.h"
+
+int main(int argc, char** argv) {
+  using cohort::coordinator::ServerOptions;
+  ServerOptions options;
+  const ServerOptions defaults;
+  CLI::App app{"cohort-coordinator: admits agents, assigns ranks and forms communicator groups"};
+  app.footer(
+      "Example: cohort-coordinator --listen 0.0.0.0:7070\n"
+      "         cohort-coordinator --listen 127.0.0.1:0 --port-file /tmp/port \\\n"
+      "             --world-size 8 --dp 2 --cfg 2 --ulysses 2   (the pool starts itself)");
+  std::string log_level, port_file, pool = "default", backend = "gloo";
+  int64_t heartbeat_ms = absl::ToInt64Milliseconds(defaults.coordinator.heartbeat_interval);
+  int64_t init_deadline_ms =
+      absl::ToInt64Milliseconds(defaults.coordinator.default_init_deadline);
+  app.add_option("--listen", options.listen_address, "host:port to serve on (port 0: any)")
+      ->capture_default_str();
+  app.add_option("--port-file", port_file, "Write the port actually bound to this file");
+  app.add_option("--heartbeat-interval-ms", heartbeat_ms, "Heartbeat interval agents keep")
+      ->capture_default_str();
+  app.add_option("--heartbeat-misses", options.coordinator.heartbeat_misses,
+                 "Missed heartbeats before a member is declared lost")
+      ->capture_default_str();
+  app.add_option("--init-deadline-ms", init_deadline_ms, "Default deadline of a generation")
+      ->capture_default_str();
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error (default: $COHORT_LOG_LEVEL or info)");
+  // An optional startup pool: it starts itself once its world is complete.
+  cohort::cli::ConfigFlags config_flags;
+  config_flags.Register(&app, /*world_size_required=*/false);
+  app.add_option("--pool", pool, "Name of the startup pool (with --world-size)")
+      ->capture_default_str();
+  app.add_option("--backend", backend, "Backend of the startup pool: gloo, nccl or none")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  if (absl::Status s = cohort::SetupLogging("coordinator", log_level); !s.ok()) {
+    std::cerr << "error: " << s.message() << "\n";
+    return 2;
+  }
+  options.coordinator.heartbeat_interval = absl::Milliseconds(heartbeat_ms);
+  options.coordinator.default_init_deadline = absl::Milliseconds(init_deadline_ms);
+  if (config_flags.world_size > 0) {
+    absl::StatusOr<cohort::ParallelConfig> config = config_flags.ToConfig();
+    absl::StatusOr<cohort::Layout> layout =
+        config.ok() ? cohort::Layout::Build(*config) : absl::StatusOr<cohort::Layout>(config.status());
+    if (!layout.ok()) {
+      std::cerr << "error: startup pool: " << layout.status().message() << "\n";
+      return 2;
+    }
+    cohort::coordinator::CoordinatorOptions::StartupPool startup;
+    startup.name = pool;
+    startup.config = *config;
+    startup.options.set_backend(backend);
+    options.coordinator.pools.push_back(startup);
+    spdlog::info("startup pool {}: {} on {}", pool, config->ShortString(), backend);
+  }
+  // Options that differ from their defaults.
+  if (options.listen_address != defaults.listen_address) spdlog::info("option --listen={}", options.listen_address);
+  if (options.coordinator.heartbeat_interval != defaults.coordinator.heartbeat_interval) {
+    spdlog::info("option --heartbeat-interval-ms={}", heartbeat_ms);
+  }
+  if (options.coordinator.heartbeat_misses != defaults.coordinator.heartbeat_misses) {
+    spdlog::info("option --heartbeat-misses={}", options.coordinator.heartbeat_misses);
+  }
+  if (options.coordinator.default_init_deadline != defaults.coordinator.default_init_deadline) {
+    spdlog::info("option --init-deadline-ms={}", init_deadline_ms);
+  }
+
+  // Signals are taken synchronously by sigwait below, so block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto server = cohort::coordinator::CoordinatorServer::Start(options);
+  if (!server.ok()) {
+    std::cerr << "error: " << server.status().message() << "\n";
+    return 1;
+  }
+  if (!port_file.empty()) {
+    // Written atomically so a reader never sees a partial port.
+    const std::string tmp = port_file + ".tmp";
+    std::ofstream(tmp) << (*server)->port() << "\n";
+    std::rename(tmp.c_str(), port_file.c_str());
+  }
+  std::cout << "cohort-coordinator " << COHORT_VERSION << " listening on " << (*server)->address()
+            << std::endl;
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("signal {}: shutting down", sig);
+  (*server)->Shutdown();
+  return 0;
+}

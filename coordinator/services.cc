@@ -1,0 +1,193 @@
+#include "coordinator/services.h"
+
+#include <deque>
+#include <memory>
+
+#include "absl/synchronization/mutex.h"
+#include "common/grpc_status.h"
+#include "spdlog/spdlog.h"
+
+namespace cohort::coordinator {
+namespace {
+
+// Finishes a unary call with a status (the response was filled by the caller).
+grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context, const absl::Status& s) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(s));
+  return reactor;
+}
+
+// One agent's session stream. gRPC owns the reactor and deletes it after OnDone; OnDone first
+// detaches it from the Coordinator (under the Coordinator's lock), after which the Coordinator
+// never touches it again. Sends from the Coordinator are queued and written one at a time.
+class SessionReactor final
+    : public grpc::ServerBidiReactor<v1::AgentMessage, v1::CoordinatorMessage>,
+      public SessionSink {
+ public:
+  explicit SessionReactor(Coordinator* coordinator) : coordinator_(coordinator) {
+    StartRead(&in_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      coordinator_->Detach(session_id_, this, "session stream closed");
+      FinishOnce(grpc::Status::OK);
+      return;
+    }
+    if (session_id_.empty()) {
+      if (!in_.has_attach()) {
+        FinishOnce(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                "the first session message must be attach"));
+        return;
+      }
+      const std::string session_id = in_.attach().session_id();
+      session_id_ = session_id;
+      absl::Status attached = coordinator_->Attach(session_id, this);
+      if (!attached.ok()) {
+        session_id_.clear();
+        FinishOnce(ToGrpcStatus(attached));
+        return;
+      }
+    } else {
+      // Refusals (stale generations) are logged by the Coordinator; the session goes on.
+      (void)coordinator_->HandleAgentMessage(session_id_, in_);
+    }
+    StartRead(&in_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    queue_.pop_front();
+    if (!ok) {
+      // The stream is broken; reads fail too and OnReadDone detaches.
+      queue_.clear();
+      writing_ = false;
+      return;
+    }
+    if (!queue_.empty()) {
+      StartWrite(&queue_.front());
+      return;
+    }
+    writing_ = false;
+    if (close_pending_) FinishLocked(grpc::Status(grpc::StatusCode::ABORTED, close_reason_));
+  }
+
+  void OnCancel() override { FinishOnce(grpc::Status::CANCELLED); }
+
+  void OnDone() override {
+    coordinator_->Detach(session_id_, this, "session ended");
+    delete this;
+  }
+
+  // SessionSink. Called under the Coordinator's lock: only queues.
+  void Send(const v1::CoordinatorMessage& message) override {
+    absl::MutexLock lock(&mu_);
+    if (finished_ || close_pending_) return;
+    queue_.push_back(message);
+    if (!writing_) {
+      writing_ = true;
+      StartWrite(&queue_.front());
+    }
+  }
+
+  void Close(const std::string& reason) override {
+    absl::MutexLock lock(&mu_);
+    close_pending_ = true;
+    close_reason_ = reason;
+    if (!writing_) FinishLocked(grpc::Status(grpc::StatusCode::ABORTED, reason));
+  }
+
+ private:
+  void FinishOnce(const grpc::Status& status) {
+    absl::MutexLock lock(&mu_);
+    FinishLocked(status);
+  }
+  void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    finished_ = true;
+    Finish(status);
+  }
+
+  Coordinator* const coordinator_;
+  // Touched only by the read reactions, which gRPC serializes.
+  v1::AgentMessage in_;
+  std::string session_id_;
+  absl::Mutex mu_;
+  std::deque<v1::CoordinatorMessage> queue_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool close_pending_ ABSL_GUARDED_BY(mu_) = false;
+  std::string close_reason_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* AgentServiceImpl::Join(grpc::CallbackServerContext* context,
+                                                 const v1::JoinRequest* request,
+                                                 v1::JoinResponse* response) {
+  absl::StatusOr<v1::JoinResponse> joined = coordinator_->Join(*request);
+  if (joined.ok()) *response = *std::move(joined);
+  return Reply(context, joined.status());
+}
+
+grpc::ServerBidiReactor<v1::AgentMessage, v1::CoordinatorMessage>* AgentServiceImpl::Session(
+    grpc::CallbackServerContext* /*context*/) {
+  return new SessionReactor(coordinator_);
+}
+
+grpc::ServerUnaryReactor* AgentServiceImpl::KvSet(grpc::CallbackServerContext* context,
+                                                  const v1::KvSetRequest* request,
+                                                  v1::KvSetResponse* /*response*/) {
+  return Reply(context, coordinator_->KvSet(*request));
+}
+
+grpc::ServerUnaryReactor* AgentServiceImpl::KvGet(grpc::CallbackServerContext* context,
+                                                  const v1::KvGetRequest* request,
+                                                  v1::KvGetResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  coordinator_->KvGet(*request, [reactor, response](absl::StatusOr<v1::KvGetResponse> result) {
+    if (result.ok()) *response = *std::move(result);
+    reactor->Finish(ToGrpcStatus(result.status()));
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::Initialize(grpc::CallbackServerContext* context,
+                                                       const v1::InitializeRequest* request,
+                                                       v1::InitializeResponse* response) {
+  absl::StatusOr<v1::InitializeResponse> result = coordinator_->Initialize(*request);
+  if (result.ok()) *response = *std::move(result);
+  return Reply(context, result.status());
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::Destroy(grpc::CallbackServerContext* context,
+                                                    const v1::DestroyRequest* request,
+                                                    v1::DestroyResponse* response) {
+  absl::StatusOr<v1::DestroyResponse> result = coordinator_->Destroy(*request);
+  if (result.ok()) *response = *std::move(result);
+  return Reply(context, result.status());
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::GetState(grpc::CallbackServerContext* context,
+                                                     const v1::GetStateRequest* request,
+                                                     v1::GetStateResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  auto reply = [reactor, response](absl::StatusOr<v1::PoolState> state) {
+    if (state.ok()) *response->mutable_state() = *std::move(state);
+    reactor->Finish(ToGrpcStatus(state.status()));
+  };
+  if (!request->has_wait()) {
+    reply(coordinator_->GetState(request->pool()));
+    return reactor;
+  }
+  // Never wait past the caller's own deadline.
+  absl::Time deadline = clock_->Now() + absl::Milliseconds(request->wait().timeout_ms());
+  if (context->deadline() != std::chrono::system_clock::time_point::max()) {
+    deadline = std::min(deadline, absl::FromChrono(context->deadline()));
+  }
+  coordinator_->WaitForState(request->pool(), request->wait().after_version(), deadline,
+                             std::move(reply));
+  return reactor;
+}
+
+}  // namespace cohort::coordinator

@@ -1,0 +1,164 @@
+// A real cluster on loopback for integration tests: one cohort-coordinator process and N
+// cohort-agent processes (Gloo), driven through the admin API. Every wait has a deadline.
+#ifndef COHORT_TESTS_CLUSTER_H_
+#define COHORT_TESTS_CLUSTER_H_
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "agent/coordinator_client.h"
+#include "common/grpc_status.h"
+#include "common/layout.h"
+#include "common/layout_proto.h"
+#include "gtest/gtest.h"
+#include "tests/process.h"
+
+namespace cohort::testing {
+
+class Cluster {
+ public:
+  // Starts the coordinator on 127.0.0.1:0 and reads its port back from its first stdout line.
+  explicit Cluster(std::vector<std::string> coordinator_flags = {}) {
+    log_dir_ = ::testing::TempDir();
+    std::vector<std::string> argv = {std::string(COHORT_BIN_DIR) + "/cohort-coordinator",
+                                     "--listen", "127.0.0.1:0", "--log-level", "warn"};
+    argv.insert(argv.end(), coordinator_flags.begin(), coordinator_flags.end());
+    auto child = ChildProcess::Spawn(argv, log_dir_ + "/coordinator.log");
+    EXPECT_TRUE(child.has_value()) << "cannot start the coordinator";
+    if (!child.has_value()) return;
+    coordinator_ = std::make_unique<ChildProcess>(std::move(*child));
+    std::optional<std::string> line = coordinator_->ReadLine(absl::Seconds(20));
+    EXPECT_TRUE(line.has_value()) << "the coordinator printed no address";
+    if (!line.has_value()) return;
+    const size_t at = line->rfind(' ');
+    address_ = line->substr(at + 1);
+    client_ = std::make_unique<agent::CoordinatorClient>(
+        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()), absl::Seconds(10));
+  }
+
+  const std::string& address() const { return address_; }
+  agent::CoordinatorClient& client() { return *client_; }
+  bool ok() const { return client_ != nullptr; }
+
+  // Starts agent process number r with identity agent-<r> (unless `extra` names another) and
+  // rank hint `hint` (none when < 0).
+  void StartAgent(int r, int hint, const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> argv = {std::string(COHORT_BIN_DIR) + "/cohort-agent",
+                                     "--coordinator", address_, "--log-level", "warn"};
+    if (std::find(extra.begin(), extra.end(), "--identity") == extra.end()) {
+      argv.push_back("--identity");
+      argv.push_back(absl::StrCat("agent-", r));
+    }
+    if (hint >= 0) {
+      argv.push_back("--rank-hint");
+      argv.push_back(absl::StrCat(hint));
+    }
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto child = ChildProcess::Spawn(argv, absl::StrCat(log_dir_, "/agent-", r, ".log"));
+    ASSERT_TRUE(child.has_value());
+    agents_[r] = std::make_unique<ChildProcess>(std::move(*child));
+  }
+  void StartAgents(int n) {
+    for (int r = 0; r < n; ++r) StartAgent(r, r);
+  }
+  ChildProcess& agent(int r) { return *agents_.at(r); }
+
+  absl::StatusOr<v1::InitializeResponse> Initialize(const ParallelConfig& config,
+                                                    const std::string& backend = "gloo",
+                                                    int64_t deadline_ms = 60000) {
+    v1::InitializeRequest request;
+    *request.mutable_config() = ToProto(config);
+    request.mutable_options()->set_backend(backend);
+    request.mutable_options()->set_deadline_ms(deadline_ms);
+    return client_->Initialize(request);
+  }
+
+  absl::Status Destroy(v1::DestroyScope scope) {
+    v1::DestroyRequest request;
+    request.set_scope(scope);
+    return client_->Destroy(request).status();
+  }
+
+  // Long-polls GetState until `done(state)` or the deadline; returns the last state seen.
+  absl::StatusOr<v1::PoolState> WaitFor(const std::function<bool(const v1::PoolState&)>& done,
+                                        absl::Duration timeout, const std::string& pool = "") {
+    auto stub = v1::AdminService::NewStub(
+        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+    const absl::Time deadline = absl::Now() + timeout;
+    int64_t version = -1;
+    v1::PoolState last;
+    while (absl::Now() < deadline) {
+      grpc::ClientContext context;
+      context.set_deadline(absl::ToChronoTime(deadline + absl::Seconds(2)));
+      v1::GetStateRequest request;
+      request.set_pool(pool);
+      if (version >= 0) {
+        request.mutable_wait()->set_after_version(version);
+        request.mutable_wait()->set_timeout_ms(
+            std::max<int64_t>(1, absl::ToInt64Milliseconds(deadline - absl::Now())));
+      }
+      v1::GetStateResponse response;
+      absl::Status s = FromGrpcStatus(stub->GetState(&context, request, &response));
+      if (!s.ok() && s.code() != absl::StatusCode::kNotFound) return s;
+      last = response.state();
+      version = last.version();
+      if (s.ok() && done(last)) return last;
+    }
+    return absl::DeadlineExceededError(
+        absl::StrCat("pool state never matched; last: ", v1::PoolPhase_Name(last.phase()),
+                     " generation ", last.generation(), " ", last.members_ready(), "/",
+                     last.world_size(), " ready, error: ", last.error()));
+  }
+
+  absl::StatusOr<v1::PoolState> WaitForPhase(v1::PoolPhase phase, int64_t generation,
+                                             absl::Duration timeout) {
+    return WaitFor(
+        [&](const v1::PoolState& s) {
+          return s.generation() >= generation &&
+                 (s.phase() == phase || s.phase() == v1::POOL_PHASE_FAILED);
+        },
+        timeout);
+  }
+
+  std::string log_dir() const { return log_dir_; }
+
+ private:
+  std::string log_dir_;
+  std::unique_ptr<ChildProcess> coordinator_;
+  std::map<int, std::unique_ptr<ChildProcess>> agents_;
+  std::string address_;
+  std::unique_ptr<agent::CoordinatorClient> client_;
+};
+
+// Checks every member's report against the layout: each rank holds exactly the layout's group
+// of every kind, at the right index and position, and the verification sum matches.
+inline void ExpectReportsMatchLayout(const v1::PoolState& state, const Layout& layout) {
+  ASSERT_EQ(state.members_ready(), layout.world_size());
+  for (const v1::MemberState& m : state.members()) {
+    if (m.rank() < 0) continue;
+    SCOPED_TRACE(absl::StrCat("rank ", m.rank()));
+    EXPECT_EQ(m.phase(), v1::MEMBER_PHASE_READY);
+    ASSERT_EQ(m.groups_size(), static_cast<int>(layout.kinds().size()));
+    for (const v1::GroupReport& g : m.groups()) {
+      absl::StatusOr<GroupKind> kind = FromProto(g.kind());
+      ASSERT_TRUE(kind.ok());
+      SCOPED_TRACE(std::string(GroupKindName(*kind)));
+      const RankList& group = layout.GroupOf(*kind, m.rank());
+      EXPECT_EQ(g.index(), layout.GroupIndexOf(*kind, m.rank()));
+      EXPECT_EQ(g.rank_in_group(), layout.RankInGroup(*kind, m.rank()));
+      EXPECT_EQ(g.size(), static_cast<int>(group.size()));
+      EXPECT_EQ(g.state(), v1::COMM_STATE_READY);
+      EXPECT_EQ(g.verify_sum(), std::accumulate(group.begin(), group.end(), int64_t{0}));
+    }
+  }
+}
+
+}  // namespace cohort::testing
+
+#endif  // COHORT_TESTS_CLUSTER_H_

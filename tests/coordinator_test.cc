@@ -1,0 +1,477 @@
+// Coordinator logic in-process, with a fake clock and fake session sinks: membership, ranks,
+// plans, reports, deadlines, heartbeats, teardown and the rendezvous store.
+#include "coordinator/coordinator.h"
+
+#include <optional>
+
+#include "common/layout_proto.h"
+#include "tests/test_util.h"
+
+namespace cohort::coordinator {
+namespace {
+
+using ::testing::HasSubstr;
+
+class FakeSink : public SessionSink {
+ public:
+  void Send(const v1::CoordinatorMessage& m) override { messages.push_back(m); }
+  void Close(const std::string& reason) override { closed = reason; }
+  std::vector<v1::CoordinatorMessage> messages;
+  std::optional<std::string> closed;
+
+  std::vector<v1::Plan> plans() const {
+    std::vector<v1::Plan> out;
+    for (const auto& m : messages) {
+      if (m.has_plan()) out.push_back(m.plan());
+    }
+    return out;
+  }
+  std::vector<v1::Teardown> teardowns() const {
+    std::vector<v1::Teardown> out;
+    for (const auto& m : messages) {
+      if (m.has_teardown()) out.push_back(m.teardown());
+    }
+    return out;
+  }
+};
+
+class CoordinatorTest : public ::testing::Test {
+ protected:
+  CoordinatorTest() { Reset(CoordinatorOptions{}); }
+
+  void Reset(CoordinatorOptions options) {
+    coordinator_.reset();
+    coordinator_ = std::make_unique<Coordinator>(std::move(options), &clock_, &timers_);
+  }
+
+  struct Joined {
+    std::string session_id;
+    int rank;
+    FakeSink* sink;
+  };
+
+  // Joins and attaches an agent.
+  Joined JoinAgent(const std::string& identity, std::optional<int> hint = std::nullopt,
+                   const std::string& incarnation = "inc-1", const std::string& pool = "") {
+    v1::JoinRequest request;
+    request.set_pool(pool);
+    request.set_identity(identity);
+    request.set_incarnation(incarnation);
+    request.add_backends("gloo");
+    if (hint.has_value()) request.set_rank_hint(*hint);
+    absl::StatusOr<v1::JoinResponse> joined = coordinator_->Join(request);
+    EXPECT_TRUE(joined.ok()) << joined.status();
+    if (!joined.ok()) return {"", -2, nullptr};
+    sinks_.push_back(std::make_unique<FakeSink>());
+    EXPECT_TRUE(coordinator_->Attach(joined->session_id(), sinks_.back().get()).ok());
+    return {joined->session_id(), joined->rank(), sinks_.back().get()};
+  }
+
+  absl::StatusOr<v1::InitializeResponse> Init(ParallelConfig config, int64_t deadline_ms = 0) {
+    v1::InitializeRequest request;
+    *request.mutable_config() = ToProto(config);
+    request.mutable_options()->set_backend("gloo");
+    request.mutable_options()->set_deadline_ms(deadline_ms);
+    return coordinator_->Initialize(request);
+  }
+
+  absl::Status Report(const Joined& j, int64_t generation, bool ok, const std::string& error = "") {
+    v1::AgentMessage m;
+    m.mutable_report()->set_generation(generation);
+    m.mutable_report()->set_ok(ok);
+    m.mutable_report()->set_error(error);
+    return coordinator_->HandleAgentMessage(j.session_id, m);
+  }
+
+  absl::Status TeardownDone(const Joined& j, int64_t generation, v1::DestroyScope scope) {
+    v1::AgentMessage m;
+    m.mutable_teardown()->set_generation(generation);
+    m.mutable_teardown()->set_scope(scope);
+    m.mutable_teardown()->set_ok(true);
+    return coordinator_->HandleAgentMessage(j.session_id, m);
+  }
+
+  v1::PoolState State(const std::string& pool = "default") {
+    absl::StatusOr<v1::PoolState> s = coordinator_->GetState(pool);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? *s : v1::PoolState();
+  }
+
+  // Moves the clock second by second, every agent heartbeating, firing due timers.
+  void Tick(const std::vector<Joined>& agents, int seconds) {
+    v1::AgentMessage heartbeat;
+    heartbeat.mutable_heartbeat();
+    for (int i = 0; i < seconds; ++i) {
+      clock_.Advance(absl::Seconds(1));
+      for (const Joined& j : agents) {
+        ASSERT_TRUE(coordinator_->HandleAgentMessage(j.session_id, heartbeat).ok());
+      }
+      timers_.FireDue();
+    }
+  }
+
+  std::vector<Joined> JoinWorld(int n) {
+    std::vector<Joined> out;
+    for (int r = 0; r < n; ++r) out.push_back(JoinAgent("agent-" + std::to_string(r), r));
+    return out;
+  }
+
+  FakeClock clock_;
+  TimerQueue timers_{&clock_};
+  std::vector<std::unique_ptr<FakeSink>> sinks_;
+  std::unique_ptr<Coordinator> coordinator_;
+};
+
+const ParallelConfig kDp2Cfg2U2{.world_size = 8, .data_parallel_size = 2,
+                                .cfg_parallel_size = 2, .ulysses_degree = 2};
+
+TEST_F(CoordinatorTest, Join_RankHintWins_OtherwiseArrivalOrder) {
+  EXPECT_EQ(JoinAgent("a", 3).rank, 3);
+  EXPECT_EQ(JoinAgent("b").rank, 0);
+  EXPECT_EQ(JoinAgent("c").rank, 1);
+  EXPECT_EQ(JoinAgent("d", 3).rank, 2);  // hint taken: lowest free rank
+}
+
+TEST_F(CoordinatorTest, Join_WithoutIdentityOrIncarnation_InvalidArgument) {
+  v1::JoinRequest request;
+  request.set_incarnation("x");
+  EXPECT_EQ(coordinator_->Join(request).status().code(), absl::StatusCode::kInvalidArgument);
+  request.set_identity("a");
+  request.clear_incarnation();
+  EXPECT_THAT(coordinator_->Join(request).status().message(), HasSubstr("incarnation"));
+}
+
+TEST_F(CoordinatorTest, Join_DuplicateLiveIdentity_IsRefused) {
+  JoinAgent("agent-0", 0, "inc-1");
+  v1::JoinRequest request;
+  request.set_identity("agent-0");
+  request.set_incarnation("inc-2");
+  absl::StatusOr<v1::JoinResponse> second = coordinator_->Join(request);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(second.status().message(), HasSubstr("held by a live agent"));
+}
+
+TEST_F(CoordinatorTest, Join_NewIncarnationOfDeadMember_TakesItsRank) {
+  JoinAgent("x", 0);
+  Joined old = JoinAgent("agent-5", 5, "inc-1");
+  coordinator_->Detach(old.session_id, old.sink, "killed");
+  Joined again = JoinAgent("agent-5", std::nullopt, "inc-2");
+  EXPECT_EQ(again.rank, 5);
+  // The old session is gone for good.
+  v1::AgentMessage heartbeat;
+  heartbeat.mutable_heartbeat();
+  EXPECT_EQ(coordinator_->HandleAgentMessage(old.session_id, heartbeat).code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(CoordinatorTest, Join_CompletePool_BecomesStandby) {
+  ASSERT_TRUE(Init({.world_size = 2, .data_parallel_size = 2}).ok());
+  JoinWorld(2);
+  Joined extra = JoinAgent("spare");
+  EXPECT_EQ(extra.rank, -1);
+  v1::PoolState s = State();
+  ASSERT_EQ(s.members_size(), 3);
+  EXPECT_EQ(s.members(2).phase(), v1::MEMBER_PHASE_STANDBY);
+  EXPECT_TRUE(extra.sink->plans().empty());
+}
+
+TEST_F(CoordinatorTest, Join_UnknownPool_NotFoundWhenPoolsAreFixed) {
+  CoordinatorOptions options;
+  options.create_pools_on_join = false;
+  options.pools.push_back({"jobs", kDp2Cfg2U2, {}});
+  Reset(options);
+  v1::JoinRequest request;
+  request.set_pool("nope");
+  request.set_identity("a");
+  request.set_incarnation("1");
+  absl::StatusOr<v1::JoinResponse> joined = coordinator_->Join(request);
+  EXPECT_EQ(joined.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(joined.status().message(), HasSubstr("pools: jobs"));
+}
+
+TEST_F(CoordinatorTest, Initialize_InvalidConfig_InvalidArgumentWithEngineMessage) {
+  absl::StatusOr<v1::InitializeResponse> r = Init({.world_size = 6, .ulysses_degree = 2});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr("world_size (6) is larger"));
+  v1::InitializeRequest bad_backend;
+  *bad_backend.mutable_config() = ToProto(kDp2Cfg2U2);
+  bad_backend.mutable_options()->set_backend("mpi");
+  EXPECT_THAT(coordinator_->Initialize(bad_backend).status().message(),
+              HasSubstr("unknown backend 'mpi'"));
+}
+
+TEST_F(CoordinatorTest, Initialize_BackendAMemberCannotDrive_IsRefused) {
+  v1::JoinRequest request;
+  request.set_identity("cpu-only");
+  request.set_incarnation("1");
+  request.add_backends("gloo");
+  ASSERT_TRUE(coordinator_->Join(request).ok());
+  v1::InitializeRequest init;
+  *init.mutable_config() = ToProto({.world_size = 1});
+  init.mutable_options()->set_backend("nccl");
+  EXPECT_THAT(coordinator_->Initialize(init).status().message(),
+              HasSubstr("cannot drive backend 'nccl'"));
+}
+
+TEST_F(CoordinatorTest, Generation_PlansMatchLayout_ReadyWhenAllReport) {
+  std::vector<Joined> agents = JoinWorld(8);
+  absl::StatusOr<v1::InitializeResponse> init = Init(kDp2Cfg2U2);
+  ASSERT_TRUE(init.ok()) << init.status();
+  EXPECT_TRUE(init->started());
+  EXPECT_EQ(init->generation(), 1);
+  absl::StatusOr<Layout> layout = Layout::Build(kDp2Cfg2U2);
+  for (const Joined& j : agents) {
+    ASSERT_EQ(j.sink->plans().size(), 1u);
+    const v1::Plan plan = j.sink->plans()[0];
+    EXPECT_EQ(plan.rank(), j.rank);
+    EXPECT_EQ(plan.generation(), 1);
+    EXPECT_EQ(plan.layout().group_sets_size(), static_cast<int>(layout->kinds().size()));
+    for (const v1::GroupSet& set : plan.layout().group_sets()) {
+      const GroupKind kind = *FromProto(set.kind());
+      ASSERT_EQ(set.groups_size(), 1);
+      EXPECT_EQ(set.groups(0).index(), layout->GroupIndexOf(kind, j.rank));
+      EXPECT_EQ(RankList(set.groups(0).ranks().begin(), set.groups(0).ranks().end()),
+                layout->GroupOf(kind, j.rank));
+    }
+  }
+  EXPECT_EQ(State().phase(), v1::POOL_PHASE_INITIALIZING);
+  for (size_t i = 0; i + 1 < agents.size(); ++i) ASSERT_TRUE(Report(agents[i], 1, true).ok());
+  EXPECT_EQ(State().members_ready(), 7);
+  EXPECT_EQ(State().phase(), v1::POOL_PHASE_INITIALIZING);
+  ASSERT_TRUE(Report(agents.back(), 1, true).ok());
+  EXPECT_EQ(State().phase(), v1::POOL_PHASE_READY);
+}
+
+TEST_F(CoordinatorTest, Report_StaleGeneration_Aborted) {
+  std::vector<Joined> agents = JoinWorld(2);
+  ASSERT_TRUE(Init({.world_size = 2, .tensor_parallel_size = 2}).ok());
+  absl::Status stale = Report(agents[0], 0, true);
+  EXPECT_EQ(stale.code(), absl::StatusCode::kAborted);
+  EXPECT_THAT(stale.message(), HasSubstr("is at generation 1"));
+  EXPECT_EQ(State().members_ready(), 0);
+}
+
+TEST_F(CoordinatorTest, Initialize_WhileReady_FailedPrecondition) {
+  std::vector<Joined> agents = JoinWorld(1);
+  ASSERT_TRUE(Init({.world_size = 1}).ok());
+  ASSERT_TRUE(Report(agents[0], 1, true).ok());
+  EXPECT_EQ(Init({.world_size = 1}).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(CoordinatorTest, ConfigFirst_StartsWhenTheLastRankAttaches) {
+  ASSERT_TRUE(Init(kDp2Cfg2U2).ok());
+  std::vector<Joined> agents;
+  for (int r = 0; r < 7; ++r) agents.push_back(JoinAgent("agent-" + std::to_string(r), r));
+  EXPECT_EQ(State().phase(), v1::POOL_PHASE_WAITING);
+  EXPECT_THAT(State().missing_ranks(), ::testing::ElementsAre(7));
+  agents.push_back(JoinAgent("agent-7", 7));
+  EXPECT_EQ(State().phase(), v1::POOL_PHASE_INITIALIZING);
+  EXPECT_EQ(agents[0].sink->plans().size(), 1u);
+}
+
+TEST_F(CoordinatorTest, FailedReport_FailsGeneration_AbortsSurvivors) {
+  std::vector<Joined> agents = JoinWorld(2);
+  ASSERT_TRUE(Init({.world_size = 2, .data_parallel_size = 2}).ok());
+  ASSERT_TRUE(Report(agents[0], 1, false, "groups: gloo connect timed out").ok());
+  v1::PoolState s = State();
+  EXPECT_EQ(s.phase(), v1::POOL_PHASE_FAILED);
+  EXPECT_THAT(s.error(), HasSubstr("rank 0 (agent-0): groups: gloo connect timed out"));
+  ASSERT_EQ(agents[1].sink->teardowns().size(), 1u);
+  EXPECT_TRUE(agents[1].sink->teardowns()[0].abort());
+}
+
+TEST_F(CoordinatorTest, Deadline_FailsNamingRanksNotReady) {
+  std::vector<Joined> agents = JoinWorld(4);
+  ASSERT_TRUE(Init({.world_size = 4, .data_parallel_size = 4}, /*deadline_ms=*/5000).ok());
+  ASSERT_TRUE(Report(agents[0], 1, true).ok());
+  ASSERT_TRUE(Report(agents[2], 1, true).ok());
+  Tick(agents, 5);
+  EXPECT_EQ(State().phase(), v1::POOL_PHASE_INITIALIZING);  // 1 s of grace
+  Tick(agents, 2);
+  v1::PoolState s = State();
+  EXPECT_EQ(s.phase(), v1::POOL_PHASE_FAILED);
+  EXPECT_THAT(s.error(), HasSubstr("ranks not READY: 1 (agent-1), 3 (agent-3)"));
+}
+
+TEST_F(CoordinatorTest, MissedHeartbeats_MemberLost_SurvivorsAborted) {
+  std::vector<Joined> agents = JoinWorld(2);
+  ASSERT_TRUE(Init({.world_size = 2, .data_parallel_size = 2}).ok());
+  ASSERT_TRUE(Report(agents[0], 1, true).ok());
+  ASSERT_TRUE(Report(agents[1], 1, true).ok());
+  v1::AgentMessage heartbeat;
+  heartbeat.mutable_heartbeat()->set_generation(1);
+  for (int i = 0; i < 5; ++i) {
+    clock_.Advance(absl::Seconds(1));
+    ASSERT_TRUE(coordinator_->HandleAgentMessage(agents[0].session_id, heartbeat).ok());
+    timers_.FireDue();
+  }
+  v1::PoolState s = State();
+  EXPECT_EQ(s.phase(), v1::POOL_PHASE_FAILED);
+  EXPECT_THAT(s.error(), HasSubstr("rank 1 (agent-1) was lost: no heartbeat"));
+  EXPECT_TRUE(agents[1].sink->closed.has_value());
+  ASSERT_FALSE(agents[0].sink->teardowns().empty());
+  EXPECT_TRUE(agents[0].sink->teardowns().back().abort());
+  EXPECT_FALSE(agents[0].sink->closed.has_value());
+}
+
+TEST_F(CoordinatorTest, Destroy_ModelParallel_ThenInitializeReusesWorld) {
+  std::vector<Joined> agents = JoinWorld(4);
+  ASSERT_TRUE(Init({.world_size = 4, .data_parallel_size = 2, .tensor_parallel_size = 2}).ok());
+  for (auto& a : agents) ASSERT_TRUE(Report(a, 1, true).ok());
+  v1::DestroyRequest destroy;
+  ASSERT_TRUE(coordinator_->Destroy(destroy).ok());
+  EXPECT_EQ(State().phase(), v1::POOL_PHASE_DESTROYING);
+  for (auto& a : agents) {
+    ASSERT_EQ(a.sink->teardowns().size(), 1u);
+    EXPECT_FALSE(a.sink->teardowns()[0].abort());
+    ASSERT_TRUE(TeardownDone(a, 1, v1::DESTROY_SCOPE_MODEL_PARALLEL).ok());
+  }
+  EXPECT_EQ(State().phase(), v1::POOL_PHASE_DESTROYED);
+  ASSERT_TRUE(Init({.world_size = 4, .pipeline_parallel_size = 4}).ok());
+  for (auto& a : agents) {
+    ASSERT_EQ(a.sink->plans().size(), 2u);
+    EXPECT_TRUE(a.sink->plans()[1].reuse_world());
+    EXPECT_EQ(a.sink->plans()[1].reuse_world_generation(), 1);
+    EXPECT_EQ(a.sink->plans()[1].generation(), 2);
+  }
+}
+
+TEST_F(CoordinatorTest, Destroy_All_NextInitializeBuildsANewWorld) {
+  std::vector<Joined> agents = JoinWorld(2);
+  ASSERT_TRUE(Init({.world_size = 2, .tensor_parallel_size = 2}).ok());
+  for (auto& a : agents) ASSERT_TRUE(Report(a, 1, true).ok());
+  v1::DestroyRequest destroy;
+  destroy.set_scope(v1::DESTROY_SCOPE_ALL);
+  ASSERT_TRUE(coordinator_->Destroy(destroy).ok());
+  for (auto& a : agents) ASSERT_TRUE(TeardownDone(a, 1, v1::DESTROY_SCOPE_ALL).ok());
+  ASSERT_TRUE(Init({.world_size = 2, .tensor_parallel_size = 2}).ok());
+  EXPECT_FALSE(agents[0].sink->plans()[1].reuse_world());
+  EXPECT_EQ(coordinator_->Destroy(v1::DestroyRequest()).status().code(), absl::StatusCode::kOk);
+}
+
+TEST_F(CoordinatorTest, Destroy_NothingToDestroy_FailedPrecondition) {
+  JoinWorld(1);
+  EXPECT_EQ(coordinator_->Destroy(v1::DestroyRequest()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  v1::DestroyRequest unknown;
+  unknown.set_pool("ghost");
+  EXPECT_EQ(coordinator_->Destroy(unknown).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(CoordinatorTest, Kv_GetWaitsForSet_SetOnceRefusesReuse_StaleGenerationAborted) {
+  std::vector<Joined> agents = JoinWorld(2);
+  ASSERT_TRUE(Init({.world_size = 2, .tensor_parallel_size = 2}).ok());
+  v1::KvGetRequest get;
+  get.set_generation(1);
+  get.add_keys("world/nccl_id");
+  get.set_timeout_ms(10000);
+  std::optional<absl::StatusOr<v1::KvGetResponse>> got;
+  coordinator_->KvGet(get, [&](absl::StatusOr<v1::KvGetResponse> r) { got = r; });
+  EXPECT_FALSE(got.has_value());
+  v1::KvSetRequest set;
+  set.set_generation(1);
+  set.set_set_once(true);
+  auto* e = set.add_entries();
+  e->set_key("world/nccl_id");
+  e->set_value("id-bytes");
+  ASSERT_TRUE(coordinator_->KvSet(set).ok());
+  ASSERT_TRUE(got.has_value());
+  ASSERT_TRUE(got->ok());
+  EXPECT_EQ((*got)->entries(0).value(), "id-bytes");
+  EXPECT_EQ(coordinator_->KvSet(set).code(), absl::StatusCode::kAlreadyExists);
+  set.set_generation(0);
+  EXPECT_EQ(coordinator_->KvSet(set).code(), absl::StatusCode::kAborted);
+}
+
+TEST_F(CoordinatorTest, Kv_GetDeadline_NamesMissingKeys) {
+  JoinWorld(1);
+  ASSERT_TRUE(Init({.world_size = 1}).ok());
+  v1::KvGetRequest get;
+  get.set_generation(1);
+  get.add_keys("a");
+  get.add_keys("b");
+  get.set_timeout_ms(500);
+  std::optional<absl::StatusOr<v1::KvGetResponse>> got;
+  coordinator_->KvGet(get, [&](absl::StatusOr<v1::KvGetResponse> r) { got = r; });
+  clock_.Advance(absl::Milliseconds(501));
+  timers_.FireDue();
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(got->status().message(), HasSubstr("a, b"));
+}
+
+TEST_F(CoordinatorTest, Kv_FailedGeneration_WakesWaitersWithAborted) {
+  std::vector<Joined> agents = JoinWorld(2);
+  ASSERT_TRUE(Init({.world_size = 2, .tensor_parallel_size = 2}).ok());
+  v1::KvGetRequest get;
+  get.set_generation(1);
+  get.add_keys("tp/0/addr/1");
+  get.set_timeout_ms(60000);
+  std::optional<absl::StatusOr<v1::KvGetResponse>> got;
+  coordinator_->KvGet(get, [&](absl::StatusOr<v1::KvGetResponse> r) { got = r; });
+  coordinator_->Detach(agents[1].session_id, agents[1].sink, "killed");
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->status().code(), absl::StatusCode::kAborted);
+}
+
+TEST_F(CoordinatorTest, WaitForState_AnswersOnChangeOrDeadline) {
+  JoinWorld(1);
+  const int64_t version = State().version();
+  std::optional<absl::StatusOr<v1::PoolState>> seen;
+  coordinator_->WaitForState("default", version, clock_.Now() + absl::Seconds(10),
+                             [&](absl::StatusOr<v1::PoolState> s) { seen = s; });
+  EXPECT_FALSE(seen.has_value());
+  ASSERT_TRUE(Init({.world_size = 1}).ok());
+  ASSERT_TRUE(seen.has_value());
+  EXPECT_GT((*seen)->version(), version);
+
+  std::optional<absl::StatusOr<v1::PoolState>> timed_out;
+  coordinator_->WaitForState("default", State().version(), clock_.Now() + absl::Seconds(1),
+                             [&](absl::StatusOr<v1::PoolState> s) { timed_out = s; });
+  clock_.Advance(absl::Seconds(1));
+  timers_.FireDue();
+  ASSERT_TRUE(timed_out.has_value());
+  EXPECT_TRUE(timed_out->ok());
+}
+
+TEST_F(CoordinatorTest, Heartbeats_DoNotWakeStateWaiters) {
+  std::vector<Joined> agents = JoinWorld(1);
+  const int64_t version = State().version();
+  v1::AgentMessage heartbeat;
+  heartbeat.mutable_heartbeat();
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(coordinator_->HandleAgentMessage(agents[0].session_id, heartbeat).ok());
+  }
+  EXPECT_EQ(State().version(), version);
+}
+
+TEST_F(CoordinatorTest, SessionNeverAttached_RankIsGivenBack) {
+  v1::JoinRequest request;
+  request.set_identity("slow");
+  request.set_incarnation("1");
+  ASSERT_TRUE(coordinator_->Join(request).ok());
+  EXPECT_EQ(State().members_size(), 1);
+  clock_.Advance(absl::Seconds(31));
+  timers_.FireDue();
+  EXPECT_EQ(State().members_size(), 0);
+}
+
+TEST_F(CoordinatorTest, StandbyPromotedWhenTheWorldGrows) {
+  ASSERT_TRUE(Init({.world_size = 1}).ok());
+  std::vector<Joined> agents = JoinWorld(1);
+  Joined spare = JoinAgent("spare");
+  EXPECT_EQ(spare.rank, -1);
+  ASSERT_TRUE(Report(agents[0], 1, true).ok());
+  v1::DestroyRequest destroy;
+  destroy.set_scope(v1::DESTROY_SCOPE_ALL);
+  ASSERT_TRUE(coordinator_->Destroy(destroy).ok());
+  ASSERT_TRUE(TeardownDone(agents[0], 1, v1::DESTROY_SCOPE_ALL).ok());
+  ASSERT_TRUE(Init({.world_size = 2, .data_parallel_size = 2}).ok());
+  ASSERT_FALSE(spare.sink->messages.empty());
+  EXPECT_EQ(spare.sink->messages[0].rank_assignment().rank(), 1);
+  ASSERT_EQ(spare.sink->plans().size(), 1u);
+  EXPECT_EQ(spare.sink->plans()[0].rank(), 1);
+}
+
+}  // namespace
+}  // namespace cohort::coordinator
