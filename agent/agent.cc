@@ -10,6 +10,7 @@
 #include "common/cohort_config.h"
 #include "common/grpc_status.h"
 #include "common/layout_proto.h"
+#include "common/logging.h"
 #include "spdlog/spdlog.h"
 
 #if COHORT_WITH_NCCL
@@ -73,6 +74,11 @@ absl::StatusOr<int64_t> SumOverGroup(Communicator& comm, int64_t value) {
 Agent::Agent(AgentOptions options) : options_(std::move(options)) {}
 
 absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
+  // spdlog's built-in default logger writes to stdout, which belongs to the embedding engine:
+  // move our logs to stderr unless the process set up its own logger.
+  if (spdlog::default_logger()->name().empty()) {
+    if (absl::Status s = SetupLogging("agent", ""); !s.ok()) return s;
+  }
   if (options.identity.empty()) {
     options.identity = absl::StrCat(Hostname(), ":", options.device < 0 ? 0 : options.device);
   }

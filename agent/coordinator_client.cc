@@ -71,6 +71,21 @@ absl::StatusOr<v1::PoolState> CoordinatorClient::GetState(const std::string& poo
   return response.state();
 }
 
+absl::StatusOr<v1::PoolState> CoordinatorClient::WaitForStateChange(const std::string& pool,
+                                                                   int64_t after_version,
+                                                                   absl::Duration timeout) {
+  grpc::ClientContext context;
+  SetDeadline(context, timeout);
+  v1::GetStateRequest request;
+  request.set_pool(pool);
+  request.mutable_wait()->set_after_version(after_version);
+  request.mutable_wait()->set_timeout_ms(absl::ToInt64Milliseconds(timeout));
+  v1::GetStateResponse response;
+  absl::Status s = FromGrpcStatus(admin_->GetState(&context, request, &response));
+  if (!s.ok()) return s;
+  return response.state();
+}
+
 absl::StatusOr<std::unique_ptr<CoordinatorClient::Session>> CoordinatorClient::OpenSession(
     const std::string& session_id) {
   auto session = std::make_unique<Session>();

@@ -60,6 +60,8 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // A peer that vanishes mid-write must not kill the process (Gloo writes without MSG_NOSIGNAL).
+  signal(SIGPIPE, SIG_IGN);
 
   absl::StatusOr<std::unique_ptr<cohort::agent::Agent>> agent =
       cohort::agent::Agent::Start(options);

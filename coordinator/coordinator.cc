@@ -731,6 +731,12 @@ absl::StatusOr<v1::InitializeResponse> Coordinator::Initialize(
           "pool '", pool.name, "' is ", v1::PoolPhase_Name(pool.phase), " at generation ",
           pool.generation, "; destroy it first (cohortctl destroy)"));
     }
+    if (request.keep_pending_config() && pool.phase == v1::POOL_PHASE_WAITING &&
+        pool.config.has_value()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "pool '", pool.name, "' already has a config waiting for members: ",
+          pool.config->ShortString()));
+    }
     for (const auto& [identity, m] : pool.members) {
       if (m.rank < 0 || m.rank >= layout->world_size() || m.join.backends().empty()) continue;
       const auto& b = m.join.backends();

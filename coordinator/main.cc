@@ -84,6 +84,8 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // A peer that vanishes mid-write must not kill the process (Gloo writes without MSG_NOSIGNAL).
+  signal(SIGPIPE, SIG_IGN);
 
   auto server = cohort::coordinator::CoordinatorServer::Start(options);
   if (!server.ok()) {

@@ -258,6 +258,18 @@ TEST_F(CoordinatorTest, Initialize_WhileReady_FailedPrecondition) {
   EXPECT_EQ(Init({.world_size = 1}).status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
+TEST_F(CoordinatorTest, KeepPendingConfig_RefusesToReplaceAWaitingConfig) {
+  ASSERT_TRUE(Init({.world_size = 2, .tensor_parallel_size = 2}).ok());
+  v1::InitializeRequest other;
+  *other.mutable_config() = ToProto({.world_size = 2, .data_parallel_size = 2});
+  other.set_keep_pending_config(true);
+  EXPECT_EQ(coordinator_->Initialize(other).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  other.set_keep_pending_config(false);  // an operator may reconfigure a waiting pool
+  ASSERT_TRUE(coordinator_->Initialize(other).ok());
+  EXPECT_EQ(State().config().data_parallel_size(), 2);
+}
+
 TEST_F(CoordinatorTest, ConfigFirst_StartsWhenTheLastRankAttaches) {
   ASSERT_TRUE(Init(kDp2Cfg2U2).ok());
   std::vector<Joined> agents;

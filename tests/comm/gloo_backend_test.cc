@@ -297,10 +297,14 @@ TEST(Gloo, Abort_FromAnotherThreadUnblocksPendingOp) {
   EXPECT_EQ(c.raw_handle(), nullptr);
   EXPECT_THAT(c.Barrier(), StatusIs(absl::StatusCode::kAborted));
 
-  // The abort closed the sockets: the surviving peer's next op fails fast instead of hanging.
+  // The abort closed rank 0's sockets. The survivor's next op fails: usually at once ("connection
+  // closed by peer"), but Gloo 2022 does not always notice the close (about 1 run in 10 here), and
+  // then the op ends at its own timeout. Survivors must not rely on it: the coordinator tells them
+  // to abort. So this only checks that the op fails and stays bounded.
   float y = 1;
   const absl::Time t1 = absl::Now();
-  EXPECT_FALSE(w.world(1).AllReduce(&y, 1, DataType::kFloat32, ReduceOp::kSum).ok());
+  EXPECT_FALSE(
+      w.world(1).AllReduce(&y, 1, DataType::kFloat32, ReduceOp::kSum, absl::Seconds(1)).ok());
   EXPECT_LT(absl::Now() - t1, absl::Seconds(5));
   EXPECT_EQ(w.world(1).state(), CommState::kError);
 }
