@@ -383,16 +383,19 @@ void Agent::WorkerLoop() {
   }
 }
 
-absl::StatusOr<Backend*> Agent::GetBackend(const std::string& name) {
+absl::StatusOr<Backend*> Agent::GetBackend(const std::string& name, v1::InitMode mode) {
   absl::MutexLock lock(&backends_mu_);
-  auto it = backends_.find(name);
+  const std::string key = absl::StrCat(name, "/", v1::InitMode_Name(mode));
+  auto it = backends_.find(key);
   if (it != backends_.end()) return it->second.get();
   BackendOptions options = options_.backend_options;
   options.gloo_host = options_.host_address;
+  options.nccl_group_mode = mode == v1::INIT_MODE_PER_GROUP_ID ? NcclGroupMode::kPerGroupUniqueId
+                                                               : NcclGroupMode::kSplitFromWorld;
   absl::StatusOr<std::unique_ptr<Backend>> backend = MakeBackend(name, options);
   if (!backend.ok()) return backend.status();
   Backend* raw = backend->get();
-  backends_[name] = *std::move(backend);
+  backends_[key] = *std::move(backend);
   return raw;
 }
 
@@ -425,7 +428,7 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
     if (!built.empty()) {
       std::vector<Communicator*> raw;
       for (auto& c : built) raw.push_back(c.get());
-      absl::StatusOr<Backend*> b = GetBackend(plan.backend());
+      absl::StatusOr<Backend*> b = GetBackend(plan.backend(), plan.init_mode());
       if (b.ok()) (*b)->DestroyAll(raw, /*abort=*/true);
     }
     {
@@ -436,7 +439,7 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
     Send(out);
   };
 
-  absl::StatusOr<Backend*> backend = GetBackend(plan.backend());
+  absl::StatusOr<Backend*> backend = GetBackend(plan.backend(), plan.init_mode());
   if (!backend.ok()) return fail(std::string(backend.status().message()), {});
   CoordinatorRendezvousStore store(client_.get(), plan.pool(), generation);
 

@@ -91,7 +91,9 @@ class Agent {
   void TearDown(const v1::Teardown& teardown);
   void AbortNow(const v1::Teardown& teardown);
   void Send(const v1::AgentMessage& message);
-  absl::StatusOr<Backend*> GetBackend(const std::string& name);
+  // Backends are created on first use and kept: one per (name, init mode).
+  absl::StatusOr<Backend*> GetBackend(const std::string& name,
+                                      v1::InitMode mode = v1::INIT_MODE_SPLIT);
 
   const AgentOptions options_;
   std::unique_ptr<CoordinatorClient> client_;

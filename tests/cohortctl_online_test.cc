@@ -1,0 +1,132 @@
+// cohortctl against a live coordinator (in this process, on 127.0.0.1:0): exit statuses, error
+// lines, progress, and the json state document.
+#include <sstream>
+
+#include "cli/cohortctl.h"
+#include "cohort/v1/admin.grpc.pb.h"
+#include "coordinator/server.h"
+#include "tests/test_util.h"
+
+namespace cohort {
+namespace {
+
+using ::cohort::testing::Field;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+struct Result {
+  int status;
+  std::string out, err;
+};
+
+class CohortctlOnlineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto server = coordinator::CoordinatorServer::Start({});
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+  }
+
+  Result Ctl(std::vector<std::string> args, bool with_address = true) {
+    args.insert(args.begin(), "cohortctl");
+    if (with_address) {
+      args.push_back("--coordinator");
+      args.push_back(server_->address());
+    }
+    std::vector<const char*> argv;
+    for (const auto& a : args) argv.push_back(a.c_str());
+    std::ostringstream out, err;
+    int status = cli::RunCohortctl(static_cast<int>(argv.size()), argv.data(), out, err);
+    return {status, out.str(), err.str()};
+  }
+
+  std::unique_ptr<coordinator::CoordinatorServer> server_;
+};
+
+TEST_F(CohortctlOnlineTest, Init_InvalidConfig_Exit2BeforeAnyRpc) {
+  Result r = Ctl({"init", "-n", "6", "--ulysses", "2"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_EQ(r.out, "");
+  EXPECT_THAT(r.err, StartsWith("error: world_size (6) is larger"));
+}
+
+TEST_F(CohortctlOnlineTest, Unreachable_Exit4_SaysWhere) {
+  Result r = Ctl({"state", "--coordinator", "127.0.0.1:1"}, /*with_address=*/false);
+  EXPECT_EQ(r.status, 4);
+  EXPECT_THAT(r.err, HasSubstr("cannot reach the coordinator at 127.0.0.1:1"));
+}
+
+TEST_F(CohortctlOnlineTest, Init_WithoutMembers_AcceptedThenWaitTimesOutNamingMissingRanks) {
+  Result r = Ctl({"init", "-n", "2", "--dp", "2"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("generation 1 of dp2 (world 2) on gloo: waiting for members"));
+  // A second init replaces the waiting config; --wait gives up after its timeout.
+  Result waited = Ctl({"init", "-n", "2", "--tp", "2", "--wait", "--timeout", "0.3"});
+  EXPECT_EQ(waited.status, 3);
+  EXPECT_THAT(waited.out, HasSubstr("waiting for ranks [0,1]"));
+  EXPECT_THAT(waited.err, HasSubstr("not READY after 0.3 s"));
+}
+
+TEST_F(CohortctlOnlineTest, StateJson_DescribesTheWaitingPool) {
+  ASSERT_EQ(Ctl({"init", "-n", "4", "--tp", "2", "--pp", "2"}).status, 0);
+  Result r = Ctl({"state", "-o", "json"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto doc = testing::ParseJsonOrDie(r.out);
+  EXPECT_EQ(Field(doc, "pool").string_value(), "default");
+  EXPECT_EQ(Field(doc, "phase").string_value(), "POOL_PHASE_WAITING");
+  EXPECT_EQ(Field(doc, "world_size").number_value(), 4);
+  EXPECT_EQ(Field(doc, "missing_ranks").list_value().values_size(), 4);
+  EXPECT_EQ(Field(Field(doc, "config"), "tensor_parallel_size").string_value(), "2");
+  EXPECT_EQ(Field(Field(doc, "options"), "backend").string_value(), "gloo");
+}
+
+TEST_F(CohortctlOnlineTest, StateTable_NamesMissingRanks) {
+  ASSERT_EQ(Ctl({"init", "-n", "4", "--dp", "4"}).status, 0);
+  Result r = Ctl({"state"});
+  ASSERT_EQ(r.status, 0);
+  EXPECT_THAT(r.out, HasSubstr("WAITING"));
+  EXPECT_THAT(r.out, HasSubstr("members 0/4 ready, missing ranks [0-3]"));
+}
+
+TEST_F(CohortctlOnlineTest, Destroy_NothingToDestroy_Exit1WithReason) {
+  ASSERT_EQ(Ctl({"init", "-n", "1"}).status, 0);
+  Result r = Ctl({"destroy"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.err, HasSubstr("has no communicators to destroy"));
+  Result unknown = Ctl({"destroy", "--pool", "ghost"});
+  EXPECT_EQ(unknown.status, 1);
+  EXPECT_THAT(unknown.err, HasSubstr("unknown pool 'ghost'"));
+}
+
+TEST_F(CohortctlOnlineTest, AdminRpc_InvalidConfig_InvalidArgumentOverTheWire) {
+  auto stub = v1::AdminService::NewStub(server_->InProcessChannel());
+  grpc::ClientContext context;
+  v1::InitializeRequest request;
+  request.mutable_config()->set_world_size(4);
+  request.mutable_config()->set_ulysses_degree(4);
+  request.mutable_config()->set_fully_shard_degree(3);
+  v1::InitializeResponse response;
+  grpc::Status status = stub->Initialize(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("fully_shard_degree (3) does not divide"));
+}
+
+TEST_F(CohortctlOnlineTest, SeveralPools_AreIndependent) {
+  ASSERT_EQ(Ctl({"init", "-n", "2", "--dp", "2", "--pool", "a"}).status, 0);
+  ASSERT_EQ(Ctl({"init", "-n", "4", "--tp", "4", "--pool", "b"}).status, 0);
+  auto a = testing::ParseJsonOrDie(Ctl({"state", "--pool", "a", "-o", "json"}).out);
+  auto b = testing::ParseJsonOrDie(Ctl({"state", "--pool", "b", "-o", "json"}).out);
+  EXPECT_EQ(Field(a, "world_size").number_value(), 2);
+  EXPECT_EQ(Field(b, "world_size").number_value(), 4);
+}
+
+TEST_F(CohortctlOnlineTest, CoordinatorFromEnvironment) {
+  setenv("COHORT_COORDINATOR", server_->address().c_str(), 1);
+  Result r = Ctl({"state", "--pool", "nothing-here"}, /*with_address=*/false);
+  unsetenv("COHORT_COORDINATOR");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.err, HasSubstr("unknown pool 'nothing-here'"));
+}
+
+}  // namespace
+}  // namespace cohort
