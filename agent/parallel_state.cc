@@ -87,6 +87,11 @@ absl::Status initialize_model_parallel(const ModelParallelOptions& options) {
   const absl::Time deadline = absl::Now() + options.timeout;
   int64_t generation = 0;
   while (true) {
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "initialize_model_parallel: the pool did not accept a config within ",
+          absl::FormatDuration(options.timeout)));
+    }
     absl::StatusOr<v1::InitializeResponse> init = a->client().Initialize(request);
     if (init.ok()) {
       generation = init->generation();
@@ -96,6 +101,9 @@ absl::Status initialize_model_parallel(const ModelParallelOptions& options) {
     // Another rank was first, or the previous generation is still being torn down.
     absl::StatusOr<v1::PoolState> state = a->client().GetState(a->options().pool);
     if (!state.ok()) return state.status();
+    if (state->phase() == v1::POOL_PHASE_DESTROYED || state->phase() == v1::POOL_PHASE_FAILED) {
+      continue;  // the teardown finished between the two calls: Initialize is accepted now
+    }
     if (state->phase() == v1::POOL_PHASE_DESTROYING) {
       const absl::Duration left = deadline - absl::Now();
       if (left <= absl::ZeroDuration()) {

@@ -162,6 +162,124 @@ void Coordinator::Touch(Pool& pool, Completions& out) {
   }
 }
 
+void Coordinator::Emit(Pool& pool, v1::EventKind kind, int rank, const std::string& identity,
+                       const std::string& message) {
+  v1::Event e;
+  e.set_seq(++event_seq_);
+  e.set_unix_ms(absl::ToUnixMillis(clock_->Now()));
+  e.set_pool(pool.name);
+  e.set_generation(pool.generation);
+  e.set_kind(kind);
+  e.set_rank(rank);
+  e.set_identity(identity);
+  e.set_message(message);
+  if (kind == v1::EVENT_KIND_PHASE) e.set_phase(pool.phase);
+  pool.events.push_back(e);
+  while (pool.events.size() > options_.event_log_size) pool.events.pop_front();
+  for (const auto& listener : listeners_) listener(e);
+  v1::WatchEvent w;
+  *w.mutable_event() = std::move(e);
+  Publish(w, pool.name);
+}
+
+void Coordinator::Publish(const v1::WatchEvent& event, const std::string& pool) {
+  for (auto it = watchers_.begin(); it != watchers_.end();) {
+    if (!it->second.pool.empty() && it->second.pool != pool) {
+      ++it;
+      continue;
+    }
+    // A watcher that is gone or cannot keep up is dropped rather than slowing the coordinator.
+    it = it->second.sink->Send(event) ? std::next(it) : watchers_.erase(it);
+  }
+}
+
+void Coordinator::SetPhase(Pool& pool, v1::PoolPhase phase) {
+  if (pool.phase == phase) return;
+  pool.phase = phase;
+  v1::PhaseTransition t;
+  t.set_phase(phase);
+  t.set_unix_ms(absl::ToUnixMillis(clock_->Now()));
+  t.set_generation(pool.generation);
+  pool.transitions.push_back(t);
+  while (pool.transitions.size() > 32) pool.transitions.pop_front();
+  Emit(pool, v1::EVENT_KIND_PHASE, -1, "", v1::PoolPhase_Name(phase));
+}
+
+void Coordinator::AddEventListener(std::function<void(const v1::Event&)> listener) {
+  absl::MutexLock lock(&mu_);
+  listeners_.push_back(std::move(listener));
+}
+
+absl::StatusOr<uint64_t> Coordinator::AddWatcher(const std::string& pool_name, bool snapshot,
+                                                 WatchSink* sink) {
+  absl::MutexLock lock(&mu_);
+  if (!pool_name.empty() && FindPool(pool_name) == nullptr) {
+    return absl::NotFoundError(absl::StrCat("unknown pool '", pool_name, "'"));
+  }
+  if (snapshot) {
+    for (const auto& [name, pool] : pools_) {
+      if (!pool_name.empty() && name != pool_name) continue;
+      v1::WatchEvent w;
+      *w.mutable_snapshot() = Snapshot(pool);
+      sink->Send(w);
+    }
+  }
+  const uint64_t id = next_watcher_++;
+  watchers_[id] = Watcher{pool_name, sink};
+  return id;
+}
+
+void Coordinator::RemoveWatcher(uint64_t id) {
+  absl::MutexLock lock(&mu_);
+  watchers_.erase(id);
+}
+
+std::vector<v1::PoolSummary> Coordinator::ListPools() {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::PoolSummary> out;
+  for (const auto& [name, pool] : pools_) {
+    v1::PoolSummary s;
+    s.set_pool(name);
+    s.set_phase(pool.phase);
+    s.set_generation(pool.generation);
+    s.set_world_size(pool.world_size);
+    s.set_members(static_cast<int>(pool.members.size()));
+    int ready = 0;
+    for (const auto& [identity, m] : pool.members) {
+      if (m.rank >= 0 && m.phase == v1::MEMBER_PHASE_READY) ++ready;
+    }
+    s.set_members_ready(ready);
+    s.set_error(pool.error);
+    if (pool.config.has_value()) *s.mutable_config() = ToProto(*pool.config);
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<v1::Event>> Coordinator::GetEvents(const std::string& pool_name,
+                                                              int64_t after_seq, int limit) {
+  absl::MutexLock lock(&mu_);
+  Pool* pool = FindPool(PoolName(pool_name));
+  if (pool == nullptr) {
+    return absl::NotFoundError(absl::StrCat("unknown pool '", PoolName(pool_name), "'"));
+  }
+  std::vector<v1::Event> out;
+  for (const v1::Event& e : pool->events) {
+    if (e.seq() > after_seq) out.push_back(e);
+  }
+  if (limit > 0 && out.size() > static_cast<size_t>(limit)) {
+    out.erase(out.begin(), out.end() - limit);
+  }
+  return out;
+}
+
+std::vector<v1::PoolState> Coordinator::AllStates() {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::PoolState> out;
+  for (const auto& [name, pool] : pools_) out.push_back(Snapshot(pool));
+  return out;
+}
+
 // ---- Agent-facing -------------------------------------------------------------------------
 
 absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& request) {
@@ -194,11 +312,14 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
     if (it != pool->members.end()) {
       member = &it->second;
       if (member->sink != nullptr && member->incarnation != request.incarnation()) {
-        return absl::AlreadyExistsError(absl::StrCat(
+        const std::string why = absl::StrCat(
             "identity '", request.identity(), "' is held by a live agent (incarnation ",
             member->incarnation, ", rank ", member->rank,
             ") in pool '", pool_name, "'; give each agent its own identity, or retry once the "
-            "old agent is gone"));
+            "old agent is gone");
+        Emit(*pool, v1::EVENT_KIND_REFUSED, member->rank, request.identity(),
+             absl::StrCat("join refused: ", why));
+        return absl::AlreadyExistsError(why);
       }
       if (member->sink != nullptr) {
         // The same process joining again (e.g. after a transport break we have not noticed):
@@ -226,6 +347,9 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
     member->ever_attached = false;
     member->error.clear();
     sessions_[member->session_id] = {pool_name, request.identity()};
+    Emit(*pool, v1::EVENT_KIND_JOINED, member->rank, member->identity,
+         absl::StrCat("incarnation ", member->incarnation,
+                      member->rank >= 0 ? absl::StrCat(", rank ", member->rank) : ", standby"));
     // A session that never attaches gives its rank back.
     const std::string session_id = member->session_id;
     timers_->Schedule(clock_->Now() + options_.attach_timeout, [this, session_id] {
@@ -238,6 +362,7 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
         spdlog::warn("pool {}: {} joined but never attached its session; dropping it", p->name,
                      m->identity);
         sessions_.erase(session_id);
+        Emit(*p, v1::EVENT_KIND_LEFT, m->rank, m->identity, "joined but never attached");
         p->members.erase(m->identity);
         Touch(*p, late);
       }
@@ -270,6 +395,8 @@ absl::Status Coordinator::Attach(const std::string& session_id, SessionSink* sin
     member->sink = sink;
     member->ever_attached = true;
     member->last_heartbeat = clock_->Now();
+    member->attached_at = clock_->Now();
+    Emit(*pool, v1::EVENT_KIND_ATTACHED, member->rank, member->identity, "session attached");
     member->phase = member->rank >= 0 ? v1::MEMBER_PHASE_JOINED : v1::MEMBER_PHASE_STANDBY;
     Touch(*pool, done);
     MaybeStart(*pool, done);
@@ -297,6 +424,7 @@ void Coordinator::LoseMember(Pool& pool, Member& member, const std::string& reas
                              Completions& out) {
   spdlog::warn("pool {}: {} (rank {}) lost: {}", pool.name, member.identity, member.rank,
                reason);
+  Emit(pool, v1::EVENT_KIND_MEMBER_LOST, member.rank, member.identity, reason);
   if (member.rank < 0) {
     pool.members.erase(member.identity);  // standbys hold nothing worth remembering
     Touch(pool, out);
@@ -345,6 +473,23 @@ absl::Status Coordinator::HandleAgentMessage(const std::string& session_id,
           Touch(*pool, done);
         }
         break;
+      case v1::AgentMessage::kGroupStates:
+        if (message.group_states().generation() == pool->generation &&
+            member->generation == pool->generation) {
+          // Replace the reported state of each group that changed.
+          for (const v1::GroupReport& changed : message.group_states().groups()) {
+            for (v1::GroupReport& g : *member->report.mutable_groups()) {
+              if (g.kind() == changed.kind() && g.index() == changed.index()) g = changed;
+            }
+            Emit(*pool, v1::EVENT_KIND_GROUP_STATE, member->rank, member->identity,
+                 absl::StrCat(v1::GroupKind_Name(changed.kind()), " ", changed.index(), ": ",
+                              v1::CommState_Name(changed.state()),
+                              changed.async_error().empty() ? "" : " ",
+                              changed.async_error()));
+          }
+          Touch(*pool, done);
+        }
+        break;
       case v1::AgentMessage::kReport:
         if (message.report().generation() != pool->generation) {
           status = absl::AbortedError(absl::StrCat(
@@ -372,7 +517,14 @@ absl::Status Coordinator::HandleAgentMessage(const std::string& session_id,
     }
   }
   RunAll(done);
-  if (!status.ok()) spdlog::warn("refused agent message: {}", status.ToString());
+  if (!status.ok()) {
+    spdlog::warn("refused agent message: {}", status.ToString());
+    absl::MutexLock lock(&mu_);
+    Pool* pool = nullptr;
+    if (Member* m = FindMemberBySession(session_id, &pool); m != nullptr) {
+      Emit(*pool, v1::EVENT_KIND_REFUSED, m->rank, m->identity, std::string(status.message()));
+    }
+  }
   return status;
 }
 
@@ -451,7 +603,7 @@ void Coordinator::StartGeneration(Pool& pool, Completions& out) {
     reuse = m != nullptr && it != pool.world_incarnations.end() && it->second == m->incarnation;
   }
   if (!reuse) pool.world_alive = false;
-  pool.phase = v1::POOL_PHASE_INITIALIZING;
+  SetPhase(pool, v1::POOL_PHASE_INITIALIZING);
   pool.error.clear();
   pool.plans_sent_at = clock_->Now();
   pool.init_ms = 0;
@@ -463,6 +615,7 @@ void Coordinator::StartGeneration(Pool& pool, Completions& out) {
     m->error.clear();
     v1::CoordinatorMessage message;
     *message.mutable_plan() = PlanFor(pool, r);
+    m->backend = message.plan().backend();
     if (reuse) {
       message.mutable_plan()->set_reuse_world(true);
       message.mutable_plan()->set_reuse_world_generation(pool.world_generation);
@@ -478,6 +631,9 @@ void Coordinator::StartGeneration(Pool& pool, Completions& out) {
   spdlog::info("pool {}: generation {} started: {} ({}, {} ranks{})", pool.name, pool.generation,
                pool.config->ShortString(), BackendOf(pool.options), pool.world_size,
                reuse ? ", reusing the world communicator" : "");
+  Emit(pool, v1::EVENT_KIND_PLAN, -1, "",
+       absl::StrCat("plans sent: ", pool.config->ShortString(), " on ", BackendOf(pool.options),
+                    reuse ? ", reusing the world communicator" : ""));
   Touch(pool, out);
 }
 
@@ -507,7 +663,8 @@ void Coordinator::OnGenerationDeadline(const std::string& pool_name, int64_t gen
 
 void Coordinator::FailGeneration(Pool& pool, const std::string& error, Completions& out) {
   spdlog::error("pool {}: generation {} failed: {}", pool.name, pool.generation, error);
-  pool.phase = v1::POOL_PHASE_FAILED;
+  Emit(pool, v1::EVENT_KIND_FAILED, -1, "", error);
+  SetPhase(pool, v1::POOL_PHASE_FAILED);
   pool.error = error;
   pool.world_alive = false;
   CancelTimer(pool.deadline_timer);
@@ -526,6 +683,7 @@ void Coordinator::FailGeneration(Pool& pool, const std::string& error, Completio
     teardown->set_reason(error);
     m.sink->Send(message);
     if (m.phase != v1::MEMBER_PHASE_FAILED) m.phase = v1::MEMBER_PHASE_JOINED;
+    Emit(pool, v1::EVENT_KIND_ABORT, m.rank, identity, "told to abort its communicators");
   }
   Touch(pool, out);
 }
@@ -544,16 +702,19 @@ void Coordinator::HandleReport(Pool& pool, Member& member, const v1::GenerationR
     return;
   }
   member.phase = v1::MEMBER_PHASE_READY;
+  Emit(pool, v1::EVENT_KIND_MEMBER_READY, member.rank, member.identity,
+       absl::StrCat("ready in ", report.total_us() / 1000, " ms"));
   int ready = 0;
   for (const auto& [identity, m] : pool.members) {
     if (m.rank >= 0 && m.phase == v1::MEMBER_PHASE_READY) ++ready;
   }
   if (ready == pool.world_size) {
-    pool.phase = v1::POOL_PHASE_READY;
+    SetPhase(pool, v1::POOL_PHASE_READY);
     pool.init_ms = absl::ToInt64Milliseconds(clock_->Now() - pool.plans_sent_at);
     CancelTimer(pool.deadline_timer);
     spdlog::info("pool {}: generation {} READY in {} ms", pool.name, pool.generation,
                  pool.init_ms);
+    Emit(pool, v1::EVENT_KIND_READY, -1, "", absl::StrCat("READY in ", pool.init_ms, " ms"));
   }
   Touch(pool, out);
 }
@@ -585,7 +746,7 @@ void Coordinator::FinishTeardownIfDone(Pool& pool, bool force, Completions& out)
     pool.teardown_ok = false;
   }
   CancelTimer(pool.teardown_timer);
-  pool.phase = v1::POOL_PHASE_DESTROYED;
+  SetPhase(pool, v1::POOL_PHASE_DESTROYED);
   pool.world_alive = pool.teardown_ok && pool.teardown_from_ready &&
                      pool.teardown_scope == v1::DESTROY_SCOPE_MODEL_PARALLEL;
   pool.world_incarnations.clear();
@@ -598,6 +759,10 @@ void Coordinator::FinishTeardownIfDone(Pool& pool, bool force, Completions& out)
   for (auto& [identity, m] : pool.members) {
     if (m.rank >= 0 && m.phase != v1::MEMBER_PHASE_FAILED) m.phase = v1::MEMBER_PHASE_JOINED;
   }
+  Emit(pool, v1::EVENT_KIND_DESTROYED, -1, "",
+       absl::StrCat(pool.teardown_scope == v1::DESTROY_SCOPE_ALL ? "everything"
+                                                                 : "model-parallel groups",
+                    pool.teardown_ok ? "" : absl::StrCat(", with errors: ", pool.error)));
   spdlog::info("pool {}: generation {} destroyed ({}{})", pool.name, pool.generation,
                pool.teardown_scope == v1::DESTROY_SCOPE_ALL ? "everything"
                                                             : "model-parallel groups",
@@ -752,7 +917,7 @@ absl::StatusOr<v1::InitializeResponse> Coordinator::Initialize(
     pool.world_size = pool.layout->world_size();
     pool.options = request.options();
     if (pool.options.backend().empty()) pool.options.set_backend(backend);
-    pool.phase = v1::POOL_PHASE_WAITING;
+    SetPhase(pool, v1::POOL_PHASE_WAITING);
     pool.error.clear();
     // Ranks outside the new world become standbys; standbys fill ranks inside it.
     std::vector<Member*> standbys;
@@ -773,8 +938,11 @@ absl::StatusOr<v1::InitializeResponse> Coordinator::Initialize(
       v1::CoordinatorMessage message;
       message.mutable_rank_assignment()->set_rank(rank);
       m->sink->Send(message);
+      Emit(pool, v1::EVENT_KIND_RANK_ASSIGNED, rank, m->identity, "standby promoted");
     }
     spdlog::info("pool {}: initialize {} ({})", pool.name, pool.config->ShortString(), backend);
+    Emit(pool, v1::EVENT_KIND_CONFIGURED, -1, "",
+         absl::StrCat(pool.config->ShortString(), " on ", backend));
     response.set_generation(pool.generation + 1);
     Touch(pool, done);
     MaybeStart(pool, done);
@@ -809,7 +977,7 @@ absl::StatusOr<v1::DestroyResponse> Coordinator::Destroy(const v1::DestroyReques
     pool->teardown_ok = true;
     const bool abort = pool->phase != v1::POOL_PHASE_READY && !world_only;
     CancelTimer(pool->deadline_timer);
-    pool->phase = v1::POOL_PHASE_DESTROYING;
+    SetPhase(*pool, v1::POOL_PHASE_DESTROYING);
     for (auto& [identity, m] : pool->members) {
       m.teardown_reported = false;
       if (m.rank < 0 || m.sink == nullptr) continue;
@@ -827,6 +995,10 @@ absl::StatusOr<v1::DestroyResponse> Coordinator::Destroy(const v1::DestroyReques
         timers_->Schedule(clock_->Now() + options_.teardown_deadline,
                           [this, name, current] { OnTeardownDeadline(name, current); });
     response.set_generation(generation);
+    Emit(*pool, v1::EVENT_KIND_DESTROY, -1, "",
+         absl::StrCat("destroy ", request.scope() == v1::DESTROY_SCOPE_ALL ? "everything"
+                                                                            : "model-parallel groups",
+                      abort ? " (abort)" : ""));
     Touch(*pool, done);
     FinishTeardownIfDone(*pool, /*force=*/false, done);
   }
@@ -834,13 +1006,55 @@ absl::StatusOr<v1::DestroyResponse> Coordinator::Destroy(const v1::DestroyReques
   return response;
 }
 
-absl::StatusOr<v1::PoolState> Coordinator::GetState(const std::string& pool_name) {
+absl::StatusOr<v1::PoolState> Coordinator::GetState(const std::string& pool_name,
+                                                    std::optional<int> rank,
+                                                    std::optional<GroupKind> kind) {
   absl::MutexLock lock(&mu_);
   Pool* pool = FindPool(PoolName(pool_name));
   if (pool == nullptr) {
     return absl::NotFoundError(absl::StrCat("unknown pool '", PoolName(pool_name), "'"));
   }
-  return Snapshot(*pool);
+  if (rank.has_value() && (*rank < 0 || *rank >= pool->world_size)) {
+    return absl::InvalidArgumentError(absl::StrCat("rank ", *rank, " is outside pool '",
+                                                   pool->name, "' (world size ",
+                                                   pool->world_size, ")"));
+  }
+  v1::PoolState s = Snapshot(*pool);
+  if (rank.has_value()) {
+    google::protobuf::RepeatedPtrField<v1::MemberState> kept;
+    for (v1::MemberState& m : *s.mutable_members()) {
+      if (m.rank() == *rank) *kept.Add() = std::move(m);
+    }
+    s.mutable_members()->Swap(&kept);
+  }
+  if ((rank.has_value() || kind.has_value()) && pool->layout.has_value()) {
+    v1::Layout layout;
+    for (GroupKind k : pool->layout->kinds()) {
+      if (kind.has_value() && k != *kind) continue;
+      v1::GroupSet* set = layout.add_group_sets();
+      set->set_kind(ToProto(k));
+      const RankGroups& groups = pool->layout->groups(k);
+      for (size_t i = 0; i < groups.size(); ++i) {
+        if (rank.has_value() && static_cast<int>(i) != pool->layout->GroupIndexOf(k, *rank)) {
+          continue;
+        }
+        v1::RankGroup* g = set->add_groups();
+        g->mutable_ranks()->Add(groups[i].begin(), groups[i].end());
+        g->set_index(static_cast<int>(i));
+      }
+    }
+    *s.mutable_layout() = std::move(layout);
+    if (kind.has_value()) {
+      for (v1::MemberState& m : *s.mutable_members()) {
+        google::protobuf::RepeatedPtrField<v1::GroupReport> groups;
+        for (v1::GroupReport& g : *m.mutable_groups()) {
+          if (g.kind() == ToProto(*kind)) *groups.Add() = std::move(g);
+        }
+        m.mutable_groups()->Swap(&groups);
+      }
+    }
+  }
+  return s;
 }
 
 void Coordinator::WaitForState(const std::string& pool_name, int64_t after_version,
@@ -917,9 +1131,18 @@ v1::PoolState Coordinator::Snapshot(const Pool& pool) const {
     }
     ms->set_error(m->error);
     *ms->mutable_progress() = m->progress;
+    if (m->sink != nullptr) {
+      ms->set_session_uptime_ms(absl::ToInt64Milliseconds(now - m->attached_at));
+    }
+    ms->set_backend(m->backend);
+    *ms->mutable_backends_offered() = m->join.backends();
+    ms->set_agent_version(m->join.agent_version());
     if (m->rank >= 0 && m->phase == v1::MEMBER_PHASE_READY) ++ready;
+    if (m->phase == v1::MEMBER_PHASE_STANDBY) s.set_members_standby(s.members_standby() + 1);
+    if (m->phase == v1::MEMBER_PHASE_FAILED) s.set_members_failed(s.members_failed() + 1);
   }
   s.set_members_ready(ready);
+  for (const v1::PhaseTransition& t : pool.transitions) *s.add_transitions() = t;
   for (int r : MissingRanks(pool)) s.add_missing_ranks(r);
   s.set_error(pool.error);
   s.set_init_ms(pool.init_ms);

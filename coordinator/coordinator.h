@@ -24,6 +24,7 @@
 #define COHORT_COORDINATOR_COORDINATOR_H_
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -54,6 +55,15 @@ class SessionSink {
   virtual void Close(const std::string& reason) = 0;
 };
 
+// Where the coordinator streams events to a watcher (the Watch RPC, or a test fake).
+class WatchSink {
+ public:
+  virtual ~WatchSink() = default;
+  // Queues a message; must not block or call back into the Coordinator. Returns false if the
+  // watcher is gone or too far behind (it is then dropped).
+  virtual bool Send(const v1::WatchEvent& event) = 0;
+};
+
 struct CoordinatorOptions {
   // Heartbeat interval agents are told to keep, and how many may be missed before a member is
   // declared lost.
@@ -65,6 +75,8 @@ struct CoordinatorOptions {
   absl::Duration default_init_deadline = absl::Seconds(60);
   // How long Destroy waits for teardown reports before declaring the pool destroyed anyway.
   absl::Duration teardown_deadline = absl::Seconds(30);
+  // Events kept per pool (the oldest are dropped first).
+  size_t event_log_size = 1000;
   // Create a pool when an agent joins an unknown one (otherwise only `pools` exist).
   bool create_pools_on_join = true;
   // Pools configured at startup: they start themselves once their world is complete.
@@ -118,8 +130,24 @@ class Coordinator {
   absl::StatusOr<v1::InitializeResponse> Initialize(const v1::InitializeRequest& request);
   // Errors: NOT_FOUND (pool); FAILED_PRECONDITION (nothing to destroy).
   absl::StatusOr<v1::DestroyResponse> Destroy(const v1::DestroyRequest& request);
+  // Errors: NOT_FOUND (pool). `rank` keeps only that member and the groups holding it; `kind`
+  // keeps only groups of that kind.
+  absl::StatusOr<v1::PoolState> GetState(const std::string& pool,
+                                         std::optional<int> rank = std::nullopt,
+                                         std::optional<GroupKind> kind = std::nullopt);
+  std::vector<v1::PoolSummary> ListPools();
   // Errors: NOT_FOUND (pool).
-  absl::StatusOr<v1::PoolState> GetState(const std::string& pool);
+  absl::StatusOr<std::vector<v1::Event>> GetEvents(const std::string& pool, int64_t after_seq,
+                                                   int limit);
+  // Streams events of `pool` (empty: all pools) to `sink`, after a snapshot of each watched
+  // pool when `snapshot`. Returns an id for RemoveWatcher. Errors: NOT_FOUND (pool).
+  absl::StatusOr<uint64_t> AddWatcher(const std::string& pool, bool snapshot, WatchSink* sink);
+  void RemoveWatcher(uint64_t id);
+  // Called under the coordinator's lock for every event (metrics, health): must be quick and
+  // must not call back into the Coordinator.
+  void AddEventListener(std::function<void(const v1::Event&)> listener);
+  // Every pool's full state, for metrics collection.
+  std::vector<v1::PoolState> AllStates();
   // Calls `done` once the pool's version exceeds `after_version` or at `deadline` (with the
   // state either way). Errors passed to done: NOT_FOUND.
   void WaitForState(const std::string& pool, int64_t after_version, absl::Time deadline,
@@ -145,6 +173,8 @@ class Coordinator {
     std::string error;
     bool teardown_reported = false;
     uint64_t join_seq = 0;  // arrival order, for promoting standbys
+    absl::Time attached_at;
+    std::string backend;  // of the last plan
   };
   struct StateWaiter {
     int64_t after_version;
@@ -177,6 +207,12 @@ class Coordinator {
     TimerQueue::TimerId teardown_timer = 0;
     std::map<uint64_t, StateWaiter> state_waiters;
     uint64_t next_waiter = 1;
+    std::deque<v1::Event> events;
+    std::deque<v1::PhaseTransition> transitions;
+  };
+  struct Watcher {
+    std::string pool;  // empty: all
+    WatchSink* sink;
   };
   using Completions = std::vector<std::function<void()>>;
 
@@ -211,6 +247,12 @@ class Coordinator {
   void OnTeardownDeadline(const std::string& pool, int64_t generation);
   void CancelTimer(TimerQueue::TimerId& id);
   v1::PoolState Snapshot(const Pool& pool) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records an event, streams it to watchers and listeners.
+  void Emit(Pool& pool, v1::EventKind kind, int rank, const std::string& identity,
+            const std::string& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SetPhase(Pool& pool, v1::PoolPhase phase) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Publish(const v1::WatchEvent& event, const std::string& pool)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ScheduleSweep();
 
   const CoordinatorOptions options_;
@@ -222,6 +264,10 @@ class Coordinator {
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   TimerQueue::TimerId sweep_timer_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t join_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t event_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<uint64_t, Watcher> watchers_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_watcher_ ABSL_GUARDED_BY(mu_) = 1;
+  std::vector<std::function<void(const v1::Event&)>> listeners_ ABSL_GUARDED_BY(mu_);
 };
 
 // Runs completions collected under the lock.

@@ -5,6 +5,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
+#include "common/layout_proto.h"
 #include "spdlog/spdlog.h"
 
 namespace cohort::coordinator {
@@ -120,6 +121,86 @@ class SessionReactor final
   std::string close_reason_ ABSL_GUARDED_BY(mu_);
 };
 
+// One Watch stream: events queued by the Coordinator (under its lock), written one at a time.
+// A watcher more than kMaxQueued events behind is dropped with RESOURCE_EXHAUSTED.
+class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEvent>, public WatchSink {
+ public:
+  static constexpr size_t kMaxQueued = 10000;
+
+  WatchReactor(Coordinator* coordinator, const v1::WatchRequest& request)
+      : coordinator_(coordinator) {
+    absl::StatusOr<uint64_t> id =
+        coordinator_->AddWatcher(request.pool(), request.snapshot(), this);
+    if (!id.ok()) {
+      FinishOnce(ToGrpcStatus(id.status()));
+      return;
+    }
+    absl::MutexLock lock(&mu_);
+    id_ = *id;
+  }
+
+  bool Send(const v1::WatchEvent& event) override {
+    absl::MutexLock lock(&mu_);
+    if (finished_) return false;
+    if (queue_.size() >= kMaxQueued) {
+      FinishLocked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                "watcher fell too far behind; watch again"));
+      return false;
+    }
+    queue_.push_back(event);
+    if (!writing_) {
+      writing_ = true;
+      StartWrite(&queue_.front());
+    }
+    return true;
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    queue_.pop_front();
+    if (!ok) {
+      writing_ = false;
+      FinishLocked(grpc::Status::CANCELLED);
+      return;
+    }
+    if (!queue_.empty() && !finished_) {
+      StartWrite(&queue_.front());
+    } else {
+      writing_ = false;
+    }
+  }
+
+  void OnCancel() override { FinishOnce(grpc::Status::CANCELLED); }
+
+  void OnDone() override {
+    uint64_t id;
+    {
+      absl::MutexLock lock(&mu_);
+      id = id_;
+    }
+    if (id != 0) coordinator_->RemoveWatcher(id);
+    delete this;
+  }
+
+ private:
+  void FinishOnce(const grpc::Status& status) {
+    absl::MutexLock lock(&mu_);
+    FinishLocked(status);
+  }
+  void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    finished_ = true;
+    Finish(status);
+  }
+
+  Coordinator* const coordinator_;
+  absl::Mutex mu_;
+  uint64_t id_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<v1::WatchEvent> queue_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 }  // namespace
 
 grpc::ServerUnaryReactor* AgentServiceImpl::Join(grpc::CallbackServerContext* context,
@@ -176,6 +257,21 @@ grpc::ServerUnaryReactor* AdminServiceImpl::GetState(grpc::CallbackServerContext
     if (state.ok()) *response->mutable_state() = *std::move(state);
     reactor->Finish(ToGrpcStatus(state.status()));
   };
+  if (request->has_rank() || request->kind() != v1::GROUP_KIND_UNSPECIFIED) {
+    std::optional<int> rank;
+    if (request->has_rank()) rank = request->rank();
+    std::optional<GroupKind> kind;
+    if (request->kind() != v1::GROUP_KIND_UNSPECIFIED) {
+      absl::StatusOr<GroupKind> parsed = FromProto(request->kind());
+      if (!parsed.ok()) {
+        reply(parsed.status());
+        return reactor;
+      }
+      kind = *parsed;
+    }
+    reply(coordinator_->GetState(request->pool(), rank, kind));
+    return reactor;
+  }
   if (!request->has_wait()) {
     reply(coordinator_->GetState(request->pool()));
     return reactor;
@@ -188,6 +284,29 @@ grpc::ServerUnaryReactor* AdminServiceImpl::GetState(grpc::CallbackServerContext
   coordinator_->WaitForState(request->pool(), request->wait().after_version(), deadline,
                              std::move(reply));
   return reactor;
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::ListPools(grpc::CallbackServerContext* context,
+                                                      const v1::ListPoolsRequest* /*request*/,
+                                                      v1::ListPoolsResponse* response) {
+  for (v1::PoolSummary& p : coordinator_->ListPools()) *response->add_pools() = std::move(p);
+  return Reply(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::GetEvents(grpc::CallbackServerContext* context,
+                                                      const v1::GetEventsRequest* request,
+                                                      v1::GetEventsResponse* response) {
+  absl::StatusOr<std::vector<v1::Event>> events =
+      coordinator_->GetEvents(request->pool(), request->after_seq(), request->limit());
+  if (events.ok()) {
+    for (v1::Event& e : *events) *response->add_events() = std::move(e);
+  }
+  return Reply(context, events.status());
+}
+
+grpc::ServerWriteReactor<v1::WatchEvent>* AdminServiceImpl::Watch(
+    grpc::CallbackServerContext* /*context*/, const v1::WatchRequest* request) {
+  return new WatchReactor(coordinator_, *request);
 }
 
 }  // namespace cohort::coordinator
