@@ -75,6 +75,15 @@ struct CoordinatorOptions {
   absl::Duration default_init_deadline = absl::Seconds(60);
   // How long Destroy waits for teardown reports before declaring the pool destroyed anyway.
   absl::Duration teardown_deadline = absl::Seconds(30);
+  // Where the small durable state (pool configs, identity -> rank) is written atomically after
+  // every change, and read back at startup. Empty: nothing is persisted.
+  std::string state_file;
+  // Refill the rank of a lost member with a standby at once (instead of waiting for the same
+  // identity to come back).
+  bool refill_from_standby = true;
+  // Elastic data parallelism: when a whole dp replica is lost and nothing refills it within
+  // this long, shrink dp and rebuild; grow back when agents return. Zero: off.
+  absl::Duration elastic_dp_after = absl::ZeroDuration();
   // Events kept per pool (the oldest are dropped first).
   size_t event_log_size = 1000;
   // Create a pool when an agent joins an unknown one (otherwise only `pools` exist).
