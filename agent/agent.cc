@@ -130,6 +130,7 @@ absl::Status Agent::JoinWithRetry(absl::Time deadline) {
     {
       absl::MutexLock lock(&mu_);
       if (stopping_) return absl::CancelledError("agent stopping");
+      *request.mutable_held() = Held();
     }
     absl::StatusOr<v1::JoinResponse> joined = client_->Join(request);
     absl::StatusOr<std::unique_ptr<CoordinatorClient::Session>> session =
@@ -138,7 +139,7 @@ absl::Status Agent::JoinWithRetry(absl::Time deadline) {
     if (session.ok()) {
       absl::MutexLock lock(&mu_);
       session_id_ = joined->session_id();
-      session_ = *std::move(session);
+      session_ = std::shared_ptr<CoordinatorClient::Session>(*std::move(session));
       rank_ = joined->rank();
       world_size_ = joined->world_size();
       heartbeat_interval_ = absl::Milliseconds(std::max(50, joined->heartbeat_interval_ms()));
@@ -254,11 +255,31 @@ absl::Status Agent::Wait() {
   return ended_;
 }
 
+v1::HeldState Agent::Held() {
+  v1::HeldState held;
+  if (world_ == nullptr) return held;
+  held.set_holding(true);
+  held.set_rank(rank_);
+  held.set_world_size(world_size_);
+  held.set_generation(groups_ != nullptr ? ready_generation_ : world_generation_);
+  *held.mutable_config() = ready_plan_.config();
+  held.set_backend(world_backend_);
+  held.set_init_mode(ready_plan_.init_mode());
+  held.set_world_only(groups_ == nullptr);
+  if (groups_ != nullptr) *held.mutable_groups() = ready_report_.groups();
+  return held;
+}
+
+absl::Status Agent::generation_status() const {
+  absl::MutexLock lock(&mu_);
+  return generation_status_;
+}
+
 void Agent::Send(const v1::AgentMessage& message) {
-  CoordinatorClient::Session* session;
+  std::shared_ptr<CoordinatorClient::Session> session;
   {
     absl::MutexLock lock(&mu_);
-    session = session_.get();
+    session = session_;
   }
   // A failed write means the stream is gone; the session thread notices and rejoins.
   if (session != nullptr) session->Write(message);
@@ -266,10 +287,10 @@ void Agent::Send(const v1::AgentMessage& message) {
 
 void Agent::SessionLoop() {
   while (true) {
-    CoordinatorClient::Session* session;
+    std::shared_ptr<CoordinatorClient::Session> session;
     {
       absl::MutexLock lock(&mu_);
-      session = session_.get();
+      session = session_;
     }
     v1::CoordinatorMessage message;
     while (session->Read(&message)) Dispatch(message);
@@ -278,25 +299,24 @@ void Agent::SessionLoop() {
       absl::MutexLock lock(&mu_);
       if (stopping_) break;
     }
-    spdlog::warn("{}: session lost ({}); aborting communicators and rejoining",
+    // Communicators do not need the coordinator: keep them and join again, telling the
+    // coordinator what this agent holds. A restarted coordinator restores the pool from these
+    // reports; one that declared this agent lost tells it to abort.
+    spdlog::warn("{}: session lost ({}); keeping communicators and joining again",
                  options_.identity, why.ToString());
-    v1::Teardown abort;
-    abort.set_scope(v1::DESTROY_SCOPE_ALL);
-    abort.set_abort(true);
-    abort.set_reason(absl::StrCat("session with the coordinator lost: ", why.message()));
-    {
-      absl::MutexLock lock(&mu_);
-      abort.set_generation(std::max(building_generation_, ready_generation_));
-    }
-    AbortNow(abort);
-    {
-      absl::MutexLock lock(&mu_);
-      v1::CoordinatorMessage m;
-      *m.mutable_teardown() = abort;
-      work_.push_back(m);
-    }
     absl::Status rejoined = JoinWithRetry(absl::Now() + options_.connect_timeout);
     if (!rejoined.ok()) {
+      spdlog::error("{}: {}; aborting communicators", options_.identity, rejoined.ToString());
+      v1::Teardown abort;
+      abort.set_scope(v1::DESTROY_SCOPE_ALL);
+      abort.set_abort(true);
+      abort.set_reason(absl::StrCat("coordinator unreachable: ", rejoined.message()));
+      {
+        absl::MutexLock lock(&mu_);
+        abort.set_generation(std::max(building_generation_, ready_generation_));
+      }
+      AbortNow(abort);
+      TearDown(abort);
       absl::MutexLock lock(&mu_);
       ended_ = rejoined;
       break;
@@ -328,6 +348,7 @@ void Agent::HeartbeatLoop() {
 void Agent::Dispatch(const v1::CoordinatorMessage& message) {
   switch (message.kind_case()) {
     case v1::CoordinatorMessage::kPlan:
+    case v1::CoordinatorMessage::kCheck:
     case v1::CoordinatorMessage::kTeardown: {
       if (message.has_teardown() && message.teardown().abort()) AbortNow(message.teardown());
       absl::MutexLock lock(&mu_);
@@ -359,9 +380,18 @@ void Agent::AbortNow(const v1::Teardown& teardown) {
     if (world_ != nullptr) comms.push_back(world_);
     callbacks = abort_callbacks_;
   }
-  // Abort() only interrupts (it is safe while ops run); the worker releases them afterwards.
-  for (auto& c : comms) c->Abort();
+  // Abort() interrupts blocked operations (safe while they run); the worker releases the
+  // communicators afterwards. One thread per communicator: an abort can take a while (NCCL's
+  // proxy polls every 500 ms), and a failure must reach every group at once.
+  std::vector<std::thread> aborts;
+  aborts.reserve(comms.size());
+  for (auto& c : comms) aborts.emplace_back([c] { c->Abort(); });
+  for (auto& t : aborts) t.join();
   const absl::Status why = absl::AbortedError(teardown.reason());
+  {
+    absl::MutexLock lock(&mu_);
+    generation_status_ = why;
+  }
   for (auto& cb : callbacks) cb(why);
 }
 
@@ -380,6 +410,7 @@ void Agent::WorkerLoop() {
     }
     if (message.has_plan()) BuildGeneration(message.plan());
     if (message.has_teardown()) TearDown(message.teardown());
+    if (message.has_check()) CheckGroups(message.check());
   }
 }
 
@@ -557,6 +588,9 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
     absl::MutexLock lock(&mu_);
     groups_ = map;
     ready_generation_ = generation;
+    ready_plan_ = plan;
+    ready_report_ = *report;
+    generation_status_ = absl::OkStatus();
   }
   spdlog::info("{}: generation {} READY as rank {} in {} ms ({} groups)", options_.identity,
                generation, plan.rank(), absl::ToInt64Milliseconds(absl::Now() - start),
@@ -605,6 +639,50 @@ void Agent::TearDown(const v1::Teardown& teardown) {
   r->set_ok(status.ok() || teardown.abort());
   r->set_error(std::string(status.message()));
   r->set_teardown_us(Micros(absl::Now() - start));
+  Send(out);
+}
+
+void Agent::CheckGroups(const v1::Check& check) {
+  std::shared_ptr<const GroupMap> groups;
+  {
+    absl::MutexLock lock(&mu_);
+    groups = groups_;
+  }
+  v1::AgentMessage out;
+  v1::GroupStates* states = out.mutable_group_states();
+  states->set_generation(check.generation());
+  if (groups == nullptr || groups->generation != check.generation()) {
+    Send(out);  // nothing of that generation here: an empty answer says so
+    return;
+  }
+  for (const auto& [kind, group] : groups->groups) {
+    Communicator& comm = group->comm();
+    v1::GroupReport* g = states->add_groups();
+    g->set_kind(ToProto(kind));
+    g->set_index(comm.group_index());
+    g->set_rank_in_group(comm.rank());
+    g->set_size(comm.size());
+    g->set_create_us(Micros(comm.creation_timing().total));
+    const absl::Time v0 = absl::Now();
+    absl::StatusOr<int64_t> sum = comm.backend_name() == "none"
+                                      ? absl::StatusOr<int64_t>(absl::UnimplementedError("none"))
+                                      : SumOverGroup(comm, groups->rank);
+    g->set_verify_us(Micros(absl::Now() - v0));
+    const int64_t expected = std::accumulate(comm.ranks().begin(), comm.ranks().end(),
+                                             int64_t{0});
+    if (sum.ok() && *sum == expected) {
+      g->set_state(v1::COMM_STATE_READY);
+      g->set_verify_sum(*sum);
+    } else if (comm.backend_name() == "none") {
+      g->set_state(v1::COMM_STATE_READY);
+    } else {
+      g->set_state(comm.state() == CommState::kAborted ? v1::COMM_STATE_ABORTED
+                                                       : v1::COMM_STATE_ERROR);
+      g->set_error(sum.ok() ? absl::StrCat("check summed ", *sum, ", expected ", expected)
+                            : std::string(sum.status().message()));
+      g->set_async_error(std::string(comm.last_error().message()));
+    }
+  }
   Send(out);
 }
 

@@ -79,6 +79,9 @@ class Agent {
   std::shared_ptr<const GroupMap> groups() const;
   // Called (from the session thread) when the coordinator aborts this agent's communicators.
   void OnAbort(std::function<void(const absl::Status&)> callback);
+  // The status of the generation the engine uses: OK while READY; ABORTED (with the reason)
+  // once the coordinator aborted it.
+  absl::Status generation_status() const;
 
  private:
   explicit Agent(AgentOptions options);
@@ -90,6 +93,9 @@ class Agent {
   void BuildGeneration(const v1::Plan& plan);
   void TearDown(const v1::Teardown& teardown);
   void AbortNow(const v1::Teardown& teardown);
+  void CheckGroups(const v1::Check& check);
+  // What this agent holds, for a join after a lost session or a coordinator restart.
+  v1::HeldState Held() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Send(const v1::AgentMessage& message);
   // Backends are created on first use and kept: one per (name, init mode).
   absl::StatusOr<Backend*> GetBackend(const std::string& name,
@@ -100,7 +106,8 @@ class Agent {
 
   mutable absl::Mutex mu_;
   std::string session_id_ ABSL_GUARDED_BY(mu_);
-  std::unique_ptr<CoordinatorClient::Session> session_ ABSL_GUARDED_BY(mu_);
+  // Shared: Send() may write while the session thread replaces a broken session.
+  std::shared_ptr<CoordinatorClient::Session> session_ ABSL_GUARDED_BY(mu_);
   absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mu_) = absl::Seconds(1);
   int rank_ ABSL_GUARDED_BY(mu_) = -1;
   int world_size_ ABSL_GUARDED_BY(mu_) = 0;
@@ -112,6 +119,7 @@ class Agent {
   int64_t ready_generation_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<int64_t, absl::Status> failed_ ABSL_GUARDED_BY(mu_);
   int64_t torn_down_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Status generation_status_ ABSL_GUARDED_BY(mu_);
   bool world_torn_down_ ABSL_GUARDED_BY(mu_) = false;
   // Communicators. The worker owns their life cycle; AbortNow may abort them concurrently.
   std::shared_ptr<Communicator> world_ ABSL_GUARDED_BY(mu_);
@@ -119,6 +127,9 @@ class Agent {
   std::string world_backend_ ABSL_GUARDED_BY(mu_);
   std::vector<std::shared_ptr<Communicator>> groups_comms_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const GroupMap> groups_ ABSL_GUARDED_BY(mu_);
+  // The plan and report of the READY generation (for HeldState).
+  v1::Plan ready_plan_ ABSL_GUARDED_BY(mu_);
+  v1::GenerationReport ready_report_ ABSL_GUARDED_BY(mu_);
   int64_t building_generation_ ABSL_GUARDED_BY(mu_) = 0;
   bool abort_building_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::function<void(const absl::Status&)>> abort_callbacks_ ABSL_GUARDED_BY(mu_);

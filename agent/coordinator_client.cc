@@ -71,6 +71,17 @@ absl::StatusOr<v1::PoolState> CoordinatorClient::GetState(const std::string& poo
   return response.state();
 }
 
+absl::StatusOr<v1::CheckResponse> CoordinatorClient::Check(const std::string& pool) {
+  grpc::ClientContext context;
+  SetDeadline(context);
+  v1::CheckRequest request;
+  request.set_pool(pool);
+  v1::CheckResponse response;
+  absl::Status s = FromGrpcStatus(admin_->Check(&context, request, &response));
+  if (!s.ok()) return s;
+  return response;
+}
+
 absl::StatusOr<v1::PoolState> CoordinatorClient::WaitForStateChange(const std::string& pool,
                                                                    int64_t after_version,
                                                                    absl::Duration timeout) {

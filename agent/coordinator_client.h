@@ -33,6 +33,7 @@ class CoordinatorClient {
   absl::StatusOr<v1::InitializeResponse> Initialize(const v1::InitializeRequest& request);
   absl::StatusOr<v1::DestroyResponse> Destroy(const v1::DestroyRequest& request);
   absl::StatusOr<v1::PoolState> GetState(const std::string& pool);
+  absl::StatusOr<v1::CheckResponse> Check(const std::string& pool);
   // The pool's state once its version passes `after_version`, or at the timeout.
   absl::StatusOr<v1::PoolState> WaitForStateChange(const std::string& pool,
                                                    int64_t after_version, absl::Duration timeout);

@@ -2,11 +2,20 @@
 
 #include <algorithm>
 
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "cohort/v1/state.pb.h"
 #include "common/layout_proto.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "spdlog/spdlog.h"
 
 namespace cohort::coordinator {
@@ -60,6 +69,7 @@ Coordinator::Coordinator(CoordinatorOptions options, Clock* clock, TimerQueue* t
       pool.error = std::string(layout.status().message());
     }
   }
+  LoadState();
   ScheduleSweep();
 }
 
@@ -70,6 +80,7 @@ Coordinator::~Coordinator() {
   for (auto& [name, pool] : pools_) {
     CancelTimer(pool.deadline_timer);
     CancelTimer(pool.teardown_timer);
+    CancelTimer(pool.recovery_timer);
     for (auto& [id, waiter] : pool.state_waiters) CancelTimer(waiter.timer);
   }
 }
@@ -331,25 +342,55 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
       spdlog::info("pool {}: {} rejoins as incarnation {} (rank {})", pool_name,
                    request.identity(), request.incarnation(), member->rank);
     } else {
+      if (!pool->config.has_value() && request.held().holding() &&
+          pool->phase == v1::POOL_PHASE_WAITING && pool->generation == 0) {
+        // A pool this coordinator does not know, joined by an agent that holds communicators:
+        // the coordinator restarted without a state file. Recover from the members' reports.
+        StartRecovery(*pool);
+      }
       member = &pool->members[request.identity()];
       member->identity = request.identity();
       std::optional<int> hint;
       if (request.has_rank_hint() && request.rank_hint() >= 0) hint = request.rank_hint();
+      // What the agent holds beats the state file, which beats its hint.
+      if (auto it = pool->durable_ranks.find(request.identity()); it != pool->durable_ranks.end()) {
+        hint = it->second;
+      }
+      if (request.held().holding()) hint = request.held().rank();
       member->rank = AssignRank(*pool, hint);
+      if (request.held().holding() && member->rank != request.held().rank()) {
+        spdlog::warn("pool {}: {} reports holding rank {} but that rank is taken; it gets {}",
+                     pool_name, request.identity(), request.held().rank(),
+                     member->rank >= 0 ? absl::StrCat("rank ", member->rank) : "standby");
+      }
       member->join_seq = ++join_seq_;
       spdlog::info("pool {}: {} joins as {}", pool_name, request.identity(),
                    member->rank >= 0 ? absl::StrCat("rank ", member->rank) : "standby");
     }
+    // The same agent back on a new session while the coordinator still counts it READY (it
+    // never noticed the old session go): it keeps its state.
+    const bool still_ready = member->phase == v1::MEMBER_PHASE_READY &&
+                             member->incarnation == request.incarnation() &&
+                             pool->phase == v1::POOL_PHASE_READY &&
+                             request.held().generation() == pool->generation;
     member->incarnation = request.incarnation();
     member->join = request;
+    member->held = request.held();
     member->session_id = NewSessionId();
-    member->phase = member->rank >= 0 ? v1::MEMBER_PHASE_JOINED : v1::MEMBER_PHASE_STANDBY;
+    if (!still_ready) {
+      member->phase = member->rank >= 0 ? v1::MEMBER_PHASE_JOINED : v1::MEMBER_PHASE_STANDBY;
+    }
     member->ever_attached = false;
     member->error.clear();
     sessions_[member->session_id] = {pool_name, request.identity()};
     Emit(*pool, v1::EVENT_KIND_JOINED, member->rank, member->identity,
          absl::StrCat("incarnation ", member->incarnation,
-                      member->rank >= 0 ? absl::StrCat(", rank ", member->rank) : ", standby"));
+                      member->rank >= 0 ? absl::StrCat(", rank ", member->rank) : ", standby",
+                      member->held.holding()
+                          ? absl::StrCat(", holding generation ", member->held.generation())
+                          : ""));
+    if (member->rank >= 0) pool->durable_ranks[member->identity] = member->rank;
+    SaveState();
     // A session that never attaches gives its rank back.
     const std::string session_id = member->session_id;
     timers_->Schedule(clock_->Now() + options_.attach_timeout, [this, session_id] {
@@ -397,7 +438,17 @@ absl::Status Coordinator::Attach(const std::string& session_id, SessionSink* sin
     member->last_heartbeat = clock_->Now();
     member->attached_at = clock_->Now();
     Emit(*pool, v1::EVENT_KIND_ATTACHED, member->rank, member->identity, "session attached");
-    member->phase = member->rank >= 0 ? v1::MEMBER_PHASE_JOINED : v1::MEMBER_PHASE_STANDBY;
+    const bool still_ready = member->phase == v1::MEMBER_PHASE_READY;
+    if (!still_ready) {
+      member->phase = member->rank >= 0 ? v1::MEMBER_PHASE_JOINED : v1::MEMBER_PHASE_STANDBY;
+    }
+    // Communicators held from a generation this coordinator has moved past (or never will
+    // restore) are aborted; a RECOVERING pool decides once everyone is back.
+    if (member->held.holding() && !still_ready && pool->phase != v1::POOL_PHASE_RECOVERING) {
+      AbortHeld(*pool, *member,
+                absl::StrCat("generation ", member->held.generation(),
+                             " is over: the coordinator declared this member lost"));
+    }
     Touch(*pool, done);
     MaybeStart(*pool, done);
   }
@@ -437,7 +488,13 @@ void Coordinator::LoseMember(Pool& pool, Member& member, const std::string& reas
   switch (pool.phase) {
     case v1::POOL_PHASE_INITIALIZING:
     case v1::POOL_PHASE_READY:
-      FailGeneration(pool, what, out);
+      FailGeneration(pool, what, out, v1::POOL_PHASE_DEGRADED);
+      RefillFromStandby(pool, member, out);
+      MaybeStart(pool, out);
+      break;
+    case v1::POOL_PHASE_DEGRADED:
+      RefillFromStandby(pool, member, out);
+      MaybeStart(pool, out);
       break;
     case v1::POOL_PHASE_DESTROYING:
       member.teardown_reported = true;
@@ -556,11 +613,171 @@ void Coordinator::SweepHeartbeats() {
 // ---- Generations ----------------------------------------------------------------------------
 
 void Coordinator::MaybeStart(Pool& pool, Completions& out) {
-  if (!pool.config.has_value() || pool.phase != v1::POOL_PHASE_WAITING || pool.world_size == 0) {
+  if (pool.phase == v1::POOL_PHASE_RECOVERING) {
+    TryRecover(pool, /*give_up=*/false, out);
+    return;
+  }
+  if (!pool.config.has_value() || pool.world_size == 0 ||
+      (pool.phase != v1::POOL_PHASE_WAITING && pool.phase != v1::POOL_PHASE_DEGRADED)) {
     return;
   }
   if (!MissingRanks(pool).empty()) return;
   StartGeneration(pool, out);
+}
+
+void Coordinator::AbortHeld(Pool& pool, Member& member, const std::string& reason) {
+  if (member.sink != nullptr) {
+    v1::CoordinatorMessage message;
+    v1::Teardown* teardown = message.mutable_teardown();
+    teardown->set_generation(member.held.generation());
+    teardown->set_scope(v1::DESTROY_SCOPE_ALL);
+    teardown->set_abort(true);
+    teardown->set_reason(reason);
+    member.sink->Send(message);
+    Emit(pool, v1::EVENT_KIND_ABORT, member.rank, member.identity, reason);
+  }
+  member.held.Clear();
+}
+
+void Coordinator::RefillFromStandby(Pool& pool, Member& lost, Completions& out) {
+  if (!options_.refill_from_standby || lost.rank < 0 || lost.sink != nullptr) return;
+  Member* standby = nullptr;
+  for (auto& [identity, m] : pool.members) {
+    if (m.rank < 0 && m.sink != nullptr && (standby == nullptr || m.join_seq < standby->join_seq)) {
+      standby = &m;
+    }
+  }
+  if (standby == nullptr) return;
+  const int rank = lost.rank;
+  lost.rank = -1;
+  lost.phase = v1::MEMBER_PHASE_LEFT;
+  standby->rank = rank;
+  standby->phase = v1::MEMBER_PHASE_JOINED;
+  pool.durable_ranks.erase(lost.identity);
+  pool.durable_ranks[standby->identity] = rank;
+  v1::CoordinatorMessage message;
+  message.mutable_rank_assignment()->set_rank(rank);
+  standby->sink->Send(message);
+  spdlog::info("pool {}: standby {} takes rank {} of {}", pool.name, standby->identity, rank,
+               lost.identity);
+  Emit(pool, v1::EVENT_KIND_RANK_ASSIGNED, rank, standby->identity,
+       absl::StrCat("standby takes the rank of ", lost.identity));
+  SaveState();
+  Touch(pool, out);
+}
+
+void Coordinator::StartRecovery(Pool& pool) {
+  SetPhase(pool, v1::POOL_PHASE_RECOVERING);
+  const std::string name = pool.name;
+  pool.recovery_timer = timers_->Schedule(clock_->Now() + options_.attach_timeout, [this, name] {
+    Completions done;
+    {
+      absl::MutexLock lock(&mu_);
+      Pool* p = FindPool(name);
+      if (p == nullptr || p->phase != v1::POOL_PHASE_RECOVERING) return;
+      p->recovery_timer = 0;
+      TryRecover(*p, /*give_up=*/true, done);
+    }
+    RunAll(done);
+  });
+}
+
+void Coordinator::TryRecover(Pool& pool, bool give_up, Completions& out) {
+  // Adopt the held config and world of the first holder when the state file had none.
+  for (auto& [identity, m] : pool.members) {
+    if (!m.held.holding()) continue;
+    if (pool.world_size == 0) pool.world_size = m.held.world_size();
+    if (!pool.config.has_value() && m.held.has_config()) {
+      absl::StatusOr<Layout> layout = Layout::Build(FromProto(m.held.config()));
+      if (layout.ok()) {
+        pool.config = FromProto(m.held.config());
+        pool.layout = *std::move(layout);
+        pool.options.set_backend(m.held.backend());
+        pool.options.set_init_mode(m.held.init_mode());
+      }
+    }
+  }
+  const bool complete = pool.world_size > 0 && MissingRanks(pool).empty();
+  if (!complete && !give_up) return;
+  CancelTimer(pool.recovery_timer);
+
+  // The rule: the pool is restored only if every rank is back and holds the same generation,
+  // config and backend (all READY, or all world-only). Anything else is a conflict: every
+  // holder aborts and the next generation starts after the highest one reported.
+  std::optional<v1::HeldState> reference;
+  bool consistent = complete && pool.config.has_value();
+  int64_t highest = pool.generation;
+  std::vector<std::string> reports;
+  for (int r = 0; r < pool.world_size && consistent; ++r) {
+    Member* m = MemberAtRank(pool, r);
+    if (m == nullptr || !m->held.holding()) {
+      consistent = false;
+      break;
+    }
+    if (!reference.has_value()) {
+      reference = m->held;
+      continue;
+    }
+    consistent = m->held.generation() == reference->generation() &&
+                 m->held.world_only() == reference->world_only() &&
+                 m->held.backend() == reference->backend() &&
+                 google::protobuf::util::MessageDifferencer::Equals(m->held.config(),
+                                                                    reference->config());
+  }
+  for (auto& [identity, m] : pool.members) {
+    if (!m.held.holding()) continue;
+    highest = std::max(highest, m.held.generation());
+    reports.push_back(absl::StrCat(identity, ": rank ", m.held.rank(), " generation ",
+                                   m.held.generation(), m.held.world_only() ? " (world only)" : ""));
+  }
+  if (consistent && reference.has_value() &&
+      google::protobuf::util::MessageDifferencer::Equals(reference->config(),
+                                                         ToProto(*pool.config))) {
+    pool.generation = reference->generation();
+    for (int r = 0; r < pool.world_size; ++r) {
+      Member* m = MemberAtRank(pool, r);
+      m->generation = pool.generation;
+      m->backend = m->held.backend();
+      if (!reference->world_only()) {
+        m->phase = v1::MEMBER_PHASE_READY;
+        m->report.Clear();
+        m->report.set_generation(pool.generation);
+        m->report.set_ok(true);
+        *m->report.mutable_groups() = m->held.groups();
+      }
+      m->held.Clear();
+    }
+    if (reference->world_only()) {
+      pool.world_alive = true;
+      pool.world_generation = pool.generation;
+      for (int r = 0; r < pool.world_size; ++r) {
+        pool.world_incarnations[r] = MemberAtRank(pool, r)->incarnation;
+      }
+      SetPhase(pool, v1::POOL_PHASE_DESTROYED);
+    } else {
+      SetPhase(pool, v1::POOL_PHASE_READY);
+    }
+    spdlog::info("pool {}: recovered at generation {} from {} members, nothing rebuilt",
+                 pool.name, pool.generation, pool.world_size);
+    Emit(pool, v1::EVENT_KIND_RECOVERED, -1, "",
+         absl::StrCat("restored generation ", pool.generation, " from the members' reports"));
+    SaveState();
+    Touch(pool, out);
+    return;
+  }
+  const std::string why =
+      !complete ? absl::StrCat("not every rank came back within ",
+                               absl::FormatDuration(options_.attach_timeout))
+                : absl::StrCat("conflicting reports (", absl::StrJoin(reports, "; "), ")");
+  spdlog::warn("pool {}: cannot restore: {}; aborting what members hold", pool.name, why);
+  for (auto& [identity, m] : pool.members) {
+    if (m.held.holding()) AbortHeld(pool, m, absl::StrCat("coordinator recovery: ", why));
+  }
+  pool.generation = highest;
+  SetPhase(pool, v1::POOL_PHASE_WAITING);
+  Emit(pool, v1::EVENT_KIND_FAILED, -1, "", absl::StrCat("recovery: ", why));
+  Touch(pool, out);
+  MaybeStart(pool, out);
 }
 
 v1::Plan Coordinator::PlanFor(const Pool& pool, int rank) const {
@@ -631,6 +848,7 @@ void Coordinator::StartGeneration(Pool& pool, Completions& out) {
   spdlog::info("pool {}: generation {} started: {} ({}, {} ranks{})", pool.name, pool.generation,
                pool.config->ShortString(), BackendOf(pool.options), pool.world_size,
                reuse ? ", reusing the world communicator" : "");
+  SaveState();
   Emit(pool, v1::EVENT_KIND_PLAN, -1, "",
        absl::StrCat("plans sent: ", pool.config->ShortString(), " on ", BackendOf(pool.options),
                     reuse ? ", reusing the world communicator" : ""));
@@ -661,10 +879,11 @@ void Coordinator::OnGenerationDeadline(const std::string& pool_name, int64_t gen
   RunAll(done);
 }
 
-void Coordinator::FailGeneration(Pool& pool, const std::string& error, Completions& out) {
+void Coordinator::FailGeneration(Pool& pool, const std::string& error, Completions& out,
+                                 v1::PoolPhase next) {
   spdlog::error("pool {}: generation {} failed: {}", pool.name, pool.generation, error);
   Emit(pool, v1::EVENT_KIND_FAILED, -1, "", error);
-  SetPhase(pool, v1::POOL_PHASE_FAILED);
+  SetPhase(pool, next);
   pool.error = error;
   pool.world_alive = false;
   CancelTimer(pool.deadline_timer);
@@ -891,7 +1110,7 @@ absl::StatusOr<v1::InitializeResponse> Coordinator::Initialize(
     absl::MutexLock lock(&mu_);
     Pool& pool = GetOrCreatePool(PoolName(request.pool()));
     if (pool.phase == v1::POOL_PHASE_INITIALIZING || pool.phase == v1::POOL_PHASE_READY ||
-        pool.phase == v1::POOL_PHASE_DESTROYING) {
+        pool.phase == v1::POOL_PHASE_DESTROYING || pool.phase == v1::POOL_PHASE_RECOVERING) {
       return absl::FailedPreconditionError(absl::StrCat(
           "pool '", pool.name, "' is ", v1::PoolPhase_Name(pool.phase), " at generation ",
           pool.generation, "; destroy it first (cohortctl destroy)"));
@@ -940,6 +1159,7 @@ absl::StatusOr<v1::InitializeResponse> Coordinator::Initialize(
       m->sink->Send(message);
       Emit(pool, v1::EVENT_KIND_RANK_ASSIGNED, rank, m->identity, "standby promoted");
     }
+    SaveState();
     spdlog::info("pool {}: initialize {} ({})", pool.name, pool.config->ShortString(), backend);
     Emit(pool, v1::EVENT_KIND_CONFIGURED, -1, "",
          absl::StrCat(pool.config->ShortString(), " on ", backend));
@@ -963,7 +1183,8 @@ absl::StatusOr<v1::DestroyResponse> Coordinator::Destroy(const v1::DestroyReques
     }
     const bool has_groups = pool->phase == v1::POOL_PHASE_INITIALIZING ||
                             pool->phase == v1::POOL_PHASE_READY ||
-                            pool->phase == v1::POOL_PHASE_FAILED;
+                            pool->phase == v1::POOL_PHASE_FAILED ||
+                            pool->phase == v1::POOL_PHASE_DEGRADED;
     const bool world_only = !has_groups && pool->world_alive &&
                             request.scope() == v1::DESTROY_SCOPE_ALL;
     if (!has_groups && !world_only) {
@@ -1091,6 +1312,87 @@ void Coordinator::WaitForState(const std::string& pool_name, int64_t after_versi
     }
   }
   if (now) now();
+}
+
+absl::StatusOr<v1::CheckResponse> Coordinator::Check(const v1::CheckRequest& request) {
+  absl::MutexLock lock(&mu_);
+  Pool* pool = FindPool(PoolName(request.pool()));
+  if (pool == nullptr) {
+    return absl::NotFoundError(absl::StrCat("unknown pool '", PoolName(request.pool()), "'"));
+  }
+  if (pool->phase != v1::POOL_PHASE_READY) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "pool '", pool->name, "' is ", v1::PoolPhase_Name(pool->phase), ", not READY"));
+  }
+  for (auto& [identity, m] : pool->members) {
+    if (m.rank < 0 || m.sink == nullptr) continue;
+    v1::CoordinatorMessage message;
+    message.mutable_check()->set_generation(pool->generation);
+    m.sink->Send(message);
+  }
+  v1::CheckResponse response;
+  response.set_generation(pool->generation);
+  return response;
+}
+
+void Coordinator::SaveState() {
+  if (options_.state_file.empty()) return;
+  v1::DurableState state;
+  for (const auto& [name, pool] : pools_) {
+    v1::DurablePool* p = state.add_pools();
+    p->set_name(name);
+    if (pool.config.has_value()) *p->mutable_config() = ToProto(*pool.config);
+    *p->mutable_options() = pool.options;
+    p->set_world_size(pool.world_size);
+    p->set_generation(pool.generation);
+    for (const auto& [identity, rank] : pool.durable_ranks) (*p->mutable_ranks())[identity] = rank;
+  }
+  std::string json;
+  (void)google::protobuf::util::MessageToJsonString(state, &json);
+  // Atomic: write a temporary file, flush it to disk, rename it over the old one.
+  const std::string tmp = options_.state_file + ".tmp";
+  FILE* f = std::fopen(tmp.c_str(), "w");
+  if (f == nullptr) {
+    spdlog::error("cannot write the state file {}", tmp);
+    return;
+  }
+  const bool written = std::fwrite(json.data(), 1, json.size(), f) == json.size() &&
+                       std::fflush(f) == 0 && fsync(fileno(f)) == 0;
+  std::fclose(f);
+  if (!written || std::rename(tmp.c_str(), options_.state_file.c_str()) != 0) {
+    spdlog::error("cannot write the state file {}", options_.state_file);
+  }
+}
+
+void Coordinator::LoadState() {
+  if (options_.state_file.empty()) return;
+  std::ifstream in(options_.state_file);
+  if (!in.good()) return;  // first start
+  std::stringstream text;
+  text << in.rdbuf();
+  v1::DurableState state;
+  if (!google::protobuf::util::JsonStringToMessage(text.str(), &state).ok()) {
+    spdlog::error("state file {} is unreadable; starting empty", options_.state_file);
+    return;
+  }
+  for (const v1::DurablePool& p : state.pools()) {
+    Pool& pool = GetOrCreatePool(p.name());
+    if (p.has_config()) {
+      absl::StatusOr<Layout> layout = Layout::Build(FromProto(p.config()));
+      if (layout.ok()) {
+        pool.config = FromProto(p.config());
+        pool.layout = *std::move(layout);
+      }
+    }
+    pool.options = p.options();
+    pool.world_size = p.world_size();
+    pool.generation = p.generation();
+    for (const auto& [identity, rank] : p.ranks()) pool.durable_ranks[identity] = rank;
+    // Members that hold communicators report back; until then the pool is RECOVERING.
+    StartRecovery(pool);
+    spdlog::info("pool {}: loaded from {} (generation {}, {} known ranks); recovering",
+                 pool.name, options_.state_file, pool.generation, pool.durable_ranks.size());
+  }
 }
 
 v1::PoolState Coordinator::Snapshot(const Pool& pool) const {

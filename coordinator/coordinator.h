@@ -5,12 +5,17 @@
 // Pool phases:
 //
 //     WAITING --(config set and every rank connected)--> INITIALIZING --(all READY)--> READY
-//        ^                                                  |  (a member fails, reports an      |
-//        |                                                  |   error, or the deadline passes)  |
-//        |                                                  v                                   |
-//        +------------- Initialize ------------------- FAILED <---- a member is lost ----------+
-//        |                                                  |                                   |
-//        +-- Initialize --- DESTROYED <-- all reported --- DESTROYING <------ Destroy ----------+
+//        ^                                          |  (error report or deadline)  |     |
+//        +---------- Initialize ---------------- FAILED <------------------------+       |
+//        |                                          ^ (member lost during init or READY) |
+//        |                  DEGRADED <--------------+------------------------------------+
+//        |                     |  (rank refilled: same identity back, or a standby)
+//        |                     +--> INITIALIZING (next generation, same layout)
+//        +-- Initialize --- DESTROYED <-- all reported --- DESTROYING <------ Destroy
+//
+//     RECOVERING (a restarted coordinator): every rank back and holding the same READY
+//     generation -> READY at that generation, nothing rebuilt; otherwise (conflicting reports,
+//     or not all back within the attach timeout) holders abort and the next generation starts.
 //
 // Rank assignment (deterministic): a rank hint (e.g. a pod ordinal) wins when that rank is free
 // and inside the world; otherwise the lowest free rank (order of arrival); when every rank of a
@@ -139,6 +144,9 @@ class Coordinator {
   absl::StatusOr<v1::InitializeResponse> Initialize(const v1::InitializeRequest& request);
   // Errors: NOT_FOUND (pool); FAILED_PRECONDITION (nothing to destroy).
   absl::StatusOr<v1::DestroyResponse> Destroy(const v1::DestroyRequest& request);
+  // Tells every member to run the verification all-reduce again. Errors: NOT_FOUND;
+  // FAILED_PRECONDITION unless the pool is READY.
+  absl::StatusOr<v1::CheckResponse> Check(const v1::CheckRequest& request);
   // Errors: NOT_FOUND (pool). `rank` keeps only that member and the groups holding it; `kind`
   // keeps only groups of that kind.
   absl::StatusOr<v1::PoolState> GetState(const std::string& pool,
@@ -184,6 +192,7 @@ class Coordinator {
     uint64_t join_seq = 0;  // arrival order, for promoting standbys
     absl::Time attached_at;
     std::string backend;  // of the last plan
+    v1::HeldState held;   // what it reported holding when it (re)joined
   };
   struct StateWaiter {
     int64_t after_version;
@@ -218,6 +227,9 @@ class Coordinator {
     uint64_t next_waiter = 1;
     std::deque<v1::Event> events;
     std::deque<v1::PhaseTransition> transitions;
+    // identity -> rank from the state file: returning agents get their old ranks.
+    std::map<std::string, int> durable_ranks;
+    TimerQueue::TimerId recovery_timer = 0;
   };
   struct Watcher {
     std::string pool;  // empty: all
@@ -238,8 +250,10 @@ class Coordinator {
   void MaybeStart(Pool& pool, Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartGeneration(Pool& pool, Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::Plan PlanFor(const Pool& pool, int rank) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Marks the generation failed and tells every connected member to abort it.
-  void FailGeneration(Pool& pool, const std::string& error, Completions& out)
+  // Marks the generation failed (FAILED, or DEGRADED when it restarts by itself once the world
+  // is complete again) and tells every connected member to abort it.
+  void FailGeneration(Pool& pool, const std::string& error, Completions& out,
+                      v1::PoolPhase next = v1::POOL_PHASE_FAILED)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void HandleReport(Pool& pool, Member& member, const v1::GenerationReport& report,
                     Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -254,6 +268,18 @@ class Coordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnGenerationDeadline(const std::string& pool, int64_t generation);
   void OnTeardownDeadline(const std::string& pool, int64_t generation);
+  // RECOVERING: restores the pool from its members' held state once every rank is back, or
+  // (`give_up`) aborts what they hold and starts over.
+  void TryRecover(Pool& pool, bool give_up, Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartRecovery(Pool& pool) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Tells a member to abort what it holds.
+  void AbortHeld(Pool& pool, Member& member, const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Gives a lost member's rank to the earliest standby, if the policy allows.
+  void RefillFromStandby(Pool& pool, Member& lost, Completions& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void LoadState() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SaveState() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CancelTimer(TimerQueue::TimerId& id);
   v1::PoolState Snapshot(const Pool& pool) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Records an event, streams it to watchers and listeners.

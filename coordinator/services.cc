@@ -304,6 +304,14 @@ grpc::ServerUnaryReactor* AdminServiceImpl::GetEvents(grpc::CallbackServerContex
   return Reply(context, events.status());
 }
 
+grpc::ServerUnaryReactor* AdminServiceImpl::Check(grpc::CallbackServerContext* context,
+                                                  const v1::CheckRequest* request,
+                                                  v1::CheckResponse* response) {
+  absl::StatusOr<v1::CheckResponse> result = coordinator_->Check(*request);
+  if (result.ok()) *response = *std::move(result);
+  return Reply(context, result.status());
+}
+
 grpc::ServerWriteReactor<v1::WatchEvent>* AdminServiceImpl::Watch(
     grpc::CallbackServerContext* /*context*/, const v1::WatchRequest* request) {
   return new WatchReactor(coordinator_, *request);

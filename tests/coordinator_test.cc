@@ -2,6 +2,7 @@
 // plans, reports, deadlines, heartbeats, teardown and the rendezvous store.
 #include "coordinator/coordinator.h"
 
+#include <cstdio>
 #include <optional>
 
 #include "common/layout_proto.h"
@@ -52,8 +53,10 @@ class CoordinatorTest : public ::testing::Test {
 
   // Joins and attaches an agent.
   Joined JoinAgent(const std::string& identity, std::optional<int> hint = std::nullopt,
-                   const std::string& incarnation = "inc-1", const std::string& pool = "") {
+                   const std::string& incarnation = "inc-1", const std::string& pool = "",
+                   const v1::HeldState& held = v1::HeldState()) {
     v1::JoinRequest request;
+    *request.mutable_held() = held;
     request.set_pool(pool);
     request.set_identity(identity);
     request.set_incarnation(incarnation);
@@ -318,7 +321,7 @@ TEST_F(CoordinatorTest, MissedHeartbeats_MemberLost_SurvivorsAborted) {
     timers_.FireDue();
   }
   v1::PoolState s = State();
-  EXPECT_EQ(s.phase(), v1::POOL_PHASE_FAILED);
+  EXPECT_EQ(s.phase(), v1::POOL_PHASE_DEGRADED);
   EXPECT_THAT(s.error(), HasSubstr("rank 1 (agent-1) was lost: no heartbeat"));
   EXPECT_TRUE(agents[1].sink->closed.has_value());
   ASSERT_FALSE(agents[0].sink->teardowns().empty());
@@ -483,6 +486,201 @@ TEST_F(CoordinatorTest, StandbyPromotedWhenTheWorldGrows) {
   EXPECT_EQ(spare.sink->messages[0].rank_assignment().rank(), 1);
   ASSERT_EQ(spare.sink->plans().size(), 1u);
   EXPECT_EQ(spare.sink->plans()[0].rank(), 1);
+}
+
+// ---- Failures, refills and recovery ----------------------------------------------------------
+
+TEST_F(CoordinatorTest, MemberLost_Degraded_SameIdentityBack_NextGenerationSameLayout) {
+  std::vector<Joined> agents = JoinWorld(4);
+  const ParallelConfig config{.world_size = 4, .data_parallel_size = 2,
+                              .tensor_parallel_size = 2};
+  ASSERT_TRUE(Init(config).ok());
+  for (auto& a : agents) ASSERT_TRUE(Report(a, 1, true).ok());
+  coordinator_->Detach(agents[2].session_id, agents[2].sink, "killed");
+  v1::PoolState s = State();
+  EXPECT_EQ(s.phase(), v1::POOL_PHASE_DEGRADED);
+  for (int r : {0, 1, 3}) {
+    ASSERT_FALSE(agents[r].sink->teardowns().empty());
+    EXPECT_TRUE(agents[r].sink->teardowns().back().abort());
+  }
+  // The restarted process (new incarnation) gets its old rank; generation 2 starts by itself.
+  Joined back = JoinAgent("agent-2", std::nullopt, "inc-2");
+  EXPECT_EQ(back.rank, 2);
+  EXPECT_EQ(State().phase(), v1::POOL_PHASE_INITIALIZING);
+  EXPECT_EQ(State().generation(), 2);
+  ASSERT_EQ(back.sink->plans().size(), 1u);
+  EXPECT_EQ(agents[0].sink->plans().back().generation(), 2);
+  EXPECT_EQ(agents[0].sink->plans().back().layout().DebugString(),
+            agents[0].sink->plans().front().layout().DebugString());
+  // Stale reports from generation 1 are refused.
+  EXPECT_EQ(Report(agents[0], 1, true).code(), absl::StatusCode::kAborted);
+}
+
+TEST_F(CoordinatorTest, MemberLost_StandbyTakesItsRankAtOnce) {
+  std::vector<Joined> agents = JoinWorld(2);
+  ASSERT_TRUE(Init({.world_size = 2, .data_parallel_size = 2}).ok());
+  Joined spare = JoinAgent("spare");
+  ASSERT_EQ(spare.rank, -1);
+  for (auto& a : agents) ASSERT_TRUE(Report(a, 1, true).ok());
+  coordinator_->Detach(agents[1].session_id, agents[1].sink, "killed");
+  ASSERT_FALSE(spare.sink->messages.empty());
+  EXPECT_EQ(spare.sink->messages[0].rank_assignment().rank(), 1);
+  ASSERT_EQ(spare.sink->plans().size(), 1u);
+  EXPECT_EQ(spare.sink->plans()[0].generation(), 2);
+  EXPECT_EQ(spare.sink->plans()[0].rank(), 1);
+  // The replaced agent, back later, is a standby.
+  Joined old = JoinAgent("agent-1", std::nullopt, "inc-2");
+  EXPECT_EQ(old.rank, -1);
+}
+
+TEST_F(CoordinatorTest, Rejoin_HoldingAGenerationThePoolMovedPast_IsToldToAbort) {
+  std::vector<Joined> agents = JoinWorld(2);
+  ASSERT_TRUE(Init({.world_size = 2, .tensor_parallel_size = 2}).ok());
+  for (auto& a : agents) ASSERT_TRUE(Report(a, 1, true).ok());
+  coordinator_->Detach(agents[1].session_id, agents[1].sink, "network blip");
+  v1::HeldState held;
+  held.set_holding(true);
+  held.set_rank(1);
+  held.set_world_size(2);
+  held.set_generation(1);
+  Joined back = JoinAgent("agent-1", std::nullopt, "inc-1", "", held);
+  ASSERT_FALSE(back.sink->teardowns().empty());
+  EXPECT_TRUE(back.sink->teardowns()[0].abort());
+  EXPECT_EQ(back.sink->teardowns()[0].generation(), 1);
+  EXPECT_EQ(back.sink->plans().back().generation(), 2);
+}
+
+class RecoveryTest : public CoordinatorTest {
+ protected:
+  RecoveryTest() {
+    state_file_ = ::testing::TempDir() + "/cohort-state-" +
+                  ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".json";
+    std::remove(state_file_.c_str());
+    CoordinatorOptions options;
+    options.state_file = state_file_;
+    Reset(options);
+  }
+
+  // A READY pool of `n`, then a coordinator restart (same state file).
+  void ReadyThenRestart(int n, const ParallelConfig& config) {
+    agents_ = JoinWorld(n);
+    ASSERT_TRUE(Init(config).ok());
+    for (auto& a : agents_) ASSERT_TRUE(Report(a, 1, true).ok());
+    ASSERT_EQ(State().phase(), v1::POOL_PHASE_READY);
+    CoordinatorOptions options;
+    options.state_file = state_file_;
+    sinks_.clear();
+    Reset(options);
+  }
+
+  v1::HeldState Held(int rank, int64_t generation, const ParallelConfig& config) {
+    v1::HeldState held;
+    held.set_holding(true);
+    held.set_rank(rank);
+    held.set_world_size(static_cast<int>(config.world_size));
+    held.set_generation(generation);
+    *held.mutable_config() = ToProto(config);
+    held.set_backend("gloo");
+    v1::GroupReport* g = held.add_groups();
+    g->set_kind(v1::GROUP_KIND_WORLD);
+    g->set_state(v1::COMM_STATE_READY);
+    return held;
+  }
+
+  std::string state_file_;
+  std::vector<Joined> agents_;
+};
+
+TEST_F(RecoveryTest, StateFile_KeepsConfigGenerationAndRanks) {
+  const ParallelConfig config{.world_size = 2, .data_parallel_size = 2};
+  ReadyThenRestart(2, config);
+  v1::PoolState s = State();
+  EXPECT_EQ(s.phase(), v1::POOL_PHASE_RECOVERING);
+  EXPECT_EQ(s.generation(), 1);
+  EXPECT_EQ(s.config().data_parallel_size(), 2);
+  // An agent with no hint that comes back gets its old rank from the state file.
+  Joined one = JoinAgent("agent-1");
+  EXPECT_EQ(one.rank, 1);
+}
+
+TEST_F(RecoveryTest, EveryMemberBackHoldingTheSameGeneration_ReadyWithoutRebuilding) {
+  const ParallelConfig config{.world_size = 4, .cfg_parallel_size = 2, .ulysses_degree = 2};
+  ReadyThenRestart(4, config);
+  std::vector<Joined> back;
+  for (int r = 3; r >= 0; --r) {
+    back.push_back(JoinAgent("agent-" + std::to_string(r), std::nullopt, "inc-1", "",
+                             Held(r, 1, config)));
+    EXPECT_EQ(back.back().rank, r);
+  }
+  v1::PoolState s = State();
+  EXPECT_EQ(s.phase(), v1::POOL_PHASE_READY);
+  EXPECT_EQ(s.generation(), 1);
+  EXPECT_EQ(s.members_ready(), 4);
+  for (const Joined& j : back) {
+    EXPECT_TRUE(j.sink->plans().empty());
+    EXPECT_TRUE(j.sink->teardowns().empty());
+  }
+}
+
+TEST_F(RecoveryTest, ConflictingGenerations_HoldersAbort_NextGenerationStarts) {
+  const ParallelConfig config{.world_size = 2, .tensor_parallel_size = 2};
+  ReadyThenRestart(2, config);
+  Joined a = JoinAgent("agent-0", std::nullopt, "inc-1", "", Held(0, 1, config));
+  Joined b = JoinAgent("agent-1", std::nullopt, "inc-1", "", Held(1, 3, config));
+  ASSERT_FALSE(a.sink->teardowns().empty());
+  EXPECT_TRUE(a.sink->teardowns()[0].abort());
+  ASSERT_FALSE(b.sink->teardowns().empty());
+  v1::PoolState s = State();
+  EXPECT_EQ(s.phase(), v1::POOL_PHASE_INITIALIZING);
+  EXPECT_EQ(s.generation(), 4);  // after the highest generation reported
+  ASSERT_EQ(a.sink->plans().size(), 1u);
+  EXPECT_EQ(a.sink->plans()[0].generation(), 4);
+}
+
+TEST_F(RecoveryTest, NotEveryoneBackInTime_AbortAndWait) {
+  const ParallelConfig config{.world_size = 2, .tensor_parallel_size = 2};
+  ReadyThenRestart(2, config);
+  Joined a = JoinAgent("agent-0", std::nullopt, "inc-1", "", Held(0, 1, config));
+  Tick({a}, 31);
+  EXPECT_EQ(State().phase(), v1::POOL_PHASE_WAITING);
+  ASSERT_FALSE(a.sink->teardowns().empty());
+  EXPECT_TRUE(a.sink->teardowns()[0].abort());
+}
+
+TEST_F(CoordinatorTest, NoStateFile_PoolRebuiltFromTheMembersReports) {
+  const ParallelConfig config{.world_size = 2, .data_parallel_size = 2};
+  v1::HeldState held;
+  held.set_holding(true);
+  held.set_world_size(2);
+  held.set_generation(7);
+  *held.mutable_config() = ToProto(config);
+  held.set_backend("gloo");
+  held.set_rank(1);
+  Joined one = JoinAgent("agent-1", std::nullopt, "inc-1", "", held);
+  EXPECT_EQ(State().phase(), v1::POOL_PHASE_RECOVERING);
+  held.set_rank(0);
+  Joined zero = JoinAgent("agent-0", std::nullopt, "inc-1", "", held);
+  v1::PoolState s = State();
+  EXPECT_EQ(s.phase(), v1::POOL_PHASE_READY);
+  EXPECT_EQ(s.generation(), 7);
+  EXPECT_EQ(s.config().data_parallel_size(), 2);
+  EXPECT_TRUE(one.sink->plans().empty());
+}
+
+TEST_F(CoordinatorTest, Check_SendsEveryMemberACheckOfTheReadyGeneration) {
+  std::vector<Joined> agents = JoinWorld(2);
+  v1::CheckRequest unknown;
+  unknown.set_pool("ghost");
+  EXPECT_EQ(coordinator_->Check(unknown).status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(Init({.world_size = 2, .tensor_parallel_size = 2}).ok());
+  EXPECT_EQ(coordinator_->Check(v1::CheckRequest()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  for (auto& a : agents) ASSERT_TRUE(Report(a, 1, true).ok());
+  ASSERT_TRUE(coordinator_->Check(v1::CheckRequest()).ok());
+  for (auto& a : agents) {
+    ASSERT_FALSE(a.sink->messages.empty());
+    EXPECT_EQ(a.sink->messages.back().check().generation(), 1);
+  }
 }
 
 }  // namespace
