@@ -93,6 +93,8 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
   if (channel == nullptr) {
     grpc::ChannelArguments args;
     // Reconnect quickly after a coordinator restart (gRPC's default backoff grows to 120 s).
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
     args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
@@ -358,7 +360,8 @@ void Agent::Dispatch(const v1::CoordinatorMessage& message) {
     case v1::CoordinatorMessage::kRankAssignment: {
       absl::MutexLock lock(&mu_);
       rank_ = message.rank_assignment().rank();
-      spdlog::info("{}: promoted from standby to rank {}", options_.identity, rank_);
+      spdlog::info("{}: assigned {}", options_.identity,
+                   rank_ >= 0 ? absl::StrCat("rank ", rank_) : std::string("standby"));
       break;
     }
     case v1::CoordinatorMessage::kClosed:

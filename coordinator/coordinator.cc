@@ -1,6 +1,7 @@
 #include "coordinator/coordinator.h"
 
 #include <algorithm>
+#include <set>
 
 #include <unistd.h>
 
@@ -81,6 +82,7 @@ Coordinator::~Coordinator() {
     CancelTimer(pool.deadline_timer);
     CancelTimer(pool.teardown_timer);
     CancelTimer(pool.recovery_timer);
+    CancelTimer(pool.elastic_timer);
     for (auto& [id, waiter] : pool.state_waiters) CancelTimer(waiter.timer);
   }
 }
@@ -451,6 +453,7 @@ absl::Status Coordinator::Attach(const std::string& session_id, SessionSink* sin
     }
     Touch(*pool, done);
     MaybeStart(*pool, done);
+    MaybeGrowDp(*pool, done);
   }
   RunAll(done);
   return absl::OkStatus();
@@ -490,6 +493,27 @@ void Coordinator::LoseMember(Pool& pool, Member& member, const std::string& reas
     case v1::POOL_PHASE_READY:
       FailGeneration(pool, what, out, v1::POOL_PHASE_DEGRADED);
       RefillFromStandby(pool, member, out);
+      if (options_.elastic_dp_after > absl::ZeroDuration() && pool.config.has_value() &&
+          pool.config->data_parallel_size > 1) {
+        CancelTimer(pool.elastic_timer);
+        const std::string name = pool.name;
+        const int64_t generation = pool.generation;
+        pool.elastic_timer = timers_->Schedule(
+            clock_->Now() + options_.elastic_dp_after, [this, name, generation] {
+              Completions done;
+              {
+                absl::MutexLock lock(&mu_);
+                Pool* p = FindPool(name);
+                if (p == nullptr) return;
+                p->elastic_timer = 0;
+                if (p->generation == generation && p->phase == v1::POOL_PHASE_DEGRADED &&
+                    !MissingRanks(*p).empty()) {
+                  ShrinkDp(*p, done);
+                }
+              }
+              RunAll(done);
+            });
+      }
       MaybeStart(pool, out);
       break;
     case v1::POOL_PHASE_DEGRADED:
@@ -557,6 +581,15 @@ absl::Status Coordinator::HandleAgentMessage(const std::string& session_id,
         HandleReport(*pool, *member, message.report(), done);
         break;
       case v1::AgentMessage::kTeardown:
+        if (pool->phase != v1::POOL_PHASE_DESTROYING) {
+          // The answer to an abort: recorded for inspection (time from failure to aborted).
+          Emit(*pool, v1::EVENT_KIND_ABORT, member->rank, member->identity,
+               absl::StrCat("aborted its communicators of generation ",
+                            message.teardown().generation(), " in ",
+                            message.teardown().teardown_us() / 1000, " ms"));
+          Touch(*pool, done);
+          break;
+        }
         if (message.teardown().generation() != pool->generation) {
           status = absl::AbortedError(absl::StrCat(
               "teardown report for generation ", message.teardown().generation(),
@@ -663,6 +696,94 @@ void Coordinator::RefillFromStandby(Pool& pool, Member& lost, Completions& out) 
   Emit(pool, v1::EVENT_KIND_RANK_ASSIGNED, rank, standby->identity,
        absl::StrCat("standby takes the rank of ", lost.identity));
   SaveState();
+  Touch(pool, out);
+}
+
+void Coordinator::ShrinkDp(Pool& pool, Completions& out) {
+  const ParallelConfig& config = *pool.config;
+  const int dp = static_cast<int>(config.data_parallel_size);
+  const int replica = pool.world_size / dp;  // dp is the outermost dimension
+  std::set<int> broken;
+  for (int r : MissingRanks(pool)) broken.insert(r / replica);
+  ParallelConfig smaller = config;
+  smaller.data_parallel_size = dp - static_cast<int>(broken.size());
+  smaller.world_size = smaller.data_parallel_size * replica;
+  absl::StatusOr<DerivedSizes> derived = ValidateParallelConfig(smaller);
+  if (smaller.data_parallel_size < 1 || !derived.ok() || derived->standalone_hsdp) {
+    spdlog::warn("pool {}: elastic dp cannot shrink {}: {}", pool.name, config.ShortString(),
+                 smaller.data_parallel_size < 1 ? "no dp replica is complete"
+                                                : std::string(derived.status().message()));
+    return;
+  }
+  // Surviving replicas keep their order; ranks above a dropped replica move down by one
+  // replica. Members of a dropped replica wait as standbys.
+  std::map<int, int> new_replica;
+  for (int d = 0, next = 0; d < dp; ++d) {
+    if (!broken.count(d)) new_replica[d] = next++;
+  }
+  for (auto& [identity, m] : pool.members) {
+    if (m.rank < 0) continue;
+    auto it = new_replica.find(m.rank / replica);
+    if (it == new_replica.end()) {
+      m.rank = -1;
+      m.phase = m.sink != nullptr ? v1::MEMBER_PHASE_STANDBY : v1::MEMBER_PHASE_LEFT;
+      pool.durable_ranks.erase(identity);
+      if (m.sink != nullptr) {
+        v1::CoordinatorMessage message;
+        message.mutable_rank_assignment()->set_rank(-1);  // now a standby
+        m.sink->Send(message);
+      }
+      continue;
+    }
+    const int rank = it->second * replica + m.rank % replica;
+    if (rank != m.rank && m.sink != nullptr) {
+      v1::CoordinatorMessage message;
+      message.mutable_rank_assignment()->set_rank(rank);
+      m.sink->Send(message);
+    }
+    m.rank = rank;
+    pool.durable_ranks[identity] = rank;
+  }
+  if (!pool.full_config.has_value()) pool.full_config = config;
+  const std::string before = config.ShortString();
+  pool.config = smaller;
+  pool.layout = *Layout::Build(smaller);
+  pool.world_size = pool.layout->world_size();
+  spdlog::warn("pool {}: elastic dp: {} -> {} (replicas lost: {})", pool.name, before,
+               smaller.ShortString(), broken.size());
+  Emit(pool, v1::EVENT_KIND_CONFIGURED, -1, "",
+       absl::StrCat("elastic dp: shrunk ", before, " to ", smaller.ShortString()));
+  SetPhase(pool, v1::POOL_PHASE_WAITING);
+  SaveState();
+  Touch(pool, out);
+  MaybeStart(pool, out);
+}
+
+void Coordinator::MaybeGrowDp(Pool& pool, Completions& out) {
+  if (!pool.full_config.has_value() || pool.grow_after_teardown ||
+      pool.phase != v1::POOL_PHASE_READY) {
+    return;
+  }
+  int available = 0;
+  for (const auto& [identity, m] : pool.members) available += m.sink != nullptr;
+  if (available < pool.full_config->world_size) return;
+  spdlog::info("pool {}: elastic dp: {} agents available, growing back to {}", pool.name,
+               available, pool.full_config->ShortString());
+  pool.grow_after_teardown = true;
+  pool.teardown_from_ready = true;
+  pool.teardown_scope = v1::DESTROY_SCOPE_ALL;
+  pool.teardown_ok = true;
+  SetPhase(pool, v1::POOL_PHASE_DESTROYING);
+  for (auto& [identity, m] : pool.members) {
+    m.teardown_reported = false;
+    if (m.rank < 0 || m.sink == nullptr) continue;
+    v1::CoordinatorMessage message;
+    message.mutable_teardown()->set_generation(pool.generation);
+    message.mutable_teardown()->set_scope(v1::DESTROY_SCOPE_ALL);
+    message.mutable_teardown()->set_reason("elastic dp grows back");
+    m.sink->Send(message);
+  }
+  Emit(pool, v1::EVENT_KIND_DESTROY, -1, "", "elastic dp grows back: rebuilding the full world");
   Touch(pool, out);
 }
 
@@ -934,6 +1055,7 @@ void Coordinator::HandleReport(Pool& pool, Member& member, const v1::GenerationR
     spdlog::info("pool {}: generation {} READY in {} ms", pool.name, pool.generation,
                  pool.init_ms);
     Emit(pool, v1::EVENT_KIND_READY, -1, "", absl::StrCat("READY in ", pool.init_ms, " ms"));
+    MaybeGrowDp(pool, out);
   }
   Touch(pool, out);
 }
@@ -977,6 +1099,38 @@ void Coordinator::FinishTeardownIfDone(Pool& pool, bool force, Completions& out)
   }
   for (auto& [identity, m] : pool.members) {
     if (m.rank >= 0 && m.phase != v1::MEMBER_PHASE_FAILED) m.phase = v1::MEMBER_PHASE_JOINED;
+  }
+  if (pool.grow_after_teardown) {
+    // Elastic dp grows back: the full config, the current ranks kept, standbys fill the rest.
+    pool.grow_after_teardown = false;
+    const ParallelConfig full = *pool.full_config;
+    pool.full_config.reset();
+    pool.config = full;
+    pool.layout = *Layout::Build(full);
+    pool.world_size = pool.layout->world_size();
+    std::vector<Member*> standbys;
+    for (auto& [identity, m] : pool.members) {
+      if (m.rank < 0 && m.sink != nullptr) standbys.push_back(&m);
+    }
+    std::sort(standbys.begin(), standbys.end(),
+              [](Member* a, Member* b) { return a->join_seq < b->join_seq; });
+    for (Member* m : standbys) {
+      const int rank = AssignRank(pool, std::nullopt);
+      if (rank < 0) break;
+      m->rank = rank;
+      m->phase = v1::MEMBER_PHASE_JOINED;
+      pool.durable_ranks[m->identity] = rank;
+      v1::CoordinatorMessage message;
+      message.mutable_rank_assignment()->set_rank(rank);
+      m->sink->Send(message);
+    }
+    Emit(pool, v1::EVENT_KIND_CONFIGURED, -1, "",
+         absl::StrCat("elastic dp: grown back to ", full.ShortString()));
+    SetPhase(pool, v1::POOL_PHASE_WAITING);
+    SaveState();
+    Touch(pool, out);
+    MaybeStart(pool, out);
+    return;
   }
   Emit(pool, v1::EVENT_KIND_DESTROYED, -1, "",
        absl::StrCat(pool.teardown_scope == v1::DESTROY_SCOPE_ALL ? "everything"
@@ -1131,6 +1285,10 @@ absl::StatusOr<v1::InitializeResponse> Coordinator::Initialize(
       }
     }
     if (pool.world_size != layout->world_size()) pool.world_alive = false;
+    // An operator's config replaces whatever elastic dp was doing.
+    pool.full_config.reset();
+    pool.grow_after_teardown = false;
+    CancelTimer(pool.elastic_timer);
     pool.config = config;
     pool.layout = *std::move(layout);
     pool.world_size = pool.layout->world_size();

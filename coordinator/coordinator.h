@@ -230,6 +230,10 @@ class Coordinator {
     // identity -> rank from the state file: returning agents get their old ranks.
     std::map<std::string, int> durable_ranks;
     TimerQueue::TimerId recovery_timer = 0;
+    // Elastic dp: the config before the pool shrank (grow back to it when agents return).
+    std::optional<ParallelConfig> full_config;
+    TimerQueue::TimerId elastic_timer = 0;
+    bool grow_after_teardown = false;
   };
   struct Watcher {
     std::string pool;  // empty: all
@@ -278,6 +282,10 @@ class Coordinator {
   // Gives a lost member's rank to the earliest standby, if the policy allows.
   void RefillFromStandby(Pool& pool, Member& lost, Completions& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Elastic dp: drop the dp replicas with missing ranks and rebuild on the rest.
+  void ShrinkDp(Pool& pool, Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Elastic dp: once enough agents are back, tear down and rebuild the full config.
+  void MaybeGrowDp(Pool& pool, Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LoadState() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SaveState() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CancelTimer(TimerQueue::TimerId& id);

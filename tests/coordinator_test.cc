@@ -667,6 +667,45 @@ TEST_F(CoordinatorTest, NoStateFile_PoolRebuiltFromTheMembersReports) {
   EXPECT_TRUE(one.sink->plans().empty());
 }
 
+TEST_F(CoordinatorTest, ElasticDp_LostReplicaShrinksThenGrowsBack) {
+  CoordinatorOptions options;
+  options.elastic_dp_after = absl::Seconds(5);
+  options.refill_from_standby = false;
+  Reset(options);
+  std::vector<Joined> agents = JoinWorld(4);
+  const ParallelConfig full{.world_size = 4, .data_parallel_size = 2,
+                            .tensor_parallel_size = 2};
+  ASSERT_TRUE(Init(full).ok());
+  for (auto& a : agents) ASSERT_TRUE(Report(a, 1, true).ok());
+  coordinator_->Detach(agents[3].session_id, agents[3].sink, "killed");
+  EXPECT_EQ(State().phase(), v1::POOL_PHASE_DEGRADED);
+  Tick({agents[0], agents[1], agents[2]}, 6);
+  // dp replica 1 (ranks 2, 3) lost rank 3: dp shrinks to 1; rank 2's agent waits as a standby.
+  v1::PoolState s = State();
+  EXPECT_EQ(s.phase(), v1::POOL_PHASE_INITIALIZING);
+  EXPECT_EQ(s.generation(), 2);
+  EXPECT_EQ(s.world_size(), 2);
+  EXPECT_EQ(s.config().data_parallel_size(), 1);
+  EXPECT_EQ(agents[0].sink->plans().back().generation(), 2);
+  EXPECT_EQ(agents[2].sink->plans().size(), 1u);  // none for generation 2
+  EXPECT_EQ(agents[2].sink->messages.back().rank_assignment().rank(), -1);
+  ASSERT_TRUE(Report(agents[0], 2, true).ok());
+  ASSERT_TRUE(Report(agents[1], 2, true).ok());
+  EXPECT_EQ(State().phase(), v1::POOL_PHASE_READY);
+  // The lost agent returns: enough agents for dp 2 again; the pool rebuilds the full config.
+  Joined back = JoinAgent("agent-3", std::nullopt, "inc-2");
+  EXPECT_EQ(State().phase(), v1::POOL_PHASE_DESTROYING);
+  ASSERT_TRUE(TeardownDone(agents[0], 2, v1::DESTROY_SCOPE_ALL).ok());
+  ASSERT_TRUE(TeardownDone(agents[1], 2, v1::DESTROY_SCOPE_ALL).ok());
+  s = State();
+  EXPECT_EQ(s.phase(), v1::POOL_PHASE_INITIALIZING);
+  EXPECT_EQ(s.generation(), 3);
+  EXPECT_EQ(s.world_size(), 4);
+  EXPECT_EQ(s.config().data_parallel_size(), 2);
+  EXPECT_EQ(agents[2].sink->plans().back().rank(), 2);
+  EXPECT_EQ(back.sink->plans().back().rank(), 3);
+}
+
 TEST_F(CoordinatorTest, Check_SendsEveryMemberACheckOfTheReadyGeneration) {
   std::vector<Joined> agents = JoinWorld(2);
   v1::CheckRequest unknown;
