@@ -177,7 +177,10 @@ void Agent::Stop() {
     absl::MutexLock lock(&mu_);
     if (stopping_ && !worker_thread_.joinable()) return;
     stopping_ = true;
+    // End the session first: no abort from the coordinator may race the teardown below.
+    if (session_ != nullptr) session_->Cancel();
   }
+  if (session_thread_.joinable()) session_thread_.join();
   if (worker_thread_.joinable()) worker_thread_.join();
   if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
   // Orderly teardown of whatever is left, in parallel.
@@ -189,7 +192,6 @@ void Agent::Stop() {
     groups_comms_.clear();
     world_.reset();
     groups_.reset();
-    if (session_ != nullptr) session_->Cancel();
   }
   if (!comms.empty()) {
     std::vector<Communicator*> raw;
@@ -197,7 +199,6 @@ void Agent::Stop() {
     absl::StatusOr<Backend*> backend = GetBackend(std::string(comms.front()->backend_name()));
     if (backend.ok()) (*backend)->DestroyAll(raw, /*abort=*/false);
   }
-  if (session_thread_.joinable()) session_thread_.join();
 }
 
 int Agent::rank() const {
@@ -379,9 +380,14 @@ void Agent::AbortNow(const v1::Teardown& teardown) {
   {
     absl::MutexLock lock(&mu_);
     abort_building_ = true;
+    aborted_generation_ = std::max(aborted_generation_, teardown.generation());
     comms = groups_comms_;
     if (world_ != nullptr) comms.push_back(world_);
     callbacks = abort_callbacks_;
+    // A build in progress may be waiting on a peer that is gone: cut it short (under mu_, so
+    // a build starting now either sees aborted_generation_ or is cancelled).
+    absl::MutexLock backends_lock(&backends_mu_);
+    for (auto& [name, backend] : backends_) backend->CancelBuilds(teardown.reason());
   }
   // Abort() interrupts blocked operations (safe while they run); the worker releases the
   // communicators afterwards. One thread per communicator: an abort can take a while (NCCL's
@@ -475,6 +481,15 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
 
   absl::StatusOr<Backend*> backend = GetBackend(plan.backend(), plan.init_mode());
   if (!backend.ok()) return fail(std::string(backend.status().message()), {});
+  {
+    absl::MutexLock lock(&mu_);
+    if (aborted_generation_ >= generation) {
+      spdlog::info("{}: generation {} was aborted before it started; not building it",
+                   options_.identity, generation);
+      return;
+    }
+    (*backend)->ResumeBuilds();
+  }
   CoordinatorRendezvousStore store(client_.get(), plan.pool(), generation);
 
   auto progress = [&](const std::string& phase, int done, int total) {

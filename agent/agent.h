@@ -131,6 +131,9 @@ class Agent {
   v1::Plan ready_plan_ ABSL_GUARDED_BY(mu_);
   v1::GenerationReport ready_report_ ABSL_GUARDED_BY(mu_);
   int64_t building_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  // The highest generation the coordinator told this agent to abort: its plan, if still
+  // queued, is not built.
+  int64_t aborted_generation_ ABSL_GUARDED_BY(mu_) = 0;
   bool abort_building_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::function<void(const absl::Status&)>> abort_callbacks_ ABSL_GUARDED_BY(mu_);
 

@@ -7,6 +7,7 @@
 
 #include "CLI/CLI.hpp"
 #include "agent/agent.h"
+#include "agent/agent_metrics.h"
 #include "common/logging.h"
 #include "spdlog/spdlog.h"
 
@@ -39,6 +40,9 @@ int main(int argc, char** argv) {
   app.add_option("--connect-timeout-ms", connect_timeout_ms,
                  "How long to keep retrying an unreachable coordinator")
       ->capture_default_str();
+  std::string metrics_listen;
+  app.add_option("--metrics-listen", metrics_listen,
+                 "IP:PORT to serve Prometheus metrics on at /metrics (port 0: any; default: off)");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
   CLI11_PARSE(app, argc, argv);
   if (absl::Status s = cohort::SetupLogging("agent", log_level); !s.ok()) {
@@ -53,6 +57,7 @@ int main(int argc, char** argv) {
   if (options.pool != defaults.pool) spdlog::info("option --pool={}", options.pool);
   if (rank_hint >= 0) spdlog::info("option --rank-hint={}", rank_hint);
   if (options.device != defaults.device) spdlog::info("option --device={}", options.device);
+  if (!metrics_listen.empty()) spdlog::info("option --metrics-listen={}", metrics_listen);
 
   sigset_t signals;
   sigemptyset(&signals);
@@ -69,6 +74,20 @@ int main(int argc, char** argv) {
     std::cerr << "error: " << agent.status().message() << "\n";
     return 1;
   }
+  // After the join (the agent exists from then on); destroyed before the agent.
+  std::unique_ptr<cohort::agent::AgentMetricsServer> metrics;
+  if (!metrics_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<cohort::agent::AgentMetricsServer>> started =
+        cohort::agent::AgentMetricsServer::Start(metrics_listen, agent->get());
+    if (!started.ok()) {
+      std::cerr << "error: " << started.status().message() << "\n";
+      (*agent)->Stop();
+      return 1;
+    }
+    metrics = *std::move(started);
+    std::cout << "metrics on " << metrics->url() << std::endl;
+    spdlog::info("metrics on {}", metrics->url());
+  }
   absl::Status ended;
   std::thread watcher([&] {
     ended = (*agent)->Wait();
@@ -77,6 +96,7 @@ int main(int argc, char** argv) {
   int sig = 0;
   sigwait(&signals, &sig);
   if (sig != SIGUSR1) spdlog::info("signal {}: tearing down and leaving", sig);
+  metrics.reset();
   (*agent)->Stop();
   watcher.join();
   if (!ended.ok()) {

@@ -4,6 +4,7 @@ set -euo pipefail
 BUILD_DIR=${1:-build}
 echo "== layout engine (Google Benchmark) =="
 "$BUILD_DIR/bin/layout_bench" --benchmark_min_time=0.2
+"$BUILD_DIR/bin/inspect_bench" --benchmark_min_time=0.2
 echo
 echo "== Initialize -> READY on loopback (Gloo), next to torch.distributed (gloo) =="
 "$BUILD_DIR/bin/flow_bench" "$BUILD_DIR/bin" --repeat 5

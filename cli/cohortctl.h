@@ -7,8 +7,9 @@
 
 namespace cohort::cli {
 
-// Exit statuses: 0 success; 1 the operation failed (e.g. the coordinator refused); 2 bad usage
-// or invalid input (the error line says which).
+// Exit statuses: 0 success; 1 the operation failed (e.g. the coordinator refused, an unknown
+// pool, a pool that FAILED); 2 bad usage or invalid input (the error line says which); 3 a wait
+// timed out; 4 the coordinator could not be reached.
 int RunCohortctl(int argc, const char* const* argv, std::ostream& out, std::ostream& err);
 
 }  // namespace cohort::cli

@@ -1,11 +1,12 @@
 #include "cli/online_commands.h"
 
-#include <cstdlib>
 #include <map>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "cli/output.h"
 #include "cli/table.h"
 #include "cohort/v1/admin.grpc.pb.h"
 #include "common/grpc_status.h"
@@ -16,77 +17,9 @@
 namespace cohort::cli {
 namespace {
 
-std::string PhaseName(v1::PoolPhase phase) {
-  std::string name = v1::PoolPhase_Name(phase);
-  return name.substr(std::string("POOL_PHASE_").size());
-}
-
-std::string MemberPhaseName(v1::MemberPhase phase) {
-  std::string name = v1::MemberPhase_Name(phase);
-  return name.substr(std::string("MEMBER_PHASE_").size());
-}
-
-std::unique_ptr<v1::AdminService::Stub> Connect(const ConnectionFlags& flags) {
-  return v1::AdminService::NewStub(
-      grpc::CreateChannel(flags.Address(), grpc::InsecureChannelCredentials()));
-}
-
-// Maps an RPC failure to an exit status and prints one error line.
-int ReportRpcError(const grpc::Status& status, const ConnectionFlags& flags, std::ostream& err) {
-  const absl::Status s = FromGrpcStatus(status);
-  if (IsTransportFailure(s) || s.code() == absl::StatusCode::kDeadlineExceeded) {
-    err << "error: cannot reach the coordinator at " << flags.Address() << ": " << s.message()
-        << " (set --coordinator or COHORT_COORDINATOR)\n";
-    return kExitUnreachable;
-  }
-  err << "error: " << s.message() << "\n";
-  return s.code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitFailed;
-}
-
 std::string Millis(int64_t us) { return absl::StrFormat("%.1f", us / 1000.0); }
 
-// Waits (long-polling GetState) until `done(state)` or the timeout; prints progress lines.
-int WaitFor(const ConnectionFlags& flags, double timeout_s,
-            const std::function<bool(const v1::PoolState&)>& done,
-            const std::function<void(const v1::PoolState&)>& on_change, v1::PoolState* last,
-            std::ostream& err) {
-  auto stub = Connect(flags);
-  const absl::Time deadline = absl::Now() + absl::Seconds(timeout_s);
-  int64_t version = -1;
-  while (true) {
-    const absl::Duration left = deadline - absl::Now();
-    if (left <= absl::ZeroDuration()) return kExitTimeout;
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + left + absl::Seconds(5)));
-    v1::GetStateRequest request;
-    request.set_pool(flags.pool);
-    if (version >= 0) {
-      request.mutable_wait()->set_after_version(version);
-      request.mutable_wait()->set_timeout_ms(absl::ToInt64Milliseconds(left));
-    }
-    v1::GetStateResponse response;
-    grpc::Status status = stub->GetState(&context, request, &response);
-    if (!status.ok()) return ReportRpcError(status, flags, err);
-    *last = response.state();
-    if (last->version() != version) on_change(*last);
-    version = last->version();
-    if (done(*last)) return kExitOk;
-  }
-}
-
 }  // namespace
-
-void ConnectionFlags::Register(CLI::App* app) {
-  app->add_option("--coordinator,-c", coordinator,
-                  "Coordinator host:port (default: $COHORT_COORDINATOR or 127.0.0.1:7070)");
-  app->add_option("--pool,-p", pool, "Pool name")->capture_default_str();
-}
-
-std::string ConnectionFlags::Address() const {
-  if (!coordinator.empty()) return coordinator;
-  const char* env = std::getenv("COHORT_COORDINATOR");
-  return env != nullptr && *env != '\0' ? env : "127.0.0.1:7070";
-}
 
 // ---- init -----------------------------------------------------------------------------------
 
@@ -133,7 +66,7 @@ int InitCommand::Run(std::ostream& out, std::ostream& err) const {
   request.mutable_options()->set_verify(!no_verify);
   auto stub = Connect(connection);
   grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  SetRpcDeadline(&context);
   v1::InitializeResponse response;
   grpc::Status status = stub->Initialize(&context, request, &response);
   if (!status.ok()) return ReportRpcError(status, connection, err);
@@ -143,8 +76,8 @@ int InitCommand::Run(std::ostream& out, std::ostream& err) const {
   if (!wait) return kExitOk;
   const int64_t generation = response.generation();
   v1::PoolState last;
-  int rc = WaitFor(
-      connection, timeout_s,
+  int rc = WaitForPoolState(
+      connection, absl::Seconds(timeout_s),
       [generation](const v1::PoolState& s) {
         return s.generation() >= generation && (s.phase() == v1::POOL_PHASE_READY ||
                                                 s.phase() == v1::POOL_PHASE_FAILED);
@@ -177,11 +110,108 @@ int InitCommand::Run(std::ostream& out, std::ostream& err) const {
   return kExitOk;
 }
 
+// ---- check ----------------------------------------------------------------------------------
+
+CLI::App* CheckCommand::Register(CLI::App* app) {
+  CLI::App* cmd = app->add_subcommand(
+      "check", "Run the verification all-reduce on every group of a READY pool again");
+  cmd->footer(
+      "Every member all-reduces its global rank in every group it holds and reports the sum;\n"
+      "the command waits for every report. Exit status: 0 every group checked out, 1 a group\n"
+      "failed (named) or the pool is not READY, 3 timed out, 4 coordinator unreachable.\n\n"
+      "Example:\n"
+      "  cohortctl check -c 127.0.0.1:7070 --timeout 30");
+  connection.Register(cmd);
+  cmd->add_option("--timeout", timeout_s, "Seconds to wait for every member's report")
+      ->capture_default_str();
+  return cmd;
+}
+
+int CheckCommand::Run(std::ostream& out, std::ostream& err) const {
+  auto stub = Connect(connection);
+  // Events after this sequence number are the answers to this check.
+  int64_t before = 0;
+  {
+    grpc::ClientContext context;
+    SetRpcDeadline(&context);
+    v1::GetEventsRequest request;
+    request.set_pool(connection.pool);
+    request.set_limit(1);
+    v1::GetEventsResponse response;
+    grpc::Status status = stub->GetEvents(&context, request, &response);
+    if (!status.ok()) return ReportRpcError(status, connection, err);
+    if (response.events_size() > 0) before = response.events(0).seq();
+  }
+  v1::CheckResponse checked;
+  {
+    grpc::ClientContext context;
+    SetRpcDeadline(&context);
+    v1::CheckRequest request;
+    request.set_pool(connection.pool);
+    grpc::Status status = stub->Check(&context, request, &checked);
+    if (!status.ok()) return ReportRpcError(status, connection, err);
+  }
+  int expected = -1;
+  std::vector<v1::Event> answers;
+  v1::PoolState last;
+  int rc = WaitForPoolState(
+      connection, absl::Seconds(timeout_s),
+      [&](const v1::PoolState& s) {
+        if (expected < 0) {
+          expected = 0;
+          for (const v1::MemberState& m : s.members()) {
+            if (m.rank() >= 0) expected += m.groups_size();
+          }
+        }
+        grpc::ClientContext context;
+        SetRpcDeadline(&context);
+        v1::GetEventsRequest request;
+        request.set_pool(connection.pool);
+        request.set_after_seq(before);
+        v1::GetEventsResponse response;
+        if (!stub->GetEvents(&context, request, &response).ok()) return false;
+        answers.clear();
+        for (const v1::Event& e : response.events()) {
+          if (e.kind() == v1::EVENT_KIND_GROUP_STATE) answers.push_back(e);
+        }
+        return static_cast<int>(answers.size()) >= expected || s.phase() != v1::POOL_PHASE_READY;
+      },
+      [](const v1::PoolState&) {}, &last, err);
+  if (rc == kExitTimeout) {
+    err << "error: " << answers.size() << " of " << expected << " group checks reported after "
+        << timeout_s << " s\n";
+    return rc;
+  }
+  if (rc != kExitOk) return rc;
+  std::vector<std::string> failures;
+  for (const v1::Event& e : answers) {
+    if (!absl::StrContains(e.message(), "COMM_STATE_READY")) {
+      failures.push_back(absl::StrCat("rank ", e.rank(), " ", e.message()));
+    }
+  }
+  if (last.phase() != v1::POOL_PHASE_READY) {
+    failures.push_back(absl::StrCat("the pool left READY: ", last.error()));
+  }
+  if (!failures.empty()) {
+    for (const std::string& f : failures) err << "error: " << f << "\n";
+    return kExitFailed;
+  }
+  out << "pool " << connection.pool << ": generation " << checked.generation() << ": "
+      << answers.size() << " group checks on " << last.members_ready()
+      << " members, every all-reduce matched the layout\n";
+  return kExitOk;
+}
+
 // ---- destroy --------------------------------------------------------------------------------
 
 CLI::App* DestroyCommand::Register(CLI::App* app) {
   CLI::App* cmd = app->add_subcommand(
       "destroy", "Tear down a pool's model-parallel groups (or, with --all, the world too)");
+  cmd->footer(
+      "Exit status: 0 accepted (or torn down with --wait), 1 refused or teardown failed,\n"
+      "3 --wait timed out, 4 coordinator unreachable.\n\n"
+      "Example:\n"
+      "  cohortctl destroy --pool default --wait");
   connection.Register(cmd);
   cmd->add_flag("--all", all, "Destroy the world communicator too");
   cmd->add_flag("--wait", wait, "Wait until every member reported its teardown");
@@ -195,7 +225,7 @@ int DestroyCommand::Run(std::ostream& out, std::ostream& err) const {
   request.set_scope(all ? v1::DESTROY_SCOPE_ALL : v1::DESTROY_SCOPE_MODEL_PARALLEL);
   auto stub = Connect(connection);
   grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  SetRpcDeadline(&context);
   v1::DestroyResponse response;
   grpc::Status status = stub->Destroy(&context, request, &response);
   if (!status.ok()) return ReportRpcError(status, connection, err);
@@ -203,8 +233,8 @@ int DestroyCommand::Run(std::ostream& out, std::ostream& err) const {
       << (all ? " (everything)" : " (model-parallel groups)") << "\n";
   if (!wait) return kExitOk;
   v1::PoolState last;
-  int rc = WaitFor(
-      connection, timeout_s,
+  int rc = WaitForPoolState(
+      connection, absl::Seconds(timeout_s),
       [](const v1::PoolState& s) { return s.phase() != v1::POOL_PHASE_DESTROYING; },
       [](const v1::PoolState&) {}, &last, err);
   if (rc == kExitTimeout) err << "error: teardown not finished after " << timeout_s << " s\n";
@@ -218,6 +248,10 @@ int DestroyCommand::Run(std::ostream& out, std::ostream& err) const {
 
 CLI::App* StateCommand::Register(CLI::App* app) {
   CLI::App* cmd = app->add_subcommand("state", "Show a pool: members, groups and timings");
+  cmd->footer(
+      "See also: status, members, groups, describe, events, watch, wait.\n\n"
+      "Example:\n"
+      "  cohortctl state --pool default -o json");
   connection.Register(cmd);
   cmd->add_option("--output,-o", output, "Output format")
       ->check(CLI::IsMember({"table", "json"}))
@@ -228,7 +262,7 @@ CLI::App* StateCommand::Register(CLI::App* app) {
 int StateCommand::Run(std::ostream& out, std::ostream& err) const {
   auto stub = Connect(connection);
   grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  SetRpcDeadline(&context);
   v1::GetStateRequest request;
   request.set_pool(connection.pool);
   v1::GetStateResponse response;

@@ -1,4 +1,5 @@
-// cohortctl commands that talk to a coordinator: init, destroy, state.
+// cohortctl commands that change a pool (init, destroy) and its full state dump (state). The
+// inspection commands live in inspect_commands.h.
 #ifndef COHORT_CLI_ONLINE_COMMANDS_H_
 #define COHORT_CLI_ONLINE_COMMANDS_H_
 
@@ -6,24 +7,11 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "cli/admin_rpc.h"
 #include "cli/config_flags.h"
 #include "cohort/v1/admin.pb.h"
 
 namespace cohort::cli {
-
-// Exit statuses of the online commands.
-inline constexpr int kExitOk = 0;
-inline constexpr int kExitFailed = 1;       // refused by the coordinator, or the pool FAILED
-inline constexpr int kExitUsage = 2;        // bad flags or an invalid config
-inline constexpr int kExitTimeout = 3;      // --wait ran out of time
-inline constexpr int kExitUnreachable = 4;  // the coordinator could not be reached
-
-struct ConnectionFlags {
-  std::string coordinator;  // default: $COHORT_COORDINATOR or 127.0.0.1:7070
-  std::string pool = "default";
-  void Register(CLI::App* app);
-  std::string Address() const;
-};
 
 struct InitCommand {
   ConnectionFlags connection;
@@ -34,6 +22,14 @@ struct InitCommand {
   bool no_verify = false;
   bool wait = false;
   double timeout_s = 120;
+  CLI::App* Register(CLI::App* app);
+  int Run(std::ostream& out, std::ostream& err) const;
+};
+
+// `cohortctl check`: every member runs the verification all-reduce on every group again.
+struct CheckCommand {
+  ConnectionFlags connection;
+  double timeout_s = 60;
   CLI::App* Register(CLI::App* app);
   int Run(std::ostream& out, std::ostream& err) const;
 };

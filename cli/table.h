@@ -10,8 +10,9 @@
 
 namespace cohort::cli {
 
-// A table whose columns are padded to their widest cell. The last column is never padded, so
-// long rank lists do not drag trailing spaces.
+// A table whose columns are padded to their widest cell, measured in visible columns (ANSI
+// colour sequences take none). The last column is never padded, so long rank lists do not drag
+// trailing spaces.
 class Table {
  public:
   explicit Table(std::vector<std::string> header) : rows_{std::move(header)} {}
@@ -21,6 +22,9 @@ class Table {
  private:
   std::vector<std::vector<std::string>> rows_;
 };
+
+// Columns `text` takes on a terminal: ANSI colour sequences skipped, a UTF-8 character one.
+size_t VisibleWidth(const std::string& text);
 
 // "[0-3,8,10]": ascending runs of three or more consecutive ranks become a-b.
 std::string FormatRanks(const RankList& ranks);

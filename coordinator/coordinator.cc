@@ -1162,9 +1162,12 @@ absl::Status Coordinator::CheckKvGeneration(const Pool& pool, int64_t generation
     return absl::AbortedError(absl::StrCat("generation ", generation, " is stale; pool '",
                                            pool.name, "' is at generation ", pool.generation));
   }
-  if (pool.phase == v1::POOL_PHASE_FAILED) {
-    return absl::AbortedError(
-        absl::StrCat("generation ", generation, " of pool '", pool.name, "' failed: ", pool.error));
+  // The store serves a generation while it is being built (and once READY); a failed or
+  // degraded generation answers ABORTED at once, so nobody waits for a peer that is gone.
+  if (pool.phase != v1::POOL_PHASE_INITIALIZING && pool.phase != v1::POOL_PHASE_READY) {
+    return absl::AbortedError(absl::StrCat("generation ", generation, " of pool '", pool.name,
+                                           "' is over (", v1::PoolPhase_Name(pool.phase), ")",
+                                           pool.error.empty() ? "" : ": ", pool.error));
   }
   return absl::OkStatus();
 }

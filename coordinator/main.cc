@@ -18,7 +18,7 @@ int main(int argc, char** argv) {
   const ServerOptions defaults;
   CLI::App app{"cohort-coordinator: admits agents, assigns ranks and forms communicator groups"};
   app.footer(
-      "Example: cohort-coordinator --listen 0.0.0.0:7070\n"
+      "Example: cohort-coordinator --listen 0.0.0.0:7070 --metrics-listen 0.0.0.0:9464\n"
       "         cohort-coordinator --listen 127.0.0.1:0 --port-file /tmp/port \\\n"
       "             --world-size 8 --dp 2 --cfg 2 --ulysses 2   (the pool starts itself)");
   std::string log_level, port_file, pool = "default", backend = "gloo";
@@ -34,6 +34,17 @@ int main(int argc, char** argv) {
                  "Missed heartbeats before a member is declared lost")
       ->capture_default_str();
   app.add_option("--init-deadline-ms", init_deadline_ms, "Default deadline of a generation")
+      ->capture_default_str();
+  app.add_option("--metrics-listen", options.metrics_listen_address,
+                 "IP:PORT to serve Prometheus metrics on at /metrics (port 0: any; default: off)");
+  app.add_option("--state-file", options.coordinator.state_file,
+                 "Persist pool configs and identity -> rank here, and read them back at startup");
+  app.add_flag("--standby-refill,!--no-standby-refill", options.coordinator.refill_from_standby,
+               "Give a lost member's rank to a standby at once")
+      ->capture_default_str();
+  int64_t elastic_dp_after_ms = absl::ToInt64Milliseconds(defaults.coordinator.elastic_dp_after);
+  app.add_option("--elastic-dp-after-ms", elastic_dp_after_ms,
+                 "Shrink dp when a whole replica stays lost this long (0: off)")
       ->capture_default_str();
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error (default: $COHORT_LOG_LEVEL or info)");
   // An optional startup pool: it starts itself once its world is complete.
@@ -51,6 +62,7 @@ int main(int argc, char** argv) {
   }
   options.coordinator.heartbeat_interval = absl::Milliseconds(heartbeat_ms);
   options.coordinator.default_init_deadline = absl::Milliseconds(init_deadline_ms);
+  options.coordinator.elastic_dp_after = absl::Milliseconds(elastic_dp_after_ms);
   if (config_flags.world_size > 0) {
     absl::StatusOr<cohort::ParallelConfig> config = config_flags.ToConfig();
     absl::StatusOr<cohort::Layout> layout =
@@ -77,6 +89,18 @@ int main(int argc, char** argv) {
   if (options.coordinator.default_init_deadline != defaults.coordinator.default_init_deadline) {
     spdlog::info("option --init-deadline-ms={}", init_deadline_ms);
   }
+  if (options.metrics_listen_address != defaults.metrics_listen_address) {
+    spdlog::info("option --metrics-listen={}", options.metrics_listen_address);
+  }
+  if (options.coordinator.state_file != defaults.coordinator.state_file) {
+    spdlog::info("option --state-file={}", options.coordinator.state_file);
+  }
+  if (options.coordinator.refill_from_standby != defaults.coordinator.refill_from_standby) {
+    spdlog::info("option --{}standby-refill", options.coordinator.refill_from_standby ? "" : "no-");
+  }
+  if (options.coordinator.elastic_dp_after != defaults.coordinator.elastic_dp_after) {
+    spdlog::info("option --elastic-dp-after-ms={}", elastic_dp_after_ms);
+  }
 
   // Signals are taken synchronously by sigwait below, so block them before any thread starts.
   sigset_t signals;
@@ -100,6 +124,9 @@ int main(int argc, char** argv) {
   }
   std::cout << "cohort-coordinator " << COHORT_VERSION << " listening on " << (*server)->address()
             << std::endl;
+  if ((*server)->metrics_port() != 0) {
+    std::cout << "metrics on " << (*server)->metrics_url() << std::endl;
+  }
   int sig = 0;
   sigwait(&signals, &sig);
   spdlog::info("signal {}: shutting down", sig);

@@ -24,23 +24,23 @@ namespace cohort::testing {
 class Cluster {
  public:
   // Starts the coordinator on 127.0.0.1:0 and reads its port back from its first stdout line.
-  explicit Cluster(std::vector<std::string> coordinator_flags = {}) {
-    log_dir_ = ::testing::TempDir();
-    std::vector<std::string> argv = {std::string(COHORT_BIN_DIR) + "/cohort-coordinator",
-                                     "--listen", "127.0.0.1:0", "--log-level", "warn"};
-    argv.insert(argv.end(), coordinator_flags.begin(), coordinator_flags.end());
-    auto child = ChildProcess::Spawn(argv, log_dir_ + "/coordinator.log");
-    EXPECT_TRUE(child.has_value()) << "cannot start the coordinator";
-    if (!child.has_value()) return;
-    coordinator_ = std::make_unique<ChildProcess>(std::move(*child));
-    std::optional<std::string> line = coordinator_->ReadLine(absl::Seconds(20));
-    EXPECT_TRUE(line.has_value()) << "the coordinator printed no address";
-    if (!line.has_value()) return;
-    const size_t at = line->rfind(' ');
-    address_ = line->substr(at + 1);
+  explicit Cluster(std::vector<std::string> coordinator_flags = {})
+      : coordinator_flags_(std::move(coordinator_flags)) {
+    // A directory of its own: tests run in parallel and their logs must not mix.
+    std::string dir = ::testing::TempDir() + "/cohort-cluster-XXXXXX";
+    log_dir_ = mkdtemp(dir.data()) != nullptr ? dir : ::testing::TempDir();
+    StartCoordinator("127.0.0.1:0");
+    if (address_.empty()) return;
     client_ = std::make_unique<agent::CoordinatorClient>(
         grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()), absl::Seconds(10));
   }
+
+  // kill -9 of the coordinator, and a new one on the same address (same flags).
+  void KillCoordinator() {
+    coordinator_->Signal(SIGKILL);
+    ASSERT_TRUE(coordinator_->WaitExit(absl::Seconds(10)).has_value());
+  }
+  void RestartCoordinator() { StartCoordinator(address_); }
 
   const std::string& address() const { return address_; }
   agent::CoordinatorClient& client() { return *client_; }
@@ -96,6 +96,8 @@ class Cluster {
     while (absl::Now() < deadline) {
       grpc::ClientContext context;
       context.set_deadline(absl::ToChronoTime(deadline + absl::Seconds(2)));
+      // Across a coordinator restart the channel reconnects; wait for it rather than fail.
+      context.set_wait_for_ready(true);
       v1::GetStateRequest request;
       request.set_pool(pool);
       if (version >= 0) {
@@ -105,6 +107,7 @@ class Cluster {
       }
       v1::GetStateResponse response;
       absl::Status s = FromGrpcStatus(stub->GetState(&context, request, &response));
+      if (s.code() == absl::StatusCode::kUnavailable) continue;  // restarting: try again
       if (!s.ok() && s.code() != absl::StatusCode::kNotFound) return s;
       last = response.state();
       version = last.version();
@@ -128,7 +131,37 @@ class Cluster {
 
   std::string log_dir() const { return log_dir_; }
 
+  // Events of the default pool (oldest first).
+  std::vector<v1::Event> Events() {
+    auto stub = v1::AdminService::NewStub(
+        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    v1::GetEventsRequest request;
+    v1::GetEventsResponse response;
+    grpc::Status status = stub->GetEvents(&context, request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return std::vector<v1::Event>(response.events().begin(), response.events().end());
+  }
+
  private:
+  void StartCoordinator(const std::string& listen) {
+    std::vector<std::string> argv = {std::string(COHORT_BIN_DIR) + "/cohort-coordinator",
+                                     "--listen", listen, "--log-level", "info"};
+    argv.insert(argv.end(), coordinator_flags_.begin(), coordinator_flags_.end());
+    auto child = ChildProcess::Spawn(argv, absl::StrCat(log_dir_, "/coordinator-",
+                                                        coordinator_starts_++, ".log"));
+    EXPECT_TRUE(child.has_value()) << "cannot start the coordinator";
+    if (!child.has_value()) return;
+    coordinator_ = std::make_unique<ChildProcess>(std::move(*child));
+    std::optional<std::string> line = coordinator_->ReadLine(absl::Seconds(20));
+    EXPECT_TRUE(line.has_value()) << "the coordinator printed no address";
+    if (!line.has_value()) return;
+    address_ = line->substr(line->rfind(' ') + 1);
+  }
+
+  std::vector<std::string> coordinator_flags_;
+  int coordinator_starts_ = 0;
   std::string log_dir_;
   std::unique_ptr<ChildProcess> coordinator_;
   std::map<int, std::unique_ptr<ChildProcess>> agents_;

@@ -105,6 +105,12 @@ class Backend {
   // thread has finished; null entries are skipped. The communicators stay owned by the caller.
   virtual TeardownReport DestroyAll(std::vector<Communicator*> comms, bool abort);
 
+  // Interrupts every CreateWorld/CreateGroups in progress (from any thread), and makes those
+  // started later fail at once, until ResumeBuilds(): they end with ABORTED instead of waiting
+  // for a peer that will never come. The default does nothing (builds end at their deadline).
+  virtual void CancelBuilds(const std::string& reason) { (void)reason; }
+  virtual void ResumeBuilds() {}
+
  protected:
   explicit Backend(BackendOptions options) : options_(std::move(options)) {}
 

@@ -304,7 +304,12 @@ void Communicator::Abort() {
     }
     state_ = CommState::kAborted;
   }
-  Interrupt();
+  {
+    // Never interrupt a transport that a concurrent Destroy is freeing (or has freed): the
+    // release takes the same lock.
+    absl::MutexLock lock(&release_mu_);
+    if (!released_) Interrupt();
+  }
   auto drained = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return in_flight_ == 0; };
   bool ok;
   {

@@ -53,7 +53,6 @@ std::chrono::milliseconds ToChrono(absl::Duration d) {
   return std::chrono::milliseconds(absl::ToInt64Milliseconds(d));
 }
 
-absl::Duration FromChrono(std::chrono::milliseconds ms) { return absl::Milliseconds(ms.count()); }
 
 // The exception edge: every call into Gloo goes through here.
 template <typename F>
@@ -173,7 +172,11 @@ class GlooStoreAdapter final : public gloo::rendezvous::Store {
 
   void wait(const std::vector<std::string>& keys,
             const std::chrono::milliseconds& timeout) override {
-    Wait(keys, std::min(Remaining(), FromChrono(timeout)));
+    // Gloo passes its context timeout, which is capped for connects; waiting for peers to
+    // publish is bounded by the build's deadline instead (and cut short by the coordinator
+    // when the generation ends).
+    (void)timeout;
+    Wait(keys, Remaining());
   }
 
   const absl::Status& error() const { return error_; }
@@ -436,14 +439,30 @@ absl::StatusOr<std::unique_ptr<Communicator>> GlooBackend::CreateGroup(const Gro
   GlooStoreAdapter adapter(size == 1 ? static_cast<RendezvousStore&>(private_store) : store,
                            deadline);
   auto context = std::make_shared<gloo::rendezvous::Context>(group.rank_in_group, size);
+  uint64_t building_id;
+  {
+    absl::MutexLock lock(&building_mu_);
+    if (cancelled_.has_value()) {
+      return absl::AbortedError(absl::StrCat("gloo ", label, ": cancelled: ", *cancelled_));
+    }
+    building_id = next_building_++;
+    building_[building_id] = context;
+  }
   absl::Status s = GlooCall([&] {
     // The context timeout becomes the pairs' timeout, and a pair waits up to 5x that for its peer
     // to connect (tcp/pair.h waitUntil): a fifth of the time left keeps connects inside the
     // deadline. Store waits are bounded by the deadline in the adapter, whatever Gloo passes.
-    context->setTimeout(ToChrono((deadline - absl::Now()) / 5));
+    // Capped at 2 s (10 s per connect): a peer that is gone must not hold a build for the
+    // whole generation deadline when CancelBuilds cannot reach it (Gloo creates pairs inside
+    // connectFullMesh, after which a signal no longer covers them).
+    context->setTimeout(ToChrono(std::min((deadline - absl::Now()) / 5, absl::Seconds(2))));
     std::shared_ptr<gloo::transport::Device> device = device_;
     context->connectFullMesh(adapter, device);
   });
+  {
+    absl::MutexLock lock(&building_mu_);
+    building_.erase(building_id);
+  }
   if (!s.ok()) {
     if (!adapter.error().ok()) {
       std::vector<std::string> who;
@@ -477,6 +496,17 @@ absl::StatusOr<std::unique_ptr<Communicator>> GlooBackend::CreateGroup(const Gro
   auto comm = std::make_unique<GlooCommunicator>(group, options().op_timeout, std::move(context));
   comm->Ready(std::move(timing));
   return comm;
+}
+
+void GlooBackend::CancelBuilds(const std::string& reason) {
+  absl::MutexLock lock(&building_mu_);
+  cancelled_ = reason;
+  for (auto& [id, context] : building_) SignalGlooContext(*context, "cancelled: " + reason);
+}
+
+void GlooBackend::ResumeBuilds() {
+  absl::MutexLock lock(&building_mu_);
+  cancelled_.reset();
 }
 
 absl::StatusOr<std::unique_ptr<Communicator>> GlooBackend::CreateWorld(const WorldSpec& spec,

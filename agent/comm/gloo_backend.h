@@ -30,10 +30,14 @@
 #ifndef COHORT_AGENT_COMM_GLOO_BACKEND_H_
 #define COHORT_AGENT_COMM_GLOO_BACKEND_H_
 
+#include <map>
 #include <memory>
+#include <optional>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "agent/comm/backend.h"
+#include "gloo/rendezvous/context.h"
 
 namespace gloo::transport {
 class Device;
@@ -56,6 +60,10 @@ class GlooBackend final : public Backend {
   absl::StatusOr<GroupSet> CreateGroups(Communicator& world,
                                         const std::vector<GroupRequest>& requests,
                                         RendezvousStore& store, absl::Time deadline) override;
+  // Fails every context still connecting (Gloo's own failure path wakes its pairs), and every
+  // one started before ResumeBuilds().
+  void CancelBuilds(const std::string& reason) override;
+  void ResumeBuilds() override;
 
  private:
   GlooBackend(BackendOptions options, std::shared_ptr<gloo::transport::Device> device)
@@ -67,6 +75,12 @@ class GlooBackend final : public Backend {
                                                             absl::Time deadline);
 
   const std::shared_ptr<gloo::transport::Device> device_;
+  // Contexts in connectFullMesh, so that CancelBuilds can reach them.
+  absl::Mutex building_mu_;
+  std::map<uint64_t, std::shared_ptr<gloo::rendezvous::Context>> building_
+      ABSL_GUARDED_BY(building_mu_);
+  uint64_t next_building_ ABSL_GUARDED_BY(building_mu_) = 1;
+  std::optional<std::string> cancelled_ ABSL_GUARDED_BY(building_mu_);
 };
 
 // MakeBackend("gloo", options).

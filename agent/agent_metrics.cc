@@ -1,0 +1,170 @@
+#include "agent/agent_metrics.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <exception>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "prometheus/exposer.h"
+#include "prometheus/metric_family.h"
+
+namespace cohort::agent {
+namespace {
+
+using Labels = std::vector<prometheus::ClientMetric::Label>;
+
+constexpr CommState kCommStates[] = {CommState::kCreating, CommState::kReady, CommState::kError,
+                                     CommState::kAborted, CommState::kDestroyed};
+
+prometheus::MetricFamily GaugeFamily(std::string name, std::string help) {
+  prometheus::MetricFamily family;
+  family.name = std::move(name);
+  family.help = std::move(help);
+  family.type = prometheus::MetricType::Gauge;
+  return family;
+}
+
+void AddGauge(prometheus::MetricFamily& family, Labels labels, double value) {
+  prometheus::ClientMetric metric;
+  metric.label = std::move(labels);
+  metric.gauge.value = value;
+  family.metric.push_back(std::move(metric));
+}
+
+
+// civetweb's listener thread polls its sockets every 2 s and sees a stop request only then, so
+// destroying an Exposer takes up to 2 s; a connection wakes it at once. Destroys `exposer`,
+// connecting to its port (IPv4) until it is gone.
+void DestroyExposerPromptly(std::unique_ptr<prometheus::Exposer> exposer, const std::string& host,
+                            int port) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  const std::string wake_host = host == "0.0.0.0" || host == "localhost" ? "127.0.0.1" : host;
+  if (port <= 0 || inet_pton(AF_INET, wake_host.c_str(), &addr.sin_addr) != 1) {
+    exposer.reset();  // IPv6: no wake-up, the plain (slow) stop
+    return;
+  }
+  absl::Notification gone;
+  std::thread waker([&] {
+    // Bounded: civetweb's own poll ends the stop within 2 s anyway.
+    for (int i = 0; i < 200 && !gone.HasBeenNotified(); ++i) {
+      const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (fd >= 0) {
+        connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
+        close(fd);
+      }
+      gone.WaitForNotificationWithTimeout(absl::Milliseconds(10));
+    }
+  });
+  exposer.reset();
+  gone.Notify();
+  waker.join();
+}
+
+}  // namespace
+
+std::vector<prometheus::MetricFamily> AgentMetricsCollector::Collect() const {
+  const AgentOptions& options = agent_->options();
+  const Labels agent_labels = {{"identity", options.identity}, {"pool", options.pool}};
+  auto with = [&agent_labels](Labels extra) {
+    Labels labels = agent_labels;
+    labels.insert(labels.end(), extra.begin(), extra.end());
+    return labels;
+  };
+
+  auto rank = GaugeFamily("cohort_agent_rank", "This agent's rank (-1 while a standby).");
+  auto world_size = GaugeFamily("cohort_agent_world_size", "The pool's world size.");
+  auto ready = GaugeFamily("cohort_agent_ready_generation",
+                           "The generation whose groups are READY here (0: none).");
+  auto state = GaugeFamily("cohort_agent_group_state",
+                           "1 for the communicator's current state, 0 for the others.");
+  auto size = GaugeFamily("cohort_agent_group_size", "Ranks in the group.");
+  auto creation = GaugeFamily("cohort_agent_group_creation_seconds",
+                              "Time taken to form the communicator.");
+  auto store_wait = GaugeFamily("cohort_agent_group_store_wait_seconds",
+                                "Part of the creation time spent blocked on the rendezvous store.");
+  auto in_flight = GaugeFamily("cohort_agent_group_ops_in_flight",
+                               "Collectives running or queued on the communicator.");
+
+  AddGauge(rank, agent_labels, agent_->rank());
+  AddGauge(world_size, agent_labels, agent_->world_size());
+  const std::shared_ptr<const GroupMap> groups = agent_->groups();
+  AddGauge(ready, agent_labels, groups == nullptr ? 0 : static_cast<double>(groups->generation));
+  if (groups != nullptr) {
+    for (const auto& [kind, group] : groups->groups) {
+      const Communicator& comm = group->comm();
+      const std::string kind_name(GroupKindName(kind));
+      const std::string index = absl::StrCat(group->index());
+      const CommState current = comm.state();
+      for (CommState s : kCommStates) {
+        AddGauge(state,
+                 with({{"index", index}, {"kind", kind_name}, {"state", std::string(CommStateName(s))}}),
+                 s == current ? 1 : 0);
+      }
+      const Labels group_labels = with({{"index", index}, {"kind", kind_name}});
+      const GroupTiming& timing = comm.creation_timing();
+      AddGauge(size, group_labels, comm.size());
+      AddGauge(creation, group_labels, absl::ToDoubleSeconds(timing.total));
+      AddGauge(store_wait, group_labels, absl::ToDoubleSeconds(timing.store_wait));
+      AddGauge(in_flight, group_labels, comm.ops_in_flight());
+    }
+  }
+
+  std::vector<prometheus::MetricFamily> out;
+  for (auto* family : {&rank, &world_size, &ready, &state, &size, &creation, &store_wait, &in_flight}) {
+    if (!family->metric.empty()) out.push_back(std::move(*family));
+  }
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<AgentMetricsServer>> AgentMetricsServer::Start(
+    const std::string& address, const Agent* agent) {
+  const size_t colon = address.rfind(':');
+  int port = -1;
+  if (colon == std::string::npos || colon == 0 ||
+      !absl::SimpleAtoi(absl::string_view(address).substr(colon + 1), &port) || port < 0 ||
+      port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "metrics address '", address, "' is not IP:PORT; e.g. 0.0.0.0:9465 or 127.0.0.1:0"));
+  }
+  std::string host = address.substr(0, colon);
+  // civetweb takes numeric addresses only; "localhost" is common enough to accept.
+  const std::string bind_host = host == "localhost" ? "127.0.0.1" : host;
+  std::unique_ptr<AgentMetricsServer> server(new AgentMetricsServer());
+  try {
+    // civetweb reports a failed bind by throwing: caught here, at the edge.
+    server->exposer_ = std::make_unique<prometheus::Exposer>(absl::StrCat(bind_host, ":", port),
+                                                             /*num_threads=*/1);
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", address, " (", e.what(),
+                                               "); is the port in use or the IP not local?"));
+  }
+  const std::vector<int> ports = server->exposer_->GetListeningPorts();
+  if (ports.empty() || ports.front() <= 0) {
+    return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", address));
+  }
+  server->host_ = std::move(host);
+  server->port_ = ports.front();
+  server->collector_ = std::make_shared<AgentMetricsCollector>(agent);
+  server->exposer_->RegisterCollectable(server->collector_);
+  return server;
+}
+
+AgentMetricsServer::~AgentMetricsServer() {
+  // Stop serving before the collector (and the agent it reads) can go away.
+  DestroyExposerPromptly(std::move(exposer_), host_, port_);
+}
+
+std::string AgentMetricsServer::url() const {
+  return absl::StrCat("http://", host_, ":", port_, "/metrics");
+}
+
+}  // namespace cohort::agent
