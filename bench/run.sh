@@ -4,7 +4,12 @@ set -euo pipefail
 BUILD_DIR=${1:-build}
 echo "== layout engine (Google Benchmark) =="
 "$BUILD_DIR/bin/layout_bench" --benchmark_min_time=0.2
+echo
+echo "== inspection at scale: GetState of 4,096 members, heartbeats next to idle watchers =="
 "$BUILD_DIR/bin/inspect_bench" --benchmark_min_time=0.2
 echo
 echo "== Initialize -> READY on loopback (Gloo), next to torch.distributed (gloo) =="
 "$BUILD_DIR/bin/flow_bench" "$BUILD_DIR/bin" --repeat 5
+echo
+echo "== failures: kill -> survivors aborted, replacement -> READY (Gloo, world 8) =="
+"$BUILD_DIR/bin/fault_bench" "$BUILD_DIR/bin" --repeat 5

@@ -658,6 +658,26 @@ void Coordinator::MaybeStart(Pool& pool, Completions& out) {
   StartGeneration(pool, out);
 }
 
+void Coordinator::PromoteStandbys(Pool& pool, const std::string& why) {
+  std::vector<Member*> standbys;
+  for (auto& [identity, m] : pool.members) {
+    if (m.rank < 0 && m.sink != nullptr) standbys.push_back(&m);
+  }
+  std::sort(standbys.begin(), standbys.end(),
+            [](Member* a, Member* b) { return a->join_seq < b->join_seq; });
+  for (Member* m : standbys) {
+    const int rank = AssignRank(pool, std::nullopt);
+    if (rank < 0) break;
+    m->rank = rank;
+    m->phase = v1::MEMBER_PHASE_JOINED;
+    pool.durable_ranks[m->identity] = rank;
+    v1::CoordinatorMessage message;
+    message.mutable_rank_assignment()->set_rank(rank);
+    m->sink->Send(message);
+    Emit(pool, v1::EVENT_KIND_RANK_ASSIGNED, rank, m->identity, why);
+  }
+}
+
 void Coordinator::AbortHeld(Pool& pool, Member& member, const std::string& reason) {
   if (member.sink != nullptr) {
     v1::CoordinatorMessage message;
@@ -1108,22 +1128,7 @@ void Coordinator::FinishTeardownIfDone(Pool& pool, bool force, Completions& out)
     pool.config = full;
     pool.layout = *Layout::Build(full);
     pool.world_size = pool.layout->world_size();
-    std::vector<Member*> standbys;
-    for (auto& [identity, m] : pool.members) {
-      if (m.rank < 0 && m.sink != nullptr) standbys.push_back(&m);
-    }
-    std::sort(standbys.begin(), standbys.end(),
-              [](Member* a, Member* b) { return a->join_seq < b->join_seq; });
-    for (Member* m : standbys) {
-      const int rank = AssignRank(pool, std::nullopt);
-      if (rank < 0) break;
-      m->rank = rank;
-      m->phase = v1::MEMBER_PHASE_JOINED;
-      pool.durable_ranks[m->identity] = rank;
-      v1::CoordinatorMessage message;
-      message.mutable_rank_assignment()->set_rank(rank);
-      m->sink->Send(message);
-    }
+    PromoteStandbys(pool, "elastic dp grows back");
     Emit(pool, v1::EVENT_KIND_CONFIGURED, -1, "",
          absl::StrCat("elastic dp: grown back to ", full.ShortString()));
     SetPhase(pool, v1::POOL_PHASE_WAITING);
@@ -1300,26 +1305,14 @@ absl::StatusOr<v1::InitializeResponse> Coordinator::Initialize(
     SetPhase(pool, v1::POOL_PHASE_WAITING);
     pool.error.clear();
     // Ranks outside the new world become standbys; standbys fill ranks inside it.
-    std::vector<Member*> standbys;
     for (auto& [identity, m] : pool.members) {
       if (m.rank >= pool.world_size) {
         m.rank = -1;
         m.phase = v1::MEMBER_PHASE_STANDBY;
+        pool.durable_ranks.erase(identity);
       }
-      if (m.rank < 0 && m.sink != nullptr) standbys.push_back(&m);
     }
-    std::sort(standbys.begin(), standbys.end(),
-              [](Member* a, Member* b) { return a->join_seq < b->join_seq; });
-    for (Member* m : standbys) {
-      const int rank = AssignRank(pool, std::nullopt);
-      if (rank < 0) break;
-      m->rank = rank;
-      m->phase = v1::MEMBER_PHASE_JOINED;
-      v1::CoordinatorMessage message;
-      message.mutable_rank_assignment()->set_rank(rank);
-      m->sink->Send(message);
-      Emit(pool, v1::EVENT_KIND_RANK_ASSIGNED, rank, m->identity, "standby promoted");
-    }
+    PromoteStandbys(pool, "standby promoted");
     SaveState();
     spdlog::info("pool {}: initialize {} ({})", pool.name, pool.config->ShortString(), backend);
     Emit(pool, v1::EVENT_KIND_CONFIGURED, -1, "",

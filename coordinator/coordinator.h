@@ -279,6 +279,8 @@ class Coordinator {
   // Tells a member to abort what it holds.
   void AbortHeld(Pool& pool, Member& member, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Gives the free ranks inside the world to attached standbys, in order of arrival.
+  void PromoteStandbys(Pool& pool, const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Gives a lost member's rank to the earliest standby, if the policy allows.
   void RefillFromStandby(Pool& pool, Member& lost, Completions& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -1,5 +1,7 @@
 #include "coordinator/metrics.h"
 
+#include "common/metrics_util.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -84,21 +86,6 @@ std::pair<std::string, std::string> SplitMethod(absl::string_view path) {
   return {std::string(path.substr(0, slash)), std::string(path.substr(slash + 1))};
 }
 
-// Builders for scrape-time families. Labels are given in name order, as Family<> emits them.
-prometheus::MetricFamily GaugeFamily(std::string name, std::string help) {
-  prometheus::MetricFamily family;
-  family.name = std::move(name);
-  family.help = std::move(help);
-  family.type = prometheus::MetricType::Gauge;
-  return family;
-}
-void AddGauge(prometheus::MetricFamily& family,
-              std::vector<prometheus::ClientMetric::Label> labels, double value) {
-  prometheus::ClientMetric metric;
-  metric.label = std::move(labels);
-  metric.gauge.value = value;
-  family.metric.push_back(std::move(metric));
-}
 
 template <typename Enum>
 std::vector<Enum> ValidPhases(bool (*is_valid)(int), int min, int max) {
@@ -349,40 +336,6 @@ void CoordinatorMetrics::RecordKvSet(const std::string& pool, int entries, int u
   // Added even when zero, so that the series exists (0) for every pool that used the store.
   unique_ids_.Add({{"pool", pool}}).Increment(unique_ids);
 }
-
-namespace {
-
-// civetweb's listener thread polls its sockets every 2 s and sees a stop request only then, so
-// destroying an Exposer takes up to 2 s; a connection wakes it at once. Destroys `exposer`,
-// connecting to its port (IPv4) until it is gone.
-void DestroyExposerPromptly(std::unique_ptr<prometheus::Exposer> exposer, const std::string& host,
-                            int port) {
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  const std::string wake_host = host == "0.0.0.0" || host == "localhost" ? "127.0.0.1" : host;
-  if (port <= 0 || inet_pton(AF_INET, wake_host.c_str(), &addr.sin_addr) != 1) {
-    exposer.reset();  // IPv6: no wake-up, the plain (slow) stop
-    return;
-  }
-  absl::Notification gone;
-  std::thread waker([&] {
-    // Bounded: civetweb's own poll ends the stop within 2 s anyway.
-    for (int i = 0; i < 200 && !gone.HasBeenNotified(); ++i) {
-      const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      if (fd >= 0) {
-        connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
-        close(fd);
-      }
-      gone.WaitForNotificationWithTimeout(absl::Milliseconds(10));
-    }
-  });
-  exposer.reset();
-  gone.Notify();
-  waker.join();
-}
-
-}  // namespace
 
 // ---- MetricsExposer ---------------------------------------------------------------------------
 
