@@ -43,6 +43,29 @@ std::string NcclVersion() {
 
 int64_t Micros(absl::Duration d) { return absl::ToInt64Microseconds(d); }
 
+// The GPU's UUID and PCI bus id, where the CUDA runtime can tell (left empty without a GPU or
+// driver: the calls fail cleanly, they never need libcuda at link time).
+void FillDeviceIdentity(int device, v1::DeviceInfo* info) {
+#if COHORT_WITH_NCCL
+  if (device < 0) return;
+  char bus[64] = {0};
+  if (cudaDeviceGetPCIBusId(bus, sizeof(bus), device) == cudaSuccess) info->set_pci_bus_id(bus);
+  cudaDeviceProp prop;
+  if (cudaGetDeviceProperties(&prop, device) == cudaSuccess) {
+    std::string uuid = "GPU-";
+    for (int i = 0; i < 16; ++i) {
+      absl::StrAppendFormat(&uuid, "%02x", static_cast<unsigned char>(prop.uuid.bytes[i]));
+      if (i == 3 || i == 5 || i == 7 || i == 9) uuid += "-";
+    }
+    info->set_gpu_uuid(uuid);
+  }
+  cudaGetLastError();  // clear the sticky "no device" error for later calls
+#else
+  (void)device;
+  (void)info;
+#endif
+}
+
 }  // namespace
 
 absl::StatusOr<int64_t> SumOverGroup(Communicator& comm, int64_t value) {
@@ -118,6 +141,7 @@ absl::Status Agent::JoinWithRetry(absl::Time deadline) {
   request.set_identity(options_.identity);
   request.set_incarnation(options_.incarnation);
   request.mutable_device()->set_gpu_index(options_.device);
+  FillDeviceIdentity(options_.device, request.mutable_device());
   request.mutable_device()->set_host_address(options_.host_address);
   request.mutable_device()->set_hostname(Hostname());
   for (const std::string& b : options_.backends) request.add_backends(b);
@@ -345,7 +369,45 @@ void Agent::HeartbeatLoop() {
     v1::AgentMessage heartbeat;
     heartbeat.mutable_heartbeat()->set_generation(generation);
     Send(heartbeat);
+    ReportGroupStateChanges();
   }
+}
+
+void Agent::ReportGroupStateChanges() {
+  std::shared_ptr<const GroupMap> groups;
+  {
+    absl::MutexLock lock(&mu_);
+    groups = groups_;
+  }
+  if (groups == nullptr) return;
+  v1::AgentMessage out;
+  v1::GroupStates* states = out.mutable_group_states();
+  states->set_generation(groups->generation);
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [kind, group] : groups->groups) {
+      const Communicator& comm = group->comm();
+      const CommState now = comm.state();
+      const auto key = std::make_pair(groups->generation, static_cast<int>(kind));
+      auto it = reported_states_.find(key);
+      if (it != reported_states_.end() ? it->second == now : now == CommState::kReady) continue;
+      reported_states_[key] = now;
+      v1::GroupReport* g = states->add_groups();
+      g->set_kind(ToProto(kind));
+      g->set_index(comm.group_index());
+      g->set_rank_in_group(comm.rank());
+      g->set_size(comm.size());
+      g->set_create_us(Micros(comm.creation_timing().total));
+      g->set_state(now == CommState::kReady     ? v1::COMM_STATE_READY
+                   : now == CommState::kAborted ? v1::COMM_STATE_ABORTED
+                   : now == CommState::kDestroyed ? v1::COMM_STATE_DESTROYED
+                   : now == CommState::kCreating  ? v1::COMM_STATE_CREATING
+                                                  : v1::COMM_STATE_ERROR);
+      g->set_async_error(std::string(comm.last_error().message()));
+    }
+  }
+  // Only changes go out: a quiet pool costs one heartbeat per interval and nothing more.
+  if (states->groups_size() > 0) Send(out);
 }
 
 void Agent::Dispatch(const v1::CoordinatorMessage& message) {

@@ -94,6 +94,9 @@ class Agent {
   void TearDown(const v1::Teardown& teardown);
   void AbortNow(const v1::Teardown& teardown);
   void CheckGroups(const v1::Check& check);
+  // Sends GroupStates for communicators whose state changed since the last report (an error or
+  // abort after READY), so inspection shows the live state of every group.
+  void ReportGroupStateChanges();
   // What this agent holds, for a join after a lost session or a coordinator restart.
   v1::HeldState Held() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Send(const v1::AgentMessage& message);
@@ -120,6 +123,8 @@ class Agent {
   std::map<int64_t, absl::Status> failed_ ABSL_GUARDED_BY(mu_);
   int64_t torn_down_generation_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status generation_status_ ABSL_GUARDED_BY(mu_);
+  // (generation, kind) -> the communicator state last reported after READY.
+  std::map<std::pair<int64_t, int>, CommState> reported_states_ ABSL_GUARDED_BY(mu_);
   bool world_torn_down_ ABSL_GUARDED_BY(mu_) = false;
   // Communicators. The worker owns their life cycle; AbortNow may abort them concurrently.
   std::shared_ptr<Communicator> world_ ABSL_GUARDED_BY(mu_);

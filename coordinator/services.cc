@@ -18,6 +18,95 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context, const absl
   return reactor;
 }
 
+// The write side of a server stream (a ServerBidiReactor or a ServerWriteReactor): messages are
+// queued under a mutex and written one StartWrite at a time, and the stream is finished exactly
+// once (FinishOnce / FinishLocked, guarded by finished_). Push is called under the Coordinator's
+// lock, so it only enqueues: it never waits for the network.
+template <typename Reactor, typename Message>
+class WriteQueue {
+ public:
+  struct Policy {
+    // A Push onto a queue this long is refused and finishes the stream with RESOURCE_EXHAUSTED
+    // (overflow_message). 0: unbounded.
+    size_t max_queued = 0;
+    const char* overflow_message = "";
+    // A failed write finishes the stream with CANCELLED. Otherwise what is queued is dropped
+    // and finishing is left to the reactor (a bidi stream's reads fail too).
+    bool finish_on_write_error = false;
+    // Once the stream is finished, what is still queued is not written.
+    bool stop_when_finished = false;
+  };
+
+  WriteQueue(Reactor* reactor, Policy policy) : reactor_(reactor), policy_(policy) {}
+
+  // Queues `message` and starts writing it unless a write is in flight. False (and nothing
+  // queued) once the stream is finished or closing, or when the queue is full.
+  bool Push(const Message& message) {
+    absl::MutexLock lock(&mu_);
+    if (finished_ || close_pending_) return false;
+    if (policy_.max_queued != 0 && queue_.size() >= policy_.max_queued) {
+      FinishLocked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, policy_.overflow_message));
+      return false;
+    }
+    queue_.push_back(message);
+    if (!writing_) {
+      writing_ = true;
+      reactor_->StartWrite(&queue_.front());
+    }
+    return true;
+  }
+
+  // The reactor's OnWriteDone: drops the written message and writes the next one; a pending
+  // Close finishes the stream once the queue has drained.
+  void OnWriteDone(bool ok) {
+    absl::MutexLock lock(&mu_);
+    queue_.pop_front();
+    if (!ok) {
+      queue_.clear();
+      writing_ = false;
+      if (policy_.finish_on_write_error) FinishLocked(grpc::Status::CANCELLED);
+      return;
+    }
+    if (!queue_.empty() && !(policy_.stop_when_finished && finished_)) {
+      reactor_->StartWrite(&queue_.front());
+      return;
+    }
+    writing_ = false;
+    if (close_pending_) FinishLocked(close_status_);
+  }
+
+  // Finishes the stream with `status` once the queued writes are done (at once if none is in
+  // flight); nothing more is queued meanwhile.
+  void Close(const grpc::Status& status) {
+    absl::MutexLock lock(&mu_);
+    close_pending_ = true;
+    close_status_ = status;
+    if (!writing_) FinishLocked(status);
+  }
+
+  // Finishes the stream now, unless it already is.
+  void FinishOnce(const grpc::Status& status) {
+    absl::MutexLock lock(&mu_);
+    FinishLocked(status);
+  }
+
+ private:
+  void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    finished_ = true;
+    reactor_->Finish(status);
+  }
+
+  Reactor* const reactor_;
+  const Policy policy_;
+  absl::Mutex mu_;
+  std::deque<Message> queue_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool close_pending_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status close_status_ ABSL_GUARDED_BY(mu_);
+};
+
 // One agent's session stream. gRPC owns the reactor and deletes it after OnDone; OnDone first
 // detaches it from the Coordinator (under the Coordinator's lock), after which the Coordinator
 // never touches it again. Sends from the Coordinator are queued and written one at a time.
@@ -25,20 +114,21 @@ class SessionReactor final
     : public grpc::ServerBidiReactor<v1::AgentMessage, v1::CoordinatorMessage>,
       public SessionSink {
  public:
-  explicit SessionReactor(Coordinator* coordinator) : coordinator_(coordinator) {
+  explicit SessionReactor(Coordinator* coordinator)
+      : coordinator_(coordinator), writes_(this, {}) {
     StartRead(&in_);
   }
 
   void OnReadDone(bool ok) override {
     if (!ok) {
       coordinator_->Detach(session_id_, this, "session stream closed");
-      FinishOnce(grpc::Status::OK);
+      writes_.FinishOnce(grpc::Status::OK);
       return;
     }
     if (session_id_.empty()) {
       if (!in_.has_attach()) {
-        FinishOnce(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                "the first session message must be attach"));
+        writes_.FinishOnce(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                        "the first session message must be attach"));
         return;
       }
       const std::string session_id = in_.attach().session_id();
@@ -46,7 +136,7 @@ class SessionReactor final
       absl::Status attached = coordinator_->Attach(session_id, this);
       if (!attached.ok()) {
         session_id_.clear();
-        FinishOnce(ToGrpcStatus(attached));
+        writes_.FinishOnce(ToGrpcStatus(attached));
         return;
       }
     } else {
@@ -56,24 +146,10 @@ class SessionReactor final
     StartRead(&in_);
   }
 
-  void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    queue_.pop_front();
-    if (!ok) {
-      // The stream is broken; reads fail too and OnReadDone detaches.
-      queue_.clear();
-      writing_ = false;
-      return;
-    }
-    if (!queue_.empty()) {
-      StartWrite(&queue_.front());
-      return;
-    }
-    writing_ = false;
-    if (close_pending_) FinishLocked(grpc::Status(grpc::StatusCode::ABORTED, close_reason_));
-  }
+  // A failed write means the stream is broken; reads fail too and OnReadDone detaches.
+  void OnWriteDone(bool ok) override { writes_.OnWriteDone(ok); }
 
-  void OnCancel() override { FinishOnce(grpc::Status::CANCELLED); }
+  void OnCancel() override { writes_.FinishOnce(grpc::Status::CANCELLED); }
 
   void OnDone() override {
     coordinator_->Detach(session_id_, this, "session ended");
@@ -81,44 +157,19 @@ class SessionReactor final
   }
 
   // SessionSink. Called under the Coordinator's lock: only queues.
-  void Send(const v1::CoordinatorMessage& message) override {
-    absl::MutexLock lock(&mu_);
-    if (finished_ || close_pending_) return;
-    queue_.push_back(message);
-    if (!writing_) {
-      writing_ = true;
-      StartWrite(&queue_.front());
-    }
-  }
+  void Send(const v1::CoordinatorMessage& message) override { (void)writes_.Push(message); }
 
+  // Finishes with ABORTED after the queued messages are written.
   void Close(const std::string& reason) override {
-    absl::MutexLock lock(&mu_);
-    close_pending_ = true;
-    close_reason_ = reason;
-    if (!writing_) FinishLocked(grpc::Status(grpc::StatusCode::ABORTED, reason));
+    writes_.Close(grpc::Status(grpc::StatusCode::ABORTED, reason));
   }
 
  private:
-  void FinishOnce(const grpc::Status& status) {
-    absl::MutexLock lock(&mu_);
-    FinishLocked(status);
-  }
-  void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finished_) return;
-    finished_ = true;
-    Finish(status);
-  }
-
   Coordinator* const coordinator_;
   // Touched only by the read reactions, which gRPC serializes.
   v1::AgentMessage in_;
   std::string session_id_;
-  absl::Mutex mu_;
-  std::deque<v1::CoordinatorMessage> queue_ ABSL_GUARDED_BY(mu_);
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  bool close_pending_ ABSL_GUARDED_BY(mu_) = false;
-  std::string close_reason_ ABSL_GUARDED_BY(mu_);
+  WriteQueue<SessionReactor, v1::CoordinatorMessage> writes_;
 };
 
 // One Watch stream: events queued by the Coordinator (under its lock), written one at a time.
@@ -128,49 +179,26 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEvent>, publ
   static constexpr size_t kMaxQueued = 10000;
 
   WatchReactor(Coordinator* coordinator, const v1::WatchRequest& request)
-      : coordinator_(coordinator) {
+      : coordinator_(coordinator),
+        writes_(this, {.max_queued = kMaxQueued,
+                       .overflow_message = "watcher fell too far behind; watch again",
+                       .finish_on_write_error = true,
+                       .stop_when_finished = true}) {
     absl::StatusOr<uint64_t> id =
         coordinator_->AddWatcher(request.pool(), request.snapshot(), this);
     if (!id.ok()) {
-      FinishOnce(ToGrpcStatus(id.status()));
+      writes_.FinishOnce(ToGrpcStatus(id.status()));
       return;
     }
     absl::MutexLock lock(&mu_);
     id_ = *id;
   }
 
-  bool Send(const v1::WatchEvent& event) override {
-    absl::MutexLock lock(&mu_);
-    if (finished_) return false;
-    if (queue_.size() >= kMaxQueued) {
-      FinishLocked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                "watcher fell too far behind; watch again"));
-      return false;
-    }
-    queue_.push_back(event);
-    if (!writing_) {
-      writing_ = true;
-      StartWrite(&queue_.front());
-    }
-    return true;
-  }
+  bool Send(const v1::WatchEvent& event) override { return writes_.Push(event); }
 
-  void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    queue_.pop_front();
-    if (!ok) {
-      writing_ = false;
-      FinishLocked(grpc::Status::CANCELLED);
-      return;
-    }
-    if (!queue_.empty() && !finished_) {
-      StartWrite(&queue_.front());
-    } else {
-      writing_ = false;
-    }
-  }
+  void OnWriteDone(bool ok) override { writes_.OnWriteDone(ok); }
 
-  void OnCancel() override { FinishOnce(grpc::Status::CANCELLED); }
+  void OnCancel() override { writes_.FinishOnce(grpc::Status::CANCELLED); }
 
   void OnDone() override {
     uint64_t id;
@@ -183,22 +211,10 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEvent>, publ
   }
 
  private:
-  void FinishOnce(const grpc::Status& status) {
-    absl::MutexLock lock(&mu_);
-    FinishLocked(status);
-  }
-  void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finished_) return;
-    finished_ = true;
-    Finish(status);
-  }
-
   Coordinator* const coordinator_;
   absl::Mutex mu_;
   uint64_t id_ ABSL_GUARDED_BY(mu_) = 0;
-  std::deque<v1::WatchEvent> queue_ ABSL_GUARDED_BY(mu_);
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  WriteQueue<WatchReactor, v1::WatchEvent> writes_;
 };
 
 }  // namespace

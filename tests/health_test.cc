@@ -22,6 +22,7 @@
 #include "grpcpp/impl/rpc_method.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/sync_stream.h"
+#include "tests/inprocess_pool.h"
 #include "tests/test_util.h"
 
 namespace cohort {
@@ -145,83 +146,7 @@ std::vector<std::string> Get(const std::string& message, int number) {
 const ParallelConfig kDp2Cfg2U2{.world_size = 8, .data_parallel_size = 2,
                                 .cfg_parallel_size = 2, .ulysses_degree = 2};
 
-class HealthTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    auto server = coordinator::CoordinatorServer::Start({});
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    channel_ = grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials());
-    client_ = std::make_unique<agent::CoordinatorClient>(channel_);
-  }
-
-  void TearDown() override {
-    // Tear the pool down before the agents leave: an agent leaving a READY pool makes the
-    // coordinator abort every other member, which then races that member's own Stop().
-    if (!agents_.empty()) {
-      v1::DestroyRequest destroy;
-      destroy.set_pool("default");
-      destroy.set_scope(v1::DESTROY_SCOPE_ALL);
-      if (client_->Destroy(destroy).ok()) {
-        EXPECT_TRUE(WaitFor([](const v1::PoolState& s) {
-                      return s.phase() != v1::POOL_PHASE_DESTROYING;
-                    }).ok());
-      }
-    }
-    for (auto& a : agents_) {
-      if (a != nullptr) a->Stop();
-    }
-    agents_.clear();
-    if (server_ != nullptr) server_->Shutdown();
-  }
-
-  void StartAgents(int n) {
-    for (int r = 0; r < n; ++r) {
-      agent::AgentOptions options;
-      options.coordinator_address = server_->address();
-      options.identity = absl::StrCat("agent-", r);
-      options.rank_hint = r;
-      options.backends = {"gloo"};
-      options.connect_timeout = absl::Seconds(10);
-      auto started = agent::Agent::Start(options);
-      ASSERT_TRUE(started.ok()) << started.status();
-      (*started)->OnAbort([this](const absl::Status&) {
-        absl::MutexLock lock(&abort_mu_);
-        ++aborts_;
-      });
-      agents_.push_back(*std::move(started));
-    }
-  }
-
-  // Waits (bounded) until `n` agents have aborted their communicators.
-  bool AwaitAborts(int n, absl::Duration timeout = absl::Seconds(10)) {
-    absl::MutexLock lock(&abort_mu_);
-    auto done = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(abort_mu_) { return aborts_ >= n; };
-    return abort_mu_.AwaitWithTimeout(absl::Condition(&done), timeout);
-  }
-
-  // Long-polls the pool's state (bounded) until `done`.
-  absl::StatusOr<v1::PoolState> WaitFor(const std::function<bool(const v1::PoolState&)>& done,
-                                        absl::Duration timeout = absl::Seconds(15)) {
-    const absl::Time deadline = absl::Now() + timeout;
-    int64_t version = 0;
-    while (absl::Now() < deadline) {
-      absl::StatusOr<v1::PoolState> state =
-          client_->WaitForStateChange("default", version, deadline - absl::Now());
-      if (!state.ok()) return state.status();
-      if (done(*state)) return state;
-      version = state->version();
-    }
-    return absl::DeadlineExceededError("pool state never matched");
-  }
-
-  std::unique_ptr<coordinator::CoordinatorServer> server_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<agent::CoordinatorClient> client_;
-  std::vector<std::unique_ptr<agent::Agent>> agents_;
-  absl::Mutex abort_mu_;
-  int aborts_ ABSL_GUARDED_BY(abort_mu_) = 0;
-};
+class HealthTest : public testing::InProcessPoolTest {};
 
 TEST_F(HealthTest, Health_PoolServingOnlyWhileReady) {
   const std::string pool = coordinator::PoolHealth::ServiceName("default");

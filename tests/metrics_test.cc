@@ -26,6 +26,7 @@
 #include "agent/coordinator_client.h"
 #include "common/layout_proto.h"
 #include "coordinator/server.h"
+#include "tests/inprocess_pool.h"
 #include "tests/test_util.h"
 
 namespace cohort {
@@ -134,81 +135,18 @@ int Count(const std::vector<Sample>& samples, const std::string& name) {
 const ParallelConfig kDp2Cfg2U2{.world_size = 8, .data_parallel_size = 2,
                                 .cfg_parallel_size = 2, .ulysses_degree = 2};
 
-class MetricsPoolTest : public ::testing::Test {
+class MetricsPoolTest : public testing::InProcessPoolTest {
  protected:
-  void SetUp() override {
+  coordinator::ServerOptions ServerOptionsForTest() const override {
     coordinator::ServerOptions options;
     options.listen_address = "127.0.0.1:0";
     options.metrics_listen_address = "127.0.0.1:0";
-    auto server = coordinator::CoordinatorServer::Start(options);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
+    return options;
+  }
+
+  void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(InProcessPoolTest::SetUp());
     ASSERT_GT(server_->metrics_port(), 0);
-    client_ = std::make_unique<agent::CoordinatorClient>(
-        grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials()));
-  }
-
-  void TearDown() override {
-    // Tear the pool down before the agents leave: an agent leaving a READY pool makes the
-    // coordinator abort every other member, which then races that member's own Stop().
-    if (!agents_.empty()) {
-      v1::DestroyRequest destroy;
-      destroy.set_pool("default");
-      destroy.set_scope(v1::DESTROY_SCOPE_ALL);
-      if (client_->Destroy(destroy).ok()) {
-        EXPECT_TRUE(WaitFor([](const v1::PoolState& s) {
-                      return s.phase() != v1::POOL_PHASE_DESTROYING;
-                    }).ok());
-      }
-    }
-    for (auto& a : agents_) {
-      if (a != nullptr) a->Stop();
-    }
-    agents_.clear();
-    if (server_ != nullptr) server_->Shutdown();
-  }
-
-  void StartAgents(int n) {
-    for (int r = 0; r < n; ++r) {
-      agent::AgentOptions options;
-      options.coordinator_address = server_->address();
-      options.identity = absl::StrCat("agent-", r);
-      options.rank_hint = r;
-      options.backends = {"gloo"};
-      options.connect_timeout = absl::Seconds(10);
-      auto started = agent::Agent::Start(options);
-      ASSERT_TRUE(started.ok()) << started.status();
-      (*started)->OnAbort([this](const absl::Status&) {
-        absl::MutexLock lock(&abort_mu_);
-        ++aborts_;
-      });
-      agents_.push_back(*std::move(started));
-    }
-  }
-
-  // Waits (bounded) until `n` agents have aborted their communicators.
-  bool AwaitAborts(int n, absl::Duration timeout = absl::Seconds(10)) {
-    absl::MutexLock lock(&abort_mu_);
-    auto done = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(abort_mu_) { return aborts_ >= n; };
-    return abort_mu_.AwaitWithTimeout(absl::Condition(&done), timeout);
-  }
-
-  // Long-polls the pool's state (bounded) until `done`.
-  absl::StatusOr<v1::PoolState> WaitFor(const std::function<bool(const v1::PoolState&)>& done,
-                                        absl::Duration timeout = absl::Seconds(15)) {
-    const absl::Time deadline = absl::Now() + timeout;
-    int64_t version = 0;
-    v1::PoolState last;
-    while (absl::Now() < deadline) {
-      absl::StatusOr<v1::PoolState> state =
-          client_->WaitForStateChange("default", version, deadline - absl::Now());
-      if (!state.ok()) return state.status();
-      last = *state;
-      if (done(last)) return last;
-      version = last.version();
-    }
-    return absl::DeadlineExceededError(
-        absl::StrCat("last phase ", v1::PoolPhase_Name(last.phase())));
   }
 
   // Starts 8 agents, initializes dp2 x cfg2 x ulysses2 on Gloo and waits for READY.
@@ -230,12 +168,6 @@ class MetricsPoolTest : public ::testing::Test {
     EXPECT_TRUE(body.ok()) << body.status();
     return body.ok() ? ParseSamples(*body) : std::vector<Sample>{};
   }
-
-  std::unique_ptr<coordinator::CoordinatorServer> server_;
-  std::unique_ptr<agent::CoordinatorClient> client_;
-  std::vector<std::unique_ptr<agent::Agent>> agents_;
-  absl::Mutex abort_mu_;
-  int aborts_ ABSL_GUARDED_BY(abort_mu_) = 0;
 };
 
 TEST_F(MetricsPoolTest, Metrics_ScrapeCountsMatchPool) {
