@@ -1,17 +1,9 @@
 #include "agent/agent_metrics.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include <exception>
-#include <thread>
 #include <utility>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 #include "common/metrics_util.h"
 #include "prometheus/exposer.h"
 #include "prometheus/metric_family.h"
@@ -85,44 +77,18 @@ std::vector<prometheus::MetricFamily> AgentMetricsCollector::Collect() const {
 
 absl::StatusOr<std::unique_ptr<AgentMetricsServer>> AgentMetricsServer::Start(
     const std::string& address, const Agent* agent) {
-  const size_t colon = address.rfind(':');
-  int port = -1;
-  if (colon == std::string::npos || colon == 0 ||
-      !absl::SimpleAtoi(absl::string_view(address).substr(colon + 1), &port) || port < 0 ||
-      port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "metrics address '", address, "' is not IP:PORT; e.g. 0.0.0.0:9465 or 127.0.0.1:0"));
-  }
-  std::string host = address.substr(0, colon);
-  // civetweb takes numeric addresses only; "localhost" is common enough to accept.
-  const std::string bind_host = host == "localhost" ? "127.0.0.1" : host;
   std::unique_ptr<AgentMetricsServer> server(new AgentMetricsServer());
-  try {
-    // civetweb reports a failed bind by throwing: caught here, at the edge.
-    server->exposer_ = std::make_unique<prometheus::Exposer>(absl::StrCat(bind_host, ":", port),
-                                                             /*num_threads=*/1);
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", address, " (", e.what(),
-                                               "); is the port in use or the IP not local?"));
-  }
-  const std::vector<int> ports = server->exposer_->GetListeningPorts();
-  if (ports.empty() || ports.front() <= 0) {
-    return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", address));
-  }
-  server->host_ = std::move(host);
-  server->port_ = ports.front();
   server->collector_ = std::make_shared<AgentMetricsCollector>(agent);
-  server->exposer_->RegisterCollectable(server->collector_);
+  absl::StatusOr<std::unique_ptr<MetricsEndpoint>> endpoint =
+      MetricsEndpoint::Start(address, {server->collector_}, /*num_threads=*/1);
+  if (!endpoint.ok()) return endpoint.status();
+  server->endpoint_ = *std::move(endpoint);
   return server;
 }
 
 AgentMetricsServer::~AgentMetricsServer() {
   // Stop serving before the collector (and the agent it reads) can go away.
-  DestroyExposerPromptly(std::move(exposer_), host_, port_);
-}
-
-std::string AgentMetricsServer::url() const {
-  return absl::StrCat("http://", host_, ":", port_, "/metrics");
+  endpoint_.reset();
 }
 
 }  // namespace cohort::agent

@@ -22,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "agent/agent.h"
+#include "common/metrics_util.h"
 #include "prometheus/collectable.h"
 
 namespace prometheus {
@@ -51,17 +52,15 @@ class AgentMetricsServer {
                                                                    const Agent* agent);
   ~AgentMetricsServer();
 
-  int port() const { return port_; }
+  int port() const { return endpoint_->port(); }
   // "http://HOST:PORT/metrics" with the real port.
-  std::string url() const;
+  std::string url() const { return endpoint_->url(); }
 
  private:
   AgentMetricsServer() = default;
 
-  std::string host_;
-  int port_ = 0;
   std::shared_ptr<AgentMetricsCollector> collector_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<MetricsEndpoint> endpoint_;
 };
 
 }  // namespace cohort::agent

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "prometheus/collectable.h"
 #include "prometheus/exposer.h"
 #include "prometheus/metric_family.h"
 
@@ -22,6 +24,32 @@ void AddGauge(prometheus::MetricFamily& family,
 // connecting to its port (IPv4) until it is gone.
 void DestroyExposerPromptly(std::unique_ptr<prometheus::Exposer> exposer, const std::string& host,
                             int port);
+
+// The HTTP endpoint serving collectables at /metrics (civetweb, through prometheus-cpp): the
+// coordinator's and the agent's `--metrics-listen`.
+class MetricsEndpoint {
+ public:
+  // `address` is "IP:PORT" ("0.0.0.0:9464", "127.0.0.1:0", "[::1]:0"); port 0 picks a free
+  // one. Errors: INVALID_ARGUMENT if it is not IP:PORT; UNAVAILABLE if it cannot be bound.
+  static absl::StatusOr<std::unique_ptr<MetricsEndpoint>> Start(
+      const std::string& address,
+      const std::vector<std::weak_ptr<prometheus::Collectable>>& collectables,
+      int num_threads = 2);
+  // Stops serving promptly (see DestroyExposerPromptly).
+  ~MetricsEndpoint();
+
+  // The port actually bound.
+  int port() const { return port_; }
+  // "http://HOST:PORT/metrics" with the real port.
+  std::string url() const;
+
+ private:
+  MetricsEndpoint() = default;
+
+  std::string host_;
+  int port_ = 0;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+};
 
 }  // namespace cohort
 

@@ -2,9 +2,6 @@
 
 #include "common/metrics_util.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,7 +14,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "absl/synchronization/notification.h"
 #include "cohort/v1/agent.pb.h"
 #include "prometheus/exposer.h"
 #include "prometheus/metric_family.h"
@@ -337,45 +333,5 @@ void CoordinatorMetrics::RecordKvSet(const std::string& pool, int entries, int u
   unique_ids_.Add({{"pool", pool}}).Increment(unique_ids);
 }
 
-// ---- MetricsExposer ---------------------------------------------------------------------------
-
-absl::StatusOr<std::unique_ptr<MetricsExposer>> MetricsExposer::Start(
-    const std::string& address,
-    const std::vector<std::weak_ptr<prometheus::Collectable>>& collectables) {
-  const size_t colon = address.rfind(':');
-  int port = -1;
-  if (colon == std::string::npos || colon == 0 ||
-      !absl::SimpleAtoi(absl::string_view(address).substr(colon + 1), &port) || port < 0 ||
-      port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "metrics address '", address, "' is not IP:PORT; e.g. 0.0.0.0:9464 or 127.0.0.1:0"));
-  }
-  std::string host = address.substr(0, colon);
-  // civetweb takes numeric addresses only; "localhost" is common enough to accept.
-  const std::string bind_host = host == "localhost" ? "127.0.0.1" : host;
-  std::unique_ptr<MetricsExposer> exposer(new MetricsExposer());
-  try {
-    // civetweb reports a failed bind by throwing: caught here, at the edge.
-    exposer->exposer_ = std::make_unique<prometheus::Exposer>(absl::StrCat(bind_host, ":", port),
-                                                              /*num_threads=*/2);
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", address, " (", e.what(),
-                                               "); is the port in use or the IP not local?"));
-  }
-  const std::vector<int> ports = exposer->exposer_->GetListeningPorts();
-  if (ports.empty() || ports.front() <= 0) {
-    return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", address));
-  }
-  exposer->host_ = std::move(host);
-  exposer->port_ = ports.front();
-  for (const auto& collectable : collectables) exposer->exposer_->RegisterCollectable(collectable);
-  return exposer;
-}
-
-MetricsExposer::~MetricsExposer() { DestroyExposerPromptly(std::move(exposer_), host_, port_); }
-
-std::string MetricsExposer::url() const {
-  return absl::StrCat("http://", host_, ":", port_, "/metrics");
-}
 
 }  // namespace cohort::coordinator

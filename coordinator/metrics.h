@@ -44,6 +44,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "cohort/v1/admin.pb.h"
+#include "common/metrics_util.h"
 #include "coordinator/coordinator.h"
 #include "grpcpp/support/server_interceptor.h"
 #include "grpcpp/support/status.h"
@@ -107,28 +108,8 @@ class CoordinatorMetrics {
   std::map<std::string, int64_t> plans_sent_unix_ms_ ABSL_GUARDED_BY(mu_);
 };
 
-// The HTTP endpoint serving collectables at /metrics (civetweb, through prometheus-cpp).
-class MetricsExposer {
- public:
-  // `address` is "IP:PORT" ("0.0.0.0:9464", "127.0.0.1:0", "[::1]:0"); port 0 picks a free
-  // one. Errors: INVALID_ARGUMENT if it is not IP:PORT; UNAVAILABLE if it cannot be bound.
-  static absl::StatusOr<std::unique_ptr<MetricsExposer>> Start(
-      const std::string& address,
-      const std::vector<std::weak_ptr<prometheus::Collectable>>& collectables);
-  ~MetricsExposer();
-
-  // The port actually bound.
-  int port() const { return port_; }
-  // "http://HOST:PORT/metrics" with the real port.
-  std::string url() const;
-
- private:
-  MetricsExposer() = default;
-
-  std::string host_;
-  int port_ = 0;
-  std::unique_ptr<prometheus::Exposer> exposer_;
-};
+// The HTTP endpoint serving the collectables at /metrics.
+using MetricsExposer = ::cohort::MetricsEndpoint;
 
 }  // namespace cohort::coordinator
 

@@ -1,0 +1,300 @@
+// Coordinator: events, watchers, phases and the inspection queries (GetState, ListPools,
+// GetEvents, WaitForState, Check, snapshots).
+#include "coordinator/coordinator.h"
+
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/layout_proto.h"
+#include "coordinator/coordinator_internal.h"
+#include "spdlog/spdlog.h"
+
+namespace cohort::coordinator {
+
+using internal::PoolName;
+
+void Coordinator::Emit(Pool& pool, v1::EventKind kind, int rank, const std::string& identity,
+                       const std::string& message) {
+  v1::Event e;
+  e.set_seq(++event_seq_);
+  e.set_unix_ms(absl::ToUnixMillis(clock_->Now()));
+  e.set_pool(pool.name);
+  e.set_generation(pool.generation);
+  e.set_kind(kind);
+  e.set_rank(rank);
+  e.set_identity(identity);
+  e.set_message(message);
+  if (kind == v1::EVENT_KIND_PHASE) e.set_phase(pool.phase);
+  pool.events.push_back(e);
+  while (pool.events.size() > options_.event_log_size) pool.events.pop_front();
+  for (const auto& listener : listeners_) listener(e);
+  v1::WatchEvent w;
+  *w.mutable_event() = std::move(e);
+  Publish(w, pool.name);
+}
+
+void Coordinator::Publish(const v1::WatchEvent& event, const std::string& pool) {
+  for (auto it = watchers_.begin(); it != watchers_.end();) {
+    if (!it->second.pool.empty() && it->second.pool != pool) {
+      ++it;
+      continue;
+    }
+    // A watcher that is gone or cannot keep up is dropped rather than slowing the coordinator.
+    it = it->second.sink->Send(event) ? std::next(it) : watchers_.erase(it);
+  }
+}
+
+void Coordinator::SetPhase(Pool& pool, v1::PoolPhase phase) {
+  if (pool.phase == phase) return;
+  pool.phase = phase;
+  v1::PhaseTransition t;
+  t.set_phase(phase);
+  t.set_unix_ms(absl::ToUnixMillis(clock_->Now()));
+  t.set_generation(pool.generation);
+  pool.transitions.push_back(t);
+  while (pool.transitions.size() > 32) pool.transitions.pop_front();
+  Emit(pool, v1::EVENT_KIND_PHASE, -1, "", v1::PoolPhase_Name(phase));
+}
+
+void Coordinator::AddEventListener(std::function<void(const v1::Event&)> listener) {
+  absl::MutexLock lock(&mu_);
+  listeners_.push_back(std::move(listener));
+}
+
+absl::StatusOr<uint64_t> Coordinator::AddWatcher(const std::string& pool_name, bool snapshot,
+                                                 WatchSink* sink) {
+  absl::MutexLock lock(&mu_);
+  if (!pool_name.empty() && FindPool(pool_name) == nullptr) {
+    return absl::NotFoundError(absl::StrCat("unknown pool '", pool_name, "'"));
+  }
+  if (snapshot) {
+    for (const auto& [name, pool] : pools_) {
+      if (!pool_name.empty() && name != pool_name) continue;
+      v1::WatchEvent w;
+      *w.mutable_snapshot() = Snapshot(pool);
+      sink->Send(w);
+    }
+  }
+  const uint64_t id = next_watcher_++;
+  watchers_[id] = Watcher{pool_name, sink};
+  return id;
+}
+
+void Coordinator::RemoveWatcher(uint64_t id) {
+  absl::MutexLock lock(&mu_);
+  watchers_.erase(id);
+}
+
+std::vector<v1::PoolSummary> Coordinator::ListPools() {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::PoolSummary> out;
+  for (const auto& [name, pool] : pools_) {
+    v1::PoolSummary s;
+    s.set_pool(name);
+    s.set_phase(pool.phase);
+    s.set_generation(pool.generation);
+    s.set_world_size(pool.world_size);
+    s.set_members(static_cast<int>(pool.members.size()));
+    int ready = 0;
+    for (const auto& [identity, m] : pool.members) {
+      if (m.rank >= 0 && m.phase == v1::MEMBER_PHASE_READY) ++ready;
+    }
+    s.set_members_ready(ready);
+    s.set_error(pool.error);
+    if (pool.config.has_value()) *s.mutable_config() = ToProto(*pool.config);
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<v1::Event>> Coordinator::GetEvents(const std::string& pool_name,
+                                                              int64_t after_seq, int limit) {
+  absl::MutexLock lock(&mu_);
+  Pool* pool = FindPool(PoolName(pool_name));
+  if (pool == nullptr) {
+    return absl::NotFoundError(absl::StrCat("unknown pool '", PoolName(pool_name), "'"));
+  }
+  std::vector<v1::Event> out;
+  for (const v1::Event& e : pool->events) {
+    if (e.seq() > after_seq) out.push_back(e);
+  }
+  if (limit > 0 && out.size() > static_cast<size_t>(limit)) {
+    out.erase(out.begin(), out.end() - limit);
+  }
+  return out;
+}
+
+std::vector<v1::PoolState> Coordinator::AllStates() {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::PoolState> out;
+  for (const auto& [name, pool] : pools_) out.push_back(Snapshot(pool));
+  return out;
+}
+
+absl::StatusOr<v1::PoolState> Coordinator::GetState(const std::string& pool_name,
+                                                    std::optional<int> rank,
+                                                    std::optional<GroupKind> kind) {
+  absl::MutexLock lock(&mu_);
+  Pool* pool = FindPool(PoolName(pool_name));
+  if (pool == nullptr) {
+    return absl::NotFoundError(absl::StrCat("unknown pool '", PoolName(pool_name), "'"));
+  }
+  if (rank.has_value() && (*rank < 0 || *rank >= pool->world_size)) {
+    return absl::InvalidArgumentError(absl::StrCat("rank ", *rank, " is outside pool '",
+                                                   pool->name, "' (world size ",
+                                                   pool->world_size, ")"));
+  }
+  v1::PoolState s = Snapshot(*pool);
+  if (rank.has_value()) {
+    google::protobuf::RepeatedPtrField<v1::MemberState> kept;
+    for (v1::MemberState& m : *s.mutable_members()) {
+      if (m.rank() == *rank) *kept.Add() = std::move(m);
+    }
+    s.mutable_members()->Swap(&kept);
+  }
+  if ((rank.has_value() || kind.has_value()) && pool->layout.has_value()) {
+    v1::Layout layout;
+    for (GroupKind k : pool->layout->kinds()) {
+      if (kind.has_value() && k != *kind) continue;
+      v1::GroupSet* set = layout.add_group_sets();
+      set->set_kind(ToProto(k));
+      const RankGroups& groups = pool->layout->groups(k);
+      for (size_t i = 0; i < groups.size(); ++i) {
+        if (rank.has_value() && static_cast<int>(i) != pool->layout->GroupIndexOf(k, *rank)) {
+          continue;
+        }
+        v1::RankGroup* g = set->add_groups();
+        g->mutable_ranks()->Add(groups[i].begin(), groups[i].end());
+        g->set_index(static_cast<int>(i));
+      }
+    }
+    *s.mutable_layout() = std::move(layout);
+    if (kind.has_value()) {
+      for (v1::MemberState& m : *s.mutable_members()) {
+        google::protobuf::RepeatedPtrField<v1::GroupReport> groups;
+        for (v1::GroupReport& g : *m.mutable_groups()) {
+          if (g.kind() == ToProto(*kind)) *groups.Add() = std::move(g);
+        }
+        m.mutable_groups()->Swap(&groups);
+      }
+    }
+  }
+  return s;
+}
+
+void Coordinator::WaitForState(const std::string& pool_name, int64_t after_version,
+                               absl::Time deadline,
+                               std::function<void(absl::StatusOr<v1::PoolState>)> done) {
+  std::function<void()> now;
+  {
+    absl::MutexLock lock(&mu_);
+    Pool* pool = FindPool(PoolName(pool_name));
+    if (pool == nullptr) {
+      absl::Status s = absl::NotFoundError(absl::StrCat("unknown pool '", PoolName(pool_name), "'"));
+      now = [done, s] { done(s); };
+    } else if (pool->version > after_version || deadline <= clock_->Now()) {
+      now = [done, state = Snapshot(*pool)] { done(state); };
+    } else {
+      const uint64_t id = pool->next_waiter++;
+      StateWaiter& waiter = pool->state_waiters[id];
+      waiter.after_version = after_version;
+      waiter.done = std::move(done);
+      const std::string name = pool->name;
+      waiter.timer = timers_->Schedule(deadline, [this, name, id] {
+        std::function<void()> fire;
+        {
+          absl::MutexLock lock(&mu_);
+          Pool* p = FindPool(name);
+          if (p == nullptr) return;
+          auto it = p->state_waiters.find(id);
+          if (it == p->state_waiters.end()) return;
+          fire = [done = std::move(it->second.done), state = Snapshot(*p)] { done(state); };
+          p->state_waiters.erase(it);
+        }
+        fire();
+      });
+    }
+  }
+  if (now) now();
+}
+
+absl::StatusOr<v1::CheckResponse> Coordinator::Check(const v1::CheckRequest& request) {
+  absl::MutexLock lock(&mu_);
+  Pool* pool = FindPool(PoolName(request.pool()));
+  if (pool == nullptr) {
+    return absl::NotFoundError(absl::StrCat("unknown pool '", PoolName(request.pool()), "'"));
+  }
+  if (pool->phase != v1::POOL_PHASE_READY) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "pool '", pool->name, "' is ", v1::PoolPhase_Name(pool->phase), ", not READY"));
+  }
+  for (auto& [identity, m] : pool->members) {
+    if (m.rank < 0 || m.sink == nullptr) continue;
+    v1::CoordinatorMessage message;
+    message.mutable_check()->set_generation(pool->generation);
+    m.sink->Send(message);
+  }
+  v1::CheckResponse response;
+  response.set_generation(pool->generation);
+  return response;
+}
+
+v1::PoolState Coordinator::Snapshot(const Pool& pool) const {
+  v1::PoolState s;
+  s.set_pool(pool.name);
+  s.set_phase(pool.phase);
+  s.set_generation(pool.generation);
+  s.set_version(pool.version);
+  s.set_world_size(pool.world_size);
+  if (pool.config.has_value()) *s.mutable_config() = ToProto(*pool.config);
+  *s.mutable_options() = pool.options;
+  if (pool.layout.has_value()) *s.mutable_layout() = ToProto(*pool.layout);
+  std::vector<const Member*> members;
+  for (const auto& [identity, m] : pool.members) members.push_back(&m);
+  std::sort(members.begin(), members.end(), [](const Member* a, const Member* b) {
+    // Ranked members by rank, then standbys by arrival.
+    if ((a->rank < 0) != (b->rank < 0)) return a->rank >= 0;
+    return a->rank >= 0 ? a->rank < b->rank : a->join_seq < b->join_seq;
+  });
+  const absl::Time now = clock_->Now();
+  int ready = 0;
+  for (const Member* m : members) {
+    v1::MemberState* ms = s.add_members();
+    ms->set_identity(m->identity);
+    ms->set_incarnation(m->incarnation);
+    ms->set_rank(m->rank);
+    ms->set_phase(m->phase);
+    *ms->mutable_device() = m->join.device();
+    ms->set_nccl_version(m->join.nccl_version());
+    ms->set_generation(m->generation);
+    ms->set_connected(m->sink != nullptr);
+    if (m->ever_attached) {
+      ms->set_heartbeat_age_ms(absl::ToInt64Milliseconds(now - m->last_heartbeat));
+    }
+    if (m->generation == pool.generation) {
+      *ms->mutable_groups() = m->report.groups();
+      ms->set_ready_us(m->report.total_us());
+    }
+    ms->set_error(m->error);
+    *ms->mutable_progress() = m->progress;
+    if (m->sink != nullptr) {
+      ms->set_session_uptime_ms(absl::ToInt64Milliseconds(now - m->attached_at));
+    }
+    ms->set_backend(m->backend);
+    *ms->mutable_backends_offered() = m->join.backends();
+    ms->set_agent_version(m->join.agent_version());
+    if (m->rank >= 0 && m->phase == v1::MEMBER_PHASE_READY) ++ready;
+    if (m->phase == v1::MEMBER_PHASE_STANDBY) s.set_members_standby(s.members_standby() + 1);
+    if (m->phase == v1::MEMBER_PHASE_FAILED) s.set_members_failed(s.members_failed() + 1);
+  }
+  s.set_members_ready(ready);
+  for (const v1::PhaseTransition& t : pool.transitions) *s.add_transitions() = t;
+  for (int r : MissingRanks(pool)) s.add_missing_ranks(r);
+  s.set_error(pool.error);
+  s.set_init_ms(pool.init_ms);
+  return s;
+}
+
+}  // namespace cohort::coordinator

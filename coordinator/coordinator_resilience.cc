@@ -1,0 +1,350 @@
+// Coordinator: what keeps a pool alive through failures — standby promotion and refill, aborting
+// what members hold, elastic dp, recovery after a coordinator restart, and the state file.
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "coordinator/coordinator.h"
+
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/layout_proto.h"
+#include "coordinator/coordinator_internal.h"
+#include "spdlog/spdlog.h"
+#include "cohort/v1/state.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/message_differencer.h"
+
+namespace cohort::coordinator {
+
+using internal::PoolName;
+
+void Coordinator::PromoteStandbys(Pool& pool, const std::string& why) {
+  std::vector<Member*> standbys;
+  for (auto& [identity, m] : pool.members) {
+    if (m.rank < 0 && m.sink != nullptr) standbys.push_back(&m);
+  }
+  std::sort(standbys.begin(), standbys.end(),
+            [](Member* a, Member* b) { return a->join_seq < b->join_seq; });
+  for (Member* m : standbys) {
+    const int rank = AssignRank(pool, std::nullopt);
+    if (rank < 0) break;
+    m->rank = rank;
+    m->phase = v1::MEMBER_PHASE_JOINED;
+    pool.durable_ranks[m->identity] = rank;
+    v1::CoordinatorMessage message;
+    message.mutable_rank_assignment()->set_rank(rank);
+    m->sink->Send(message);
+    Emit(pool, v1::EVENT_KIND_RANK_ASSIGNED, rank, m->identity, why);
+  }
+}
+
+void Coordinator::AbortHeld(Pool& pool, Member& member, const std::string& reason) {
+  if (member.sink != nullptr) {
+    v1::CoordinatorMessage message;
+    v1::Teardown* teardown = message.mutable_teardown();
+    teardown->set_generation(member.held.generation());
+    teardown->set_scope(v1::DESTROY_SCOPE_ALL);
+    teardown->set_abort(true);
+    teardown->set_reason(reason);
+    member.sink->Send(message);
+    Emit(pool, v1::EVENT_KIND_ABORT, member.rank, member.identity, reason);
+  }
+  member.held.Clear();
+}
+
+void Coordinator::RefillFromStandby(Pool& pool, Member& lost, Completions& out) {
+  if (!options_.refill_from_standby || lost.rank < 0 || lost.sink != nullptr) return;
+  Member* standby = nullptr;
+  for (auto& [identity, m] : pool.members) {
+    if (m.rank < 0 && m.sink != nullptr && (standby == nullptr || m.join_seq < standby->join_seq)) {
+      standby = &m;
+    }
+  }
+  if (standby == nullptr) return;
+  const int rank = lost.rank;
+  lost.rank = -1;
+  lost.phase = v1::MEMBER_PHASE_LEFT;
+  standby->rank = rank;
+  standby->phase = v1::MEMBER_PHASE_JOINED;
+  pool.durable_ranks.erase(lost.identity);
+  pool.durable_ranks[standby->identity] = rank;
+  v1::CoordinatorMessage message;
+  message.mutable_rank_assignment()->set_rank(rank);
+  standby->sink->Send(message);
+  spdlog::info("pool {}: standby {} takes rank {} of {}", pool.name, standby->identity, rank,
+               lost.identity);
+  Emit(pool, v1::EVENT_KIND_RANK_ASSIGNED, rank, standby->identity,
+       absl::StrCat("standby takes the rank of ", lost.identity));
+  SaveState();
+  Touch(pool, out);
+}
+
+void Coordinator::ShrinkDp(Pool& pool, Completions& out) {
+  const ParallelConfig& config = *pool.config;
+  const int dp = static_cast<int>(config.data_parallel_size);
+  const int replica = pool.world_size / dp;  // dp is the outermost dimension
+  std::set<int> broken;
+  for (int r : MissingRanks(pool)) broken.insert(r / replica);
+  ParallelConfig smaller = config;
+  smaller.data_parallel_size = dp - static_cast<int>(broken.size());
+  smaller.world_size = smaller.data_parallel_size * replica;
+  absl::StatusOr<DerivedSizes> derived = ValidateParallelConfig(smaller);
+  if (smaller.data_parallel_size < 1 || !derived.ok() || derived->standalone_hsdp) {
+    spdlog::warn("pool {}: elastic dp cannot shrink {}: {}", pool.name, config.ShortString(),
+                 smaller.data_parallel_size < 1 ? "no dp replica is complete"
+                                                : std::string(derived.status().message()));
+    return;
+  }
+  // Surviving replicas keep their order; ranks above a dropped replica move down by one
+  // replica. Members of a dropped replica wait as standbys.
+  std::map<int, int> new_replica;
+  for (int d = 0, next = 0; d < dp; ++d) {
+    if (!broken.count(d)) new_replica[d] = next++;
+  }
+  for (auto& [identity, m] : pool.members) {
+    if (m.rank < 0) continue;
+    auto it = new_replica.find(m.rank / replica);
+    if (it == new_replica.end()) {
+      m.rank = -1;
+      m.phase = m.sink != nullptr ? v1::MEMBER_PHASE_STANDBY : v1::MEMBER_PHASE_LEFT;
+      pool.durable_ranks.erase(identity);
+      if (m.sink != nullptr) {
+        v1::CoordinatorMessage message;
+        message.mutable_rank_assignment()->set_rank(-1);  // now a standby
+        m.sink->Send(message);
+      }
+      continue;
+    }
+    const int rank = it->second * replica + m.rank % replica;
+    if (rank != m.rank && m.sink != nullptr) {
+      v1::CoordinatorMessage message;
+      message.mutable_rank_assignment()->set_rank(rank);
+      m.sink->Send(message);
+    }
+    m.rank = rank;
+    pool.durable_ranks[identity] = rank;
+  }
+  if (!pool.full_config.has_value()) pool.full_config = config;
+  const std::string before = config.ShortString();
+  pool.config = smaller;
+  pool.layout = *Layout::Build(smaller);
+  pool.world_size = pool.layout->world_size();
+  spdlog::warn("pool {}: elastic dp: {} -> {} (replicas lost: {})", pool.name, before,
+               smaller.ShortString(), broken.size());
+  Emit(pool, v1::EVENT_KIND_CONFIGURED, -1, "",
+       absl::StrCat("elastic dp: shrunk ", before, " to ", smaller.ShortString()));
+  SetPhase(pool, v1::POOL_PHASE_WAITING);
+  SaveState();
+  Touch(pool, out);
+  MaybeStart(pool, out);
+}
+
+void Coordinator::MaybeGrowDp(Pool& pool, Completions& out) {
+  if (!pool.full_config.has_value() || pool.grow_after_teardown ||
+      pool.phase != v1::POOL_PHASE_READY) {
+    return;
+  }
+  int available = 0;
+  for (const auto& [identity, m] : pool.members) available += m.sink != nullptr;
+  if (available < pool.full_config->world_size) return;
+  spdlog::info("pool {}: elastic dp: {} agents available, growing back to {}", pool.name,
+               available, pool.full_config->ShortString());
+  pool.grow_after_teardown = true;
+  pool.teardown_from_ready = true;
+  pool.teardown_scope = v1::DESTROY_SCOPE_ALL;
+  pool.teardown_ok = true;
+  SetPhase(pool, v1::POOL_PHASE_DESTROYING);
+  for (auto& [identity, m] : pool.members) {
+    m.teardown_reported = false;
+    if (m.rank < 0 || m.sink == nullptr) continue;
+    v1::CoordinatorMessage message;
+    message.mutable_teardown()->set_generation(pool.generation);
+    message.mutable_teardown()->set_scope(v1::DESTROY_SCOPE_ALL);
+    message.mutable_teardown()->set_reason("elastic dp grows back");
+    m.sink->Send(message);
+  }
+  Emit(pool, v1::EVENT_KIND_DESTROY, -1, "", "elastic dp grows back: rebuilding the full world");
+  Touch(pool, out);
+}
+
+void Coordinator::StartRecovery(Pool& pool) {
+  SetPhase(pool, v1::POOL_PHASE_RECOVERING);
+  const std::string name = pool.name;
+  pool.recovery_timer = timers_->Schedule(clock_->Now() + options_.attach_timeout, [this, name] {
+    Completions done;
+    {
+      absl::MutexLock lock(&mu_);
+      Pool* p = FindPool(name);
+      if (p == nullptr || p->phase != v1::POOL_PHASE_RECOVERING) return;
+      p->recovery_timer = 0;
+      TryRecover(*p, /*give_up=*/true, done);
+    }
+    RunAll(done);
+  });
+}
+
+void Coordinator::TryRecover(Pool& pool, bool give_up, Completions& out) {
+  // Adopt the held config and world of the first holder when the state file had none.
+  for (auto& [identity, m] : pool.members) {
+    if (!m.held.holding()) continue;
+    if (pool.world_size == 0) pool.world_size = m.held.world_size();
+    if (!pool.config.has_value() && m.held.has_config()) {
+      absl::StatusOr<Layout> layout = Layout::Build(FromProto(m.held.config()));
+      if (layout.ok()) {
+        pool.config = FromProto(m.held.config());
+        pool.layout = *std::move(layout);
+        pool.options.set_backend(m.held.backend());
+        pool.options.set_init_mode(m.held.init_mode());
+      }
+    }
+  }
+  const bool complete = pool.world_size > 0 && MissingRanks(pool).empty();
+  if (!complete && !give_up) return;
+  CancelTimer(pool.recovery_timer);
+
+  // The rule: the pool is restored only if every rank is back and holds the same generation,
+  // config and backend (all READY, or all world-only). Anything else is a conflict: every
+  // holder aborts and the next generation starts after the highest one reported.
+  std::optional<v1::HeldState> reference;
+  bool consistent = complete && pool.config.has_value();
+  int64_t highest = pool.generation;
+  std::vector<std::string> reports;
+  for (int r = 0; r < pool.world_size && consistent; ++r) {
+    Member* m = MemberAtRank(pool, r);
+    if (m == nullptr || !m->held.holding()) {
+      consistent = false;
+      break;
+    }
+    if (!reference.has_value()) {
+      reference = m->held;
+      continue;
+    }
+    consistent = m->held.generation() == reference->generation() &&
+                 m->held.world_only() == reference->world_only() &&
+                 m->held.backend() == reference->backend() &&
+                 google::protobuf::util::MessageDifferencer::Equals(m->held.config(),
+                                                                    reference->config());
+  }
+  for (auto& [identity, m] : pool.members) {
+    if (!m.held.holding()) continue;
+    highest = std::max(highest, m.held.generation());
+    reports.push_back(absl::StrCat(identity, ": rank ", m.held.rank(), " generation ",
+                                   m.held.generation(), m.held.world_only() ? " (world only)" : ""));
+  }
+  if (consistent && reference.has_value() &&
+      google::protobuf::util::MessageDifferencer::Equals(reference->config(),
+                                                         ToProto(*pool.config))) {
+    pool.generation = reference->generation();
+    for (int r = 0; r < pool.world_size; ++r) {
+      Member* m = MemberAtRank(pool, r);
+      m->generation = pool.generation;
+      m->backend = m->held.backend();
+      if (!reference->world_only()) {
+        m->phase = v1::MEMBER_PHASE_READY;
+        m->report.Clear();
+        m->report.set_generation(pool.generation);
+        m->report.set_ok(true);
+        *m->report.mutable_groups() = m->held.groups();
+      }
+      m->held.Clear();
+    }
+    if (reference->world_only()) {
+      pool.world_alive = true;
+      pool.world_generation = pool.generation;
+      for (int r = 0; r < pool.world_size; ++r) {
+        pool.world_incarnations[r] = MemberAtRank(pool, r)->incarnation;
+      }
+      SetPhase(pool, v1::POOL_PHASE_DESTROYED);
+    } else {
+      SetPhase(pool, v1::POOL_PHASE_READY);
+    }
+    spdlog::info("pool {}: recovered at generation {} from {} members, nothing rebuilt",
+                 pool.name, pool.generation, pool.world_size);
+    Emit(pool, v1::EVENT_KIND_RECOVERED, -1, "",
+         absl::StrCat("restored generation ", pool.generation, " from the members' reports"));
+    SaveState();
+    Touch(pool, out);
+    return;
+  }
+  const std::string why =
+      !complete ? absl::StrCat("not every rank came back within ",
+                               absl::FormatDuration(options_.attach_timeout))
+                : absl::StrCat("conflicting reports (", absl::StrJoin(reports, "; "), ")");
+  spdlog::warn("pool {}: cannot restore: {}; aborting what members hold", pool.name, why);
+  for (auto& [identity, m] : pool.members) {
+    if (m.held.holding()) AbortHeld(pool, m, absl::StrCat("coordinator recovery: ", why));
+  }
+  pool.generation = highest;
+  SetPhase(pool, v1::POOL_PHASE_WAITING);
+  Emit(pool, v1::EVENT_KIND_FAILED, -1, "", absl::StrCat("recovery: ", why));
+  Touch(pool, out);
+  MaybeStart(pool, out);
+}
+
+void Coordinator::SaveState() {
+  if (options_.state_file.empty()) return;
+  v1::DurableState state;
+  for (const auto& [name, pool] : pools_) {
+    v1::DurablePool* p = state.add_pools();
+    p->set_name(name);
+    if (pool.config.has_value()) *p->mutable_config() = ToProto(*pool.config);
+    *p->mutable_options() = pool.options;
+    p->set_world_size(pool.world_size);
+    p->set_generation(pool.generation);
+    for (const auto& [identity, rank] : pool.durable_ranks) (*p->mutable_ranks())[identity] = rank;
+  }
+  std::string json;
+  (void)google::protobuf::util::MessageToJsonString(state, &json);
+  // Atomic: write a temporary file, flush it to disk, rename it over the old one.
+  const std::string tmp = options_.state_file + ".tmp";
+  FILE* f = std::fopen(tmp.c_str(), "w");
+  if (f == nullptr) {
+    spdlog::error("cannot write the state file {}", tmp);
+    return;
+  }
+  const bool written = std::fwrite(json.data(), 1, json.size(), f) == json.size() &&
+                       std::fflush(f) == 0 && fsync(fileno(f)) == 0;
+  std::fclose(f);
+  if (!written || std::rename(tmp.c_str(), options_.state_file.c_str()) != 0) {
+    spdlog::error("cannot write the state file {}", options_.state_file);
+  }
+}
+
+void Coordinator::LoadState() {
+  if (options_.state_file.empty()) return;
+  std::ifstream in(options_.state_file);
+  if (!in.good()) return;  // first start
+  std::stringstream text;
+  text << in.rdbuf();
+  v1::DurableState state;
+  if (!google::protobuf::util::JsonStringToMessage(text.str(), &state).ok()) {
+    spdlog::error("state file {} is unreadable; starting empty", options_.state_file);
+    return;
+  }
+  for (const v1::DurablePool& p : state.pools()) {
+    Pool& pool = GetOrCreatePool(p.name());
+    if (p.has_config()) {
+      absl::StatusOr<Layout> layout = Layout::Build(FromProto(p.config()));
+      if (layout.ok()) {
+        pool.config = FromProto(p.config());
+        pool.layout = *std::move(layout);
+      }
+    }
+    pool.options = p.options();
+    pool.world_size = p.world_size();
+    pool.generation = p.generation();
+    for (const auto& [identity, rank] : p.ranks()) pool.durable_ranks[identity] = rank;
+    // Members that hold communicators report back; until then the pool is RECOVERING.
+    StartRecovery(pool);
+    spdlog::info("pool {}: loaded from {} (generation {}, {} known ranks); recovering",
+                 pool.name, options_.state_file, pool.generation, pool.durable_ranks.size());
+  }
+}
+
+}  // namespace cohort::coordinator
