@@ -387,7 +387,10 @@ void Agent::ReportGroupStateChanges() {
     absl::MutexLock lock(&mu_);
     for (const auto& [kind, group] : groups->groups) {
       const Communicator& comm = group->comm();
-      const CommState now = comm.state();
+      const absl::Status async = comm.AsyncError();
+      // An asynchronous error makes a ready communicator an errored one for inspection.
+      const CommState now =
+          comm.state() == CommState::kReady && !async.ok() ? CommState::kError : comm.state();
       const auto key = std::make_pair(groups->generation, static_cast<int>(kind));
       auto it = reported_states_.find(key);
       if (it != reported_states_.end() ? it->second == now : now == CommState::kReady) continue;
@@ -403,7 +406,8 @@ void Agent::ReportGroupStateChanges() {
                    : now == CommState::kDestroyed ? v1::COMM_STATE_DESTROYED
                    : now == CommState::kCreating  ? v1::COMM_STATE_CREATING
                                                   : v1::COMM_STATE_ERROR);
-      g->set_async_error(std::string(comm.last_error().message()));
+      g->set_async_error(std::string(!async.ok() ? async.message()
+                                                 : comm.last_error().message()));
     }
   }
   // Only changes go out: a quiet pool costs one heartbeat per interval and nothing more.

@@ -343,6 +343,12 @@ absl::Status Communicator::Destroy(Timeout timeout) {
   return ReleaseOnce(abort, deadline);
 }
 
+absl::Status Communicator::AsyncError() const {
+  absl::MutexLock lock(&release_mu_);
+  if (released_) return absl::OkStatus();
+  return DoAsyncError();
+}
+
 absl::Status Communicator::ReleaseOnce(bool abort, absl::Time deadline) {
   absl::MutexLock lock(&release_mu_);
   if (released_) return absl::OkStatus();

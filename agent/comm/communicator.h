@@ -105,6 +105,10 @@ class Communicator {
   // until Abort()/Destroy() returns; do not tear it down yourself.
   virtual void* raw_handle() const = 0;
 
+  // The backend's asynchronous error, e.g. ncclCommGetAsyncError (a peer that died, a network
+  // failure), without running an operation. OK when there is none, or once released.
+  absl::Status AsyncError() const;
+
   // --- Operations ------------------------------------------------------------------------------
   // Common error contract of every op below:
   //   INVALID_ARGUMENT    null buffer with count > 0, root/peer out of range, send/recv to self;
@@ -195,6 +199,9 @@ class Communicator {
   // Makes in-flight Do* calls return promptly with an error. Must be thread-safe against them.
   // Called at most once, never concurrently with Release.
   virtual void Interrupt() = 0;
+  // Backends with an asynchronous error channel override this; called under the release lock,
+  // so the transport is alive.
+  virtual absl::Status DoAsyncError() const { return absl::OkStatus(); }
   // Frees the transport. Never called while a Do* runs; called at most once. `abort` asks for the
   // fast path; otherwise teardown is orderly and must give up (falling back to abort) at
   // `deadline` or when aborting() turns true, returning DEADLINE_EXCEEDED / ABORTED.
@@ -221,7 +228,7 @@ class Communicator {
   absl::Mutex op_mu_;
 
   // Serializes Release between Abort, Destroy and the destructor.
-  absl::Mutex release_mu_;
+  mutable absl::Mutex release_mu_;
   bool released_ ABSL_GUARDED_BY(release_mu_) = false;
 };
 

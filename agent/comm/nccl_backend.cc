@@ -169,6 +169,15 @@ class NcclCommunicator final : public Communicator {
   ~NcclCommunicator() override { ReleaseOnDestruction(); }
 
   absl::string_view backend_name() const override { return "nccl"; }
+
+  absl::Status DoAsyncError() const override {
+    ncclResult_t state = ncclSuccess;
+    if (ncclResult_t r = ncclCommGetAsyncError(comm_, &state); r != ncclSuccess) {
+      return NcclToStatus(r, "ncclCommGetAsyncError", comm_);
+    }
+    if (state == ncclSuccess || state == ncclInProgress) return absl::OkStatus();
+    return NcclToStatus(state, "asynchronous error", comm_);
+  }
   void* raw_handle() const override { return raw_.load(); }
   int device() const { return device_; }
   ncclComm_t comm() const { return comm_; }
