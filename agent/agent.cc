@@ -203,6 +203,9 @@ void Agent::Stop() {
     stopping_ = true;
     // End the session first: no abort from the coordinator may race the teardown below.
     if (session_ != nullptr) session_->Cancel();
+    // A build in progress would hold the worker until its deadline: cut it short.
+    absl::MutexLock backends_lock(&backends_mu_);
+    for (auto& [name, backend] : backends_) backend->CancelBuilds("agent stopping");
   }
   if (session_thread_.joinable()) session_thread_.join();
   if (worker_thread_.joinable()) worker_thread_.join();

@@ -315,6 +315,14 @@ absl::Status Coordinator::Attach(const std::string& session_id, SessionSink* sin
                              " is over: the coordinator declared this member lost"));
     }
     Touch(*pool, done);
+    // A standby that attaches to a degraded pool refills a lost rank at once.
+    if (member->rank < 0 && pool->phase == v1::POOL_PHASE_DEGRADED) {
+      std::vector<Member*> lost;
+      for (auto& [identity, m] : pool->members) {
+        if (m.rank >= 0 && m.sink == nullptr) lost.push_back(&m);
+      }
+      for (Member* m : lost) RefillFromStandby(*pool, *m, done);
+    }
     MaybeStart(*pool, done);
     MaybeGrowDp(*pool, done);
   }

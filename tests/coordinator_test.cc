@@ -533,6 +533,19 @@ TEST_F(CoordinatorTest, MemberLost_StandbyTakesItsRankAtOnce) {
   EXPECT_EQ(old.rank, -1);
 }
 
+TEST_F(CoordinatorTest, StandbyAttachingToADegradedPool_RefillsTheLostRank) {
+  std::vector<Joined> agents = JoinWorld(2);
+  ASSERT_TRUE(Init({.world_size = 2, .data_parallel_size = 2}).ok());
+  for (auto& a : agents) ASSERT_TRUE(Report(a, 1, true).ok());
+  coordinator_->Detach(agents[0].session_id, agents[0].sink, "killed");
+  EXPECT_EQ(State().phase(), v1::POOL_PHASE_DEGRADED);
+  Joined spare = JoinAgent("spare");  // attaches after the loss
+  ASSERT_FALSE(spare.sink->messages.empty());
+  EXPECT_EQ(spare.sink->messages[0].rank_assignment().rank(), 0);
+  EXPECT_EQ(State().phase(), v1::POOL_PHASE_INITIALIZING);
+  EXPECT_EQ(spare.sink->plans().back().rank(), 0);
+}
+
 TEST_F(CoordinatorTest, Rejoin_HoldingAGenerationThePoolMovedPast_IsToldToAbort) {
   std::vector<Joined> agents = JoinWorld(2);
   ASSERT_TRUE(Init({.world_size = 2, .tensor_parallel_size = 2}).ok());

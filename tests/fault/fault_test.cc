@@ -92,8 +92,7 @@ TEST(Fault, KillAgent_StandbyRefillsWithoutWaitingForTheRestart) {
   ASSERT_TRUE(cluster.ok());
   StartReadyPool(cluster);
   cluster.StartAgent(8, -1);  // standby
-  ASSERT_TRUE(cluster.WaitFor([](const v1::PoolState& s) { return s.members_standby() == 1; },
-                              kDeadline).ok());
+  ASSERT_TRUE(cluster.WaitFor(AllConnected(9), kDeadline).ok());
   cluster.agent(5).Signal(SIGKILL);
   EXPECT_EQ(ExpectReadyAgain(cluster, 1), 2);
   absl::StatusOr<v1::PoolState> s = cluster.client().GetState("default");
@@ -113,8 +112,7 @@ TEST(Fault, StoppedAgent_DetectedByHeartbeats_ReplacedThenBecomesStandby) {
   ASSERT_TRUE(cluster.ok());
   StartReadyPool(cluster);
   cluster.StartAgent(8, -1);
-  ASSERT_TRUE(cluster.WaitFor([](const v1::PoolState& s) { return s.members_standby() == 1; },
-                              kDeadline).ok());
+  ASSERT_TRUE(cluster.WaitFor(AllConnected(9), kDeadline).ok());
   cluster.agent(6).Signal(SIGSTOP);
   EXPECT_EQ(ExpectReadyAgain(cluster, 1), 2);
   bool heartbeat_loss = false;
@@ -253,8 +251,7 @@ TEST(Fault, TwoAgentsDie_OneReturns_StandbyFillsTheOther) {
   ASSERT_TRUE(cluster.ok());
   StartReadyPool(cluster);
   cluster.StartAgent(8, -1);
-  ASSERT_TRUE(cluster.WaitFor([](const v1::PoolState& s) { return s.members_standby() == 1; },
-                              kDeadline).ok());
+  ASSERT_TRUE(cluster.WaitFor(AllConnected(9), kDeadline).ok());
   cluster.agent(1).Signal(SIGKILL);
   cluster.agent(6).Signal(SIGKILL);
   cluster.agent(1).WaitExit(absl::Seconds(10));
