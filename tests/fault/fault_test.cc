@@ -15,9 +15,10 @@ using ::testing::HasSubstr;
 const ParallelConfig kConfig{.world_size = 8, .data_parallel_size = 2, .cfg_parallel_size = 2,
                              .ulysses_degree = 2};
 constexpr absl::Duration kDeadline = absl::Seconds(60);
-// Fast heartbeats keep the heartbeat scenarios short; the defaults (1 s x 3) behave the same.
-const std::vector<std::string> kFastHeartbeats = {"--heartbeat-interval-ms", "200",
-                                                  "--heartbeat-misses", "3"};
+// Faster heartbeats keep the heartbeat scenarios short (a frozen agent is caught after 1.5 s);
+// six misses leave room for a loaded 2-core CI machine. The defaults (1 s x 3) behave the same.
+const std::vector<std::string> kFastHeartbeats = {"--heartbeat-interval-ms", "250",
+                                                  "--heartbeat-misses", "6"};
 
 std::vector<std::string> Flags(std::vector<std::string> extra = {}) {
   std::vector<std::string> flags = kFastHeartbeats;
