@@ -68,13 +68,21 @@ Coordinator::~Coordinator() {
   }
 }
 
+TimerQueue::TimerId Coordinator::Schedule(absl::Time when, std::function<void()> fn) {
+  // The queue may outlive this coordinator (tests share one; a server stops its queue before
+  // destroying the coordinator): a timer that fires after the coordinator is gone does nothing.
+  return timers_->Schedule(when, [alive = std::weak_ptr<int>(alive_), fn = std::move(fn)] {
+    if (alive.lock() != nullptr) fn();
+  });
+}
+
 void Coordinator::CancelTimer(TimerQueue::TimerId& id) {
   if (id != 0) timers_->Cancel(id);
   id = 0;
 }
 
 void Coordinator::ScheduleSweep() {
-  sweep_timer_ = timers_->Schedule(clock_->Now() + options_.heartbeat_interval, [this] {
+  sweep_timer_ = Schedule(clock_->Now() + options_.heartbeat_interval, [this] {
     SweepHeartbeats();
     absl::MutexLock lock(&mu_);
     if (!shutting_down_) ScheduleSweep();
@@ -258,7 +266,7 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
     SaveState();
     // A session that never attaches gives its rank back.
     const std::string session_id = member->session_id;
-    timers_->Schedule(clock_->Now() + options_.attach_timeout, [this, session_id] {
+    Schedule(clock_->Now() + options_.attach_timeout, [this, session_id] {
       Completions late;
       {
         absl::MutexLock lock(&mu_);
@@ -369,7 +377,7 @@ void Coordinator::LoseMember(Pool& pool, Member& member, const std::string& reas
         CancelTimer(pool.elastic_timer);
         const std::string name = pool.name;
         const int64_t generation = pool.generation;
-        pool.elastic_timer = timers_->Schedule(
+        pool.elastic_timer = Schedule(
             clock_->Now() + options_.elastic_dp_after, [this, name, generation] {
               Completions done;
               {
@@ -592,7 +600,7 @@ void Coordinator::StartGeneration(Pool& pool, Completions& out) {
       absl::Milliseconds(PlanFor(pool, 0).deadline_ms()) + absl::Seconds(1);
   const std::string name = pool.name;
   const int64_t generation = pool.generation;
-  pool.deadline_timer = timers_->Schedule(
+  pool.deadline_timer = Schedule(
       clock_->Now() + deadline, [this, name, generation] { OnGenerationDeadline(name, generation); });
   spdlog::info("pool {}: generation {} started: {} ({}, {} ranks{})", pool.name, pool.generation,
                pool.config->ShortString(), BackendOf(pool.options), pool.world_size,
@@ -854,7 +862,7 @@ void Coordinator::KvGet(const v1::KvGetRequest& request,
         if (request.timeout_ms() <= 0) {
           now = pool->kv.Expire(id);
         } else {
-          timers_->Schedule(deadline, std::move(expire));
+          Schedule(deadline, std::move(expire));
         }
       }
     }
@@ -975,7 +983,7 @@ absl::StatusOr<v1::DestroyResponse> Coordinator::Destroy(const v1::DestroyReques
     const std::string name = pool->name;
     const int64_t current = pool->generation;
     pool->teardown_timer =
-        timers_->Schedule(clock_->Now() + options_.teardown_deadline,
+        Schedule(clock_->Now() + options_.teardown_deadline,
                           [this, name, current] { OnTeardownDeadline(name, current); });
     response.set_generation(generation);
     Emit(*pool, v1::EVENT_KIND_DESTROY, -1, "",

@@ -291,6 +291,8 @@ class Coordinator {
   void LoadState() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SaveState() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CancelTimer(TimerQueue::TimerId& id);
+  // timers_->Schedule for a callback that uses this coordinator (see alive_).
+  TimerQueue::TimerId Schedule(absl::Time when, std::function<void()> fn);
   v1::PoolState Snapshot(const Pool& pool) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Records an event, streams it to watchers and listeners.
   void Emit(Pool& pool, v1::EventKind kind, int rank, const std::string& identity,
@@ -303,6 +305,8 @@ class Coordinator {
   const CoordinatorOptions options_;
   Clock* const clock_;
   TimerQueue* const timers_;
+  // Expires with the coordinator; every timer it schedules checks it first.
+  const std::shared_ptr<int> alive_ = std::make_shared<int>(0);
   mutable absl::Mutex mu_;
   std::map<std::string, Pool> pools_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::pair<std::string, std::string>> sessions_ ABSL_GUARDED_BY(mu_);

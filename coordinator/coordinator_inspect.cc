@@ -202,7 +202,7 @@ void Coordinator::WaitForState(const std::string& pool_name, int64_t after_versi
       waiter.after_version = after_version;
       waiter.done = std::move(done);
       const std::string name = pool->name;
-      waiter.timer = timers_->Schedule(deadline, [this, name, id] {
+      waiter.timer = Schedule(deadline, [this, name, id] {
         std::function<void()> fire;
         {
           absl::MutexLock lock(&mu_);

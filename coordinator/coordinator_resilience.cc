@@ -176,7 +176,7 @@ void Coordinator::MaybeGrowDp(Pool& pool, Completions& out) {
 void Coordinator::StartRecovery(Pool& pool) {
   SetPhase(pool, v1::POOL_PHASE_RECOVERING);
   const std::string name = pool.name;
-  pool.recovery_timer = timers_->Schedule(clock_->Now() + options_.attach_timeout, [this, name] {
+  pool.recovery_timer = Schedule(clock_->Now() + options_.attach_timeout, [this, name] {
     Completions done;
     {
       absl::MutexLock lock(&mu_);
