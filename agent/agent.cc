@@ -43,6 +43,34 @@ std::string NcclVersion() {
 
 int64_t Micros(absl::Duration d) { return absl::ToInt64Microseconds(d); }
 
+v1::CommState ToProto(CommState state) {
+  switch (state) {
+    case CommState::kCreating: return v1::COMM_STATE_CREATING;
+    case CommState::kReady: return v1::COMM_STATE_READY;
+    case CommState::kError: return v1::COMM_STATE_ERROR;
+    case CommState::kAborted: return v1::COMM_STATE_ABORTED;
+    case CommState::kDestroyed: return v1::COMM_STATE_DESTROYED;
+  }
+  return v1::COMM_STATE_UNSPECIFIED;
+}
+
+// A new report of `comm` in `reports`, with what identifies the group and its creation time.
+v1::GroupReport* AddGroupReport(const Communicator& comm,
+                                google::protobuf::RepeatedPtrField<v1::GroupReport>* reports) {
+  v1::GroupReport* g = reports->Add();
+  g->set_kind(ToProto(comm.kind()));
+  g->set_index(comm.group_index());
+  g->set_rank_in_group(comm.rank());
+  g->set_size(comm.size());
+  g->set_create_us(Micros(comm.creation_timing().total));
+  return g;
+}
+
+// What the verification all-reduce of the global ranks must sum to.
+int64_t ExpectedSum(const Communicator& comm) {
+  return std::accumulate(comm.ranks().begin(), comm.ranks().end(), int64_t{0});
+}
+
 // The GPU's UUID and PCI bus id, where the CUDA runtime can tell (left empty without a GPU or
 // driver: the calls fail cleanly, they never need libcuda at link time).
 void FillDeviceIdentity(int device, v1::DeviceInfo* info) {
@@ -398,17 +426,8 @@ void Agent::ReportGroupStateChanges() {
       auto it = reported_states_.find(key);
       if (it != reported_states_.end() ? it->second == now : now == CommState::kReady) continue;
       reported_states_[key] = now;
-      v1::GroupReport* g = states->add_groups();
-      g->set_kind(ToProto(kind));
-      g->set_index(comm.group_index());
-      g->set_rank_in_group(comm.rank());
-      g->set_size(comm.size());
-      g->set_create_us(Micros(comm.creation_timing().total));
-      g->set_state(now == CommState::kReady     ? v1::COMM_STATE_READY
-                   : now == CommState::kAborted ? v1::COMM_STATE_ABORTED
-                   : now == CommState::kDestroyed ? v1::COMM_STATE_DESTROYED
-                   : now == CommState::kCreating  ? v1::COMM_STATE_CREATING
-                                                  : v1::COMM_STATE_ERROR);
+      v1::GroupReport* g = AddGroupReport(comm, states->mutable_groups());
+      g->set_state(ToProto(now));
       g->set_async_error(std::string(!async.ok() ? async.message()
                                                  : comm.last_error().message()));
     }
@@ -631,20 +650,13 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
   all.insert(all.end(), comms.begin(), comms.end());
   if (plan.verify() && plan.backend() != "none") progress("verifying", total_groups, total_groups);
   for (const auto& comm : all) {
-    v1::GroupReport* g = report->add_groups();
-    g->set_kind(ToProto(comm->kind()));
-    g->set_index(comm->group_index());
-    g->set_rank_in_group(comm->rank());
-    g->set_size(comm->size());
-    g->set_create_us(comm->kind() == GroupKind::kWorld && reuse
-                         ? 0
-                         : Micros(comm->creation_timing().total));
+    v1::GroupReport* g = AddGroupReport(*comm, report->mutable_groups());
+    if (comm->kind() == GroupKind::kWorld && reuse) g->set_create_us(0);  // not built this time
     if (plan.verify() && plan.backend() != "none") {
       const absl::Time v0 = absl::Now();
       absl::StatusOr<int64_t> sum = SumOverGroup(*comm, plan.rank());
       g->set_verify_us(Micros(absl::Now() - v0));
-      const int64_t expected = std::accumulate(comm->ranks().begin(), comm->ranks().end(),
-                                               int64_t{0});
+      const int64_t expected = ExpectedSum(*comm);
       if (!sum.ok() || *sum != expected) {
         const std::string error =
             !sum.ok() ? absl::StrCat("verifying ", GroupKindName(comm->kind()), " group ",
@@ -744,19 +756,13 @@ void Agent::CheckGroups(const v1::Check& check) {
   }
   for (const auto& [kind, group] : groups->groups) {
     Communicator& comm = group->comm();
-    v1::GroupReport* g = states->add_groups();
-    g->set_kind(ToProto(kind));
-    g->set_index(comm.group_index());
-    g->set_rank_in_group(comm.rank());
-    g->set_size(comm.size());
-    g->set_create_us(Micros(comm.creation_timing().total));
+    v1::GroupReport* g = AddGroupReport(comm, states->mutable_groups());
     const absl::Time v0 = absl::Now();
     absl::StatusOr<int64_t> sum = comm.backend_name() == "none"
                                       ? absl::StatusOr<int64_t>(absl::UnimplementedError("none"))
                                       : SumOverGroup(comm, groups->rank);
     g->set_verify_us(Micros(absl::Now() - v0));
-    const int64_t expected = std::accumulate(comm.ranks().begin(), comm.ranks().end(),
-                                             int64_t{0});
+    const int64_t expected = ExpectedSum(comm);
     if (sum.ok() && *sum == expected) {
       g->set_state(v1::COMM_STATE_READY);
       g->set_verify_sum(*sum);
