@@ -35,6 +35,11 @@ std::function<bool(const v1::PoolState&)> AllConnected(int n) {
   };
 }
 
+// True once the pool is in `phase`.
+std::function<bool(const v1::PoolState&)> InPhase(v1::PoolPhase phase) {
+  return [phase](const v1::PoolState& s) { return s.phase() == phase; };
+}
+
 // Starts 8 agents and a READY generation 1 of kConfig.
 void StartReadyPool(Cluster& cluster) {
   cluster.StartAgents(8);
@@ -75,9 +80,7 @@ TEST(Fault, KillAgent_SurvivorsAbort_RestartedAgentGetsItsRank_NextGenerationRea
   ASSERT_TRUE(cluster.ok());
   StartReadyPool(cluster);
   cluster.agent(3).Signal(SIGKILL);
-  ASSERT_TRUE(cluster.WaitFor([](const v1::PoolState& s) {
-                       return s.phase() == v1::POOL_PHASE_DEGRADED;
-                     }, kDeadline).ok());
+  ASSERT_TRUE(cluster.WaitFor(InPhase(v1::POOL_PHASE_DEGRADED), kDeadline).ok());
   // Every survivor aborted generation 1.
   ASSERT_TRUE(cluster.WaitFor([&](const v1::PoolState&) {
                        return AbortedRanks(cluster, 1).size() == 7;
@@ -145,13 +148,9 @@ TEST(Fault, KillAgentDuringInit_BeforeItPublished_NoHang_NextGenerationReady) {
   // Frozen before the plan: it never publishes its address while the others wait for it.
   cluster.agent(0).Signal(SIGSTOP);
   ASSERT_TRUE(cluster.Initialize(kConfig).ok());
-  ASSERT_TRUE(cluster.WaitFor([](const v1::PoolState& s) {
-                       return s.phase() == v1::POOL_PHASE_INITIALIZING;
-                     }, kDeadline).ok());
+  ASSERT_TRUE(cluster.WaitFor(InPhase(v1::POOL_PHASE_INITIALIZING), kDeadline).ok());
   cluster.agent(0).Signal(SIGKILL);
-  ASSERT_TRUE(cluster.WaitFor([](const v1::PoolState& s) {
-                       return s.phase() == v1::POOL_PHASE_DEGRADED;
-                     }, kDeadline).ok());
+  ASSERT_TRUE(cluster.WaitFor(InPhase(v1::POOL_PHASE_DEGRADED), kDeadline).ok());
   cluster.agent(0).WaitExit(absl::Seconds(10));
   cluster.StartAgent(0, 0);
   EXPECT_GE(ExpectReadyAgain(cluster, 1), 2);
@@ -173,9 +172,7 @@ TEST(Fault, KillAgentDuringInit_AfterItPublished_NoHang_NextGenerationReady) {
                      }, kDeadline).ok());
   cluster.agent(0).Signal(SIGKILL);
   cluster.agent(7).Signal(SIGCONT);
-  ASSERT_TRUE(cluster.WaitFor([](const v1::PoolState& s) {
-                       return s.phase() == v1::POOL_PHASE_DEGRADED;
-                     }, kDeadline).ok());
+  ASSERT_TRUE(cluster.WaitFor(InPhase(v1::POOL_PHASE_DEGRADED), kDeadline).ok());
   cluster.agent(0).WaitExit(absl::Seconds(10));
   cluster.StartAgent(0, 0);
   EXPECT_GE(ExpectReadyAgain(cluster, 1), 2);
@@ -232,9 +229,7 @@ TEST(Fault, KillCoordinatorDuringInit_AgentsAbortAndRecoverWhenItReturns) {
   ASSERT_TRUE(cluster.WaitFor(AllConnected(8), kDeadline).ok());
   cluster.agent(4).Signal(SIGSTOP);  // keeps generation 1 from finishing
   ASSERT_TRUE(cluster.Initialize(kConfig).ok());
-  ASSERT_TRUE(cluster.WaitFor([](const v1::PoolState& s) {
-                       return s.phase() == v1::POOL_PHASE_INITIALIZING;
-                     }, kDeadline).ok());
+  ASSERT_TRUE(cluster.WaitFor(InPhase(v1::POOL_PHASE_INITIALIZING), kDeadline).ok());
   cluster.KillCoordinator();
   cluster.agent(4).Signal(SIGCONT);
   cluster.RestartCoordinator();
