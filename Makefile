@@ -6,7 +6,11 @@ BUILD_TYPE ?= Release
 SANITIZE   ?=
 JOBS       ?= $(shell nproc)
 
-CMAKE_FLAGS = -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DCOHORT_SANITIZE=$(SANITIZE)
+# ccache, when installed, makes rebuilds (and builds in other work trees) cheap.
+CCACHE     := $(shell command -v ccache 2>/dev/null)
+
+CMAKE_FLAGS = -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DCOHORT_SANITIZE=$(SANITIZE) \
+              $(if $(CCACHE),-DCMAKE_CXX_COMPILER_LAUNCHER=$(CCACHE) -DCMAKE_C_COMPILER_LAUNCHER=$(CCACHE))
 
 .PHONY: all deps configure build test test-gpu demo bench clean
 
