@@ -25,6 +25,28 @@ std::string NewSessionId() {
                          absl::Uniform<uint64_t>(*gen));
 }
 
+// Records in `report` (a member's latest report of its groups) what a teardown released: the
+// groups the agent names, or, from an agent that names none, every group the scope covers.
+void ApplyTeardown(const v1::TeardownReport& teardown, v1::CommState state,
+                   v1::GenerationReport* report) {
+  if (report->generation() != teardown.generation()) return;  // not the groups it released
+  for (v1::GroupReport& g : *report->mutable_groups()) {
+    bool released = false;
+    v1::CommState now = state;
+    if (teardown.groups_size() > 0) {
+      for (const v1::GroupReport& r : teardown.groups()) {
+        if (r.kind() == g.kind() && r.index() == g.index()) {
+          released = true;
+          if (r.state() != v1::COMM_STATE_UNSPECIFIED) now = r.state();
+        }
+      }
+    } else {
+      released = teardown.scope() == v1::DESTROY_SCOPE_ALL || g.kind() != v1::GROUP_KIND_WORLD;
+    }
+    if (released) g.set_state(now);
+  }
+}
+
 }  // namespace
 
 void RunAll(std::vector<std::function<void()>>& completions) {
@@ -82,8 +104,9 @@ void Coordinator::CancelTimer(TimerQueue::TimerId& id) {
 }
 
 void Coordinator::ScheduleSweep() {
-  sweep_timer_ = Schedule(clock_->Now() + options_.heartbeat_interval, [this] {
-    SweepHeartbeats();
+  const absl::Time due = clock_->Now() + options_.heartbeat_interval;
+  sweep_timer_ = Schedule(due, [this, due] {
+    Sweep(clock_->Now() - due);
     absl::MutexLock lock(&mu_);
     if (!shutting_down_) ScheduleSweep();
   });
@@ -215,6 +238,13 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
       spdlog::info("pool {}: {} rejoins as incarnation {} (rank {})", pool_name,
                    request.identity(), request.incarnation(), member->rank);
     } else {
+      if (request.held().holding()) {
+        if (absl::Status s = ValidateHeld(*pool, request.held()); !s.ok()) {
+          Emit(*pool, v1::EVENT_KIND_REFUSED, -1, request.identity(),
+               absl::StrCat("join refused: ", s.message()));
+          return s;
+        }
+      }
       if (!pool->config.has_value() && request.held().holding() &&
           pool->phase == v1::POOL_PHASE_WAITING && pool->generation == 0) {
         // A pool this coordinator does not know, joined by an agent that holds communicators:
@@ -223,14 +253,20 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
       }
       member = &pool->members[request.identity()];
       member->identity = request.identity();
-      std::optional<int> hint;
-      if (request.has_rank_hint() && request.rank_hint() >= 0) hint = request.rank_hint();
-      // What the agent holds beats the state file, which beats its hint.
-      if (auto it = pool->durable_ranks.find(request.identity()); it != pool->durable_ranks.end()) {
-        hint = it->second;
+      if (pool->phase == v1::POOL_PHASE_RECOVERING) {
+        // Held ranks are reserved for their holders until recovery ends; anyone else waits.
+        member->rank = RecoveryRank(*pool, request);
+      } else {
+        std::optional<int> hint;
+        if (request.has_rank_hint() && request.rank_hint() >= 0) hint = request.rank_hint();
+        // What the agent holds beats the state file, which beats its hint.
+        if (auto it = pool->durable_ranks.find(request.identity());
+            it != pool->durable_ranks.end()) {
+          hint = it->second;
+        }
+        if (request.held().holding()) hint = request.held().rank();
+        member->rank = AssignRank(*pool, hint);
       }
-      if (request.held().holding()) hint = request.held().rank();
-      member->rank = AssignRank(*pool, hint);
       if (request.held().holding() && member->rank != request.held().rank()) {
         spdlog::warn("pool {}: {} reports holding rank {} but that rank is taken; it gets {}",
                      pool_name, request.identity(), request.held().rank(),
@@ -460,6 +496,11 @@ absl::Status Coordinator::HandleAgentMessage(const std::string& session_id,
         HandleReport(*pool, *member, message.report(), done);
         break;
       case v1::AgentMessage::kTeardown:
+        // Inspection shows what is gone: destroyed (or aborted) groups stop looking READY.
+        ApplyTeardown(message.teardown(),
+                      pool->phase == v1::POOL_PHASE_DESTROYING ? v1::COMM_STATE_DESTROYED
+                                                               : v1::COMM_STATE_ABORTED,
+                      &member->report);
         if (pool->phase != v1::POOL_PHASE_DESTROYING) {
           // The answer to an abort: recorded for inspection (time from failure to aborted).
           Emit(*pool, v1::EVENT_KIND_ABORT, member->rank, member->identity,
@@ -497,16 +538,29 @@ absl::Status Coordinator::HandleAgentMessage(const std::string& session_id,
   return status;
 }
 
-void Coordinator::SweepHeartbeats() {
+void Coordinator::SweepHeartbeats() { Sweep(absl::ZeroDuration()); }
+
+void Coordinator::Sweep(absl::Duration late) {
   Completions done;
   {
     absl::MutexLock lock(&mu_);
     const absl::Time now = clock_->Now();
     const absl::Duration limit = options_.heartbeat_interval * options_.heartbeat_misses;
+    if (late > options_.heartbeat_interval) {
+      // The sweep ran a whole interval late: this process was not running (SIGSTOP, a paused
+      // VM, CPU throttling), and the heartbeats sent meanwhile are still unread in its sockets.
+      // The coordinator's own absence is not the agents' fault: nobody is declared lost until
+      // they have had a full window of live reading again.
+      stalled_until_ = now;
+      spdlog::warn("heartbeat sweep ran {} late (the coordinator was not running); every member "
+                   "gets a full heartbeat window ({}) before it can be declared lost",
+                   absl::FormatDuration(late), absl::FormatDuration(limit));
+    }
     for (auto& [name, pool] : pools_) {
       std::vector<Member*> stale;
       for (auto& [identity, m] : pool.members) {
-        if (m.sink != nullptr && now - m.last_heartbeat > limit) stale.push_back(&m);
+        const absl::Time heard = std::max(m.last_heartbeat, stalled_until_);
+        if (m.sink != nullptr && now - heard > limit) stale.push_back(&m);
       }
       for (Member* m : stale) {
         m->sink->Close("missed heartbeats");
@@ -744,7 +798,7 @@ void Coordinator::FinishTeardownIfDone(Pool& pool, bool force, Completions& out)
     pool.config = full;
     pool.layout = *Layout::Build(full);
     pool.world_size = pool.layout->world_size();
-    PromoteStandbys(pool, "elastic dp grows back");
+    ReassignByHints(pool, "elastic dp grows back");
     Emit(pool, v1::EVENT_KIND_CONFIGURED, -1, "",
          absl::StrCat("elastic dp: grown back to ", full.ShortString()));
     SetPhase(pool, v1::POOL_PHASE_WAITING);

@@ -276,11 +276,26 @@ class Coordinator {
   // (`give_up`) aborts what they hold and starts over.
   void TryRecover(Pool& pool, bool give_up, Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartRecovery(Pool& pool) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // INVALID_ARGUMENT unless a joining agent's held state is self-consistent (world size, rank
+  // inside it, a built generation, a valid config of that world).
+  absl::Status ValidateHeld(const Pool& pool, const v1::HeldState& held) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The rank of an agent joining a RECOVERING pool: the rank it holds, else its rank from the
+  // state file, unless another member claims it; otherwise -1 (a standby until recovery ends).
+  int RecoveryRank(const Pool& pool, const v1::JoinRequest& request) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Tells a member to abort what it holds.
   void AbortHeld(Pool& pool, Member& member, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Gives the free ranks inside the world to attached standbys, in order of arrival.
+  // Gives the free ranks inside the world to attached standbys: each its own rank hint when
+  // free, then the lowest free ranks in order of arrival.
   void PromoteStandbys(Pool& pool, const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Assigns every rank anew (nothing is built, e.g. elastic dp growing back): each attached
+  // member its rank hint where free, else its current rank where free, else the lowest free.
+  void ReassignByHints(Pool& pool, const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sets a member's rank (-1: standby), records it and tells the agent.
+  void GiveRank(Pool& pool, Member& m, int rank, const std::string& why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Gives a lost member's rank to the earliest standby, if the policy allows.
   void RefillFromStandby(Pool& pool, Member& lost, Completions& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -301,6 +316,8 @@ class Coordinator {
   void Publish(const v1::WatchEvent& event, const std::string& pool)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ScheduleSweep();
+  // The heartbeat sweep; `late` is how long after its due time the timer fired.
+  void Sweep(absl::Duration late);
 
   const CoordinatorOptions options_;
   Clock* const clock_;
@@ -312,6 +329,9 @@ class Coordinator {
   std::map<std::string, std::pair<std::string, std::string>> sessions_ ABSL_GUARDED_BY(mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   TimerQueue::TimerId sweep_timer_ ABSL_GUARDED_BY(mu_) = 0;
+  // When a late sweep last showed that the coordinator itself had stalled: heartbeat windows
+  // count from here at the earliest.
+  absl::Time stalled_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   uint64_t join_seq_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t event_seq_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<uint64_t, Watcher> watchers_ ABSL_GUARDED_BY(mu_);

@@ -24,6 +24,35 @@ namespace cohort::coordinator {
 
 using internal::PoolName;
 
+namespace {
+
+// A member's own rank hint (e.g. its pod ordinal), if it gave one inside a world of `world`.
+std::optional<int> HintOf(const v1::JoinRequest& join, int world) {
+  if (!join.has_rank_hint() || join.rank_hint() < 0 || join.rank_hint() >= world) {
+    return std::nullopt;
+  }
+  return join.rank_hint();
+}
+
+}  // namespace
+
+void Coordinator::GiveRank(Pool& pool, Member& m, int rank, const std::string& why) {
+  if (m.rank == rank) return;
+  m.rank = rank;
+  m.phase = rank >= 0 ? v1::MEMBER_PHASE_JOINED : v1::MEMBER_PHASE_STANDBY;
+  if (rank >= 0) {
+    pool.durable_ranks[m.identity] = rank;
+  } else {
+    pool.durable_ranks.erase(m.identity);
+  }
+  if (m.sink != nullptr) {
+    v1::CoordinatorMessage message;
+    message.mutable_rank_assignment()->set_rank(rank);
+    m.sink->Send(message);
+  }
+  Emit(pool, v1::EVENT_KIND_RANK_ASSIGNED, rank, m.identity, why);
+}
+
 void Coordinator::PromoteStandbys(Pool& pool, const std::string& why) {
   std::vector<Member*> standbys;
   for (auto& [identity, m] : pool.members) {
@@ -31,16 +60,71 @@ void Coordinator::PromoteStandbys(Pool& pool, const std::string& why) {
   }
   std::sort(standbys.begin(), standbys.end(),
             [](Member* a, Member* b) { return a->join_seq < b->join_seq; });
+  // A standby whose own hint is free takes it first (a pod gets its ordinal back), then the
+  // others take the lowest free ranks in order of arrival.
   for (Member* m : standbys) {
+    const std::optional<int> hint = HintOf(m->join, pool.world_size);
+    if (hint.has_value() && AssignRank(pool, hint) == *hint) GiveRank(pool, *m, *hint, why);
+  }
+  for (Member* m : standbys) {
+    if (m->rank >= 0) continue;
     const int rank = AssignRank(pool, std::nullopt);
     if (rank < 0) break;
-    m->rank = rank;
-    m->phase = v1::MEMBER_PHASE_JOINED;
-    pool.durable_ranks[m->identity] = rank;
-    v1::CoordinatorMessage message;
-    message.mutable_rank_assignment()->set_rank(rank);
-    m->sink->Send(message);
-    Emit(pool, v1::EVENT_KIND_RANK_ASSIGNED, rank, m->identity, why);
+    GiveRank(pool, *m, rank, why);
+  }
+}
+
+void Coordinator::ReassignByHints(Pool& pool, const std::string& why) {
+  std::vector<Member*> attached;
+  for (auto& [identity, m] : pool.members) {
+    if (m.sink != nullptr) attached.push_back(&m);
+  }
+  std::sort(attached.begin(), attached.end(),
+            [](Member* a, Member* b) { return a->join_seq < b->join_seq; });
+  // Nothing is built: every rank is up for grabs. Hints first, then a member keeps its current
+  // rank if still free, then the lowest free ranks in order of arrival; the rest wait.
+  std::map<Member*, int> chosen;
+  std::vector<bool> taken(pool.world_size, false);
+  auto take = [&](Member* m, int r) {
+    chosen[m] = r;
+    taken[r] = true;
+  };
+  for (Member* m : attached) {
+    const std::optional<int> hint = HintOf(m->join, pool.world_size);
+    if (hint.has_value() && !taken[*hint]) take(m, *hint);
+  }
+  for (Member* m : attached) {
+    if (!chosen.count(m) && m->rank >= 0 && m->rank < pool.world_size && !taken[m->rank]) {
+      take(m, m->rank);
+    }
+  }
+  int next = 0;
+  for (Member* m : attached) {
+    if (chosen.count(m)) continue;
+    while (next < pool.world_size && taken[next]) ++next;
+    if (next < pool.world_size) {
+      take(m, next);
+    } else {
+      chosen[m] = -1;
+    }
+  }
+  // Members that are gone hold no rank in the rebuilt world.
+  for (auto& [identity, m] : pool.members) {
+    if (m.sink == nullptr && m.rank >= 0) {
+      m.rank = -1;
+      m.phase = v1::MEMBER_PHASE_LEFT;
+      pool.durable_ranks.erase(identity);
+    }
+  }
+  // Two passes so that no rank is ever held by two members in between.
+  for (auto& [m, r] : chosen) {
+    if (m->rank != r && r < 0) GiveRank(pool, *m, r, why);
+  }
+  for (auto& [m, r] : chosen) {
+    if (m->rank != r && r >= 0) {
+      m->rank = -1;
+      GiveRank(pool, *m, r, why);
+    }
   }
 }
 
@@ -173,7 +257,81 @@ void Coordinator::MaybeGrowDp(Pool& pool, Completions& out) {
   Touch(pool, out);
 }
 
+absl::Status Coordinator::ValidateHeld(const Pool& pool, const v1::HeldState& held) const {
+  auto refuse = [&](const std::string& what) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "held state refused: ", what, "; an agent reports only what it really holds (restart "
+        "the agent without communicators to join fresh)"));
+  };
+  if (held.world_size() < 1 || held.world_size() > kMaxWorldSize) {
+    return refuse(absl::StrCat("world_size ", held.world_size(), " is outside [1, ",
+                               kMaxWorldSize, "]"));
+  }
+  if (held.rank() < 0 || held.rank() >= held.world_size()) {
+    return refuse(absl::StrCat("rank ", held.rank(), " is outside the world of ",
+                               held.world_size()));
+  }
+  if (held.generation() < 1) {
+    return refuse(absl::StrCat("generation ", held.generation(), " was never built"));
+  }
+  if (held.has_config()) {
+    const ParallelConfig config = FromProto(held.config());
+    if (absl::StatusOr<DerivedSizes> valid = ValidateParallelConfig(config); !valid.ok()) {
+      return refuse(absl::StrCat("its config is invalid: ", valid.status().message()));
+    }
+    if (config.world_size != held.world_size()) {
+      return refuse(absl::StrCat("world_size ", held.world_size(), " differs from its config's ",
+                                 config.world_size));
+    }
+  }
+  (void)pool;
+  return absl::OkStatus();
+}
+
+int Coordinator::RecoveryRank(const Pool& pool, const v1::JoinRequest& request) const {
+  const std::string& identity = request.identity();
+  const int world = pool.world_size;
+  auto in_world = [world](int r) { return r >= 0 && (world == 0 || r < world); };
+  // A rank is claimed by another present member that has it or holds communicators for it.
+  auto claimed = [&](int r) {
+    for (const auto& [id, m] : pool.members) {
+      if (id != identity && (m.rank == r || (m.held.holding() && m.held.rank() == r))) {
+        return true;
+      }
+    }
+    return false;
+  };
+  // What the agent holds wins: that is what the restored pool is made of.
+  if (request.held().holding() && in_world(request.held().rank()) &&
+      !claimed(request.held().rank())) {
+    return request.held().rank();
+  }
+  // Its rank from the state file (it may hold nothing after a restart: recovery then decides).
+  if (auto it = pool.durable_ranks.find(identity);
+      it != pool.durable_ranks.end() && in_world(it->second) && !claimed(it->second)) {
+    return it->second;
+  }
+  return -1;  // a standby until recovery ends
+}
+
 void Coordinator::StartRecovery(Pool& pool) {
+  // Agents that joined this unknown pool before the first holder did hold nothing: they wait
+  // as standbys, so that every held rank stays free for its holder.
+  for (auto& [identity, m] : pool.members) {
+    if (m.rank < 0 || m.held.holding()) continue;
+    spdlog::info("pool {}: {} holds nothing; it waits as a standby while the pool recovers",
+                 pool.name, identity);
+    m.rank = -1;
+    m.phase = v1::MEMBER_PHASE_STANDBY;
+    pool.durable_ranks.erase(identity);
+    if (m.sink != nullptr) {
+      v1::CoordinatorMessage message;
+      message.mutable_rank_assignment()->set_rank(-1);
+      m.sink->Send(message);
+    }
+    Emit(pool, v1::EVENT_KIND_RANK_ASSIGNED, -1, identity,
+         "standby while the pool recovers (holds nothing)");
+  }
   SetPhase(pool, v1::POOL_PHASE_RECOVERING);
   const std::string name = pool.name;
   pool.recovery_timer = Schedule(clock_->Now() + options_.attach_timeout, [this, name] {
@@ -190,19 +348,31 @@ void Coordinator::StartRecovery(Pool& pool) {
 }
 
 void Coordinator::TryRecover(Pool& pool, bool give_up, Completions& out) {
-  // Adopt the held config and world of the first holder when the state file had none.
+  // Adopt the held config (and its world) of the first holder when the state file had none.
   for (auto& [identity, m] : pool.members) {
-    if (!m.held.holding()) continue;
-    if (pool.world_size == 0) pool.world_size = m.held.world_size();
-    if (!pool.config.has_value() && m.held.has_config()) {
-      absl::StatusOr<Layout> layout = Layout::Build(FromProto(m.held.config()));
-      if (layout.ok()) {
-        pool.config = FromProto(m.held.config());
-        pool.layout = *std::move(layout);
-        pool.options.set_backend(m.held.backend());
-        pool.options.set_init_mode(m.held.init_mode());
-      }
+    if (!m.held.holding() || pool.config.has_value() || !m.held.has_config()) continue;
+    absl::StatusOr<Layout> layout = Layout::Build(FromProto(m.held.config()));
+    if (!layout.ok()) continue;
+    pool.config = FromProto(m.held.config());
+    pool.layout = *std::move(layout);
+    pool.world_size = pool.layout->world_size();
+    pool.options.set_backend(m.held.backend());
+    pool.options.set_init_mode(m.held.init_mode());
+  }
+  if (pool.layout.has_value()) pool.world_size = pool.layout->world_size();
+  // Once the world is known, a rank outside it makes a standby (e.g. a rank hint given before).
+  for (auto& [identity, m] : pool.members) {
+    if (m.rank < pool.world_size || pool.world_size == 0) continue;
+    m.rank = -1;
+    m.phase = v1::MEMBER_PHASE_STANDBY;
+    pool.durable_ranks.erase(identity);
+    if (m.sink != nullptr) {
+      v1::CoordinatorMessage message;
+      message.mutable_rank_assignment()->set_rank(-1);
+      m.sink->Send(message);
     }
+    Emit(pool, v1::EVENT_KIND_RANK_ASSIGNED, -1, identity,
+         absl::StrCat("standby: outside the world of ", pool.world_size));
   }
   const bool complete = pool.world_size > 0 && MissingRanks(pool).empty();
   if (!complete && !give_up) return;
@@ -254,6 +424,12 @@ void Coordinator::TryRecover(Pool& pool, bool give_up, Completions& out) {
       }
       m->held.Clear();
     }
+    // A holder that did not get a rank back (its rank belongs to another) holds leftovers.
+    for (auto& [identity, m] : pool.members) {
+      if (m.rank < 0 && m.held.holding()) {
+        AbortHeld(pool, m, "coordinator recovery: this agent's rank belongs to another member");
+      }
+    }
     if (reference->world_only()) {
       pool.world_alive = true;
       pool.world_generation = pool.generation;
@@ -283,6 +459,8 @@ void Coordinator::TryRecover(Pool& pool, bool give_up, Completions& out) {
   pool.generation = highest;
   SetPhase(pool, v1::POOL_PHASE_WAITING);
   Emit(pool, v1::EVENT_KIND_FAILED, -1, "", absl::StrCat("recovery: ", why));
+  // Recovery is over: standbys that waited for it fill the ranks nobody came back for.
+  PromoteStandbys(pool, "standby promoted after recovery");
   Touch(pool, out);
   MaybeStart(pool, out);
 }
@@ -337,7 +515,12 @@ void Coordinator::LoadState() {
       }
     }
     pool.options = p.options();
-    pool.world_size = p.world_size();
+    pool.world_size = pool.layout.has_value() ? pool.layout->world_size() : p.world_size();
+    if (pool.world_size != p.world_size()) {
+      spdlog::error("state file {}: pool {} says world size {} but its config's world is {}; "
+                    "using the config's", options_.state_file, p.name(), p.world_size(),
+                    pool.world_size);
+    }
     pool.generation = p.generation();
     for (const auto& [identity, rank] : p.ranks()) pool.durable_ranks[identity] = rank;
     // Members that hold communicators report back; until then the pool is RECOVERING.

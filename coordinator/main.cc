@@ -46,6 +46,12 @@ int main(int argc, char** argv) {
   app.add_option("--elastic-dp-after-ms", elastic_dp_after_ms,
                  "Shrink dp when a whole replica stays lost this long (0: off)")
       ->capture_default_str();
+  int64_t attach_timeout_ms = absl::ToInt64Milliseconds(defaults.coordinator.attach_timeout);
+  app.add_option("--attach-timeout-ms", attach_timeout_ms,
+                 "How long a joined agent may take to attach its session, and how long a "
+                 "restarted coordinator waits for every rank to come back before rebuilding")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{24} * 3600 * 1000));
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error (default: $COHORT_LOG_LEVEL or info)");
   // An optional startup pool: it starts itself once its world is complete.
   cohort::cli::ConfigFlags config_flags;
@@ -63,6 +69,7 @@ int main(int argc, char** argv) {
   options.coordinator.heartbeat_interval = absl::Milliseconds(heartbeat_ms);
   options.coordinator.default_init_deadline = absl::Milliseconds(init_deadline_ms);
   options.coordinator.elastic_dp_after = absl::Milliseconds(elastic_dp_after_ms);
+  options.coordinator.attach_timeout = absl::Milliseconds(attach_timeout_ms);
   if (config_flags.world_size > 0) {
     absl::StatusOr<cohort::ParallelConfig> config = config_flags.ToConfig();
     absl::StatusOr<cohort::Layout> layout =
@@ -97,6 +104,9 @@ int main(int argc, char** argv) {
   }
   if (options.coordinator.refill_from_standby != defaults.coordinator.refill_from_standby) {
     spdlog::info("option --{}standby-refill", options.coordinator.refill_from_standby ? "" : "no-");
+  }
+  if (options.coordinator.attach_timeout != defaults.coordinator.attach_timeout) {
+    spdlog::info("option --attach-timeout-ms={}", attach_timeout_ms);
   }
   if (options.coordinator.elastic_dp_after != defaults.coordinator.elastic_dp_after) {
     spdlog::info("option --elastic-dp-after-ms={}", elastic_dp_after_ms);

@@ -41,6 +41,7 @@ class Cluster {
     ASSERT_TRUE(coordinator_->WaitExit(absl::Seconds(10)).has_value());
   }
   void RestartCoordinator() { StartCoordinator(address_); }
+  ChildProcess& coordinator() { return *coordinator_; }
 
   const std::string& address() const { return address_; }
   agent::CoordinatorClient& client() { return *client_; }

@@ -3,8 +3,10 @@
 #include "coordinator/coordinator.h"
 
 #include <cstdio>
+#include <map>
 #include <optional>
 
+#include "absl/strings/str_cat.h"
 #include "common/layout_proto.h"
 #include "tests/test_util.h"
 
@@ -678,6 +680,220 @@ TEST_F(CoordinatorTest, NoStateFile_PoolRebuiltFromTheMembersReports) {
   EXPECT_EQ(s.generation(), 7);
   EXPECT_EQ(s.config().data_parallel_size(), 2);
   EXPECT_TRUE(one.sink->plans().empty());
+}
+
+// ---- Issue 8: recovery with standbys, hints, coordinator stalls, destroyed groups -------------
+
+TEST_F(RecoveryTest, StandbyBackFirst_WaitsWhileRecovering_HoldersKeepTheirRanks) {
+  const ParallelConfig config{.world_size = 4, .cfg_parallel_size = 2, .ulysses_degree = 2};
+  ReadyThenRestart(4, config);
+  // The standby reconnects before any holder: the lowest free rank (0) belongs to agent-0.
+  Joined spare = JoinAgent("spare");
+  EXPECT_EQ(spare.rank, -1);
+  std::vector<Joined> back;
+  for (int r = 0; r < 4; ++r) {
+    back.push_back(JoinAgent("agent-" + std::to_string(r), std::nullopt, "inc-1", "",
+                             Held(r, 1, config)));
+    EXPECT_EQ(back.back().rank, r);
+  }
+  v1::PoolState s = State();
+  EXPECT_EQ(s.phase(), v1::POOL_PHASE_READY);
+  EXPECT_EQ(s.generation(), 1);
+  for (const Joined& j : back) {
+    EXPECT_TRUE(j.sink->plans().empty());
+    EXPECT_TRUE(j.sink->teardowns().empty());
+  }
+  EXPECT_TRUE(spare.sink->plans().empty());
+}
+
+TEST_F(CoordinatorTest, NoStateFile_StandbyJoinedBeforeTheHolders_IsDemoted_PoolRestored) {
+  const ParallelConfig config{.world_size = 2, .data_parallel_size = 2};
+  v1::HeldState held;
+  held.set_holding(true);
+  held.set_world_size(2);
+  held.set_generation(7);
+  *held.mutable_config() = ToProto(config);
+  held.set_backend("gloo");
+  // A fresh standby reaches the restarted coordinator first: the pool is unknown, so it takes
+  // rank 0 — until the first holder shows the pool is recovering.
+  Joined spare = JoinAgent("spare");
+  EXPECT_EQ(spare.rank, 0);
+  held.set_rank(1);
+  Joined one = JoinAgent("agent-1", std::nullopt, "inc-1", "", held);
+  EXPECT_EQ(one.rank, 1);
+  ASSERT_FALSE(spare.sink->messages.empty());
+  EXPECT_EQ(spare.sink->messages.back().rank_assignment().rank(), -1);
+  held.set_rank(0);
+  Joined zero = JoinAgent("agent-0", std::nullopt, "inc-1", "", held);
+  EXPECT_EQ(zero.rank, 0);
+  v1::PoolState s = State();
+  EXPECT_EQ(s.phase(), v1::POOL_PHASE_READY);
+  EXPECT_EQ(s.generation(), 7);
+  EXPECT_TRUE(zero.sink->teardowns().empty());
+  EXPECT_TRUE(one.sink->teardowns().empty());
+}
+
+TEST_F(CoordinatorTest, NoStateFile_HintOutsideTheRecoveredWorld_IsAStandbyThatRefills) {
+  const ParallelConfig config{.world_size = 2, .tensor_parallel_size = 2};
+  v1::HeldState held;
+  held.set_holding(true);
+  held.set_world_size(2);
+  held.set_generation(3);
+  *held.mutable_config() = ToProto(config);
+  held.set_backend("gloo");
+  held.set_rank(0);
+  std::vector<Joined> agents;
+  agents.push_back(JoinAgent("agent-0", std::nullopt, "inc-1", "", held));
+  // World 2 is not fully known yet (only one holder is back): a hint of 2 must not make rank 2.
+  Joined spare = JoinAgent("spare", 2);
+  EXPECT_EQ(spare.rank, -1);
+  held.set_rank(1);
+  agents.push_back(JoinAgent("agent-1", std::nullopt, "inc-1", "", held));
+  EXPECT_EQ(State().phase(), v1::POOL_PHASE_READY);
+  // The standby refills a lost rank like any other.
+  coordinator_->Detach(agents[1].session_id, agents[1].sink, "killed");
+  ASSERT_FALSE(spare.sink->plans().empty());
+  EXPECT_EQ(spare.sink->plans().back().rank(), 1);
+  EXPECT_EQ(spare.sink->plans().back().generation(), 4);
+}
+
+TEST_F(CoordinatorTest, Join_HeldStateInconsistentWithItsConfig_InvalidArgument) {
+  v1::HeldState held;
+  held.set_holding(true);
+  held.set_rank(1);
+  held.set_world_size(2);
+  held.set_generation(7);
+  *held.mutable_config() = ToProto(ParallelConfig{.world_size = 1});
+  v1::JoinRequest request;
+  request.set_identity("liar");
+  request.set_incarnation("x");
+  *request.mutable_held() = held;
+  absl::StatusOr<v1::JoinResponse> joined = coordinator_->Join(request);
+  EXPECT_EQ(joined.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(joined.status().message(), HasSubstr("differs from its config"));
+  held.set_rank(5);
+  *request.mutable_held() = held;
+  EXPECT_EQ(coordinator_->Join(request).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(CoordinatorTest, CoordinatorStall_LateSweepDeclaresNobodyLost_SilentMemberLostAfterWindow) {
+  std::vector<Joined> agents = JoinWorld(2);
+  ASSERT_TRUE(Init({.world_size = 2, .data_parallel_size = 2}).ok());
+  for (auto& a : agents) ASSERT_TRUE(Report(a, 1, true).ok());
+  // The coordinator does not run for 5 s (SIGSTOP, a paused VM): the heartbeats sent meanwhile
+  // are unread when the overdue sweep fires first.
+  clock_.Advance(absl::Seconds(5));
+  timers_.FireDue();
+  EXPECT_EQ(State().phase(), v1::POOL_PHASE_READY);
+  EXPECT_FALSE(agents[0].sink->closed.has_value());
+  EXPECT_FALSE(agents[1].sink->closed.has_value());
+  // Live again: agent-0 heartbeats, agent-1 stays silent and is lost once a full window passes.
+  v1::AgentMessage heartbeat;
+  heartbeat.mutable_heartbeat()->set_generation(1);
+  for (int i = 0; i < 5; ++i) {
+    clock_.Advance(absl::Seconds(1));
+    ASSERT_TRUE(coordinator_->HandleAgentMessage(agents[0].session_id, heartbeat).ok());
+    timers_.FireDue();
+  }
+  v1::PoolState s = State();
+  EXPECT_EQ(s.phase(), v1::POOL_PHASE_DEGRADED);
+  EXPECT_THAT(s.error(), HasSubstr("rank 1 (agent-1) was lost: no heartbeat"));
+  EXPECT_FALSE(agents[0].sink->closed.has_value());
+}
+
+// Reports READY for `j` with one group per kind of its plan.
+absl::Status ReportWithGroups(Coordinator& coordinator, const std::string& session_id,
+                              const v1::Plan& plan) {
+  v1::AgentMessage m;
+  m.mutable_report()->set_generation(plan.generation());
+  m.mutable_report()->set_ok(true);
+  for (const v1::GroupSet& set : plan.layout().group_sets()) {
+    v1::GroupReport* g = m.mutable_report()->add_groups();
+    g->set_kind(set.kind());
+    g->set_index(set.groups(0).index());
+    g->set_state(v1::COMM_STATE_READY);
+  }
+  return coordinator.HandleAgentMessage(session_id, m);
+}
+
+std::map<v1::GroupKind, v1::CommState> GroupStatesOf(const v1::MemberState& m) {
+  std::map<v1::GroupKind, v1::CommState> out;
+  for (const v1::GroupReport& g : m.groups()) out[g.kind()] = g.state();
+  return out;
+}
+
+TEST_F(CoordinatorTest, Destroy_GroupStatesShowWhatWasDestroyed) {
+  std::vector<Joined> agents = JoinWorld(2);
+  ASSERT_TRUE(Init({.world_size = 2, .tensor_parallel_size = 2}).ok());
+  for (auto& a : agents) {
+    ASSERT_TRUE(ReportWithGroups(*coordinator_, a.session_id, a.sink->plans().back()).ok());
+  }
+  ASSERT_EQ(State().phase(), v1::POOL_PHASE_READY);
+  ASSERT_TRUE(coordinator_->Destroy(v1::DestroyRequest()).ok());
+  // agent-0 names what it released; agent-1 (an older agent) only says which scope.
+  v1::AgentMessage named;
+  named.mutable_teardown()->set_generation(1);
+  named.mutable_teardown()->set_ok(true);
+  v1::GroupReport* tp = named.mutable_teardown()->add_groups();
+  tp->set_kind(v1::GROUP_KIND_TP);
+  tp->set_state(v1::COMM_STATE_DESTROYED);
+  ASSERT_TRUE(coordinator_->HandleAgentMessage(agents[0].session_id, named).ok());
+  ASSERT_TRUE(TeardownDone(agents[1], 1, v1::DESTROY_SCOPE_MODEL_PARALLEL).ok());
+  v1::PoolState s = State();
+  ASSERT_EQ(s.phase(), v1::POOL_PHASE_DESTROYED);
+  ASSERT_EQ(s.members_size(), 2);
+  for (const v1::MemberState& m : s.members()) {
+    std::map<v1::GroupKind, v1::CommState> states = GroupStatesOf(m);
+    EXPECT_EQ(states[v1::GROUP_KIND_WORLD], v1::COMM_STATE_READY) << m.identity();
+    EXPECT_EQ(states[v1::GROUP_KIND_TP], v1::COMM_STATE_DESTROYED) << m.identity();
+  }
+  // Destroying the kept world too leaves nothing READY.
+  v1::DestroyRequest all;
+  all.set_scope(v1::DESTROY_SCOPE_ALL);
+  ASSERT_TRUE(coordinator_->Destroy(all).ok());
+  for (auto& a : agents) ASSERT_TRUE(TeardownDone(a, 1, v1::DESTROY_SCOPE_ALL).ok());
+  const v1::PoolState after = State();
+  ASSERT_EQ(after.members_size(), 2);
+  for (const v1::MemberState& m : after.members()) {
+    for (const auto& [kind, state] : GroupStatesOf(m)) {
+      EXPECT_EQ(state, v1::COMM_STATE_DESTROYED) << m.identity() << " " << kind;
+    }
+  }
+}
+
+TEST_F(CoordinatorTest, ElasticDp_GrowBack_GivesEveryAgentItsRankHint) {
+  CoordinatorOptions options;
+  options.elastic_dp_after = absl::Seconds(5);
+  options.refill_from_standby = false;
+  Reset(options);
+  std::vector<Joined> agents = JoinWorld(4);  // agent-r with rank hint r
+  const ParallelConfig full{.world_size = 4, .data_parallel_size = 2,
+                            .tensor_parallel_size = 2};
+  ASSERT_TRUE(Init(full).ok());
+  for (auto& a : agents) ASSERT_TRUE(Report(a, 1, true).ok());
+  // Replica 0 (ranks 0, 1) loses rank 1: dp shrinks, agents 2 and 3 move down to ranks 0, 1.
+  coordinator_->Detach(agents[1].session_id, agents[1].sink, "killed");
+  Tick({agents[0], agents[2], agents[3]}, 6);
+  ASSERT_EQ(State().world_size(), 2);
+  EXPECT_EQ(agents[2].sink->plans().back().rank(), 0);
+  ASSERT_TRUE(Report(agents[2], 2, true).ok());
+  ASSERT_TRUE(Report(agents[3], 2, true).ok());
+  ASSERT_EQ(State().phase(), v1::POOL_PHASE_READY);
+  // agent-1 (rank hint 1) returns: the pool grows back and every pod gets its own ordinal.
+  Joined back = JoinAgent("agent-1", 1, "inc-2");
+  ASSERT_EQ(State().phase(), v1::POOL_PHASE_DESTROYING);
+  ASSERT_TRUE(TeardownDone(agents[2], 2, v1::DESTROY_SCOPE_ALL).ok());
+  ASSERT_TRUE(TeardownDone(agents[3], 2, v1::DESTROY_SCOPE_ALL).ok());
+  v1::PoolState s = State();
+  ASSERT_EQ(s.phase(), v1::POOL_PHASE_INITIALIZING);
+  ASSERT_EQ(s.world_size(), 4);
+  EXPECT_EQ(agents[0].sink->plans().back().rank(), 0);
+  EXPECT_EQ(back.sink->plans().back().rank(), 1);
+  EXPECT_EQ(agents[2].sink->plans().back().rank(), 2);
+  EXPECT_EQ(agents[3].sink->plans().back().rank(), 3);
+  for (const v1::MemberState& m : s.members()) {
+    EXPECT_EQ(m.identity(), absl::StrCat("agent-", m.rank()));
+  }
 }
 
 TEST_F(CoordinatorTest, ElasticDp_LostReplicaShrinksThenGrowsBack) {
