@@ -185,6 +185,8 @@ absl::Status Agent::JoinWithRetry(absl::Time deadline) {
       absl::MutexLock lock(&mu_);
       if (stopping_) return absl::CancelledError("agent stopping");
       *request.mutable_held() = Held();
+      // Proves this is the process whose session may still look alive to the coordinator.
+      request.set_previous_session_id(session_id_);
     }
     absl::StatusOr<v1::JoinResponse> joined = client_->Join(request);
     absl::StatusOr<std::unique_ptr<CoordinatorClient::Session>> session =

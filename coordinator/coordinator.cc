@@ -25,6 +25,38 @@ std::string NewSessionId() {
                          absl::Uniform<uint64_t>(*gen));
 }
 
+// Cuts every free-text field of an agent message to kMaxFreeText printable bytes and bounds its
+// repeated fields (a rank is in at most one group of each kind).
+void CleanGroups(google::protobuf::RepeatedPtrField<v1::GroupReport>* groups) {
+  constexpr int kMaxGroups = 64;
+  while (groups->size() > kMaxGroups) groups->RemoveLast();
+  for (v1::GroupReport& g : *groups) {
+    if (!g.error().empty()) g.set_error(Printable(g.error()));
+    if (!g.async_error().empty()) g.set_async_error(Printable(g.async_error()));
+  }
+}
+
+void CleanAgentMessage(v1::AgentMessage* m) {
+  switch (m->kind_case()) {
+    case v1::AgentMessage::kReport:
+      m->mutable_report()->set_error(Printable(m->report().error()));
+      CleanGroups(m->mutable_report()->mutable_groups());
+      break;
+    case v1::AgentMessage::kProgress:
+      m->mutable_progress()->set_phase(Printable(m->progress().phase(), 64));
+      break;
+    case v1::AgentMessage::kGroupStates:
+      CleanGroups(m->mutable_group_states()->mutable_groups());
+      break;
+    case v1::AgentMessage::kTeardown:
+      m->mutable_teardown()->set_error(Printable(m->teardown().error()));
+      CleanGroups(m->mutable_teardown()->mutable_groups());
+      break;
+    default:
+      break;
+  }
+}
+
 // Records in `report` (a member's latest report of its groups) what a teardown released: the
 // groups the agent names, or, from an agent that names none, every group the scope covers.
 void ApplyTeardown(const v1::TeardownReport& teardown, v1::CommState state,
@@ -118,8 +150,12 @@ Coordinator::Pool* Coordinator::FindPool(const std::string& name) {
 }
 
 Coordinator::Pool& Coordinator::GetOrCreatePool(const std::string& name) {
-  Pool& pool = pools_[name];
-  pool.name = name;
+  auto [it, created] = pools_.try_emplace(name);
+  Pool& pool = it->second;
+  if (created) {
+    pool.name = name;
+    pool.kv = KvStore(options_.limits.max_store_keys, options_.limits.max_store_bytes);
+  }
   return pool;
 }
 
@@ -174,56 +210,174 @@ std::vector<int> Coordinator::MissingRanks(const Pool& pool) const {
 
 void Coordinator::Touch(Pool& pool, Completions& out) {
   ++pool.version;
+  std::vector<std::function<void(absl::StatusOr<v1::PoolState>)>> due;
   for (auto it = pool.state_waiters.begin(); it != pool.state_waiters.end();) {
     if (it->second.after_version < pool.version) {
       CancelTimer(it->second.timer);
-      out.push_back([done = std::move(it->second.done), state = Snapshot(pool)]() {
-        done(state);
-      });
+      due.push_back(std::move(it->second.done));
       it = pool.state_waiters.erase(it);
     } else {
       ++it;
     }
   }
+  if (due.empty()) return;
+  // One snapshot for all of them, built after this change's lock is released (it shows this
+  // version or a later one), never one per waiter under the lock.
+  out.push_back([this, name = pool.name, due = std::move(due)]() {
+    const absl::StatusOr<v1::PoolState> state = GetState(name);
+    for (const auto& done : due) done(state);
+  });
 }
 
 // ---- Agent-facing -------------------------------------------------------------------------
 
-absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& request) {
+absl::Status Coordinator::Refuse(const std::string& check, absl::Status status) const {
+  absl::MutexLock lock(&refusals_mu_);
+  ++refusals_[check];
+  return status;
+}
+
+std::map<std::string, int64_t> Coordinator::RefusalCounts() const {
+  absl::MutexLock lock(&refusals_mu_);
+  return refusals_;
+}
+
+absl::Status Coordinator::CheckJoinRequest(const v1::JoinRequest& request) const {
+  const Limits& limits = options_.limits;
   if (request.identity().empty()) {
-    return absl::InvalidArgumentError("join without an identity: set a stable identity such as "
-                                      "the pod name or host:gpu");
+    return Refuse("identity", absl::InvalidArgumentError(
+                                  "join without an identity: set a stable identity such as the "
+                                  "pod name or host:gpu"));
   }
   if (request.incarnation().empty()) {
-    return absl::InvalidArgumentError(
-        "join without an incarnation: set a value unique to this process start");
+    return Refuse("incarnation", absl::InvalidArgumentError(
+        "join without an incarnation: set a value unique to this process start"));
   }
+  if (absl::Status s = CheckName("identity", request.identity(), limits.max_identity_length,
+                                 "max-identity-length");
+      !s.ok()) {
+    return Refuse("identity", s);
+  }
+  if (absl::Status s = CheckName("incarnation", request.incarnation(),
+                                 limits.max_identity_length, "max-identity-length");
+      !s.ok()) {
+    return Refuse("incarnation", s);
+  }
+  if (!request.pool().empty()) {
+    if (absl::Status s = CheckName("pool name", request.pool(), limits.max_pool_name_length,
+                                   "max-pool-name-length");
+        !s.ok()) {
+      return Refuse("pool-name", s);
+    }
+  }
+  if (request.has_rank_hint() &&
+      (request.rank_hint() < -1 || request.rank_hint() >= limits.max_world_size)) {
+    return Refuse("rank-hint", absl::InvalidArgumentError(absl::StrCat(
+        "rank_hint ", request.rank_hint(), " is outside [0, ", limits.max_world_size,
+        ") (coordinator flag --max-world-size); use -1 or leave it unset for none")));
+  }
+  const v1::DeviceInfo& d = request.device();
+  for (const std::string* field :
+       {&d.host_address(), &d.hostname(), &d.gpu_uuid(), &d.pci_bus_id(),
+        &request.agent_version(), &request.nccl_version(), &request.previous_session_id()}) {
+    if (field->size() > 253) {
+      return Refuse("join-field", absl::InvalidArgumentError(absl::StrCat(
+          "a join field is ", field->size(), " bytes long (device addresses, names and "
+          "versions take at most 253)")));
+    }
+  }
+  if (request.backends_size() > 8) {
+    return Refuse("join-field", absl::InvalidArgumentError(absl::StrCat(
+        "join offers ", request.backends_size(), " backends; there are three (nccl, gloo, none)")));
+  }
+  for (const std::string& b : request.backends()) {
+    if (b.size() > 16) {
+      return Refuse("join-field", absl::InvalidArgumentError("a backend name is too long"));
+    }
+  }
+  if (request.held().holding()) {
+    if (request.held().world_size() > limits.max_world_size) {
+      return Refuse("max-world-size",
+                    LimitExceeded(absl::StrCat("held world_size ", request.held().world_size(),
+                                               " is larger than the largest world allowed"),
+                                  limits.max_world_size, "max-world-size"));
+    }
+    if (request.held().groups_size() > 64) {
+      return Refuse("held", absl::InvalidArgumentError(absl::StrCat(
+          "held state lists ", request.held().groups_size(), " groups; a rank is in at most ",
+          "one group of each kind")));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Coordinator::Pool*> Coordinator::FindOrCreatePool(const std::string& name,
+                                                                 bool create) {
+  if (Pool* pool = FindPool(name); pool != nullptr) return pool;
+  if (absl::Status s = CheckName("pool name", name, options_.limits.max_pool_name_length,
+                                 "max-pool-name-length");
+      !s.ok()) {
+    return Refuse("pool-name", s);
+  }
+  if (!create) {
+    std::vector<std::string> names;
+    for (const auto& [n, p] : pools_) {
+      if (names.size() == 20) {
+        names.push_back(absl::StrCat("and ", pools_.size() - 20, " more"));
+        break;
+      }
+      names.push_back(n);
+    }
+    return absl::NotFoundError(absl::StrCat(
+        "pool '", name, "' does not exist on this coordinator (pools: ",
+        names.empty() ? "none" : absl::StrJoin(names, ", "),
+        "); create it with cohortctl init, or start the coordinator with --auto-create-pools"));
+  }
+  if (static_cast<int>(pools_.size()) >= options_.limits.max_pools) {
+    return Refuse("max-pools",
+                  LimitExceeded(absl::StrCat("cannot create pool '", name, "': ", pools_.size(),
+                                             " pools exist (delete one: cohortctl delete pool)"),
+                                options_.limits.max_pools, "max-pools"));
+  }
+  return &GetOrCreatePool(name);
+}
+
+void Coordinator::RememberRank(Pool& pool, const std::string& identity, int rank) {
+  for (auto it = pool.durable_ranks.begin(); it != pool.durable_ranks.end();) {
+    it = it->second == rank && it->first != identity ? pool.durable_ranks.erase(it)
+                                                      : std::next(it);
+  }
+  pool.durable_ranks[identity] = rank;
+}
+
+absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& request) {
+  if (absl::Status s = CheckJoinRequest(request); !s.ok()) return s;
   Completions done;
   v1::JoinResponse response;
   {
     absl::MutexLock lock(&mu_);
     const std::string pool_name = PoolName(request.pool());
-    Pool* pool = FindPool(pool_name);
-    if (pool == nullptr) {
-      if (!options_.create_pools_on_join) {
-        return absl::NotFoundError(absl::StrCat(
-            "pool '", pool_name, "' does not exist on this coordinator; pools: ",
-            absl::StrJoin(pools_, ", ", [](std::string* out, const auto& p) {
-              absl::StrAppend(out, p.first);
-            })));
-      }
-      pool = &GetOrCreatePool(pool_name);
-    }
+    absl::StatusOr<Pool*> found = FindOrCreatePool(pool_name, options_.create_pools_on_join);
+    if (!found.ok()) return found.status();
+    Pool* pool = *found;
     auto it = pool->members.find(request.identity());
     Member* member = nullptr;
     if (it != pool->members.end()) {
       member = &it->second;
-      if (member->sink != nullptr && member->incarnation != request.incarnation()) {
+      // A live session is only ever replaced by the process that holds it: the same incarnation
+      // naming its current session id (a secret only that process got from Join). Anyone
+      // else — another incarnation, or a client that copied the identity and incarnation
+      // from GetState — is refused while the session lives.
+      if (member->sink != nullptr &&
+          (member->incarnation != request.incarnation() ||
+           request.previous_session_id() != member->session_id)) {
+        const bool same = member->incarnation == request.incarnation();
         const std::string why = absl::StrCat(
-            "identity '", request.identity(), "' is held by a live agent (incarnation ",
-            member->incarnation, ", rank ", member->rank,
-            ") in pool '", pool_name, "'; give each agent its own identity, or retry once the "
-            "old agent is gone");
+            "identity '", request.identity(), "' is held by a live agent (",
+            same ? "this incarnation, but the join does not name its current session"
+                 : absl::StrCat("incarnation ", member->incarnation),
+            ", rank ", member->rank, ") in pool '", pool_name,
+            "'; give each agent its own identity, or retry once the old agent is gone");
         Emit(*pool, v1::EVENT_KIND_REFUSED, member->rank, request.identity(),
              absl::StrCat("join refused: ", why));
         return absl::AlreadyExistsError(why);
@@ -238,6 +392,13 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
       spdlog::info("pool {}: {} rejoins as incarnation {} (rank {})", pool_name,
                    request.identity(), request.incarnation(), member->rank);
     } else {
+      if (static_cast<int>(pool->members.size()) >= options_.limits.max_members_per_pool) {
+        return Refuse("max-members-per-pool",
+                      LimitExceeded(absl::StrCat("pool '", pool_name, "' has ",
+                                                 pool->members.size(), " members and standbys"),
+                                    options_.limits.max_members_per_pool,
+                                    "max-members-per-pool"));
+      }
       if (request.held().holding()) {
         if (absl::Status s = ValidateHeld(*pool, request.held()); !s.ok()) {
           Emit(*pool, v1::EVENT_KIND_REFUSED, -1, request.identity(),
@@ -281,7 +442,19 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
     const bool still_ready = member->phase == v1::MEMBER_PHASE_READY &&
                              member->incarnation == request.incarnation() &&
                              pool->phase == v1::POOL_PHASE_READY &&
+                             request.held().holding() &&
                              request.held().generation() == pool->generation;
+    // Otherwise a member of the running generation that comes back without it lost it: the
+    // generation fails like on any loss, so the pool is never READY with a member that is not.
+    if (!still_ready && member->rank >= 0 &&
+        (pool->phase == v1::POOL_PHASE_READY || pool->phase == v1::POOL_PHASE_INITIALIZING) &&
+        (member->phase == v1::MEMBER_PHASE_READY ||
+         member->phase == v1::MEMBER_PHASE_INITIALIZING)) {
+      LoseMember(*pool, *member,
+                 absl::StrCat("rejoined without the communicators of generation ",
+                              pool->generation),
+                 done);
+    }
     member->incarnation = request.incarnation();
     member->join = request;
     member->held = request.held();
@@ -298,7 +471,7 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
                       member->held.holding()
                           ? absl::StrCat(", holding generation ", member->held.generation())
                           : ""));
-    if (member->rank >= 0) pool->durable_ranks[member->identity] = member->rank;
+    if (member->rank >= 0) RememberRank(*pool, member->identity, member->rank);
     SaveState();
     // A session that never attaches gives its rank back.
     const std::string session_id = member->session_id;
@@ -448,7 +621,7 @@ void Coordinator::LoseMember(Pool& pool, Member& member, const std::string& reas
 }
 
 absl::Status Coordinator::HandleAgentMessage(const std::string& session_id,
-                                             const v1::AgentMessage& message) {
+                                             const v1::AgentMessage& raw) {
   Completions done;
   absl::Status status;
   {
@@ -459,6 +632,15 @@ absl::Status Coordinator::HandleAgentMessage(const std::string& session_id,
       return absl::NotFoundError("session is not attached; join again");
     }
     member->last_heartbeat = clock_->Now();
+    // Free text from agents is cut and made printable before it reaches state, logs and events.
+    // (Heartbeats carry none and are not copied.)
+    v1::AgentMessage clean;
+    if (raw.kind_case() != v1::AgentMessage::kHeartbeat) {
+      clean = raw;
+      CleanAgentMessage(&clean);
+    }
+    const v1::AgentMessage& message =
+        raw.kind_case() == v1::AgentMessage::kHeartbeat ? raw : clean;
     switch (message.kind_case()) {
       case v1::AgentMessage::kHeartbeat:
         // Deliberately no Touch: heartbeats must cost idle watchers nothing.
@@ -472,11 +654,17 @@ absl::Status Coordinator::HandleAgentMessage(const std::string& session_id,
       case v1::AgentMessage::kGroupStates:
         if (message.group_states().generation() == pool->generation &&
             member->generation == pool->generation) {
-          // Replace the reported state of each group that changed.
+          // Replace the reported state of each group that changed; only groups the member
+          // reported at READY exist (a rank is in one group of each kind).
           for (const v1::GroupReport& changed : message.group_states().groups()) {
+            bool known = false;
             for (v1::GroupReport& g : *member->report.mutable_groups()) {
-              if (g.kind() == changed.kind() && g.index() == changed.index()) g = changed;
+              if (g.kind() == changed.kind() && g.index() == changed.index()) {
+                g = changed;
+                known = true;
+              }
             }
+            if (!known) continue;
             Emit(*pool, v1::EVENT_KIND_GROUP_STATE, member->rank, member->identity,
                  absl::StrCat(v1::GroupKind_Name(changed.kind()), " ", changed.index(), ": ",
                               v1::CommState_Name(changed.state()),
@@ -847,7 +1035,35 @@ absl::Status Coordinator::CheckKvGeneration(const Pool& pool, int64_t generation
   return absl::OkStatus();
 }
 
+namespace {
+
+// INVALID_ARGUMENT unless a store request names 1..kMaxKeysPerRequest keys of sane length.
+absl::Status CheckKeys(int count, const std::function<const std::string&(int)>& key) {
+  if (count == 0) return absl::InvalidArgumentError("the request names no key");
+  if (count > kMaxKeysPerRequest) {
+    return absl::InvalidArgumentError(absl::StrCat("the request names ", count,
+                                                   " keys; at most ", kMaxKeysPerRequest));
+  }
+  for (int i = 0; i < count; ++i) {
+    if (key(i).empty() || key(i).size() > kMaxKeyLength) {
+      return absl::InvalidArgumentError(absl::StrCat("key ", i, " is ", key(i).size(),
+                                                     " bytes long; keys take 1 to ",
+                                                     kMaxKeyLength));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status Coordinator::KvSet(const v1::KvSetRequest& request) {
+  if (absl::Status s = CheckKeys(request.entries_size(),
+                                 [&](int i) -> const std::string& {
+                                   return request.entries(i).key();
+                                 });
+      !s.ok()) {
+    return Refuse("store-request", s);
+  }
   Completions done;
   {
     absl::MutexLock lock(&mu_);
@@ -860,24 +1076,49 @@ absl::Status Coordinator::KvSet(const v1::KvSetRequest& request) {
     for (const v1::KvEntry& e : request.entries()) entries.emplace_back(e.key(), e.value());
     absl::StatusOr<std::vector<KvStore::Completion>> set = pool->kv.Set(entries,
                                                                          request.set_once());
-    if (!set.ok()) return set.status();
+    if (!set.ok()) {
+      if (set.status().code() == absl::StatusCode::kResourceExhausted) {
+        return Refuse("max-store", set.status());
+      }
+      return set.status();
+    }
     for (auto& fn : *set) done.push_back(std::move(fn));
   }
   RunAll(done);
   return absl::OkStatus();
 }
 
-void Coordinator::KvGet(const v1::KvGetRequest& request,
-                        std::function<void(absl::StatusOr<v1::KvGetResponse>)> reply) {
+Coordinator::Cancel Coordinator::KvGet(
+    const v1::KvGetRequest& request,
+    std::function<void(absl::StatusOr<v1::KvGetResponse>)> reply) {
+  absl::Status refused = CheckKeys(request.keys_size(), [&](int i) -> const std::string& {
+    return request.keys(i);
+  });
+  if (refused.ok() && request.timeout_ms() > absl::ToInt64Milliseconds(options_.limits.max_wait)) {
+    refused = absl::InvalidArgumentError(absl::StrCat(
+        "timeout_ms ", request.timeout_ms(), " is longer than the longest wait allowed (",
+        absl::ToInt64Milliseconds(options_.limits.max_wait), " ms: coordinator flag --max-wait-ms)"));
+  }
+  if (!refused.ok()) {
+    reply(Refuse("store-request", refused));
+    return nullptr;
+  }
   std::function<void()> now;
+  Cancel cancel;
   {
     absl::MutexLock lock(&mu_);
     Pool* pool = FindPool(PoolName(request.pool()));
-    absl::Status refused;
     if (pool == nullptr) {
-      refused = absl::NotFoundError(absl::StrCat("unknown pool '", request.pool(), "'"));
+      refused = absl::NotFoundError(
+          absl::StrCat("unknown pool '", Printable(PoolName(request.pool()), 64), "'"));
     } else {
       refused = CheckKvGeneration(*pool, request.generation());
+    }
+    if (refused.ok() && static_cast<int>(pool->kv.waiters()) >= options_.limits.max_kv_waiters) {
+      refused = Refuse("max-kv-waiters",
+                       LimitExceeded(absl::StrCat("pool '", pool->name, "' has ",
+                                                  pool->kv.waiters(), " store gets waiting"),
+                                     options_.limits.max_kv_waiters, "max-kv-waiters"));
     }
     if (!refused.ok()) {
       now = [reply, refused] { reply(refused); };
@@ -899,29 +1140,32 @@ void Coordinator::KvGet(const v1::KvGetRequest& request,
       KvStore::GetResult result = pool->kv.Get(keys, std::move(callback));
       if (result.waiter_id == 0) {
         now = std::move(result.immediate);
+      } else if (request.timeout_ms() <= 0) {
+        now = pool->kv.Expire(result.waiter_id);
       } else {
         const std::string name = pool->name;
         const uint64_t id = result.waiter_id;
-        auto expire = [this, name, id] {
-          KvStore::Completion fn;
-          {
-            absl::MutexLock lock(&mu_);
-            Pool* p = FindPool(name);
-            if (p != nullptr) fn = p->kv.Expire(id);
-          }
-          if (fn) fn();
+        const TimerQueue::TimerId timer = Schedule(
+            clock_->Now() + absl::Milliseconds(request.timeout_ms()), [this, name, id] {
+              KvStore::Completion fn;
+              {
+                absl::MutexLock lock(&mu_);
+                Pool* p = FindPool(name);
+                if (p != nullptr) fn = p->kv.Expire(id);
+              }
+              if (fn) fn();
+            });
+        cancel = [this, name, id, timer] {
+          absl::MutexLock lock(&mu_);
+          TimerQueue::TimerId t = timer;
+          CancelTimer(t);
+          if (Pool* p = FindPool(name); p != nullptr) p->kv.Cancel(id);
         };
-        const absl::Time deadline =
-            clock_->Now() + absl::Milliseconds(std::max<int64_t>(0, request.timeout_ms()));
-        if (request.timeout_ms() <= 0) {
-          now = pool->kv.Expire(id);
-        } else {
-          Schedule(deadline, std::move(expire));
-        }
       }
     }
   }
   if (now) now();
+  return cancel;
 }
 
 // ---- Admin ----------------------------------------------------------------------------------
@@ -929,18 +1173,38 @@ void Coordinator::KvGet(const v1::KvGetRequest& request,
 absl::StatusOr<v1::InitializeResponse> Coordinator::Initialize(
     const v1::InitializeRequest& request) {
   const ParallelConfig config = FromProto(request.config());
+  const Limits& limits = options_.limits;
+  if (config.world_size > limits.max_world_size) {
+    return Refuse("max-world-size",
+                  LimitExceeded(absl::StrCat("world_size ", config.world_size,
+                                             " is larger than this coordinator allows"),
+                                limits.max_world_size, "max-world-size"));
+  }
+  const v1::InitOptions& init = request.options();
+  if (!v1::InitMode_IsValid(init.init_mode())) {
+    return Refuse("enum", absl::InvalidArgumentError(absl::StrCat(
+        "unknown init_mode ", init.init_mode(), "; use INIT_MODE_SPLIT or INIT_MODE_PER_GROUP_ID")));
+  }
+  if (init.deadline_ms() < 0 || init.deadline_ms() > absl::ToInt64Milliseconds(limits.max_wait)) {
+    return Refuse("max-wait", absl::InvalidArgumentError(absl::StrCat(
+        "deadline_ms ", init.deadline_ms(), " is outside [0, ",
+        absl::ToInt64Milliseconds(limits.max_wait),
+        "] (0: the coordinator's default; upper limit: coordinator flag --max-wait)")));
+  }
   absl::StatusOr<Layout> layout = Layout::Build(config);
   if (!layout.ok()) return layout.status();
   const std::string backend = BackendOf(request.options());
   if (!IsKnownBackend(backend)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown backend '", backend, "'; use gloo, nccl or none"));
+    return absl::InvalidArgumentError(absl::StrCat("unknown backend '", Printable(backend, 32),
+                                                   "'; use gloo, nccl or none"));
   }
   Completions done;
   v1::InitializeResponse response;
   {
     absl::MutexLock lock(&mu_);
-    Pool& pool = GetOrCreatePool(PoolName(request.pool()));
+    absl::StatusOr<Pool*> found = FindOrCreatePool(PoolName(request.pool()), /*create=*/true);
+    if (!found.ok()) return found.status();
+    Pool& pool = **found;
     if (pool.phase == v1::POOL_PHASE_INITIALIZING || pool.phase == v1::POOL_PHASE_READY ||
         pool.phase == v1::POOL_PHASE_DESTROYING || pool.phase == v1::POOL_PHASE_RECOVERING) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -997,6 +1261,11 @@ absl::StatusOr<v1::InitializeResponse> Coordinator::Initialize(
 }
 
 absl::StatusOr<v1::DestroyResponse> Coordinator::Destroy(const v1::DestroyRequest& request) {
+  if (!v1::DestroyScope_IsValid(request.scope())) {
+    return Refuse("enum", absl::InvalidArgumentError(absl::StrCat(
+        "unknown destroy scope ", request.scope(),
+        "; use DESTROY_SCOPE_MODEL_PARALLEL or DESTROY_SCOPE_ALL")));
+  }
   Completions done;
   v1::DestroyResponse response;
   {
@@ -1049,6 +1318,60 @@ absl::StatusOr<v1::DestroyResponse> Coordinator::Destroy(const v1::DestroyReques
   }
   RunAll(done);
   return response;
+}
+
+// ---- Attach timers and pool deletion --------------------------------------------------------
+
+TimerQueue::TimerId Coordinator::AfterAttachTimeout(std::function<void()> fn) {
+  return Schedule(clock_->Now() + options_.attach_timeout, std::move(fn));
+}
+
+void Coordinator::CancelAttachTimer(TimerQueue::TimerId id) { CancelTimer(id); }
+
+absl::Status Coordinator::DeletePool(const std::string& name, bool force) {
+  Completions done;
+  {
+    absl::MutexLock lock(&mu_);
+    const std::string pool_name = PoolName(name);
+    Pool* pool = FindPool(pool_name);
+    if (pool == nullptr) {
+      return absl::NotFoundError(
+          absl::StrCat("unknown pool '", Printable(pool_name, 64), "'"));
+    }
+    int attached = 0;
+    for (const auto& [identity, m] : pool->members) attached += m.sink != nullptr;
+    if (attached > 0 && !force) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "pool '", pool_name, "' has ", attached,
+          " attached members; stop them first, or delete with --force (their sessions are "
+          "closed and their communicators left to them)"));
+    }
+    spdlog::warn("pool {}: deleted{}", pool_name,
+                 attached > 0 ? absl::StrCat(" (force: closing ", attached, " sessions)") : "");
+    for (auto& [identity, m] : pool->members) {
+      if (m.sink != nullptr) m.sink->Close(absl::StrCat("pool '", pool_name, "' was deleted"));
+      m.sink = nullptr;
+      sessions_.erase(m.session_id);
+    }
+    CancelTimer(pool->deadline_timer);
+    CancelTimer(pool->teardown_timer);
+    CancelTimer(pool->recovery_timer);
+    CancelTimer(pool->elastic_timer);
+    for (auto& fn : pool->kv.Reset(
+             absl::AbortedError(absl::StrCat("pool '", pool_name, "' was deleted")))) {
+      done.push_back(std::move(fn));
+    }
+    const absl::Status gone = absl::NotFoundError(absl::StrCat("pool '", pool_name, "' was deleted"));
+    for (auto& [id, waiter] : pool->state_waiters) {
+      CancelTimer(waiter.timer);
+      done.push_back([fn = std::move(waiter.done), gone] { fn(gone); });
+    }
+    Emit(*pool, v1::EVENT_KIND_DESTROYED, -1, "", "pool deleted");
+    pools_.erase(pool_name);
+    SaveState();
+  }
+  RunAll(done);
+  return absl::OkStatus();
 }
 
 }  // namespace cohort::coordinator

@@ -47,6 +47,7 @@
 #include "common/layout.h"
 #include "common/timer_queue.h"
 #include "coordinator/kv_store.h"
+#include "coordinator/limits.h"
 
 namespace cohort::coordinator {
 
@@ -91,8 +92,11 @@ struct CoordinatorOptions {
   absl::Duration elastic_dp_after = absl::ZeroDuration();
   // Events kept per pool (the oldest are dropped first).
   size_t event_log_size = 1000;
-  // Create a pool when an agent joins an unknown one (otherwise only `pools` exist).
+  // Create a pool when an agent joins an unknown one (otherwise only `pools` and those made by
+  // Initialize exist). The coordinator's --auto-create-pools / --no-auto-create-pools.
   bool create_pools_on_join = true;
+  // Bounds on everything a client's input can grow (limits.h).
+  Limits limits;
   // Pools configured at startup: they start themselves once their world is complete.
   struct StartupPool {
     std::string name;
@@ -132,9 +136,12 @@ class Coordinator {
   // ALREADY_EXISTS (set_once key written twice).
   absl::Status KvSet(const v1::KvSetRequest& request);
   // Calls `done` exactly once: with the values, DEADLINE_EXCEEDED naming the missing keys, or
-  // ABORTED if the generation changes first.
-  void KvGet(const v1::KvGetRequest& request,
-             std::function<void(absl::StatusOr<v1::KvGetResponse>)> done);
+  // ABORTED if the generation changes first — unless the returned cancel function is called
+  // first (the caller went away): the waiter is then dropped at once and `done` never called.
+  // The cancel function is empty when `done` already ran.
+  using Cancel = std::function<void()>;
+  Cancel KvGet(const v1::KvGetRequest& request,
+               std::function<void(absl::StatusOr<v1::KvGetResponse>)> done);
 
   // ---- Admin ---------------------------------------------------------------------------------
 
@@ -167,11 +174,27 @@ class Coordinator {
   std::vector<v1::PoolState> AllStates();
   // Calls `done` once the pool's version exceeds `after_version` or at `deadline` (with the
   // state either way). Errors passed to done: NOT_FOUND.
-  void WaitForState(const std::string& pool, int64_t after_version, absl::Time deadline,
-                    std::function<void(absl::StatusOr<v1::PoolState>)> done);
+  // Errors passed to done: NOT_FOUND; RESOURCE_EXHAUSTED past --max-state-waiters. Like KvGet,
+  // returns a cancel function for a caller that goes away.
+  Cancel WaitForState(const std::string& pool, int64_t after_version, absl::Time deadline,
+                      std::function<void(absl::StatusOr<v1::PoolState>)> done);
 
   // Checks heartbeats now (the TimerQueue also runs this every heartbeat interval).
   void SweepHeartbeats();
+
+  // Runs `fn` once the attach timeout has passed (a session stream that has not attached by
+  // then is closed). Returns an id for CancelAttachTimer.
+  TimerQueue::TimerId AfterAttachTimeout(std::function<void()> fn);
+  void CancelAttachTimer(TimerQueue::TimerId id);
+
+  // Deletes a pool and everything it holds. Errors: NOT_FOUND; FAILED_PRECONDITION while
+  // members are attached, unless `force` (their sessions are then closed).
+  absl::Status DeletePool(const std::string& pool, bool force);
+
+  // Requests refused at the door or past a limit, by the check that refused them (e.g.
+  // "max-members-per-pool", "identity"): for the refusals metric.
+  std::map<std::string, int64_t> RefusalCounts() const;
+  const CoordinatorOptions& options() const { return options_; }
 
  private:
   struct Member {
@@ -226,6 +249,7 @@ class Coordinator {
     std::map<uint64_t, StateWaiter> state_waiters;
     uint64_t next_waiter = 1;
     std::deque<v1::Event> events;
+    size_t event_bytes = 0;  // of `events`, bounded by --max-event-log-bytes
     std::deque<v1::PhaseTransition> transitions;
     // identity -> rank from the state file: returning agents get their old ranks.
     std::map<std::string, int> durable_ranks;
@@ -309,6 +333,18 @@ class Coordinator {
   // timers_->Schedule for a callback that uses this coordinator (see alive_).
   TimerQueue::TimerId Schedule(absl::Time when, std::function<void()> fn);
   v1::PoolState Snapshot(const Pool& pool) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Counts a refusal by `check` and returns `status` (not OK).
+  absl::Status Refuse(const std::string& check, absl::Status status) const;
+  // The checks of a JoinRequest that need no state: names, ranges, sizes.
+  absl::Status CheckJoinRequest(const v1::JoinRequest& request) const;
+  // The pool `name`, created if allowed and under the pool limit. Errors: NOT_FOUND (creation
+  // off), RESOURCE_EXHAUSTED (--max-pools), INVALID_ARGUMENT (a bad name).
+  absl::StatusOr<Pool*> FindOrCreatePool(const std::string& name, bool create)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records identity -> rank for returning agents; one identity per rank (older ones dropped),
+  // so the map never outgrows the world.
+  void RememberRank(Pool& pool, const std::string& identity, int rank)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Records an event, streams it to watchers and listeners.
   void Emit(Pool& pool, v1::EventKind kind, int rank, const std::string& identity,
             const std::string& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -337,6 +373,8 @@ class Coordinator {
   std::map<uint64_t, Watcher> watchers_ ABSL_GUARDED_BY(mu_);
   uint64_t next_watcher_ ABSL_GUARDED_BY(mu_) = 1;
   std::vector<std::function<void(const v1::Event&)>> listeners_ ABSL_GUARDED_BY(mu_);
+  mutable absl::Mutex refusals_mu_;
+  mutable std::map<std::string, int64_t> refusals_ ABSL_GUARDED_BY(refusals_mu_);
 };
 
 // Runs completions collected under the lock.

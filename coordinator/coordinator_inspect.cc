@@ -24,11 +24,17 @@ void Coordinator::Emit(Pool& pool, v1::EventKind kind, int rank, const std::stri
   e.set_generation(pool.generation);
   e.set_kind(kind);
   e.set_rank(rank);
-  e.set_identity(identity);
-  e.set_message(message);
+  // Nothing from the wire reaches a watcher's terminal raw, and no event is large.
+  e.set_identity(Printable(identity, options_.limits.max_identity_length));
+  e.set_message(Printable(message, kMaxEventMessage));
   if (kind == v1::EVENT_KIND_PHASE) e.set_phase(pool.phase);
+  pool.event_bytes += e.ByteSizeLong();
   pool.events.push_back(e);
-  while (pool.events.size() > options_.event_log_size) pool.events.pop_front();
+  while (!pool.events.empty() && (pool.events.size() > options_.event_log_size ||
+                                  pool.event_bytes > options_.limits.max_event_log_bytes)) {
+    pool.event_bytes -= std::min(pool.event_bytes, pool.events.front().ByteSizeLong());
+    pool.events.pop_front();
+  }
   for (const auto& listener : listeners_) listener(e);
   v1::WatchEvent w;
   *w.mutable_event() = std::move(e);
@@ -67,7 +73,12 @@ absl::StatusOr<uint64_t> Coordinator::AddWatcher(const std::string& pool_name, b
                                                  WatchSink* sink) {
   absl::MutexLock lock(&mu_);
   if (!pool_name.empty() && FindPool(pool_name) == nullptr) {
-    return absl::NotFoundError(absl::StrCat("unknown pool '", pool_name, "'"));
+    return absl::NotFoundError(absl::StrCat("unknown pool '", Printable(pool_name, 64), "'"));
+  }
+  if (static_cast<int>(watchers_.size()) >= options_.limits.max_watchers) {
+    return Refuse("max-watchers",
+                  LimitExceeded(absl::StrCat(watchers_.size(), " watchers are streaming"),
+                                options_.limits.max_watchers, "max-watchers"));
   }
   if (snapshot) {
     for (const auto& [name, pool] : pools_) {
@@ -184,18 +195,28 @@ absl::StatusOr<v1::PoolState> Coordinator::GetState(const std::string& pool_name
   return s;
 }
 
-void Coordinator::WaitForState(const std::string& pool_name, int64_t after_version,
-                               absl::Time deadline,
-                               std::function<void(absl::StatusOr<v1::PoolState>)> done) {
+Coordinator::Cancel Coordinator::WaitForState(
+    const std::string& pool_name, int64_t after_version, absl::Time deadline,
+    std::function<void(absl::StatusOr<v1::PoolState>)> done) {
   std::function<void()> now;
+  Cancel cancel;
   {
     absl::MutexLock lock(&mu_);
     Pool* pool = FindPool(PoolName(pool_name));
     if (pool == nullptr) {
-      absl::Status s = absl::NotFoundError(absl::StrCat("unknown pool '", PoolName(pool_name), "'"));
+      absl::Status s = absl::NotFoundError(
+          absl::StrCat("unknown pool '", Printable(PoolName(pool_name), 64), "'"));
       now = [done, s] { done(s); };
     } else if (pool->version > after_version || deadline <= clock_->Now()) {
       now = [done, state = Snapshot(*pool)] { done(state); };
+    } else if (static_cast<int>(pool->state_waiters.size()) >=
+               options_.limits.max_state_waiters) {
+      absl::Status s = Refuse(
+          "max-state-waiters",
+          LimitExceeded(absl::StrCat("pool '", pool->name, "' has ", pool->state_waiters.size(),
+                                     " long-polls waiting"),
+                        options_.limits.max_state_waiters, "max-state-waiters"));
+      now = [done, s] { done(s); };
     } else {
       const uint64_t id = pool->next_waiter++;
       StateWaiter& waiter = pool->state_waiters[id];
@@ -203,21 +224,31 @@ void Coordinator::WaitForState(const std::string& pool_name, int64_t after_versi
       waiter.done = std::move(done);
       const std::string name = pool->name;
       waiter.timer = Schedule(deadline, [this, name, id] {
-        std::function<void()> fire;
+        std::function<void(absl::StatusOr<v1::PoolState>)> fire;
         {
           absl::MutexLock lock(&mu_);
           Pool* p = FindPool(name);
           if (p == nullptr) return;
           auto it = p->state_waiters.find(id);
           if (it == p->state_waiters.end()) return;
-          fire = [done = std::move(it->second.done), state = Snapshot(*p)] { done(state); };
+          fire = std::move(it->second.done);
           p->state_waiters.erase(it);
         }
-        fire();
+        fire(GetState(name));
       });
+      cancel = [this, name, id] {
+        absl::MutexLock lock(&mu_);
+        Pool* p = FindPool(name);
+        if (p == nullptr) return;
+        auto it = p->state_waiters.find(id);
+        if (it == p->state_waiters.end()) return;
+        CancelTimer(it->second.timer);
+        p->state_waiters.erase(it);
+      };
     }
   }
   if (now) now();
+  return cancel;
 }
 
 absl::StatusOr<v1::CheckResponse> Coordinator::Check(const v1::CheckRequest& request) {

@@ -41,7 +41,7 @@ void Coordinator::GiveRank(Pool& pool, Member& m, int rank, const std::string& w
   m.rank = rank;
   m.phase = rank >= 0 ? v1::MEMBER_PHASE_JOINED : v1::MEMBER_PHASE_STANDBY;
   if (rank >= 0) {
-    pool.durable_ranks[m.identity] = rank;
+    RememberRank(pool, m.identity, rank);
   } else {
     pool.durable_ranks.erase(m.identity);
   }
@@ -157,7 +157,7 @@ void Coordinator::RefillFromStandby(Pool& pool, Member& lost, Completions& out) 
   standby->rank = rank;
   standby->phase = v1::MEMBER_PHASE_JOINED;
   pool.durable_ranks.erase(lost.identity);
-  pool.durable_ranks[standby->identity] = rank;
+  RememberRank(pool, standby->identity, rank);
   v1::CoordinatorMessage message;
   message.mutable_rank_assignment()->set_rank(rank);
   standby->sink->Send(message);
@@ -212,7 +212,7 @@ void Coordinator::ShrinkDp(Pool& pool, Completions& out) {
       m.sink->Send(message);
     }
     m.rank = rank;
-    pool.durable_ranks[identity] = rank;
+    RememberRank(pool, identity, rank);
   }
   if (!pool.full_config.has_value()) pool.full_config = config;
   const std::string before = config.ShortString();

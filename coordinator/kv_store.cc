@@ -1,5 +1,7 @@
 #include "coordinator/kv_store.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -31,7 +33,29 @@ absl::StatusOr<std::vector<KvStore::Completion>> KvStore::Set(
       }
     }
   }
+  int64_t keys = static_cast<int64_t>(values_.size());
+  int64_t bytes = bytes_;
+  for (const auto& [key, value] : entries) {
+    auto it = values_.find(key);
+    if (it == values_.end()) {
+      ++keys;
+      bytes += static_cast<int64_t>(key.size() + value.size());
+    } else {
+      bytes += static_cast<int64_t>(value.size()) - static_cast<int64_t>(it->second.size());
+    }
+  }
+  if (keys > max_keys_) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the rendezvous store of this generation would hold ", keys, " keys (limit ", max_keys_,
+        ": coordinator flag --max-store-keys)"));
+  }
+  if (bytes > max_bytes_) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the rendezvous store of this generation would hold ", bytes, " bytes (limit ",
+        max_bytes_, ": coordinator flag --max-store-bytes)"));
+  }
   for (const auto& [key, value] : entries) values_[key] = value;
+  bytes_ = bytes;
   std::vector<Completion> done;
   for (auto it = waiters_.begin(); it != waiters_.end();) {
     if (HasAll(it->second.keys)) {
@@ -62,8 +86,15 @@ KvStore::Completion KvStore::Expire(uint64_t waiter_id) {
   for (const std::string& k : it->second.keys) {
     if (!values_.count(k)) missing.push_back(k);
   }
-  absl::Status status = absl::DeadlineExceededError(
-      absl::StrCat("rendezvous keys never set: ", absl::StrJoin(missing, ", ")));
+  // A few keys name the problem; thousands would not fit in a status (gRPC metadata limits).
+  constexpr size_t kNamed = 16;
+  std::string named = absl::StrJoin(missing.begin(),
+                                    missing.begin() + std::min(missing.size(), kNamed), ", ");
+  if (missing.size() > kNamed) {
+    absl::StrAppend(&named, " and ", missing.size() - kNamed, " more");
+  }
+  absl::Status status = absl::DeadlineExceededError(absl::StrCat(
+      missing.size(), " rendezvous key", missing.size() == 1 ? "" : "s", " never set: ", named));
   Callback cb = std::move(it->second.callback);
   waiters_.erase(it);
   return [cb = std::move(cb), status]() { cb(status); };
@@ -76,6 +107,7 @@ std::vector<KvStore::Completion> KvStore::Reset(const absl::Status& status) {
   }
   waiters_.clear();
   values_.clear();
+  bytes_ = 0;
   return done;
 }
 

@@ -25,6 +25,11 @@ class KvStore {
   // A completion to run after the caller releases its lock.
   using Completion = std::function<void()>;
 
+  // At most `max_keys` keys and `max_bytes` bytes of keys and values are stored; a Set past
+  // either is refused whole (RESOURCE_EXHAUSTED naming the limit and its coordinator flag).
+  KvStore(int64_t max_keys = int64_t{1} << 20, int64_t max_bytes = int64_t{64} << 20)
+      : max_keys_(max_keys), max_bytes_(max_bytes) {}
+
   // Stores entries. With set_once, refuses (ALREADY_EXISTS, naming the key, storing nothing)
   // if any key already exists. Returns the completions of waiters it satisfied.
   absl::StatusOr<std::vector<Completion>> Set(
@@ -38,13 +43,17 @@ class KvStore {
   };
   GetResult Get(const std::vector<std::string>& keys, Callback callback);
 
-  // Fails a waiter with DEADLINE_EXCEEDED naming the keys still missing. No-op if it finished.
+  // Fails a waiter with DEADLINE_EXCEEDED naming the keys still missing (the first few and a
+  // count). No-op if it finished.
   Completion Expire(uint64_t waiter_id);
+  // Drops a waiter whose caller went away, without calling it.
+  void Cancel(uint64_t waiter_id) { waiters_.erase(waiter_id); }
 
   // Drops every key and fails every waiter with `status` (generation change).
   std::vector<Completion> Reset(const absl::Status& status);
 
   size_t size() const { return values_.size(); }
+  int64_t bytes() const { return bytes_; }
   size_t waiters() const { return waiters_.size(); }
 
  private:
@@ -55,6 +64,9 @@ class KvStore {
   bool HasAll(const std::vector<std::string>& keys) const;
   Completion Deliver(Waiter waiter) const;
 
+  int64_t max_keys_;
+  int64_t max_bytes_;
+  int64_t bytes_ = 0;
   std::map<std::string, std::string> values_;
   std::map<uint64_t, Waiter> waiters_;
   uint64_t next_waiter_ = 1;

@@ -52,6 +52,52 @@ int main(int argc, char** argv) {
                  "restarted coordinator waits for every rank to come back before rebuilding")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{24} * 3600 * 1000));
+  // Limits on everything a client's input can grow (coordinator/limits.h).
+  cohort::coordinator::Limits& limits = options.coordinator.limits;
+  app.add_flag("--auto-create-pools,!--no-auto-create-pools",
+               options.coordinator.create_pools_on_join,
+               "Create a pool when an agent joins an unknown one (off: only the startup pool and "
+               "pools made by cohortctl init exist)")
+      ->capture_default_str();
+  auto positive = CLI::PositiveNumber;
+  app.add_option("--max-pools", limits.max_pools, "Pools on this coordinator")
+      ->capture_default_str()->check(positive)->group("Limits");
+  app.add_option("--max-members-per-pool", limits.max_members_per_pool,
+                 "Members plus standbys of one pool")
+      ->capture_default_str()->check(positive)->group("Limits");
+  app.add_option("--max-world-size", limits.max_world_size,
+                 "World size of one pool (also bounds rank hints)")
+      ->capture_default_str()->check(CLI::Range(int64_t{1}, cohort::kMaxWorldSize))->group("Limits");
+  app.add_option("--max-identity-length", limits.max_identity_length,
+                 "Bytes of an agent identity or incarnation")
+      ->capture_default_str()->check(CLI::Range(size_t{1}, size_t{4096}))->group("Limits");
+  app.add_option("--max-pool-name-length", limits.max_pool_name_length, "Bytes of a pool name")
+      ->capture_default_str()->check(CLI::Range(size_t{1}, size_t{253}))->group("Limits");
+  app.add_option("--max-store-bytes", limits.max_store_bytes,
+                 "Key and value bytes in the rendezvous store of one pool generation")
+      ->capture_default_str()->check(positive)->group("Limits");
+  app.add_option("--max-store-keys", limits.max_store_keys,
+                 "Keys in the rendezvous store of one pool generation")
+      ->capture_default_str()->check(positive)->group("Limits");
+  app.add_option("--max-state-waiters", limits.max_state_waiters,
+                 "Waiting GetState long-polls per pool")
+      ->capture_default_str()->check(positive)->group("Limits");
+  app.add_option("--max-kv-waiters", limits.max_kv_waiters, "Waiting store gets per pool")
+      ->capture_default_str()->check(positive)->group("Limits");
+  app.add_option("--max-watchers", limits.max_watchers, "Watch streams in all")
+      ->capture_default_str()->check(positive)->group("Limits");
+  app.add_option("--max-event-log-bytes", limits.max_event_log_bytes,
+                 "Bytes of one pool's event log (the oldest events go first)")
+      ->capture_default_str()->check(positive)->group("Limits");
+  app.add_option("--max-queue-bytes", limits.max_queue_bytes,
+                 "Bytes queued for a session or watch stream that does not read (past it: "
+                 "the session is closed, the watcher dropped)")
+      ->capture_default_str()->check(positive)->group("Limits");
+  int64_t max_wait_ms = absl::ToInt64Milliseconds(limits.max_wait);
+  app.add_option("--max-wait-ms", max_wait_ms,
+                 "The longest generation deadline, store-get or long-poll timeout a request "
+                 "may ask for")
+      ->capture_default_str()->check(positive)->group("Limits");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error (default: $COHORT_LOG_LEVEL or info)");
   // An optional startup pool: it starts itself once its world is complete.
   cohort::cli::ConfigFlags config_flags;
@@ -70,6 +116,7 @@ int main(int argc, char** argv) {
   options.coordinator.default_init_deadline = absl::Milliseconds(init_deadline_ms);
   options.coordinator.elastic_dp_after = absl::Milliseconds(elastic_dp_after_ms);
   options.coordinator.attach_timeout = absl::Milliseconds(attach_timeout_ms);
+  limits.max_wait = absl::Milliseconds(max_wait_ms);
   if (config_flags.world_size > 0) {
     absl::StatusOr<cohort::ParallelConfig> config = config_flags.ToConfig();
     absl::StatusOr<cohort::Layout> layout =

@@ -216,10 +216,23 @@ class CoordinatorMetrics::StateCollector final : public prometheus::Collectable 
     for (v1::PoolPhase phase : kPoolPhases) {
       AddGauge(pools, {{"phase", PoolPhaseLabel(phase)}}, pools_by_phase[phase]);
     }
+    // Refusals at the door and past limits, kept by the Coordinator (a counter read at scrape
+    // time: it only grows).
+    prometheus::MetricFamily refusals;
+    refusals.name = "cohort_coordinator_limit_refusals_total";
+    refusals.help = "Requests refused by an input check or past a limit, by check (the "
+                    "coordinator flag of the limit, or the field checked).";
+    refusals.type = prometheus::MetricType::Counter;
+    for (const auto& [check, count] : coordinator_->RefusalCounts()) {
+      prometheus::ClientMetric metric;
+      metric.label = {{"check", check}};
+      metric.counter.value = static_cast<double>(count);
+      refusals.metric.push_back(std::move(metric));
+    }
 
     std::vector<prometheus::MetricFamily> out;
-    for (auto* family :
-         {&pools, &pool_phase, &members, &generation, &world_size, &init_seconds, &heartbeat_age}) {
+    for (auto* family : {&pools, &pool_phase, &members, &generation, &world_size, &init_seconds,
+                         &heartbeat_age, &refusals}) {
       if (!family->metric.empty()) out.push_back(std::move(*family));
     }
     return out;

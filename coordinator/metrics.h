@@ -28,6 +28,10 @@
 //   cohort_pool_init_seconds{pool}                 gauge    the last generation's time to READY
 //   cohort_member_heartbeat_age_seconds{pool,rank,identity}  gauge (connected members; standbys
 //                                                             have rank "-1")
+//   cohort_coordinator_limit_refusals_total{check}  counter (scrape time: requests refused by
+//                                                             an input check or past a limit;
+//                                                             check = the limit's flag, e.g.
+//                                                             "max-pools", or the field)
 // Phase and kind label values are the enum names, lower case, without their prefix ("ready",
 // "member_lost").
 #ifndef COHORT_COORDINATOR_METRICS_H_

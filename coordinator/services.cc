@@ -1,8 +1,11 @@
 #include "coordinator/services.h"
 
+#include <algorithm>
+#include <atomic>
 #include <deque>
 #include <memory>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
 #include "common/layout_proto.h"
@@ -18,6 +21,84 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context, const absl
   return reactor;
 }
 
+// Runs a handler's call into the Coordinator; an exception (none is expected: every input is
+// checked at the door) becomes INTERNAL instead of taking the process down.
+template <typename Fn>
+absl::Status Guarded(const char* method, Fn&& fn) {
+  try {
+    return fn();
+  } catch (const std::exception& e) {
+    spdlog::error("{}: unexpected exception: {}", method, e.what());
+    return absl::InternalError(absl::StrCat(method, " failed: ", e.what()));
+  }
+}
+
+// A unary call answered later (a long-poll: KvGet, GetState with wait). The answer and the
+// caller's cancellation race; whichever comes first finishes the call, and a cancellation also
+// drops the coordinator's waiter at once, so a client that gives up leaves nothing behind.
+class WaitingCall {
+ public:
+  class Reactor final : public grpc::ServerUnaryReactor {
+   public:
+    explicit Reactor(std::shared_ptr<WaitingCall> call) : call_(std::move(call)) {}
+    void OnCancel() override {
+      Coordinator::Cancel cancel;
+      {
+        absl::MutexLock lock(&call_->mu_);
+        if (call_->finished_) return;
+        call_->finished_ = true;
+        call_->cancelled_ = true;
+        cancel = std::move(call_->cancel_);
+      }
+      if (cancel) cancel();
+      Finish(grpc::Status::CANCELLED);
+    }
+    void OnDone() override { delete this; }
+
+   private:
+    std::shared_ptr<WaitingCall> call_;
+  };
+
+  // The reactor to return from the handler.
+  static std::pair<std::shared_ptr<WaitingCall>, Reactor*> Start() {
+    auto call = std::make_shared<WaitingCall>();
+    auto* reactor = new Reactor(call);
+    call->reactor_ = reactor;
+    return {call, reactor};
+  }
+
+  // Registers how to drop the waiter; if the call was cancelled already, drops it now.
+  void SetCancel(Coordinator::Cancel cancel) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!cancelled_) {
+        cancel_ = std::move(cancel);
+        return;
+      }
+    }
+    if (cancel) cancel();
+  }
+
+  // Finishes the call with `status` after `fill` wrote the response, unless it is finished.
+  void Finish(const std::function<void()>& fill, const absl::Status& status) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      finished_ = true;
+      cancel_ = nullptr;
+    }
+    if (status.ok()) fill();
+    reactor_->Finish(ToGrpcStatus(status));
+  }
+
+ private:
+  absl::Mutex mu_;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  Coordinator::Cancel cancel_ ABSL_GUARDED_BY(mu_);
+  Reactor* reactor_ = nullptr;  // valid until it is finished (OnDone comes after Finish)
+};
+
 // The write side of a server stream (a ServerBidiReactor or a ServerWriteReactor): messages are
 // queued under a mutex and written one StartWrite at a time, and the stream is finished exactly
 // once (FinishOnce / FinishLocked, guarded by finished_). Push is called under the Coordinator's
@@ -29,6 +110,8 @@ class WriteQueue {
     // A Push onto a queue this long is refused and finishes the stream with RESOURCE_EXHAUSTED
     // (overflow_message). 0: unbounded.
     size_t max_queued = 0;
+    // The same for the bytes queued (0: unbounded).
+    size_t max_bytes = 0;
     const char* overflow_message = "";
     // A failed write finishes the stream with CANCELLED. Otherwise what is queued is dropped
     // and finishing is left to the reactor (a bidi stream's reads fail too).
@@ -44,10 +127,13 @@ class WriteQueue {
   bool Push(const Message& message) {
     absl::MutexLock lock(&mu_);
     if (finished_ || close_pending_) return false;
-    if (policy_.max_queued != 0 && queue_.size() >= policy_.max_queued) {
+    const size_t size = message.ByteSizeLong();
+    if ((policy_.max_queued != 0 && queue_.size() >= policy_.max_queued) ||
+        (policy_.max_bytes != 0 && bytes_ + size > policy_.max_bytes)) {
       FinishLocked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, policy_.overflow_message));
       return false;
     }
+    bytes_ += size;
     queue_.push_back(message);
     if (!writing_) {
       writing_ = true;
@@ -60,9 +146,11 @@ class WriteQueue {
   // Close finishes the stream once the queue has drained.
   void OnWriteDone(bool ok) {
     absl::MutexLock lock(&mu_);
+    bytes_ -= std::min(bytes_, queue_.front().ByteSizeLong());
     queue_.pop_front();
     if (!ok) {
       queue_.clear();
+      bytes_ = 0;
       writing_ = false;
       if (policy_.finish_on_write_error) FinishLocked(grpc::Status::CANCELLED);
       return;
@@ -101,6 +189,7 @@ class WriteQueue {
   const Policy policy_;
   absl::Mutex mu_;
   std::deque<Message> queue_ ABSL_GUARDED_BY(mu_);
+  size_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool close_pending_ ABSL_GUARDED_BY(mu_) = false;
@@ -115,7 +204,21 @@ class SessionReactor final
       public SessionSink {
  public:
   explicit SessionReactor(Coordinator* coordinator)
-      : coordinator_(coordinator), writes_(this, {}) {
+      : coordinator_(coordinator),
+        writes_(this, {.max_bytes = coordinator->options().limits.max_queue_bytes,
+                       .overflow_message = "the session does not read its messages (queue past "
+                                           "the coordinator's --max-queue-bytes); join again"}),
+        guard_(std::make_shared<Guard>()) {
+    guard_->reactor = this;
+    // A stream that never attaches is closed after the attach timeout.
+    attach_timer_ = coordinator_->AfterAttachTimeout([guard = guard_] {
+      absl::MutexLock lock(&guard->mu);
+      if (guard->reactor != nullptr && !guard->reactor->attached_) {
+        guard->reactor->writes_.FinishOnce(grpc::Status(
+            grpc::StatusCode::DEADLINE_EXCEEDED,
+            "no attach message within the attach timeout; join and attach again"));
+      }
+    });
     StartRead(&in_);
   }
 
@@ -139,6 +242,7 @@ class SessionReactor final
         writes_.FinishOnce(ToGrpcStatus(attached));
         return;
       }
+      attached_ = true;
     } else {
       // Refusals (stale generations) are logged by the Coordinator; the session goes on.
       (void)coordinator_->HandleAgentMessage(session_id_, in_);
@@ -152,6 +256,11 @@ class SessionReactor final
   void OnCancel() override { writes_.FinishOnce(grpc::Status::CANCELLED); }
 
   void OnDone() override {
+    {
+      absl::MutexLock lock(&guard_->mu);
+      guard_->reactor = nullptr;
+    }
+    coordinator_->CancelAttachTimer(attach_timer_);
     coordinator_->Detach(session_id_, this, "session ended");
     delete this;
   }
@@ -169,7 +278,15 @@ class SessionReactor final
   // Touched only by the read reactions, which gRPC serializes.
   v1::AgentMessage in_;
   std::string session_id_;
+  std::atomic<bool> attached_{false};
   WriteQueue<SessionReactor, v1::CoordinatorMessage> writes_;
+  // Lets the attach timer reach this reactor only while it exists.
+  struct Guard {
+    absl::Mutex mu;
+    SessionReactor* reactor ABSL_GUARDED_BY(mu) = nullptr;
+  };
+  std::shared_ptr<Guard> guard_;
+  TimerQueue::TimerId attach_timer_ = 0;
 };
 
 // One Watch stream: events queued by the Coordinator (under its lock), written one at a time.
@@ -181,6 +298,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEvent>, publ
   WatchReactor(Coordinator* coordinator, const v1::WatchRequest& request)
       : coordinator_(coordinator),
         writes_(this, {.max_queued = kMaxQueued,
+                       .max_bytes = coordinator->options().limits.max_queue_bytes,
                        .overflow_message = "watcher fell too far behind; watch again",
                        .finish_on_write_error = true,
                        .stop_when_finished = true}) {
@@ -222,9 +340,13 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEvent>, publ
 grpc::ServerUnaryReactor* AgentServiceImpl::Join(grpc::CallbackServerContext* context,
                                                  const v1::JoinRequest* request,
                                                  v1::JoinResponse* response) {
-  absl::StatusOr<v1::JoinResponse> joined = coordinator_->Join(*request);
+  absl::StatusOr<v1::JoinResponse> joined = absl::UnknownError("");
+  const absl::Status s = Guarded("Join", [&] {
+    joined = coordinator_->Join(*request);
+    return joined.status();
+  });
   if (joined.ok()) *response = *std::move(joined);
-  return Reply(context, joined.status());
+  return Reply(context, s);
 }
 
 grpc::ServerBidiReactor<v1::AgentMessage, v1::CoordinatorMessage>* AgentServiceImpl::Session(
@@ -235,44 +357,67 @@ grpc::ServerBidiReactor<v1::AgentMessage, v1::CoordinatorMessage>* AgentServiceI
 grpc::ServerUnaryReactor* AgentServiceImpl::KvSet(grpc::CallbackServerContext* context,
                                                   const v1::KvSetRequest* request,
                                                   v1::KvSetResponse* /*response*/) {
-  return Reply(context, coordinator_->KvSet(*request));
+  return Reply(context, Guarded("KvSet", [&] { return coordinator_->KvSet(*request); }));
 }
 
-grpc::ServerUnaryReactor* AgentServiceImpl::KvGet(grpc::CallbackServerContext* context,
+grpc::ServerUnaryReactor* AgentServiceImpl::KvGet(grpc::CallbackServerContext* /*context*/,
                                                   const v1::KvGetRequest* request,
                                                   v1::KvGetResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  coordinator_->KvGet(*request, [reactor, response](absl::StatusOr<v1::KvGetResponse> result) {
-    if (result.ok()) *response = *std::move(result);
-    reactor->Finish(ToGrpcStatus(result.status()));
-  });
+  auto [call, reactor] = WaitingCall::Start();
+  call->SetCancel(coordinator_->KvGet(
+      *request, [call = call, response](absl::StatusOr<v1::KvGetResponse> result) {
+        call->Finish([&] { *response = *std::move(result); }, result.status());
+      }));
   return reactor;
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::Initialize(grpc::CallbackServerContext* context,
                                                        const v1::InitializeRequest* request,
                                                        v1::InitializeResponse* response) {
-  absl::StatusOr<v1::InitializeResponse> result = coordinator_->Initialize(*request);
+  absl::StatusOr<v1::InitializeResponse> result = absl::UnknownError("");
+  const absl::Status s = Guarded("Initialize", [&] {
+    result = coordinator_->Initialize(*request);
+    return result.status();
+  });
   if (result.ok()) *response = *std::move(result);
-  return Reply(context, result.status());
+  return Reply(context, s);
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::Destroy(grpc::CallbackServerContext* context,
                                                     const v1::DestroyRequest* request,
                                                     v1::DestroyResponse* response) {
-  absl::StatusOr<v1::DestroyResponse> result = coordinator_->Destroy(*request);
+  absl::StatusOr<v1::DestroyResponse> result = absl::UnknownError("");
+  const absl::Status s = Guarded("Destroy", [&] {
+    result = coordinator_->Destroy(*request);
+    return result.status();
+  });
   if (result.ok()) *response = *std::move(result);
-  return Reply(context, result.status());
+  return Reply(context, s);
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::GetState(grpc::CallbackServerContext* context,
                                                      const v1::GetStateRequest* request,
                                                      v1::GetStateResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  auto reply = [reactor, response](absl::StatusOr<v1::PoolState> state) {
-    if (state.ok()) *response->mutable_state() = *std::move(state);
-    reactor->Finish(ToGrpcStatus(state.status()));
+  auto [call, reactor] = WaitingCall::Start();
+  auto reply = [call = call, response](absl::StatusOr<v1::PoolState> state) {
+    call->Finish([&] { *response->mutable_state() = *std::move(state); }, state.status());
   };
+  if (request->has_rank() &&
+      (request->rank() < -1 || request->rank() >= coordinator_->options().limits.max_world_size)) {
+    reply(absl::InvalidArgumentError(absl::StrCat("rank ", request->rank(),
+                                                  " is outside every world")));
+    return reactor;
+  }
+  if (request->has_wait() &&
+      (request->wait().timeout_ms() < 0 ||
+       request->wait().timeout_ms() >
+           absl::ToInt64Milliseconds(coordinator_->options().limits.max_wait))) {
+    reply(absl::InvalidArgumentError(absl::StrCat(
+        "wait.timeout_ms ", request->wait().timeout_ms(), " is outside [0, ",
+        absl::ToInt64Milliseconds(coordinator_->options().limits.max_wait),
+        "] (coordinator flag --max-wait-ms)")));
+    return reactor;
+  }
   if (request->has_rank() || request->kind() != v1::GROUP_KIND_UNSPECIFIED) {
     std::optional<int> rank;
     if (request->has_rank()) rank = request->rank();
@@ -297,8 +442,8 @@ grpc::ServerUnaryReactor* AdminServiceImpl::GetState(grpc::CallbackServerContext
   if (context->deadline() != std::chrono::system_clock::time_point::max()) {
     deadline = std::min(deadline, absl::FromChrono(context->deadline()));
   }
-  coordinator_->WaitForState(request->pool(), request->wait().after_version(), deadline,
-                             std::move(reply));
+  call->SetCancel(coordinator_->WaitForState(request->pool(), request->wait().after_version(),
+                                             deadline, std::move(reply)));
   return reactor;
 }
 
@@ -312,6 +457,10 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListPools(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* AdminServiceImpl::GetEvents(grpc::CallbackServerContext* context,
                                                       const v1::GetEventsRequest* request,
                                                       v1::GetEventsResponse* response) {
+  if (request->limit() < 0 || request->limit() > 100000) {
+    return Reply(context, absl::InvalidArgumentError(absl::StrCat(
+                              "limit ", request->limit(), " is outside [0, 100000] (0: all)")));
+  }
   absl::StatusOr<std::vector<v1::Event>> events =
       coordinator_->GetEvents(request->pool(), request->after_seq(), request->limit());
   if (events.ok()) {
@@ -323,14 +472,26 @@ grpc::ServerUnaryReactor* AdminServiceImpl::GetEvents(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* AdminServiceImpl::Check(grpc::CallbackServerContext* context,
                                                   const v1::CheckRequest* request,
                                                   v1::CheckResponse* response) {
-  absl::StatusOr<v1::CheckResponse> result = coordinator_->Check(*request);
+  absl::StatusOr<v1::CheckResponse> result = absl::UnknownError("");
+  const absl::Status s = Guarded("Check", [&] {
+    result = coordinator_->Check(*request);
+    return result.status();
+  });
   if (result.ok()) *response = *std::move(result);
-  return Reply(context, result.status());
+  return Reply(context, s);
 }
 
 grpc::ServerWriteReactor<v1::WatchEvent>* AdminServiceImpl::Watch(
     grpc::CallbackServerContext* /*context*/, const v1::WatchRequest* request) {
   return new WatchReactor(coordinator_, *request);
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::DeletePool(grpc::CallbackServerContext* context,
+                                                       const v1::DeletePoolRequest* request,
+                                                       v1::DeletePoolResponse* /*response*/) {
+  return Reply(context, Guarded("DeletePool", [&] {
+                 return coordinator_->DeletePool(request->pool(), request->force());
+               }));
 }
 
 }  // namespace cohort::coordinator

@@ -55,6 +55,9 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
                                   v1::CheckResponse* response) override;
   grpc::ServerWriteReactor<v1::WatchEvent>* Watch(grpc::CallbackServerContext* context,
                                                   const v1::WatchRequest* request) override;
+  grpc::ServerUnaryReactor* DeletePool(grpc::CallbackServerContext* context,
+                                       const v1::DeletePoolRequest* request,
+                                       v1::DeletePoolResponse* response) override;
 
  private:
   Coordinator* const coordinator_;
