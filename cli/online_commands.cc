@@ -44,7 +44,7 @@ CLI::App* InitCommand::Register(CLI::App* app) {
       ->capture_default_str();
   cmd->add_flag("--no-verify", no_verify, "Skip the all-reduce check of every group");
   cmd->add_flag("--wait", wait, "Wait until READY, showing k/N ready");
-  cmd->add_option("--timeout", timeout_s, "Seconds --wait waits")->capture_default_str();
+  AddDurationOption(cmd, "--timeout,-t", &timeout, "How long --wait waits");
   return cmd;
 }
 
@@ -77,7 +77,7 @@ int InitCommand::Run(std::ostream& out, std::ostream& err) const {
   const int64_t generation = response.generation();
   v1::PoolState last;
   int rc = WaitForPoolState(
-      connection, absl::Seconds(timeout_s),
+      connection, timeout,
       [generation](const v1::PoolState& s) {
         return s.generation() >= generation && (s.phase() == v1::POOL_PHASE_READY ||
                                                 s.phase() == v1::POOL_PHASE_FAILED);
@@ -95,7 +95,8 @@ int InitCommand::Run(std::ostream& out, std::ostream& err) const {
       },
       &last, err);
   if (rc == kExitTimeout) {
-    err << "error: pool " << connection.pool << " not READY after " << timeout_s << " s ("
+    err << "error: pool " << connection.pool << " not READY after "
+        << absl::FormatDuration(timeout) << " ("
         << PhaseName(last.phase()) << ", " << last.members_ready() << "/" << last.world_size()
         << " ready)\n";
     return rc;
@@ -122,8 +123,7 @@ CLI::App* CheckCommand::Register(CLI::App* app) {
       "Example:\n"
       "  cohortctl check -c 127.0.0.1:7070 --timeout 30");
   connection.Register(cmd);
-  cmd->add_option("--timeout", timeout_s, "Seconds to wait for every member's report")
-      ->capture_default_str();
+  AddDurationOption(cmd, "--timeout,-t", &timeout, "How long to wait for every member's report");
   return cmd;
 }
 
@@ -155,7 +155,7 @@ int CheckCommand::Run(std::ostream& out, std::ostream& err) const {
   std::vector<v1::Event> answers;
   v1::PoolState last;
   int rc = WaitForPoolState(
-      connection, absl::Seconds(timeout_s),
+      connection, timeout,
       [&](const v1::PoolState& s) {
         if (expected < 0) {
           expected = 0;
@@ -179,7 +179,7 @@ int CheckCommand::Run(std::ostream& out, std::ostream& err) const {
       [](const v1::PoolState&) {}, &last, err);
   if (rc == kExitTimeout) {
     err << "error: " << answers.size() << " of " << expected << " group checks reported after "
-        << timeout_s << " s\n";
+        << absl::FormatDuration(timeout) << "\n";
     return rc;
   }
   if (rc != kExitOk) return rc;
@@ -215,7 +215,7 @@ CLI::App* DestroyCommand::Register(CLI::App* app) {
   connection.Register(cmd);
   cmd->add_flag("--all", all, "Destroy the world communicator too");
   cmd->add_flag("--wait", wait, "Wait until every member reported its teardown");
-  cmd->add_option("--timeout", timeout_s, "Seconds --wait waits")->capture_default_str();
+  AddDurationOption(cmd, "--timeout,-t", &timeout, "How long --wait waits");
   return cmd;
 }
 
@@ -234,10 +234,12 @@ int DestroyCommand::Run(std::ostream& out, std::ostream& err) const {
   if (!wait) return kExitOk;
   v1::PoolState last;
   int rc = WaitForPoolState(
-      connection, absl::Seconds(timeout_s),
+      connection, timeout,
       [](const v1::PoolState& s) { return s.phase() != v1::POOL_PHASE_DESTROYING; },
       [](const v1::PoolState&) {}, &last, err);
-  if (rc == kExitTimeout) err << "error: teardown not finished after " << timeout_s << " s\n";
+  if (rc == kExitTimeout) {
+    err << "error: teardown not finished after " << absl::FormatDuration(timeout) << "\n";
+  }
   if (rc != kExitOk) return rc;
   out << "pool " << connection.pool << ": " << PhaseName(last.phase())
       << (last.error().empty() ? "" : absl::StrCat(" (", last.error(), ")")) << "\n";

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "absl/time/time.h"
 #include "cli/admin_rpc.h"
 #include "cli/config_flags.h"
 #include "cohort/v1/admin.pb.h"
@@ -21,7 +22,7 @@ struct InitCommand {
   int64_t deadline_ms = 60000;
   bool no_verify = false;
   bool wait = false;
-  double timeout_s = 120;
+  absl::Duration timeout = absl::Seconds(120);
   CLI::App* Register(CLI::App* app);
   int Run(std::ostream& out, std::ostream& err) const;
 };
@@ -29,7 +30,7 @@ struct InitCommand {
 // `cohortctl check`: every member runs the verification all-reduce on every group again.
 struct CheckCommand {
   ConnectionFlags connection;
-  double timeout_s = 60;
+  absl::Duration timeout = absl::Seconds(60);
   CLI::App* Register(CLI::App* app);
   int Run(std::ostream& out, std::ostream& err) const;
 };
@@ -38,7 +39,7 @@ struct DestroyCommand {
   ConnectionFlags connection;
   bool all = false;
   bool wait = false;
-  double timeout_s = 60;
+  absl::Duration timeout = absl::Seconds(60);
   CLI::App* Register(CLI::App* app);
   int Run(std::ostream& out, std::ostream& err) const;
 };

@@ -307,12 +307,13 @@ absl::StatusOr<absl::Duration> ParseDurationFlag(const std::string& text) {
   double seconds = 0;
   bool ok;
   if (absl::SimpleAtod(t, &seconds)) {
-    ok = std::isfinite(seconds);
+    ok = std::isfinite(seconds);  // "nan", "inf" and "1e999" parse as numbers
     if (ok) d = absl::Seconds(seconds);
   } else {
-    ok = absl::ParseDuration(t, &d) && d != absl::InfiniteDuration() &&
-         d != -absl::InfiniteDuration();
+    ok = absl::ParseDuration(t, &d);
   }
+  // absl::ParseDuration reads "inf"; a huge number of seconds saturates to infinity.
+  ok = ok && d != absl::InfiniteDuration() && d != -absl::InfiniteDuration();
   if (!ok) {
     return absl::InvalidArgumentError(absl::StrCat(
         "bad duration '", text, "': use e.g. 60s, 500ms, 2m, 1h30m or a number of seconds"));
@@ -322,6 +323,25 @@ absl::StatusOr<absl::Duration> ParseDurationFlag(const std::string& text) {
         absl::StrCat("bad duration '", text, "': it must not be negative"));
   }
   return d;
+}
+
+CLI::Option* AddDurationOption(CLI::App* app, const std::string& name, absl::Duration* target,
+                               const std::string& description) {
+  CLI::Option* option = app->add_option_function<std::string>(
+      name,
+      // The check below ran first: the text parses.
+      [target](const std::string& text) { *target = *ParseDurationFlag(text); },
+      description + " (e.g. 60s, 500ms, 2m, or a number of seconds)");
+  // A check's message becomes a ValidationError naming the flag: "--timeout: bad duration ...".
+  option->check(CLI::Validator(
+      [](std::string& text) -> std::string {
+        absl::StatusOr<absl::Duration> d = ParseDurationFlag(text);
+        return d.ok() ? std::string() : std::string(d.status().message());
+      },
+      ""));
+  option->type_name("DURATION");
+  option->default_str(absl::FormatDuration(*target));
+  return option;
 }
 
 std::string FormatAge(int64_t ms) {

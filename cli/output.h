@@ -67,8 +67,14 @@ std::string ToYaml(const google::protobuf::Value& value);
 absl::StatusOr<std::string> JsonToYaml(const std::string& json);
 
 // "60s", "500ms", "2m", "1h30m" or a plain number of seconds ("0.3"). Errors: INVALID_ARGUMENT
-// naming the accepted forms, for anything else or a negative duration.
+// naming the accepted forms, for anything else (nan, inf) or a negative duration.
 absl::StatusOr<absl::Duration> ParseDurationFlag(const std::string& text);
+
+// Registers a duration flag (every timeout and interval of cohortctl) that ParseDurationFlag
+// reads into `*target`; `*target` is the default shown in --help. A bad value is a parse error
+// naming the flag (exit status 2).
+CLI::Option* AddDurationOption(CLI::App* app, const std::string& name, absl::Duration* target,
+                               const std::string& description);
 
 // "850ms", "4.2s", "3m05s", "2h03m", "3d04h".
 std::string FormatAge(int64_t ms);

@@ -12,6 +12,7 @@ namespace {
 
 using ::cohort::testing::Field;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 struct Result {
@@ -64,7 +65,7 @@ TEST_F(CohortctlOnlineTest, Init_WithoutMembers_AcceptedThenWaitTimesOutNamingMi
   Result waited = Ctl({"init", "-n", "2", "--tp", "2", "--wait", "--timeout", "0.3"});
   EXPECT_EQ(waited.status, 3);
   EXPECT_THAT(waited.out, HasSubstr("waiting for ranks [0,1]"));
-  EXPECT_THAT(waited.err, HasSubstr("not READY after 0.3 s"));
+  EXPECT_THAT(waited.err, HasSubstr("not READY after 300ms"));
 }
 
 TEST_F(CohortctlOnlineTest, StateJson_DescribesTheWaitingPool) {
@@ -126,6 +127,42 @@ TEST_F(CohortctlOnlineTest, CoordinatorFromEnvironment) {
   unsetenv("COHORT_COORDINATOR");
   EXPECT_EQ(r.status, 1);
   EXPECT_THAT(r.err, HasSubstr("unknown pool 'nothing-here'"));
+}
+
+TEST_F(CohortctlOnlineTest, Timeouts_EveryCommandReadsTheSameDurations) {
+  // Accepted forms, on commands that answer without waiting out the timeout.
+  for (const char* d : {"60s", "500ms", "2m", "1.5", "0"}) {
+    SCOPED_TRACE(d);
+    Result init = Ctl({"init", "-n", "2", "--dp", "2", "--timeout", d});
+    EXPECT_EQ(init.status, 0) << init.err;
+    Result wait = Ctl({"wait", "--state", "waiting", "--timeout", d});
+    EXPECT_EQ(wait.status, 0) << wait.err;
+    for (std::vector<std::string> args : {std::vector<std::string>{"check", "--timeout", d},
+                                          std::vector<std::string>{"destroy", "--timeout", d}}) {
+      Result r = Ctl(args);  // refused: the pool has no communicators
+      EXPECT_EQ(r.status, 1) << args[0] << ": " << r.err;
+      EXPECT_THAT(r.err, Not(HasSubstr("--timeout"))) << args[0];
+    }
+  }
+  // A bare number is seconds.
+  Result waited = Ctl({"init", "-n", "2", "--dp", "2", "--wait", "--timeout", "0.2"});
+  EXPECT_EQ(waited.status, 3);
+  EXPECT_THAT(waited.err, HasSubstr("not READY after 200ms"));
+  // Refused before any RPC, with exit status 2, naming the flag and the accepted forms.
+  for (const char* d : {"nan", "inf", "-inf", "1e999", "-1", "-5s", "soon"}) {
+    for (const std::string command : {"init", "check", "destroy", "wait"}) {
+      SCOPED_TRACE(command + " --timeout=" + d);
+      std::vector<std::string> args = {command, std::string("--timeout=") + d};
+      // Without --wait: a value that slipped through would not be waited out.
+      if (command == "init") args.insert(args.end(), {"-n", "2", "--dp", "2"});
+      if (command == "wait") args.insert(args.end(), {"--state", "ready"});
+      Result r = Ctl(args);
+      EXPECT_EQ(r.status, 2);
+      EXPECT_EQ(r.out, "");
+      EXPECT_THAT(r.err, StartsWith("error: --timeout"));
+      EXPECT_THAT(r.err, HasSubstr(std::string("bad duration '") + d + "'"));
+    }
+  }
 }
 
 }  // namespace
