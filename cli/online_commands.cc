@@ -241,9 +241,15 @@ int DestroyCommand::Run(std::ostream& out, std::ostream& err) const {
     err << "error: teardown not finished after " << absl::FormatDuration(timeout) << "\n";
   }
   if (rc != kExitOk) return rc;
-  out << "pool " << connection.pool << ": " << PhaseName(last.phase())
-      << (last.error().empty() ? "" : absl::StrCat(" (", last.error(), ")")) << "\n";
-  return last.error().empty() ? kExitOk : kExitFailed;
+  out << "pool " << connection.pool << ": " << PhaseName(last.phase()) << "\n";
+  // The coordinator clears the pool's error on a clean teardown and otherwise names every
+  // member that failed: lost during the teardown, reported a failure, or never reported.
+  if (!last.error().empty()) {
+    err << "error: teardown of generation " << response.generation()
+        << " failed: " << last.error() << "\n";
+    return kExitFailed;
+  }
+  return kExitOk;
 }
 
 // ---- state ----------------------------------------------------------------------------------
