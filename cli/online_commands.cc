@@ -7,6 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "cli/output.h"
+#include "cli/pool_view.h"
 #include "cli/table.h"
 #include "cohort/v1/admin.grpc.pb.h"
 #include "common/grpc_status.h"
@@ -257,13 +258,13 @@ int DestroyCommand::Run(std::ostream& out, std::ostream& err) const {
 CLI::App* StateCommand::Register(CLI::App* app) {
   CLI::App* cmd = app->add_subcommand("state", "Show a pool: members, groups and timings");
   cmd->footer(
+      "-o wide adds each member's device, incarnation and generation; -o json/yaml print the\n"
+      "pool's PoolState message, every field included.\n"
       "See also: status, members, groups, describe, events, watch, wait.\n\n"
       "Example:\n"
       "  cohortctl state --pool default -o json");
   connection.Register(cmd);
-  cmd->add_option("--output,-o", output, "Output format")
-      ->check(CLI::IsMember({"table", "json"}))
-      ->capture_default_str();
+  output.Register(cmd);
   return cmd;
 }
 
@@ -276,16 +277,18 @@ int StateCommand::Run(std::ostream& out, std::ostream& err) const {
   v1::GetStateResponse response;
   grpc::Status status = stub->GetState(&context, request, &response);
   if (!status.ok()) return ReportRpcError(status, connection, err);
-  if (output == "json") {
-    out << ToJson(response.state()) << "\n";
+  if (output.structured()) {
+    PrintDocument(response.state(), output.format(), out);
   } else {
-    PrintPoolState(response.state(), out);
+    PrintPoolState(response.state(), output.StyleFor(out),
+                   output.format() == OutputFormat::kWide, out);
   }
   return kExitOk;
 }
 
-void PrintPoolState(const v1::PoolState& s, std::ostream& out) {
-  out << "pool " << s.pool() << "  generation " << s.generation() << "  " << PhaseName(s.phase());
+void PrintPoolState(const v1::PoolState& s, const Style& style, bool wide, std::ostream& out) {
+  out << "pool " << s.pool() << "  generation " << s.generation() << "  "
+      << style.State(PhaseName(s.phase()));
   if (s.has_config()) {
     out << "  " << FromProto(s.config()).ShortString() << " on " << s.options().backend();
   }
@@ -294,17 +297,30 @@ void PrintPoolState(const v1::PoolState& s, std::ostream& out) {
   out << "members " << s.members_ready() << "/" << s.world_size() << " ready";
   if (s.missing_ranks_size() > 0) {
     RankList missing(s.missing_ranks().begin(), s.missing_ranks().end());
-    out << ", missing ranks " << FormatRanks(missing);
+    out << ", missing ranks " << style.Paint(FormatRanks(missing), Color::kRed);
   }
   out << "\n";
-  if (!s.error().empty()) out << "error: " << s.error() << "\n";
+  if (!s.error().empty()) out << style.Paint("error:", Color::kRed) << " " << s.error() << "\n";
   out << "\n";
-  Table members({"RANK", "IDENTITY", "PHASE", "HOST", "HEARTBEAT", "READY_MS", "ERROR"});
+  std::vector<std::string> header = {"RANK", "IDENTITY", "PHASE", "HOST", "HEARTBEAT", "READY_MS"};
+  if (wide) header.insert(header.end(), {"DEVICE", "INCARNATION", "GENERATION"});
+  header.push_back("ERROR");
+  Table members(header);
   for (const v1::MemberState& m : s.members()) {
-    members.AddRow({m.rank() >= 0 ? absl::StrCat(m.rank()) : "standby", m.identity(),
-                    MemberPhaseName(m.phase()), m.device().host_address(),
-                    m.connected() ? absl::StrCat(m.heartbeat_age_ms(), "ms") : "disconnected",
-                    m.ready_us() > 0 ? Millis(m.ready_us()) : "-", m.error()});
+    std::vector<std::string> row = {
+        m.rank() >= 0 ? absl::StrCat(m.rank()) : "standby",
+        m.identity(),
+        style.State(MemberPhaseName(m.phase())),
+        m.device().host_address(),
+        m.connected() ? absl::StrCat(m.heartbeat_age_ms(), "ms")
+                      : style.Paint("disconnected", Color::kRed),
+        m.ready_us() > 0 ? Millis(m.ready_us()) : "-"};
+    if (wide) {
+      row.insert(row.end(), {DeviceText(m.device()), OrDash(m.incarnation()),
+                             m.generation() > 0 ? absl::StrCat(m.generation()) : "-"});
+    }
+    row.push_back(style.Paint(m.error(), Color::kRed));
+    members.AddRow(std::move(row));
   }
   members.Print(out);
   if (s.layout().group_sets_size() == 0) return;

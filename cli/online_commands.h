@@ -10,6 +10,7 @@
 #include "absl/time/time.h"
 #include "cli/admin_rpc.h"
 #include "cli/config_flags.h"
+#include "cli/output.h"
 #include "cohort/v1/admin.pb.h"
 
 namespace cohort::cli {
@@ -44,15 +45,17 @@ struct DestroyCommand {
   int Run(std::ostream& out, std::ostream& err) const;
 };
 
+// `state`: the whole pool in one view. -o json/yaml print the PoolState message itself.
 struct StateCommand {
   ConnectionFlags connection;
-  std::string output = "table";
+  OutputFlags output;
   CLI::App* Register(CLI::App* app);
   int Run(std::ostream& out, std::ostream& err) const;
 };
 
-// The human-readable pool state: header, members, and groups with timings.
-void PrintPoolState(const v1::PoolState& state, std::ostream& out);
+// The human-readable pool state: header, members, and groups with timings; `wide` adds the
+// members' device, incarnation and generation.
+void PrintPoolState(const v1::PoolState& state, const Style& style, bool wide, std::ostream& out);
 
 }  // namespace cohort::cli
 

@@ -259,15 +259,19 @@ Style OutputFlags::StyleFor(const std::ostream& out) const {
 
 // ---- Documents ------------------------------------------------------------------------------
 
-void PrintDocument(const google::protobuf::Message& message, OutputFormat format,
-                   std::ostream& out) {
-  // ToJson's options, plus every scalar field even at its default: rank 0, index 0 and
-  // "generation": "0" are facts a script selects on, not absent keys.
+std::string JsonDocument(const google::protobuf::Message& message, bool print_defaults) {
   google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = true;
-  options.always_print_primitive_fields = true;
+  options.always_print_primitive_fields = print_defaults;
   std::string json;
+  // Printing a valid message cannot fail; an empty document would show if it ever did.
   (void)google::protobuf::util::MessageToJsonString(message, &json, options);
+  return json;
+}
+
+void PrintDocument(const google::protobuf::Message& message, OutputFormat format,
+                   std::ostream& out) {
+  const std::string json = JsonDocument(message);
   if (format != OutputFormat::kYaml) {
     out << json << "\n";
     return;

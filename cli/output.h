@@ -54,8 +54,14 @@ struct OutputFlags {
   Style StyleFor(const std::ostream& out) const;
 };
 
-// Prints `message` as one document: json (one line, proto field names, every scalar field even
-// at its default) or yaml. Only for the structured formats.
+// `message` as one line of JSON with proto field names. With `print_defaults` (what every
+// cohortctl document uses) every scalar and repeated field is printed even at its default:
+// rank 0, index 0 and "generation": "0" are facts a script selects on, not absent keys. Only
+// `layout -o json` passes false, because its golden format has no key for an absent kind.
+std::string JsonDocument(const google::protobuf::Message& message, bool print_defaults = true);
+
+// Prints `message` as one document: json (JsonDocument, then a newline) or yaml (the same data).
+// Only for the structured formats.
 void PrintDocument(const google::protobuf::Message& message, OutputFormat format,
                    std::ostream& out);
 

@@ -15,6 +15,7 @@ namespace cohort {
 namespace {
 
 using ::cohort::testing::Field;
+using ::google::protobuf::Value;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
@@ -48,6 +49,10 @@ struct FakeMember {
   std::string session_id;
   FakeSession* session = nullptr;
 };
+
+bool Has(const Value& object, const std::string& key) {
+  return object.struct_value().fields().count(key) > 0;
+}
 
 class CohortctlOnlineTest : public ::testing::Test {
  protected:
@@ -244,6 +249,51 @@ TEST_F(CohortctlOnlineTest, DestroyWait_CleanTeardown_Exit0) {
   EXPECT_EQ(destroyed.status, 0) << destroyed.err;
   EXPECT_THAT(destroyed.out, HasSubstr("pool default: DESTROYED\n"));
   EXPECT_EQ(destroyed.err, "");
+}
+
+TEST_F(CohortctlOnlineTest, StateJson_PrintsZeroValues) {
+  ASSERT_EQ(Ctl({"init", "-n", "2", "--tp", "2"}).status, 0);
+  FakeMember a = JoinFake("agent-0", 0);
+  JoinFake("agent-1", 1);
+  ASSERT_TRUE(ReportReady(a, 1, 0).ok());
+  Result r = Ctl({"state", "-o", "json"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto doc = testing::ParseJsonOrDie(r.out);
+  const Value* rank0 = nullptr;
+  for (const Value& m : Field(doc, "members").list_value().values()) {
+    if (Field(m, "identity").string_value() == "agent-0") rank0 = &m;
+  }
+  ASSERT_NE(rank0, nullptr) << r.out;
+  ASSERT_TRUE(Has(*rank0, "rank")) << r.out;
+  EXPECT_EQ(Field(*rank0, "rank").number_value(), 0);
+  ASSERT_EQ(Field(*rank0, "groups").list_value().values_size(), 1) << r.out;
+  const Value& group = Field(*rank0, "groups").list_value().values(0);
+  ASSERT_TRUE(Has(group, "index")) << r.out;
+  EXPECT_EQ(Field(group, "index").number_value(), 0);
+  EXPECT_TRUE(Has(group, "rank_in_group")) << r.out;
+  EXPECT_TRUE(Has(doc, "init_ms")) << r.out;
+  EXPECT_TRUE(Has(doc, "error")) << r.out;
+}
+
+TEST_F(CohortctlOnlineTest, State_TakesTheSharedOutputOptions) {
+  ASSERT_EQ(Ctl({"init", "-n", "2", "--dp", "2"}).status, 0);
+  JoinFake("agent-0", 0);
+  Result yaml = Ctl({"state", "-o", "yaml"});
+  ASSERT_EQ(yaml.status, 0) << yaml.err;
+  EXPECT_THAT(yaml.out, HasSubstr("pool: default\n"));
+  EXPECT_THAT(yaml.out, HasSubstr("world_size: 2\n"));
+  EXPECT_THAT(yaml.out, HasSubstr("    identity: agent-0\n"));
+  EXPECT_THAT(yaml.out, HasSubstr("    rank: 0\n"));
+  Result wide = Ctl({"state", "-o", "wide", "--no-color"});
+  ASSERT_EQ(wide.status, 0) << wide.err;
+  EXPECT_THAT(wide.out, HasSubstr("INCARNATION"));
+  EXPECT_THAT(wide.out, HasSubstr("inc-1"));
+  EXPECT_THAT(wide.out, Not(HasSubstr("\x1b[")));
+  Result table = Ctl({"state"});
+  ASSERT_EQ(table.status, 0) << table.err;
+  EXPECT_THAT(table.out, HasSubstr("members 0/2 ready, missing ranks [1]"));
+  EXPECT_THAT(table.out, Not(HasSubstr("INCARNATION")));
+  EXPECT_EQ(Ctl({"state", "-o", "xml"}).status, 2);
 }
 
 TEST_F(CohortctlOnlineTest, Timeouts_EveryCommandReadsTheSameDurations) {
