@@ -250,18 +250,11 @@ CLI::App* WaitCommand::Register(CLI::App* app) {
       ->required()
       ->check(CLI::IsMember(PhaseChoices(), CLI::ignore_case));
   cmd->add_option("--generation,-g", generation, "Only at this generation or a later one");
-  cmd->add_option("--timeout,-t", timeout,
-                  "How long to wait: 60s, 500ms, 2m, or a number of seconds")
-      ->capture_default_str();
+  AddDurationOption(cmd, "--timeout,-t", &timeout, "How long to wait");
   return cmd;
 }
 
 int WaitCommand::Run(std::ostream& out, std::ostream& err) const {
-  absl::StatusOr<absl::Duration> limit = ParseDurationFlag(timeout);
-  if (!limit.ok()) {
-    err << "error: --timeout: " << limit.status().message() << "\n";
-    return kExitUsage;
-  }
   v1::PoolPhase target;
   if (!v1::PoolPhase_Parse("POOL_PHASE_" + absl::AsciiStrToUpper(state), &target)) {
     err << "error: unknown state '" << state << "': use one of "
@@ -277,7 +270,7 @@ int WaitCommand::Run(std::ostream& out, std::ostream& err) const {
   };
   v1::PoolState last;
   const int rc = WaitForPoolState(
-      connection, *limit,
+      connection, timeout,
       [&](const v1::PoolState& s) {
         return (s.phase() == target && at_generation(s)) || failed_instead(s);
       },
@@ -293,7 +286,7 @@ int WaitCommand::Run(std::ostream& out, std::ostream& err) const {
   if (rc == kExitTimeout) {
     err << "error: pool " << last.pool() << " not " << wanted
         << (generation.has_value() ? absl::StrCat(" at generation ", *generation) : "") << " after "
-        << absl::FormatDuration(*limit) << ": " << PhaseName(last.phase()) << ", generation "
+        << absl::FormatDuration(timeout) << ": " << PhaseName(last.phase()) << ", generation "
         << last.generation() << ", " << last.members_ready() << "/" << last.world_size()
         << " ready";
     if (last.missing_ranks_size() > 0) {

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "absl/time/time.h"
 #include "cli/admin_rpc.h"
 #include "cli/output.h"
 #include "cohort/v1/admin.pb.h"
@@ -90,7 +91,7 @@ struct WaitCommand {
   OutputFlags output;
   std::string state;
   std::optional<int64_t> generation;
-  std::string timeout = "60s";
+  absl::Duration timeout = absl::Seconds(60);
   CLI::App* Register(CLI::App* app);
   int Run(std::ostream& out, std::ostream& err) const;
 };

@@ -1,6 +1,7 @@
 #include "cli/layout_command.h"
 
 #include "absl/strings/str_cat.h"
+#include "cli/output.h"
 #include "cli/table.h"
 #include "common/layout_proto.h"
 
@@ -44,7 +45,9 @@ int LayoutCommand::Run(std::ostream& out, std::ostream& err) const {
   std::optional<int> r;
   if (rank.has_value()) r = static_cast<int>(*rank);
   if (output == "json") {
-    out << ToJson(ToLayoutDocument(*layout, r)) << "\n";
+    // The one document without defaults: the golden format has no "ep" key for a layout
+    // without expert parallelism, and printing defaults would add "ep": [].
+    out << JsonDocument(ToLayoutDocument(*layout, r), /*print_defaults=*/false) << "\n";
   } else if (r.has_value()) {
     PrintRankTable(*layout, *r, out);
   } else {

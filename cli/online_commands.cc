@@ -7,6 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "cli/output.h"
+#include "cli/pool_view.h"
 #include "cli/table.h"
 #include "cohort/v1/admin.grpc.pb.h"
 #include "common/grpc_status.h"
@@ -44,7 +45,7 @@ CLI::App* InitCommand::Register(CLI::App* app) {
       ->capture_default_str();
   cmd->add_flag("--no-verify", no_verify, "Skip the all-reduce check of every group");
   cmd->add_flag("--wait", wait, "Wait until READY, showing k/N ready");
-  cmd->add_option("--timeout", timeout_s, "Seconds --wait waits")->capture_default_str();
+  AddDurationOption(cmd, "--timeout,-t", &timeout, "How long --wait waits");
   return cmd;
 }
 
@@ -77,7 +78,7 @@ int InitCommand::Run(std::ostream& out, std::ostream& err) const {
   const int64_t generation = response.generation();
   v1::PoolState last;
   int rc = WaitForPoolState(
-      connection, absl::Seconds(timeout_s),
+      connection, timeout,
       [generation](const v1::PoolState& s) {
         return s.generation() >= generation && (s.phase() == v1::POOL_PHASE_READY ||
                                                 s.phase() == v1::POOL_PHASE_FAILED);
@@ -95,7 +96,8 @@ int InitCommand::Run(std::ostream& out, std::ostream& err) const {
       },
       &last, err);
   if (rc == kExitTimeout) {
-    err << "error: pool " << connection.pool << " not READY after " << timeout_s << " s ("
+    err << "error: pool " << connection.pool << " not READY after "
+        << absl::FormatDuration(timeout) << " ("
         << PhaseName(last.phase()) << ", " << last.members_ready() << "/" << last.world_size()
         << " ready)\n";
     return rc;
@@ -122,8 +124,7 @@ CLI::App* CheckCommand::Register(CLI::App* app) {
       "Example:\n"
       "  cohortctl check -c 127.0.0.1:7070 --timeout 30");
   connection.Register(cmd);
-  cmd->add_option("--timeout", timeout_s, "Seconds to wait for every member's report")
-      ->capture_default_str();
+  AddDurationOption(cmd, "--timeout,-t", &timeout, "How long to wait for every member's report");
   return cmd;
 }
 
@@ -155,7 +156,7 @@ int CheckCommand::Run(std::ostream& out, std::ostream& err) const {
   std::vector<v1::Event> answers;
   v1::PoolState last;
   int rc = WaitForPoolState(
-      connection, absl::Seconds(timeout_s),
+      connection, timeout,
       [&](const v1::PoolState& s) {
         if (expected < 0) {
           expected = 0;
@@ -179,7 +180,7 @@ int CheckCommand::Run(std::ostream& out, std::ostream& err) const {
       [](const v1::PoolState&) {}, &last, err);
   if (rc == kExitTimeout) {
     err << "error: " << answers.size() << " of " << expected << " group checks reported after "
-        << timeout_s << " s\n";
+        << absl::FormatDuration(timeout) << "\n";
     return rc;
   }
   if (rc != kExitOk) return rc;
@@ -215,7 +216,7 @@ CLI::App* DestroyCommand::Register(CLI::App* app) {
   connection.Register(cmd);
   cmd->add_flag("--all", all, "Destroy the world communicator too");
   cmd->add_flag("--wait", wait, "Wait until every member reported its teardown");
-  cmd->add_option("--timeout", timeout_s, "Seconds --wait waits")->capture_default_str();
+  AddDurationOption(cmd, "--timeout,-t", &timeout, "How long --wait waits");
   return cmd;
 }
 
@@ -234,14 +235,22 @@ int DestroyCommand::Run(std::ostream& out, std::ostream& err) const {
   if (!wait) return kExitOk;
   v1::PoolState last;
   int rc = WaitForPoolState(
-      connection, absl::Seconds(timeout_s),
+      connection, timeout,
       [](const v1::PoolState& s) { return s.phase() != v1::POOL_PHASE_DESTROYING; },
       [](const v1::PoolState&) {}, &last, err);
-  if (rc == kExitTimeout) err << "error: teardown not finished after " << timeout_s << " s\n";
+  if (rc == kExitTimeout) {
+    err << "error: teardown not finished after " << absl::FormatDuration(timeout) << "\n";
+  }
   if (rc != kExitOk) return rc;
-  out << "pool " << connection.pool << ": " << PhaseName(last.phase())
-      << (last.error().empty() ? "" : absl::StrCat(" (", last.error(), ")")) << "\n";
-  return last.error().empty() ? kExitOk : kExitFailed;
+  out << "pool " << connection.pool << ": " << PhaseName(last.phase()) << "\n";
+  // The coordinator clears the pool's error on a clean teardown and otherwise names every
+  // member that failed: lost during the teardown, reported a failure, or never reported.
+  if (!last.error().empty()) {
+    err << "error: teardown of generation " << response.generation()
+        << " failed: " << last.error() << "\n";
+    return kExitFailed;
+  }
+  return kExitOk;
 }
 
 // ---- state ----------------------------------------------------------------------------------
@@ -249,13 +258,13 @@ int DestroyCommand::Run(std::ostream& out, std::ostream& err) const {
 CLI::App* StateCommand::Register(CLI::App* app) {
   CLI::App* cmd = app->add_subcommand("state", "Show a pool: members, groups and timings");
   cmd->footer(
+      "-o wide adds each member's device, incarnation and generation; -o json/yaml print the\n"
+      "pool's PoolState message, every field included.\n"
       "See also: status, members, groups, describe, events, watch, wait.\n\n"
       "Example:\n"
       "  cohortctl state --pool default -o json");
   connection.Register(cmd);
-  cmd->add_option("--output,-o", output, "Output format")
-      ->check(CLI::IsMember({"table", "json"}))
-      ->capture_default_str();
+  output.Register(cmd);
   return cmd;
 }
 
@@ -268,16 +277,18 @@ int StateCommand::Run(std::ostream& out, std::ostream& err) const {
   v1::GetStateResponse response;
   grpc::Status status = stub->GetState(&context, request, &response);
   if (!status.ok()) return ReportRpcError(status, connection, err);
-  if (output == "json") {
-    out << ToJson(response.state()) << "\n";
+  if (output.structured()) {
+    PrintDocument(response.state(), output.format(), out);
   } else {
-    PrintPoolState(response.state(), out);
+    PrintPoolState(response.state(), output.StyleFor(out),
+                   output.format() == OutputFormat::kWide, out);
   }
   return kExitOk;
 }
 
-void PrintPoolState(const v1::PoolState& s, std::ostream& out) {
-  out << "pool " << s.pool() << "  generation " << s.generation() << "  " << PhaseName(s.phase());
+void PrintPoolState(const v1::PoolState& s, const Style& style, bool wide, std::ostream& out) {
+  out << "pool " << s.pool() << "  generation " << s.generation() << "  "
+      << style.State(PhaseName(s.phase()));
   if (s.has_config()) {
     out << "  " << FromProto(s.config()).ShortString() << " on " << s.options().backend();
   }
@@ -286,17 +297,30 @@ void PrintPoolState(const v1::PoolState& s, std::ostream& out) {
   out << "members " << s.members_ready() << "/" << s.world_size() << " ready";
   if (s.missing_ranks_size() > 0) {
     RankList missing(s.missing_ranks().begin(), s.missing_ranks().end());
-    out << ", missing ranks " << FormatRanks(missing);
+    out << ", missing ranks " << style.Paint(FormatRanks(missing), Color::kRed);
   }
   out << "\n";
-  if (!s.error().empty()) out << "error: " << s.error() << "\n";
+  if (!s.error().empty()) out << style.Paint("error:", Color::kRed) << " " << s.error() << "\n";
   out << "\n";
-  Table members({"RANK", "IDENTITY", "PHASE", "HOST", "HEARTBEAT", "READY_MS", "ERROR"});
+  std::vector<std::string> header = {"RANK", "IDENTITY", "PHASE", "HOST", "HEARTBEAT", "READY_MS"};
+  if (wide) header.insert(header.end(), {"DEVICE", "INCARNATION", "GENERATION"});
+  header.push_back("ERROR");
+  Table members(header);
   for (const v1::MemberState& m : s.members()) {
-    members.AddRow({m.rank() >= 0 ? absl::StrCat(m.rank()) : "standby", m.identity(),
-                    MemberPhaseName(m.phase()), m.device().host_address(),
-                    m.connected() ? absl::StrCat(m.heartbeat_age_ms(), "ms") : "disconnected",
-                    m.ready_us() > 0 ? Millis(m.ready_us()) : "-", m.error()});
+    std::vector<std::string> row = {
+        m.rank() >= 0 ? absl::StrCat(m.rank()) : "standby",
+        m.identity(),
+        style.State(MemberPhaseName(m.phase())),
+        m.device().host_address(),
+        m.connected() ? absl::StrCat(m.heartbeat_age_ms(), "ms")
+                      : style.Paint("disconnected", Color::kRed),
+        m.ready_us() > 0 ? Millis(m.ready_us()) : "-"};
+    if (wide) {
+      row.insert(row.end(), {DeviceText(m.device()), OrDash(m.incarnation()),
+                             m.generation() > 0 ? absl::StrCat(m.generation()) : "-"});
+    }
+    row.push_back(style.Paint(m.error(), Color::kRed));
+    members.AddRow(std::move(row));
   }
   members.Print(out);
   if (s.layout().group_sets_size() == 0) return;

@@ -7,8 +7,10 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "absl/time/time.h"
 #include "cli/admin_rpc.h"
 #include "cli/config_flags.h"
+#include "cli/output.h"
 #include "cohort/v1/admin.pb.h"
 
 namespace cohort::cli {
@@ -21,7 +23,7 @@ struct InitCommand {
   int64_t deadline_ms = 60000;
   bool no_verify = false;
   bool wait = false;
-  double timeout_s = 120;
+  absl::Duration timeout = absl::Seconds(120);
   CLI::App* Register(CLI::App* app);
   int Run(std::ostream& out, std::ostream& err) const;
 };
@@ -29,7 +31,7 @@ struct InitCommand {
 // `cohortctl check`: every member runs the verification all-reduce on every group again.
 struct CheckCommand {
   ConnectionFlags connection;
-  double timeout_s = 60;
+  absl::Duration timeout = absl::Seconds(60);
   CLI::App* Register(CLI::App* app);
   int Run(std::ostream& out, std::ostream& err) const;
 };
@@ -38,20 +40,22 @@ struct DestroyCommand {
   ConnectionFlags connection;
   bool all = false;
   bool wait = false;
-  double timeout_s = 60;
+  absl::Duration timeout = absl::Seconds(60);
   CLI::App* Register(CLI::App* app);
   int Run(std::ostream& out, std::ostream& err) const;
 };
 
+// `state`: the whole pool in one view. -o json/yaml print the PoolState message itself.
 struct StateCommand {
   ConnectionFlags connection;
-  std::string output = "table";
+  OutputFlags output;
   CLI::App* Register(CLI::App* app);
   int Run(std::ostream& out, std::ostream& err) const;
 };
 
-// The human-readable pool state: header, members, and groups with timings.
-void PrintPoolState(const v1::PoolState& state, std::ostream& out);
+// The human-readable pool state: header, members, and groups with timings; `wide` adds the
+// members' device, incarnation and generation.
+void PrintPoolState(const v1::PoolState& state, const Style& style, bool wide, std::ostream& out);
 
 }  // namespace cohort::cli
 

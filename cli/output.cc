@@ -259,15 +259,19 @@ Style OutputFlags::StyleFor(const std::ostream& out) const {
 
 // ---- Documents ------------------------------------------------------------------------------
 
-void PrintDocument(const google::protobuf::Message& message, OutputFormat format,
-                   std::ostream& out) {
-  // ToJson's options, plus every scalar field even at its default: rank 0, index 0 and
-  // "generation": "0" are facts a script selects on, not absent keys.
+std::string JsonDocument(const google::protobuf::Message& message, bool print_defaults) {
   google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = true;
-  options.always_print_primitive_fields = true;
+  options.always_print_primitive_fields = print_defaults;
   std::string json;
+  // Printing a valid message cannot fail; an empty document would show if it ever did.
   (void)google::protobuf::util::MessageToJsonString(message, &json, options);
+  return json;
+}
+
+void PrintDocument(const google::protobuf::Message& message, OutputFormat format,
+                   std::ostream& out) {
+  const std::string json = JsonDocument(message);
   if (format != OutputFormat::kYaml) {
     out << json << "\n";
     return;
@@ -307,12 +311,13 @@ absl::StatusOr<absl::Duration> ParseDurationFlag(const std::string& text) {
   double seconds = 0;
   bool ok;
   if (absl::SimpleAtod(t, &seconds)) {
-    ok = std::isfinite(seconds);
+    ok = std::isfinite(seconds);  // "nan", "inf" and "1e999" parse as numbers
     if (ok) d = absl::Seconds(seconds);
   } else {
-    ok = absl::ParseDuration(t, &d) && d != absl::InfiniteDuration() &&
-         d != -absl::InfiniteDuration();
+    ok = absl::ParseDuration(t, &d);
   }
+  // absl::ParseDuration reads "inf"; a huge number of seconds saturates to infinity.
+  ok = ok && d != absl::InfiniteDuration() && d != -absl::InfiniteDuration();
   if (!ok) {
     return absl::InvalidArgumentError(absl::StrCat(
         "bad duration '", text, "': use e.g. 60s, 500ms, 2m, 1h30m or a number of seconds"));
@@ -322,6 +327,25 @@ absl::StatusOr<absl::Duration> ParseDurationFlag(const std::string& text) {
         absl::StrCat("bad duration '", text, "': it must not be negative"));
   }
   return d;
+}
+
+CLI::Option* AddDurationOption(CLI::App* app, const std::string& name, absl::Duration* target,
+                               const std::string& description) {
+  CLI::Option* option = app->add_option_function<std::string>(
+      name,
+      // The check below ran first: the text parses.
+      [target](const std::string& text) { *target = *ParseDurationFlag(text); },
+      description + " (e.g. 60s, 500ms, 2m, or a number of seconds)");
+  // A check's message becomes a ValidationError naming the flag: "--timeout: bad duration ...".
+  option->check(CLI::Validator(
+      [](std::string& text) -> std::string {
+        absl::StatusOr<absl::Duration> d = ParseDurationFlag(text);
+        return d.ok() ? std::string() : std::string(d.status().message());
+      },
+      ""));
+  option->type_name("DURATION");
+  option->default_str(absl::FormatDuration(*target));
+  return option;
 }
 
 std::string FormatAge(int64_t ms) {

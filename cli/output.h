@@ -54,8 +54,14 @@ struct OutputFlags {
   Style StyleFor(const std::ostream& out) const;
 };
 
-// Prints `message` as one document: json (one line, proto field names, every scalar field even
-// at its default) or yaml. Only for the structured formats.
+// `message` as one line of JSON with proto field names. With `print_defaults` (what every
+// cohortctl document uses) every scalar and repeated field is printed even at its default:
+// rank 0, index 0 and "generation": "0" are facts a script selects on, not absent keys. Only
+// `layout -o json` passes false, because its golden format has no key for an absent kind.
+std::string JsonDocument(const google::protobuf::Message& message, bool print_defaults = true);
+
+// Prints `message` as one document: json (JsonDocument, then a newline) or yaml (the same data).
+// Only for the structured formats.
 void PrintDocument(const google::protobuf::Message& message, OutputFormat format,
                    std::ostream& out);
 
@@ -67,8 +73,14 @@ std::string ToYaml(const google::protobuf::Value& value);
 absl::StatusOr<std::string> JsonToYaml(const std::string& json);
 
 // "60s", "500ms", "2m", "1h30m" or a plain number of seconds ("0.3"). Errors: INVALID_ARGUMENT
-// naming the accepted forms, for anything else or a negative duration.
+// naming the accepted forms, for anything else (nan, inf) or a negative duration.
 absl::StatusOr<absl::Duration> ParseDurationFlag(const std::string& text);
+
+// Registers a duration flag (every timeout and interval of cohortctl) that ParseDurationFlag
+// reads into `*target`; `*target` is the default shown in --help. A bad value is a parse error
+// naming the flag (exit status 2).
+CLI::Option* AddDurationOption(CLI::App* app, const std::string& name, absl::Duration* target,
+                               const std::string& description);
 
 // "850ms", "4.2s", "3m05s", "2h03m", "3d04h".
 std::string FormatAge(int64_t ms);

@@ -609,8 +609,15 @@ void Coordinator::LoseMember(Pool& pool, Member& member, const std::string& reas
       MaybeStart(pool, out);
       break;
     case v1::POOL_PHASE_DESTROYING:
-      member.teardown_reported = true;
-      pool.teardown_ok = false;
+      // A member that had reported its teardown released everything before it went.
+      if (!member.teardown_reported) {
+        member.teardown_reported = true;
+        const std::string failure = absl::StrCat("rank ", member.rank, " (", member.identity,
+                                                 ") was lost during the teardown: ", reason);
+        // The teardown's first failure replaces the error the pool had before the destroy.
+        pool.error = pool.teardown_ok ? failure : absl::StrCat(pool.error, "; ", failure);
+        pool.teardown_ok = false;
+      }
       FinishTeardownIfDone(pool, /*force=*/false, out);
       break;
     default:
@@ -946,8 +953,12 @@ void Coordinator::HandleTeardownReport(Pool& pool, Member& member,
   member.teardown_reported = true;
   member.phase = v1::MEMBER_PHASE_JOINED;
   if (!report.ok()) {
+    member.error = report.error().empty() ? "teardown failed (no error given)" : report.error();
+    const std::string failure = absl::StrCat("rank ", member.rank, " (", member.identity,
+                                             ") failed its teardown: ", member.error);
+    // The teardown's first failure replaces the error the pool had before the destroy.
+    pool.error = pool.teardown_ok ? failure : absl::StrCat(pool.error, "; ", failure);
     pool.teardown_ok = false;
-    member.error = report.error();
   }
   FinishTeardownIfDone(pool, /*force=*/false, out);
   Touch(pool, out);
@@ -955,14 +966,28 @@ void Coordinator::HandleTeardownReport(Pool& pool, Member& member,
 
 void Coordinator::FinishTeardownIfDone(Pool& pool, bool force, Completions& out) {
   if (pool.phase != v1::POOL_PHASE_DESTROYING) return;
-  std::vector<int> waiting;
-  for (const auto& [identity, m] : pool.members) {
-    if (m.rank >= 0 && m.sink != nullptr && !m.teardown_reported) waiting.push_back(m.rank);
+  std::vector<Member*> waiting;
+  for (auto& [identity, m] : pool.members) {
+    if (m.rank >= 0 && m.sink != nullptr && !m.teardown_reported) waiting.push_back(&m);
   }
   if (!waiting.empty() && !force) return;
   if (!waiting.empty()) {
-    pool.error = absl::StrCat("teardown reports missing from ranks ", absl::StrJoin(waiting, ","));
+    std::sort(waiting.begin(), waiting.end(),
+              [](const Member* a, const Member* b) { return a->rank < b->rank; });
+    const std::string why = absl::StrCat("no teardown report within ",
+                                         absl::FormatDuration(options_.teardown_deadline));
+    std::vector<std::string> names;
+    for (Member* m : waiting) {
+      m->error = why;
+      names.push_back(absl::StrCat("rank ", m->rank, " (", m->identity, ")"));
+    }
+    const std::string failure = absl::StrCat(why, " from ", absl::StrJoin(names, ", "));
+    pool.error = pool.teardown_ok ? failure : absl::StrCat(pool.error, "; ", failure);
     pool.teardown_ok = false;
+  } else if (pool.teardown_ok) {
+    // A clean teardown: the error that came before the destroy is history (in the events), and
+    // an error on a DESTROYED pool means that the teardown failed.
+    pool.error.clear();
   }
   CancelTimer(pool.teardown_timer);
   SetPhase(pool, v1::POOL_PHASE_DESTROYED);
@@ -1002,7 +1027,7 @@ void Coordinator::FinishTeardownIfDone(Pool& pool, bool force, Completions& out)
   spdlog::info("pool {}: generation {} destroyed ({}{})", pool.name, pool.generation,
                pool.teardown_scope == v1::DESTROY_SCOPE_ALL ? "everything"
                                                             : "model-parallel groups",
-               pool.teardown_ok ? "" : ", with errors");
+               pool.teardown_ok ? "" : absl::StrCat(", with errors: ", pool.error));
   Touch(pool, out);
 }
 

@@ -14,6 +14,7 @@ namespace cohort::coordinator {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class FakeSink : public SessionSink {
  public:
@@ -373,6 +374,107 @@ TEST_F(CoordinatorTest, Destroy_NothingToDestroy_FailedPrecondition) {
   v1::DestroyRequest unknown;
   unknown.set_pool("ghost");
   EXPECT_EQ(coordinator_->Destroy(unknown).status().code(), absl::StatusCode::kNotFound);
+}
+
+// ---- Teardown failures: the pool's error and the DESTROYED event name who and why ----------
+
+class DestroyFailureTest : public CoordinatorTest {
+ protected:
+  // Two members, READY at generation 1, then a model-parallel destroy (DESTROYING).
+  void SetUp() override {
+    agents_ = JoinWorld(2);
+    ASSERT_TRUE(Init({.world_size = 2, .tensor_parallel_size = 2}).ok());
+    for (auto& a : agents_) ASSERT_TRUE(Report(a, 1, true).ok());
+    ASSERT_EQ(State().phase(), v1::POOL_PHASE_READY);
+    ASSERT_TRUE(coordinator_->Destroy(v1::DestroyRequest()).ok());
+    ASSERT_EQ(State().phase(), v1::POOL_PHASE_DESTROYING);
+  }
+
+  absl::Status TeardownFailed(const Joined& j, const std::string& error) {
+    v1::AgentMessage m;
+    m.mutable_teardown()->set_generation(1);
+    m.mutable_teardown()->set_scope(v1::DESTROY_SCOPE_MODEL_PARALLEL);
+    m.mutable_teardown()->set_ok(false);
+    m.mutable_teardown()->set_error(error);
+    return coordinator_->HandleAgentMessage(j.session_id, m);
+  }
+
+  // The message of the pool's DESTROYED event; "" when there is none.
+  std::string DestroyedEvent() {
+    absl::StatusOr<std::vector<v1::Event>> events = coordinator_->GetEvents("default", 0, 0);
+    EXPECT_TRUE(events.ok()) << events.status();
+    if (!events.ok()) return "";
+    for (const v1::Event& e : *events) {
+      if (e.kind() == v1::EVENT_KIND_DESTROYED) return e.message();
+    }
+    ADD_FAILURE() << "no DESTROYED event";
+    return "";
+  }
+
+  std::vector<Joined> agents_;
+};
+
+TEST_F(DestroyFailureTest, MemberLostBeforeItsReport_ErrorAndEventNameRankIdentityReason) {
+  ASSERT_TRUE(TeardownDone(agents_[0], 1, v1::DESTROY_SCOPE_MODEL_PARALLEL).ok());
+  coordinator_->Detach(agents_[1].session_id, agents_[1].sink, "connection reset by peer");
+  v1::PoolState s = State();
+  EXPECT_EQ(s.phase(), v1::POOL_PHASE_DESTROYED);
+  const std::string expected = "rank 1 (agent-1) was lost during the teardown: connection reset";
+  EXPECT_THAT(s.error(), HasSubstr(expected));
+  EXPECT_THAT(DestroyedEvent(), HasSubstr("with errors: " + expected));
+}
+
+TEST_F(DestroyFailureTest, FailedTeardownReport_ErrorAndEventNameRankIdentityReason) {
+  ASSERT_TRUE(TeardownFailed(agents_[1], "ncclCommDestroy: unhandled cuda error").ok());
+  ASSERT_TRUE(TeardownDone(agents_[0], 1, v1::DESTROY_SCOPE_MODEL_PARALLEL).ok());
+  v1::PoolState s = State();
+  EXPECT_EQ(s.phase(), v1::POOL_PHASE_DESTROYED);
+  const std::string expected =
+      "rank 1 (agent-1) failed its teardown: ncclCommDestroy: unhandled cuda error";
+  EXPECT_THAT(s.error(), HasSubstr(expected));
+  EXPECT_THAT(DestroyedEvent(), HasSubstr(expected));
+}
+
+TEST_F(DestroyFailureTest, TwoFailures_BothNamed) {
+  ASSERT_TRUE(TeardownFailed(agents_[0], "").ok());
+  coordinator_->Detach(agents_[1].session_id, agents_[1].sink, "killed");
+  const std::string error = State().error();
+  EXPECT_THAT(error, HasSubstr("rank 0 (agent-0) failed its teardown: teardown failed"));
+  EXPECT_THAT(error, HasSubstr("rank 1 (agent-1) was lost during the teardown: killed"));
+}
+
+TEST_F(DestroyFailureTest, NoReportByTheDeadline_NamesRankAndIdentity) {
+  ASSERT_TRUE(TeardownDone(agents_[0], 1, v1::DESTROY_SCOPE_MODEL_PARALLEL).ok());
+  // Both stay connected and heartbeating; rank 1 just never reports.
+  Tick(agents_, static_cast<int>(absl::ToInt64Seconds(CoordinatorOptions{}.teardown_deadline)));
+  v1::PoolState s = State();
+  EXPECT_EQ(s.phase(), v1::POOL_PHASE_DESTROYED);
+  EXPECT_THAT(s.error(), HasSubstr("no teardown report within 30s from rank 1 (agent-1)"));
+  EXPECT_THAT(DestroyedEvent(), HasSubstr("rank 1 (agent-1)"));
+}
+
+TEST_F(DestroyFailureTest, MemberLeavesAfterItsReport_TeardownStillClean) {
+  ASSERT_TRUE(TeardownDone(agents_[0], 1, v1::DESTROY_SCOPE_MODEL_PARALLEL).ok());
+  coordinator_->Detach(agents_[0].session_id, agents_[0].sink, "left after its teardown");
+  ASSERT_TRUE(TeardownDone(agents_[1], 1, v1::DESTROY_SCOPE_MODEL_PARALLEL).ok());
+  v1::PoolState s = State();
+  EXPECT_EQ(s.phase(), v1::POOL_PHASE_DESTROYED);
+  EXPECT_EQ(s.error(), "");
+  EXPECT_THAT(DestroyedEvent(), Not(HasSubstr("error")));
+}
+
+TEST_F(CoordinatorTest, Destroy_CleanTeardownOfADegradedPool_ClearsTheOldError) {
+  std::vector<Joined> agents = JoinWorld(2);
+  ASSERT_TRUE(Init({.world_size = 2, .tensor_parallel_size = 2}).ok());
+  for (auto& a : agents) ASSERT_TRUE(Report(a, 1, true).ok());
+  coordinator_->Detach(agents[1].session_id, agents[1].sink, "killed");
+  ASSERT_EQ(State().phase(), v1::POOL_PHASE_DEGRADED);
+  ASSERT_THAT(State().error(), HasSubstr("rank 1 (agent-1) was lost"));
+  ASSERT_TRUE(coordinator_->Destroy(v1::DestroyRequest()).ok());
+  ASSERT_TRUE(TeardownDone(agents[0], 1, v1::DESTROY_SCOPE_MODEL_PARALLEL).ok());
+  v1::PoolState s = State();
+  EXPECT_EQ(s.phase(), v1::POOL_PHASE_DESTROYED);
+  EXPECT_EQ(s.error(), "");
 }
 
 TEST_F(CoordinatorTest, Kv_GetWaitsForSet_SetOnceRefusesReuse_StaleGenerationAborted) {
