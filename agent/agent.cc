@@ -141,17 +141,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
   if (options.backends.empty()) options.backends = CompiledBackends();
   std::unique_ptr<Agent> agent(new Agent(std::move(options)));
   std::shared_ptr<grpc::Channel> channel = agent->options_.channel;
-  if (channel == nullptr) {
-    grpc::ChannelArguments args;
-    // Reconnect quickly after a coordinator restart (gRPC's default backoff grows to 120 s).
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
-    args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-    channel = grpc::CreateCustomChannel(agent->options_.coordinator_address,
-                                        grpc::InsecureChannelCredentials(), args);
-  }
+  if (channel == nullptr) channel = CreateCoordinatorChannel(agent->options_.coordinator_address);
   agent->client_ = std::make_unique<CoordinatorClient>(channel, agent->options_.rpc_timeout);
   if (absl::Status s = agent->JoinWithRetry(absl::Now() + agent->options_.connect_timeout);
       !s.ok()) {

@@ -17,6 +17,17 @@
 
 namespace cohort::agent {
 
+// How long one connection attempt to the coordinator (TCP connect and the HTTP/2 handshake, up
+// to the server's SETTINGS frame) may take before gRPC gives up on it and backs off.
+inline constexpr absl::Duration kConnectAttemptTimeout = absl::Seconds(5);
+
+// The agent's channel to the coordinator. Reconnects are quick after a coordinator restart
+// (backoff 100 ms growing to 1 s, with gRPC's jitter) while one attempt may take up to
+// kConnectAttemptTimeout: in gRPC 1.51 GRPC_ARG_MIN_RECONNECT_BACKOFF_MS is also the minimum
+// connect timeout, so a small value makes every slow handshake (a loaded machine, hundreds of
+// agents joining at once) fail and start over.
+std::shared_ptr<grpc::Channel> CreateCoordinatorChannel(const std::string& address);
+
 class CoordinatorClient {
  public:
   explicit CoordinatorClient(std::shared_ptr<grpc::Channel> channel,
