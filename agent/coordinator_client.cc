@@ -34,10 +34,35 @@ void CoordinatorClient::SetDeadline(grpc::ClientContext& context, absl::Duration
 absl::StatusOr<v1::JoinResponse> CoordinatorClient::Join(const v1::JoinRequest& request) {
   grpc::ClientContext context;
   SetDeadline(context);
+  {
+    absl::MutexLock lock(&join_mu_);
+    if (joins_cancelled_) return absl::CancelledError("agent stopping");
+    join_context_ = &context;
+  }
   v1::JoinResponse response;
   absl::Status s = FromGrpcStatus(agent_->Join(&context, request, &response));
+  {
+    absl::MutexLock lock(&join_mu_);
+    join_context_ = nullptr;
+    if (joins_cancelled_) return absl::CancelledError("agent stopping");
+  }
   if (!s.ok()) return s;
   return response;
+}
+
+bool CoordinatorClient::WaitForConnected(absl::Time deadline) {
+  {
+    absl::MutexLock lock(&join_mu_);
+    if (joins_cancelled_) return false;
+  }
+  // GetState(true) leaves IDLE; WaitForStateChange polls the channel until it changes state.
+  return channel_->WaitForConnected(absl::ToChronoTime(deadline));
+}
+
+void CoordinatorClient::CancelJoins() {
+  absl::MutexLock lock(&join_mu_);
+  joins_cancelled_ = true;
+  if (join_context_ != nullptr) join_context_->TryCancel();
 }
 
 absl::Status CoordinatorClient::KvSet(const v1::KvSetRequest& request) {
