@@ -54,6 +54,12 @@ bool CoordinatorClient::WaitForConnected(absl::Time deadline) {
   {
     absl::MutexLock lock(&join_mu_);
     if (joins_cancelled_) return false;
+    // An in-process channel (tests) has no connection to wait for, and gRPC cannot watch it
+    // (it asserts): it reports SHUTDOWN, which a live client channel never does.
+    if (!watchable_.has_value()) {
+      watchable_ = channel_->GetState(/*try_to_connect=*/false) != GRPC_CHANNEL_SHUTDOWN;
+    }
+    if (!*watchable_) return true;
   }
   // GetState(true) leaves IDLE; WaitForStateChange polls the channel until it changes state.
   return channel_->WaitForConnected(absl::ToChronoTime(deadline));

@@ -4,6 +4,7 @@
 #define COHORT_AGENT_COORDINATOR_CLIENT_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -91,6 +92,9 @@ class CoordinatorClient {
   // The context of the Join in progress, for CancelJoins().
   grpc::ClientContext* join_context_ ABSL_GUARDED_BY(join_mu_) = nullptr;
   bool joins_cancelled_ ABSL_GUARDED_BY(join_mu_) = false;
+  // Whether gRPC can watch the channel's state (not for an in-process channel); known after the
+  // first WaitForConnected.
+  std::optional<bool> watchable_ ABSL_GUARDED_BY(join_mu_);
 };
 
 // The rendezvous store of one pool generation, served by the coordinator. Keys that hold NCCL
