@@ -7,7 +7,7 @@
 //     whole storm from the first spawn to the last JOINED event.
 // Times come from the coordinator's event log (same machine clock).
 //
-// Usage: reconnect_bench BIN_DIR [--repeat K] [--agents N]
+// Usage: reconnect_bench BIN_DIR [--repeat K] [--agents N] [--outage-ms MS]
 #include <algorithm>
 #include <cstdio>
 #include <map>
@@ -117,8 +117,9 @@ double Median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-// kill -9 of the coordinator of a READY world-8 pool, `repeat` times; the restore times (ms).
-std::vector<double> RestoreTimes(const std::string& bin, int repeat) {
+// kill -9 of the coordinator of a READY world-8 pool, `repeat` times, each followed by `outage`
+// before the new coordinator starts; the restore times (ms).
+std::vector<double> RestoreTimes(const std::string& bin, int repeat, absl::Duration outage) {
   std::vector<double> times;
   auto coordinator = std::make_unique<Coordinator>(bin, "127.0.0.1:0");
   if (!coordinator->ok()) return times;
@@ -137,6 +138,7 @@ std::vector<double> RestoreTimes(const std::string& bin, int repeat) {
   }
   for (int i = 0; i < repeat; ++i) {
     coordinator->Kill();
+    absl::SleepFor(outage);  // the coordinator stays down (a benchmark, not synchronisation)
     coordinator = std::make_unique<Coordinator>(bin, address);
     if (!coordinator->ok() ||
         !coordinator->WaitFor([](const v1::PoolState& s) {
@@ -199,19 +201,23 @@ Storm JoinStorm(const std::string& bin, int n) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: reconnect_bench BIN_DIR [--repeat K] [--agents N]\n");
+    std::fprintf(stderr,
+                 "usage: reconnect_bench BIN_DIR [--repeat K] [--agents N] [--outage-ms MS]\n");
     return 2;
   }
   int repeat = 5;
   int agents = 256;
+  int outage_ms = 0;
   for (int i = 2; i + 1 < argc; i += 2) {
     if (std::string(argv[i]) == "--repeat") repeat = std::atoi(argv[i + 1]);
     if (std::string(argv[i]) == "--agents") agents = std::atoi(argv[i + 1]);
+    if (std::string(argv[i]) == "--outage-ms") outage_ms = std::atoi(argv[i + 1]);
   }
-  std::vector<double> restore = cohort::RestoreTimes(argv[1], repeat);
+  std::vector<double> restore =
+      cohort::RestoreTimes(argv[1], repeat, absl::Milliseconds(outage_ms));
   if (restore.empty()) return 1;
-  std::printf("coordinator kill -9 + restart on the same port, world 8 (Gloo), %d restarts:\n",
-              repeat);
+  std::printf("coordinator kill -9, %d ms down, restart on the same port, world 8 (Gloo), "
+              "%d restarts:\n", outage_ms, repeat);
   std::printf("  new coordinator listening -> pool READY again   median %7.1f ms, max %7.1f ms\n",
               cohort::Median(restore), *std::max_element(restore.begin(), restore.end()));
   const cohort::Storm storm = cohort::JoinStorm(argv[1], agents);
