@@ -8,9 +8,10 @@ namespace cohort::agent {
 std::shared_ptr<grpc::Channel> CreateCoordinatorChannel(const std::string& address) {
   grpc::ChannelArguments args;
   // Reconnect quickly after a coordinator restart (gRPC's default backoff starts at 1 s and
-  // grows to 120 s): the first retry after 100 ms, growing by 1.6x (+-20% jitter) to 1 s.
+  // grows to 120 s): the first retry after 100 ms, growing by 1.6x (+-20% jitter) to 500 ms:
+  // a restarted coordinator is found within about half a second however long it was down.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
   // Despite its name, the minimum time one connection attempt may take (gRPC 1.51: the attempt's
   // deadline is max(next backoff time, now + this)). The backoff above stays small regardless.
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,

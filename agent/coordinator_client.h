@@ -23,7 +23,7 @@ namespace cohort::agent {
 inline constexpr absl::Duration kConnectAttemptTimeout = absl::Seconds(5);
 
 // The agent's channel to the coordinator. Reconnects are quick after a coordinator restart
-// (backoff 100 ms growing to 1 s, with gRPC's jitter) while one attempt may take up to
+// (backoff 100 ms growing to 500 ms, with gRPC's jitter) while one attempt may take up to
 // kConnectAttemptTimeout: in gRPC 1.51 GRPC_ARG_MIN_RECONNECT_BACKOFF_MS is also the minimum
 // connect timeout, so a small value makes every slow handshake (a loaded machine, hundreds of
 // agents joining at once) fail and start over.
