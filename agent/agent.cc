@@ -122,6 +122,9 @@ absl::StatusOr<int64_t> SumOverGroup(Communicator& comm, int64_t value) {
   return value;
 }
 
+// How long JoinWithRetry waits for the connection before it looks at the agent's state again.
+constexpr absl::Duration kConnectWaitSlice = absl::Milliseconds(250);
+
 Agent::Agent(AgentOptions options) : options_(std::move(options)) {}
 
 absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
@@ -141,17 +144,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
   if (options.backends.empty()) options.backends = CompiledBackends();
   std::unique_ptr<Agent> agent(new Agent(std::move(options)));
   std::shared_ptr<grpc::Channel> channel = agent->options_.channel;
-  if (channel == nullptr) {
-    grpc::ChannelArguments args;
-    // Reconnect quickly after a coordinator restart (gRPC's default backoff grows to 120 s).
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
-    args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-    channel = grpc::CreateCustomChannel(agent->options_.coordinator_address,
-                                        grpc::InsecureChannelCredentials(), args);
-  }
+  if (channel == nullptr) channel = CreateCoordinatorChannel(agent->options_.coordinator_address);
   agent->client_ = std::make_unique<CoordinatorClient>(channel, agent->options_.rpc_timeout);
   if (absl::Status s = agent->JoinWithRetry(absl::Now() + agent->options_.connect_timeout);
       !s.ok()) {
@@ -181,6 +174,11 @@ absl::Status Agent::JoinWithRetry(absl::Time deadline) {
   absl::Duration backoff = absl::Milliseconds(50);
   absl::Status last;
   while (true) {
+    // Wait for the connection, driving gRPC's reconnect attempts, so that the join goes out as
+    // soon as a (restarted) coordinator listens. In slices: what this agent holds is read again
+    // right before each join, and Stop() is noticed.
+    const bool connected =
+        client_->WaitForConnected(std::min(deadline, absl::Now() + kConnectWaitSlice));
     {
       absl::MutexLock lock(&mu_);
       if (stopping_) return absl::CancelledError("agent stopping");
@@ -188,6 +186,8 @@ absl::Status Agent::JoinWithRetry(absl::Time deadline) {
       // Proves this is the process whose session may still look alive to the coordinator.
       request.set_previous_session_id(session_id_);
     }
+    // Not connected: the join fails at once with the transport's reason (or, while a connection
+    // attempt is under way, waits for it).
     absl::StatusOr<v1::JoinResponse> joined = client_->Join(request);
     absl::StatusOr<std::unique_ptr<CoordinatorClient::Session>> session =
         joined.ok() ? client_->OpenSession(joined->session_id())
@@ -209,13 +209,16 @@ absl::Status Agent::JoinWithRetry(absl::Time deadline) {
     if (!IsTransportFailure(last) && last.code() != absl::StatusCode::kAlreadyExists) {
       return last;
     }
-    if (absl::Now() + backoff > deadline) {
+    if (absl::Now() + (connected ? backoff : absl::ZeroDuration()) >= deadline) {
       return absl::Status(last.code(), absl::StrCat("could not join the coordinator at ",
                                                     options_.coordinator_address, " within ",
                                                     absl::FormatDuration(options_.connect_timeout),
                                                     ": ", last.message()));
     }
-    // Full jitter: sleep a random part of the backoff so restarted agents do not stampede.
+    // Still unreachable: the next wait for the connection is the pause.
+    if (!connected) continue;
+    // A refusal, or a connection lost during the join. Full jitter: pause a random part of the
+    // backoff so restarted agents do not stampede.
     const absl::Duration pause = backoff * absl::Uniform(gen, 0.0, 1.0);
     absl::MutexLock lock(&mu_);
     auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
@@ -233,6 +236,8 @@ void Agent::Stop() {
     stopping_ = true;
     // End the session first: no abort from the coordinator may race the teardown below.
     if (session_ != nullptr) session_->Cancel();
+    // A rejoin waiting for the coordinator ends now.
+    if (client_ != nullptr) client_->CancelJoins();
     // A build in progress would hold the worker until its deadline: cut it short.
     absl::MutexLock backends_lock(&backends_mu_);
     for (auto& [name, backend] : backends_) backend->CancelBuilds("agent stopping");
@@ -365,6 +370,19 @@ void Agent::SessionLoop() {
     spdlog::warn("{}: session lost ({}); keeping communicators and joining again",
                  options_.identity, why.ToString());
     absl::Status rejoined = JoinWithRetry(absl::Now() + options_.connect_timeout);
+    // Stop() came during the rejoin: it tears the communicators down in order (no abort
+    // here), and a session opened meanwhile ends unread.
+    std::shared_ptr<CoordinatorClient::Session> opened;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_ && rejoined.ok()) opened = session_;
+      if (stopping_ && opened == nullptr) break;
+    }
+    if (opened != nullptr) {
+      opened->Cancel();
+      (void)opened->Finish();
+      break;
+    }
     if (!rejoined.ok()) {
       spdlog::error("{}: {}; aborting communicators", options_.identity, rejoined.ToString());
       v1::Teardown abort;

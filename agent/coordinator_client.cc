@@ -5,6 +5,22 @@
 
 namespace cohort::agent {
 
+std::shared_ptr<grpc::Channel> CreateCoordinatorChannel(const std::string& address) {
+  grpc::ChannelArguments args;
+  // Reconnect quickly after a coordinator restart (gRPC's default backoff starts at 1 s and
+  // grows to 120 s): the first retry after 100 ms, growing by 1.6x (+-20% jitter) to 500 ms:
+  // a restarted coordinator is found within about half a second however long it was down.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
+  // Despite its name, the minimum time one connection attempt may take (gRPC 1.51: the attempt's
+  // deadline is max(next backoff time, now + this)). The backoff above stays small regardless.
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(kConnectAttemptTimeout)));
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+}
+
 CoordinatorClient::CoordinatorClient(std::shared_ptr<grpc::Channel> channel,
                                      absl::Duration rpc_timeout)
     : channel_(std::move(channel)),
@@ -19,10 +35,41 @@ void CoordinatorClient::SetDeadline(grpc::ClientContext& context, absl::Duration
 absl::StatusOr<v1::JoinResponse> CoordinatorClient::Join(const v1::JoinRequest& request) {
   grpc::ClientContext context;
   SetDeadline(context);
+  {
+    absl::MutexLock lock(&join_mu_);
+    if (joins_cancelled_) return absl::CancelledError("agent stopping");
+    join_context_ = &context;
+  }
   v1::JoinResponse response;
   absl::Status s = FromGrpcStatus(agent_->Join(&context, request, &response));
+  {
+    absl::MutexLock lock(&join_mu_);
+    join_context_ = nullptr;
+    if (joins_cancelled_) return absl::CancelledError("agent stopping");
+  }
   if (!s.ok()) return s;
   return response;
+}
+
+bool CoordinatorClient::WaitForConnected(absl::Time deadline) {
+  {
+    absl::MutexLock lock(&join_mu_);
+    if (joins_cancelled_) return false;
+    // An in-process channel (tests) has no connection to wait for, and gRPC cannot watch it
+    // (it asserts): it reports SHUTDOWN, which a live client channel never does.
+    if (!watchable_.has_value()) {
+      watchable_ = channel_->GetState(/*try_to_connect=*/false) != GRPC_CHANNEL_SHUTDOWN;
+    }
+    if (!*watchable_) return true;
+  }
+  // GetState(true) leaves IDLE; WaitForStateChange polls the channel until it changes state.
+  return channel_->WaitForConnected(absl::ToChronoTime(deadline));
+}
+
+void CoordinatorClient::CancelJoins() {
+  absl::MutexLock lock(&join_mu_);
+  joins_cancelled_ = true;
+  if (join_context_ != nullptr) join_context_->TryCancel();
 }
 
 absl::Status CoordinatorClient::KvSet(const v1::KvSetRequest& request) {

@@ -4,6 +4,7 @@
 #define COHORT_AGENT_COORDINATOR_CLIENT_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -17,14 +18,35 @@
 
 namespace cohort::agent {
 
+// How long one connection attempt to the coordinator (TCP connect and the HTTP/2 handshake, up
+// to the server's SETTINGS frame) may take before gRPC gives up on it and backs off.
+inline constexpr absl::Duration kConnectAttemptTimeout = absl::Seconds(5);
+
+// The agent's channel to the coordinator. Reconnects are quick after a coordinator restart
+// (backoff 100 ms growing to 500 ms, with gRPC's jitter) while one attempt may take up to
+// kConnectAttemptTimeout: in gRPC 1.51 GRPC_ARG_MIN_RECONNECT_BACKOFF_MS is also the minimum
+// connect timeout, so a small value makes every slow handshake (a loaded machine, hundreds of
+// agents joining at once) fail and start over.
+std::shared_ptr<grpc::Channel> CreateCoordinatorChannel(const std::string& address);
+
 class CoordinatorClient {
  public:
   explicit CoordinatorClient(std::shared_ptr<grpc::Channel> channel,
                              absl::Duration rpc_timeout = absl::Seconds(10));
 
-  // One attempt each; the returned status is the coordinator's (refusal) or the transport's
-  // (UNAVAILABLE / DEADLINE_EXCEEDED).
+  // One attempt; the returned status is the coordinator's (refusal) or the transport's
+  // (UNAVAILABLE / DEADLINE_EXCEEDED). Fails at once while the channel is in TRANSIENT_FAILURE;
+  // CancelJoins() ends it with CANCELLED.
   absl::StatusOr<v1::JoinResponse> Join(const v1::JoinRequest& request);
+  // Waits until the channel is connected (true), `deadline` passes or CancelJoins() was called
+  // (false), driving the connection meanwhile: in gRPC 1.51 a reconnect attempt moves on only
+  // while some thread polls the channel, and a fail-fast call on a disconnected channel fails at
+  // once without polling, so a loop of such calls and sleeps reconnects only when gRPC's backup
+  // poller runs (every 5 s). Wakes as soon as the channel connects.
+  bool WaitForConnected(absl::Time deadline);
+  // Ends a Join in progress, and makes every later Join and WaitForConnected fail at once
+  // (the agent is stopping).
+  void CancelJoins();
   absl::Status KvSet(const v1::KvSetRequest& request);
   // The RPC deadline is the wait plus rpc_timeout.
   absl::StatusOr<v1::KvGetResponse> KvGet(const v1::KvGetRequest& request);
@@ -65,6 +87,14 @@ class CoordinatorClient {
   std::unique_ptr<v1::AgentService::Stub> agent_;
   std::unique_ptr<v1::AdminService::Stub> admin_;
   const absl::Duration rpc_timeout_;
+
+  absl::Mutex join_mu_;
+  // The context of the Join in progress, for CancelJoins().
+  grpc::ClientContext* join_context_ ABSL_GUARDED_BY(join_mu_) = nullptr;
+  bool joins_cancelled_ ABSL_GUARDED_BY(join_mu_) = false;
+  // Whether gRPC can watch the channel's state (not for an in-process channel); known after the
+  // first WaitForConnected.
+  std::optional<bool> watchable_ ABSL_GUARDED_BY(join_mu_);
 };
 
 // The rendezvous store of one pool generation, served by the coordinator. Keys that hold NCCL

@@ -13,3 +13,6 @@ echo "== Initialize -> READY on loopback (Gloo), next to torch.distributed (gloo
 echo
 echo "== failures: kill -> survivors aborted, replacement -> READY (Gloo, world 8) =="
 "$BUILD_DIR/bin/fault_bench" "$BUILD_DIR/bin" --repeat 5
+echo
+echo "== reconnects: coordinator restart -> pool restored (world 8), 256 agents joining at once =="
+"$BUILD_DIR/bin/reconnect_bench" "$BUILD_DIR/bin" --repeat 5 --agents 256
