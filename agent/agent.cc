@@ -266,6 +266,11 @@ int Agent::world_size() const {
   return world_size_;
 }
 
+int Agent::HeldCommunicators() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(groups_comms_.size()) + (world_ != nullptr ? 1 : 0);
+}
+
 std::shared_ptr<const GroupMap> Agent::groups() const {
   absl::MutexLock lock(&mu_);
   return groups_;
@@ -518,6 +523,7 @@ absl::StatusOr<Backend*> Agent::GetBackend(const std::string& name, v1::InitMode
   if (it != backends_.end()) return it->second.get();
   BackendOptions options = options_.backend_options;
   options.gloo_host = options_.host_address;
+  options.build_step_hook = options_.build_step_hook;
   options.nccl_group_mode = mode == v1::INIT_MODE_PER_GROUP_ID ? NcclGroupMode::kPerGroupUniqueId
                                                                : NcclGroupMode::kSplitFromWorld;
   absl::StatusOr<std::unique_ptr<Backend>> backend = MakeBackend(name, options);
@@ -589,6 +595,9 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
     Send(p);
   };
   const int total_groups = plan.layout().group_sets_size();
+  auto step = [this](std::string_view name) {
+    if (options_.build_step_hook) options_.build_step_hook(name);
+  };
 
   if (!reuse) {
     // A world left from an earlier generation cannot serve this one.
@@ -603,6 +612,7 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
     spec.world_size = plan.world_size();
     spec.device_index = std::max(0, options_.device);
     progress("world", 0, total_groups);
+    step("world");
     absl::StatusOr<std::unique_ptr<Communicator>> created =
         (*backend)->CreateWorld(spec, store, deadline);
     if (!created.ok()) return fail(absl::StrCat("world: ", created.status().message()), {});
@@ -630,10 +640,12 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
     requests.push_back(std::move(spec));
   }
   progress("groups", 1, total_groups);
+  step("groups");
   absl::StatusOr<agent::GroupSet> built = (*backend)->CreateGroups(*world, requests, store,
                                                                    deadline);
   if (!built.ok()) return fail(absl::StrCat("groups: ", built.status().message()), {world});
 
+  step("groups built");
   std::vector<std::shared_ptr<Communicator>> comms;
   for (auto& c : built->comms) comms.emplace_back(std::move(c));
   {
@@ -653,6 +665,7 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
     v1::GroupReport* g = AddGroupReport(*comm, report->mutable_groups());
     if (comm->kind() == GroupKind::kWorld && reuse) g->set_create_us(0);  // not built this time
     if (plan.verify() && plan.backend() != "none") {
+      step(absl::StrCat("verify ", GroupKindName(comm->kind())));
       const absl::Time v0 = absl::Now();
       absl::StatusOr<int64_t> sum = SumOverGroup(*comm, plan.rank());
       g->set_verify_us(Micros(absl::Now() - v0));
@@ -681,6 +694,7 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
   map->rank = plan.rank();
   map->world_size = plan.world_size();
   for (const auto& comm : all) map->groups[comm->kind()] = std::make_shared<Group>(comm);
+  step("report");
   report->set_ok(true);
   report->set_total_us(Micros(absl::Now() - start));
   {

@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -48,6 +49,14 @@ struct AgentOptions {
   absl::Duration connect_timeout = absl::Seconds(60);
   absl::Duration rpc_timeout = absl::Seconds(10);
   BackendOptions backend_options;
+  // For tests only: called on the worker thread at each step of building a generation, so that a
+  // test can inject an abort exactly there: "world" (before the world communicator is created),
+  // "groups" (before the model-parallel groups), "groups built" (after they were created, before
+  // they are published), "verify <kind>" (before each verification all-reduce) and "report"
+  // (before the generation is declared READY). Backends add their own steps through
+  // BackendOptions::build_step_hook (Gloo: "connected <kind>/<index>", from its group threads).
+  // The hook runs without any of the agent's locks held and may block. Leave empty otherwise.
+  std::function<void(std::string_view step)> build_step_hook;
 };
 
 class Agent {
@@ -75,6 +84,9 @@ class Agent {
   // Blocks until Stop() or until the session is lost for good; returns why it ended.
   absl::Status Wait();
 
+  // How many communicators this agent holds now (the world and the model-parallel groups, READY
+  // or being built). For inspection and tests.
+  int HeldCommunicators() const;
   // The current generation's groups; nullptr while none is READY.
   std::shared_ptr<const GroupMap> groups() const;
   // Called (from the session thread) when the coordinator aborts this agent's communicators.

@@ -495,6 +495,7 @@ absl::StatusOr<std::unique_ptr<Communicator>> GlooBackend::CreateGroup(const Gro
   timing.total = absl::Now() - start;
   auto comm = std::make_unique<GlooCommunicator>(group, options().op_timeout, std::move(context));
   comm->Ready(std::move(timing));
+  if (options().build_step_hook) options().build_step_hook(absl::StrCat("connected ", label));
   return comm;
 }
 
