@@ -554,8 +554,25 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
             world_->state() == CommState::kReady;
     if (reuse) world = world_;
   }
+  // Whether the coordinator aborted this build since it started (AbortNow cancelled it), or
+  // aborted this generation before it started.
+  auto aborted = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return abort_building_ || aborted_generation_ >= generation;
+  };
+  // Reports the failure and releases `built` (the communicators of this build, published or
+  // not). Must be called without mu_ held: it takes it.
   auto fail = [&](const std::string& error, std::vector<std::shared_ptr<Communicator>> built) {
     spdlog::error("{}: generation {} failed: {}", options_.identity, generation, error);
+    {
+      // Unpublish first, so that nothing else hands them out while they are released.
+      absl::MutexLock lock(&mu_);
+      auto is_built = [&built](const std::shared_ptr<Communicator>& c) {
+        return std::find(built.begin(), built.end(), c) != built.end();
+      };
+      groups_comms_.erase(std::remove_if(groups_comms_.begin(), groups_comms_.end(), is_built),
+                          groups_comms_.end());
+      if (world_ != nullptr && is_built(world_)) world_.reset();
+    }
     report->set_ok(false);
     report->set_error(error);
     report->set_total_us(Micros(absl::Now() - start));
@@ -568,7 +585,6 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
     {
       absl::MutexLock lock(&mu_);
       failed_[generation] = absl::AbortedError(error);
-      if (std::find(built.begin(), built.end(), world_) != built.end()) world_.reset();
     }
     Send(out);
   };
@@ -617,10 +633,18 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
         (*backend)->CreateWorld(spec, store, deadline);
     if (!created.ok()) return fail(absl::StrCat("world: ", created.status().message()), {});
     world = std::shared_ptr<Communicator>(*std::move(created));
-    absl::MutexLock lock(&mu_);
-    world_ = world;
-    world_generation_ = generation;
-    world_backend_ = plan.backend();
+    bool was_aborted = false;
+    {
+      absl::MutexLock lock(&mu_);
+      was_aborted = aborted();
+      if (!was_aborted) {
+        world_ = world;  // visible to AbortNow from here on
+        world_generation_ = generation;
+        world_backend_ = plan.backend();
+      }
+    }
+    // An abort that came while the world was forming did not see it: release it here.
+    if (was_aborted) return fail("aborted by the coordinator while building the world", {world});
   }
 
   std::vector<GroupSpec> requests;
@@ -648,14 +672,17 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
   step("groups built");
   std::vector<std::shared_ptr<Communicator>> comms;
   for (auto& c : built->comms) comms.emplace_back(std::move(c));
+  bool was_aborted = false;
   {
     absl::MutexLock lock(&mu_);
-    groups_comms_ = comms;  // visible to AbortNow from here on
-    if (abort_building_) {
-      groups_comms_.clear();
-      comms.push_back(world);
-      return fail("aborted by the coordinator while building", comms);
-    }
+    was_aborted = aborted();
+    if (!was_aborted) groups_comms_ = comms;  // visible to AbortNow from here on
+  }
+  // An abort that came while the groups were forming did not see them: release them here (fail
+  // takes mu_, so not under it).
+  if (was_aborted) {
+    comms.push_back(world);
+    return fail("aborted by the coordinator while building the groups", comms);
   }
   // Verification: every group all-reduces the global rank; the sum must match the layout.
   std::vector<std::shared_ptr<Communicator>> all = {world};
@@ -679,10 +706,6 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
                                      expected, ": the communicator does not match the layout");
         g->set_state(v1::COMM_STATE_ERROR);
         g->set_error(error);
-        {
-          absl::MutexLock lock(&mu_);
-          groups_comms_.clear();
-        }
         return fail(error, all);
       }
       g->set_verify_sum(*sum);
@@ -699,12 +722,18 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
   report->set_total_us(Micros(absl::Now() - start));
   {
     absl::MutexLock lock(&mu_);
-    groups_ = map;
-    ready_generation_ = generation;
-    ready_plan_ = plan;
-    ready_report_ = *report;
-    generation_status_ = absl::OkStatus();
+    // An abort that came after the last verification (or with verification off) has interrupted
+    // the communicators: the generation is not READY, whatever the checks said.
+    was_aborted = aborted();
+    if (!was_aborted) {
+      groups_ = map;
+      ready_generation_ = generation;
+      ready_plan_ = plan;
+      ready_report_ = *report;
+      generation_status_ = absl::OkStatus();
+    }
   }
+  if (was_aborted) return fail("aborted by the coordinator while reporting READY", all);
   spdlog::info("{}: generation {} READY as rank {} in {} ms ({} groups)", options_.identity,
                generation, plan.rank(), absl::ToInt64Milliseconds(absl::Now() - start),
                all.size());
