@@ -448,6 +448,21 @@ void Agent::Dispatch(const v1::CoordinatorMessage& message) {
     case v1::CoordinatorMessage::kTeardown: {
       if (message.has_teardown() && message.teardown().abort()) AbortNow(message.teardown());
       absl::MutexLock lock(&mu_);
+      if (message.has_plan() && message.plan().generation() > latest_plan_generation_) {
+        latest_plan_generation_ = message.plan().generation();
+        // A plan for a newer generation means the coordinator gave up the one being built (e.g.
+        // a restarted coordinator that could not restore it): its peers may have given it up
+        // too, and a connect waiting for them would hold this agent until the old deadline.
+        // Cancelling when no build runs is harmless: the next build resumes first.
+        if (building_generation_ < latest_plan_generation_) {
+          absl::MutexLock backends_lock(&backends_mu_);
+          for (auto& [name, backend] : backends_) {
+            backend->CancelBuilds(absl::StrCat("generation ", building_generation_,
+                                               " superseded by generation ",
+                                               latest_plan_generation_));
+          }
+        }
+      }
       work_.push_back(message);
       break;
     }
@@ -557,7 +572,8 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
   // Whether the coordinator aborted this build since it started (AbortNow cancelled it), or
   // aborted this generation before it started.
   auto aborted = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return abort_building_ || aborted_generation_ >= generation;
+    return abort_building_ || aborted_generation_ >= generation ||
+           latest_plan_generation_ > generation;
   };
   // Reports the failure and releases `built` (the communicators of this build, published or
   // not). Must be called without mu_ held: it takes it.
@@ -596,6 +612,13 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
     if (aborted_generation_ >= generation) {
       spdlog::info("{}: generation {} was aborted before it started; not building it",
                    options_.identity, generation);
+      return;
+    }
+    if (latest_plan_generation_ > generation) {
+      spdlog::info("{}: generation {} was superseded by generation {} before it started; not "
+                   "building it", options_.identity, generation, latest_plan_generation_);
+      failed_[generation] = absl::AbortedError(
+          absl::StrCat("superseded by generation ", latest_plan_generation_));
       return;
     }
     (*backend)->ResumeBuilds();

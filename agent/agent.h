@@ -151,6 +151,9 @@ class Agent {
   // The highest generation the coordinator told this agent to abort: its plan, if still
   // queued, is not built.
   int64_t aborted_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  // The highest generation the coordinator sent a plan for: a build of an older one is obsolete
+  // (the coordinator moved on; its peers may have given it up) and is cancelled.
+  int64_t latest_plan_generation_ ABSL_GUARDED_BY(mu_) = 0;
   bool abort_building_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::function<void(const absl::Status&)>> abort_callbacks_ ABSL_GUARDED_BY(mu_);
 
