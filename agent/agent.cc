@@ -800,6 +800,10 @@ void Agent::TearDown(const v1::Teardown& teardown) {
   v1::TeardownReport* r = out.mutable_teardown();
   r->set_generation(teardown.generation());
   r->set_scope(teardown.scope());
+  for (const auto& c : comms) {
+    AddGroupReport(*c, r->mutable_groups())
+        ->set_state(teardown.abort() ? v1::COMM_STATE_ABORTED : v1::COMM_STATE_DESTROYED);
+  }
   // Aborting is allowed to leave errors behind; an orderly destroy is not.
   r->set_ok(status.ok() || teardown.abort());
   r->set_error(std::string(status.message()));

@@ -1,10 +1,13 @@
 // Aborts racing a build, with in-process agents (Gloo, loopback) against an in-process
 // coordinator: an abort that lands at any step of a build ends that generation on the agent (no
-// crash, no hang, nothing of it kept) and the next generation becomes READY.
+// crash, no hang, nothing of it kept) and the next generation becomes READY. And every teardown
+// reports the communicators it released (TeardownReport.groups).
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <ostream>
+#include <set>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -15,6 +18,8 @@
 #include "absl/synchronization/notification.h"
 #include "common/layout_proto.h"
 #include "gmock/gmock.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/support/client_interceptor.h"
 #include "tests/inprocess_pool.h"
 
 namespace cohort::testing {
@@ -181,6 +186,140 @@ INSTANTIATE_TEST_SUITE_P(
                       StepCase{"BetweenVerifications", "verify tp"},
                       StepCase{"WhileReportingReady", "report"}),
     [](const ::testing::TestParamInfo<StepCase>& info) { return info.param.name; });
+
+// --- TeardownReport.groups ----------------------------------------------------------------------
+
+// The teardown reports one agent sent on its session stream.
+class TeardownRecorder {
+ public:
+  void Add(const v1::TeardownReport& report) {
+    absl::MutexLock lock(&mu_);
+    reports_.push_back(report);
+  }
+  // The report of `generation` and `scope`, waiting for it up to `timeout`.
+  std::optional<v1::TeardownReport> Await(int64_t generation, v1::DestroyScope scope,
+                                          absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    const v1::TeardownReport* found = nullptr;
+    auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      for (const v1::TeardownReport& r : reports_) {
+        if (r.generation() == generation && r.scope() == scope) found = &r;
+      }
+      return found != nullptr;
+    };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&done), timeout)) return std::nullopt;
+    return *found;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<v1::TeardownReport> reports_ ABSL_GUARDED_BY(mu_);
+};
+
+class RecordingInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  RecordingInterceptor(TeardownRecorder* recorder, bool session)
+      : recorder_(recorder), session_(session) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (session_ && methods->QueryInterceptionHookPoint(
+                        grpc::experimental::InterceptionHookPoints::PRE_SEND_MESSAGE)) {
+      const auto* message = static_cast<const v1::AgentMessage*>(methods->GetSendMessage());
+      if (message != nullptr && message->has_teardown()) recorder_->Add(message->teardown());
+    }
+    methods->Proceed();
+  }
+
+ private:
+  TeardownRecorder* const recorder_;
+  const bool session_;
+};
+
+class RecordingFactory final : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit RecordingFactory(TeardownRecorder* recorder) : recorder_(recorder) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo* info) override {
+    return new RecordingInterceptor(recorder_, absl::EndsWith(info->method(), "/Session"));
+  }
+
+ private:
+  TeardownRecorder* const recorder_;
+};
+
+// "tp/0 rank 1/2" for each communicator of the map (all of them, or all but the world).
+std::set<std::string> Describe(const agent::GroupMap& map, bool with_world) {
+  std::set<std::string> out;
+  for (const auto& [kind, group] : map.groups) {
+    if (kind == GroupKind::kWorld && !with_world) continue;
+    const agent::Communicator& c = group->comm();
+    out.insert(absl::StrCat(GroupKindName(c.kind()), "/", c.group_index(), " rank ", c.rank(),
+                            "/", c.size()));
+  }
+  return out;
+}
+
+// The same for a report's groups, each of which must be in `state`.
+std::set<std::string> Describe(const v1::TeardownReport& report, v1::CommState state) {
+  std::set<std::string> out;
+  for (const v1::GroupReport& g : report.groups()) {
+    absl::StatusOr<GroupKind> kind = FromProto(g.kind());
+    EXPECT_TRUE(kind.ok()) << g.ShortDebugString();
+    EXPECT_EQ(g.state(), state) << g.ShortDebugString();
+    out.insert(absl::StrCat(kind.ok() ? GroupKindName(*kind) : "?", "/", g.index(), " rank ",
+                            g.rank_in_group(), "/", g.size()));
+  }
+  return out;
+}
+
+class TeardownReportTest : public InProcessPoolTest {
+ protected:
+  TeardownRecorder recorder_;  // outlives the agents, whose channel reports to it
+};
+
+TEST_F(TeardownReportTest, ListsEveryCommunicatorReleased_DestroyedOrAborted) {
+  Watchdog watchdog("TeardownReportTest");
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> factories;
+  factories.push_back(std::make_unique<RecordingFactory>(&recorder_));
+  std::shared_ptr<grpc::Channel> recorded = grpc::experimental::CreateCustomChannelWithInterceptors(
+      server_->address(), grpc::InsecureChannelCredentials(), grpc::ChannelArguments(),
+      std::move(factories));
+  StartAgents(2, [&](int r, agent::AgentOptions& options) {
+    if (r == 0) options.channel = recorded;
+  });
+  ASSERT_EQ(agents_.size(), 2u);
+  const ParallelConfig config{.world_size = 2, .tensor_parallel_size = 2};
+
+  // Generation 1: an orderly model-parallel destroy releases every group but the world.
+  ASSERT_TRUE(client_->Initialize(InitRequest(config)).ok());
+  // READY at the coordinator too: a destroy before that would abort instead.
+  ASSERT_TRUE(WaitFor([](const v1::PoolState& s) {
+                return s.phase() == v1::POOL_PHASE_READY && s.generation() == 1;
+              }).ok());
+  std::shared_ptr<const agent::GroupMap> first = agents_[0]->groups();
+  ASSERT_NE(first, nullptr);
+  v1::DestroyRequest destroy;
+  destroy.set_scope(v1::DESTROY_SCOPE_MODEL_PARALLEL);
+  ASSERT_TRUE(client_->Destroy(destroy).ok());
+  std::optional<v1::TeardownReport> destroyed =
+      recorder_.Await(1, v1::DESTROY_SCOPE_MODEL_PARALLEL, kWait);
+  ASSERT_TRUE(destroyed.has_value());
+  EXPECT_TRUE(destroyed->ok()) << destroyed->error();
+  EXPECT_EQ(Describe(*destroyed, v1::COMM_STATE_DESTROYED),
+            Describe(*first, /*with_world=*/false));
+  ASSERT_TRUE(WaitFor([](const v1::PoolState& s) {
+                return s.phase() == v1::POOL_PHASE_DESTROYED;
+              }).ok());
+
+  // Generation 2 (the world reused): the peer leaves, and the abort releases everything.
+  ASSERT_TRUE(client_->Initialize(InitRequest(config)).ok());
+  ASSERT_TRUE(agents_[0]->WaitForReady(kWait, 2).ok());
+  std::shared_ptr<const agent::GroupMap> second = agents_[0]->groups();
+  ASSERT_NE(second, nullptr);
+  agents_[1]->Stop();
+  std::optional<v1::TeardownReport> aborted = recorder_.Await(2, v1::DESTROY_SCOPE_ALL, kWait);
+  ASSERT_TRUE(aborted.has_value());
+  EXPECT_EQ(Describe(*aborted, v1::COMM_STATE_ABORTED), Describe(*second, /*with_world=*/true));
+}
 
 }  // namespace
 }  // namespace cohort::testing
