@@ -497,12 +497,12 @@ void Agent::AbortNow(const v1::Teardown& teardown) {
     absl::MutexLock backends_lock(&backends_mu_);
     for (auto& [name, backend] : backends_) backend->CancelBuilds(teardown.reason());
   }
-  // Abort() interrupts blocked operations (safe while they run); the worker releases the
-  // communicators afterwards. One thread per communicator: an abort can take a while (NCCL's
-  // proxy polls every 500 ms), and a failure must reach every group at once.
+  // AbortOps() interrupts blocked operations (safe while they run) and returns; the worker
+  // reports the abort, then releases the communicators (TearDown), which is the slow part
+  // (ncclCommAbort). One thread per communicator, so that a failure reaches every group at once.
   std::vector<std::thread> aborts;
   aborts.reserve(comms.size());
-  for (auto& c : comms) aborts.emplace_back([c] { c->Abort(); });
+  for (auto& c : comms) aborts.emplace_back([c] { c->AbortOps(); });
   for (auto& t : aborts) t.join();
   const absl::Status why = absl::AbortedError(teardown.reason());
   {
@@ -777,25 +777,6 @@ void Agent::TearDown(const v1::Teardown& teardown) {
     }
     groups_.reset();
   }
-  absl::Status status;
-  if (!comms.empty()) {
-    std::vector<Communicator*> raw;
-    for (auto& c : comms) raw.push_back(c.get());
-    absl::StatusOr<Backend*> backend = GetBackend(std::string(comms.front()->backend_name()));
-    if (backend.ok()) status = (*backend)->DestroyAll(raw, teardown.abort()).status;
-  }
-  {
-    absl::MutexLock lock(&mu_);
-    torn_down_generation_ = std::max(torn_down_generation_, teardown.generation());
-    if (everything) world_torn_down_ = true;
-    if (teardown.abort()) {
-      failed_[teardown.generation()] = absl::AbortedError(teardown.reason());
-    }
-  }
-  spdlog::info("{}: {} {} communicators of generation {} in {} ms{}", options_.identity,
-               teardown.abort() ? "aborted" : "destroyed", comms.size(), teardown.generation(),
-               absl::ToInt64Milliseconds(absl::Now() - start),
-               status.ok() ? "" : absl::StrCat(" (", status.message(), ")"));
   v1::AgentMessage out;
   v1::TeardownReport* r = out.mutable_teardown();
   r->set_generation(teardown.generation());
@@ -804,11 +785,52 @@ void Agent::TearDown(const v1::Teardown& teardown) {
     AddGroupReport(*c, r->mutable_groups())
         ->set_state(teardown.abort() ? v1::COMM_STATE_ABORTED : v1::COMM_STATE_DESTROYED);
   }
-  // Aborting is allowed to leave errors behind; an orderly destroy is not.
-  r->set_ok(status.ok() || teardown.abort());
-  r->set_error(std::string(status.message()));
-  r->set_teardown_us(Micros(absl::Now() - start));
-  Send(out);
+  auto release = [&]() -> absl::Status {
+    if (comms.empty()) return absl::OkStatus();
+    std::vector<Communicator*> raw;
+    for (auto& c : comms) raw.push_back(c.get());
+    absl::StatusOr<Backend*> backend = GetBackend(std::string(comms.front()->backend_name()));
+    if (!backend.ok()) return backend.status();
+    return (*backend)->DestroyAll(raw, teardown.abort()).status;
+  };
+  auto mark_torn_down = [&] {
+    absl::MutexLock lock(&mu_);
+    torn_down_generation_ = std::max(torn_down_generation_, teardown.generation());
+    if (everything) world_torn_down_ = true;
+    if (teardown.abort()) {
+      failed_[teardown.generation()] = absl::AbortedError(teardown.reason());
+    }
+  };
+  absl::Status status;
+  if (teardown.abort()) {
+    // The coordinator waits for every survivor's report before it moves on: report as soon as
+    // every communicator is interrupted (AbortNow did that already; again here for any that it
+    // did not see), and free them after, which is the slow part (closing sockets, ncclCommAbort).
+    std::vector<std::thread> interrupts;
+    for (auto& c : comms) {
+      if (c->state() != CommState::kAborted && c->state() != CommState::kDestroyed) {
+        interrupts.emplace_back([c] { c->AbortOps(); });
+      }
+    }
+    for (auto& t : interrupts) t.join();
+    r->set_ok(true);  // aborting is allowed to leave errors behind
+    r->set_teardown_us(Micros(absl::Now() - start));
+    mark_torn_down();
+    Send(out);
+    status = release();
+  } else {
+    status = release();
+    mark_torn_down();
+    // An orderly destroy must not leave errors behind.
+    r->set_ok(status.ok());
+    r->set_error(std::string(status.message()));
+    r->set_teardown_us(Micros(absl::Now() - start));
+    Send(out);
+  }
+  spdlog::info("{}: {} {} communicators of generation {} in {} ms{}", options_.identity,
+               teardown.abort() ? "aborted" : "destroyed", comms.size(), teardown.generation(),
+               absl::ToInt64Milliseconds(absl::Now() - start),
+               status.ok() ? "" : absl::StrCat(" (", status.message(), ")"));
 }
 
 void Agent::CheckGroups(const v1::Check& check) {

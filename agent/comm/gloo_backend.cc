@@ -98,6 +98,10 @@ absl::Status GlooCall(F&& f) {
 //     returned std::exception_ptr goes through the hidden result pointer, then `this`, then the
 //     argument, exactly as for a free function of that signature; libstdc++'s new string ABI).
 //     If the symbol were gone the link would fail, not the run.
+//  3. Closing a pair's socket waits for a tick of the device's event loop (Loop::
+//     unregisterDescriptor; the loop ticks at least every 10 ms), one pair after another in
+//     tcp::Context::signalException: 15 pairs of a world of 16 took ~150 ms. The pairs are
+//     signalled from one thread each instead, so that they all wait for the same tick.
 // The dynamic type is checked by name before the call; any other transport gets no abort (its ops
 // still end at their timeouts).
 struct GlooContextAccess : gloo::Context {
@@ -128,13 +132,21 @@ bool SignalTransport(gloo::transport::Context& transport, const std::string& msg
     // dynamic_cast<void*> yields the most-derived object, i.e. the tcp::Pair `this`.
     pairs.push_back(dynamic_cast<void*>(pair));
   }
-  for (void* pair : pairs) {
+  auto signal = [&msg](void* pair) {
     try {
       CohortGlooTcpPairSignalExceptionExternal(pair, msg);
     } catch (...) {
       // Closing a socket that already failed: nothing more to do.
     }
+  };
+  if (pairs.size() == 1) {
+    signal(pairs[0]);
+    return true;
   }
+  std::vector<std::thread> threads;
+  threads.reserve(pairs.size());
+  for (void* pair : pairs) threads.emplace_back(signal, pair);
+  for (std::thread& t : threads) t.join();
   return true;
 #else
   (void)transport;

@@ -19,8 +19,8 @@
 // transport context's signalException does (the path Gloo itself takes on an op timeout): store an
 // IoException in every pair (tcp::Pair::signalExceptionExternal), which wakes every buffer and
 // connect waiting on it and closes the socket, so a blocked op or connect throws at once and the
-// peers see the connection drop. The backend signals the pairs through the exported symbol (see
-// gloo_backend.cc).
+// peers see the connection drop. The backend signals the pairs in parallel (each close waits for
+// a tick of Gloo's event loop) through the exported symbol (see gloo_backend.cc).
 //
 // Connecting: the full mesh is connected by the backend itself (Gloo's protocol and store keys),
 // not by gloo::rendezvous::Context::connectFullMesh, which hides its pairs until all are
