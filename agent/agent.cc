@@ -232,8 +232,7 @@ void Agent::Stop() {
     // End the session first: no abort from the coordinator may race the teardown below.
     if (session_ != nullptr) session_->Cancel();
     // A build in progress would hold the worker until its deadline: cut it short.
-    absl::MutexLock backends_lock(&backends_mu_);
-    for (auto& [name, backend] : backends_) backend->CancelBuilds("agent stopping");
+    CancelBuildLocked("agent stopping");
   }
   if (session_thread_.joinable()) session_thread_.join();
   if (worker_thread_.joinable()) worker_thread_.join();
@@ -455,12 +454,8 @@ void Agent::Dispatch(const v1::CoordinatorMessage& message) {
         // too, and a connect waiting for them would hold this agent until the old deadline.
         // Cancelling when no build runs is harmless: the next build resumes first.
         if (building_generation_ < latest_plan_generation_) {
-          absl::MutexLock backends_lock(&backends_mu_);
-          for (auto& [name, backend] : backends_) {
-            backend->CancelBuilds(absl::StrCat("generation ", building_generation_,
-                                               " superseded by generation ",
-                                               latest_plan_generation_));
-          }
+          CancelBuildLocked(absl::StrCat("generation ", building_generation_,
+                                         " superseded by generation ", latest_plan_generation_));
         }
       }
       work_.push_back(message);
@@ -482,6 +477,16 @@ void Agent::Dispatch(const v1::CoordinatorMessage& message) {
   }
 }
 
+void Agent::CancelBuildLocked(const std::string& reason) {
+  {
+    absl::MutexLock backends_lock(&backends_mu_);
+    for (auto& [name, backend] : backends_) backend->CancelBuilds(reason);
+  }
+  // After the backends: a store wait that ends now finds its backend cancelled already, and the
+  // build ends with the cancel, not with a store error.
+  if (building_store_ != nullptr) building_store_->Cancel(absl::AbortedError(reason));
+}
+
 void Agent::AbortNow(const v1::Teardown& teardown) {
   std::vector<std::shared_ptr<Communicator>> comms;
   std::vector<std::function<void(const absl::Status&)>> callbacks;
@@ -494,8 +499,7 @@ void Agent::AbortNow(const v1::Teardown& teardown) {
     callbacks = abort_callbacks_;
     // A build in progress may be waiting on a peer that is gone: cut it short (under mu_, so
     // a build starting now either sees aborted_generation_ or is cancelled).
-    absl::MutexLock backends_lock(&backends_mu_);
-    for (auto& [name, backend] : backends_) backend->CancelBuilds(teardown.reason());
+    CancelBuildLocked(teardown.reason());
   }
   // AbortOps() interrupts blocked operations (safe while they run) and returns; the worker
   // reports the abort, then releases the communicators (TearDown), which is the slow part
@@ -607,6 +611,15 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
 
   absl::StatusOr<Backend*> backend = GetBackend(plan.backend(), plan.init_mode());
   if (!backend.ok()) return fail(std::string(backend.status().message()), {});
+  CoordinatorRendezvousStore store(client_.get(), plan.pool(), generation);
+  // Unregisters the store (under mu_) before it goes away, whichever way the build ends.
+  struct StoreRegistration {
+    Agent* agent;
+    ~StoreRegistration() {
+      absl::MutexLock lock(&agent->mu_);
+      agent->building_store_ = nullptr;
+    }
+  } registration{this};
   {
     absl::MutexLock lock(&mu_);
     if (aborted_generation_ >= generation) {
@@ -622,8 +635,8 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
       return;
     }
     (*backend)->ResumeBuilds();
+    building_store_ = &store;  // an abort from here on ends its waits
   }
-  CoordinatorRendezvousStore store(client_.get(), plan.pool(), generation);
 
   auto progress = [&](const std::string& phase, int done, int total) {
     v1::AgentMessage p;

@@ -105,6 +105,9 @@ class Agent {
   void BuildGeneration(const v1::Plan& plan);
   void TearDown(const v1::Teardown& teardown);
   void AbortNow(const v1::Teardown& teardown);
+  // Ends the build in progress (if any) at once with ABORTED and `reason`: its backend calls
+  // and its rendezvous-store waits.
+  void CancelBuildLocked(const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CheckGroups(const v1::Check& check);
   // Sends GroupStates for communicators whose state changed since the last report (an error or
   // abort after READY), so inspection shows the live state of every group.
@@ -155,6 +158,9 @@ class Agent {
   // (the coordinator moved on; its peers may have given it up) and is cancelled.
   int64_t latest_plan_generation_ ABSL_GUARDED_BY(mu_) = 0;
   bool abort_building_ ABSL_GUARDED_BY(mu_) = false;
+  // The rendezvous store of the build in progress (owned by BuildGeneration), so that an abort
+  // can end its waits for peers.
+  CoordinatorRendezvousStore* building_store_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::vector<std::function<void(const absl::Status&)>> abort_callbacks_ ABSL_GUARDED_BY(mu_);
 
   absl::Mutex backends_mu_;

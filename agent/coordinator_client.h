@@ -4,6 +4,7 @@
 #define COHORT_AGENT_COORDINATOR_CLIENT_H_
 
 #include <memory>
+#include <set>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -17,6 +18,25 @@
 
 namespace cohort::agent {
 
+// Cancels the calls registered with it, at once and for good: a build's rendezvous-store waits
+// when the coordinator aborts the build. Thread-safe.
+class RpcCanceller {
+ public:
+  // Cancels every call in progress, and makes every later one fail at once, with `why`.
+  void Cancel(absl::Status why);
+  // Registers `context` for the duration of a call. Returns the cancel's status if already
+  // cancelled (then the call must not be made, and not be unregistered).
+  absl::Status Register(grpc::ClientContext* context);
+  // Unregisters `context` (before it is destroyed); returns the cancel's status if the call was
+  // cancelled meanwhile, OK otherwise.
+  absl::Status Unregister(grpc::ClientContext* context);
+
+ private:
+  absl::Mutex mu_;
+  absl::Status cancelled_ ABSL_GUARDED_BY(mu_);
+  std::set<grpc::ClientContext*> active_ ABSL_GUARDED_BY(mu_);
+};
+
 class CoordinatorClient {
  public:
   explicit CoordinatorClient(std::shared_ptr<grpc::Channel> channel,
@@ -25,9 +45,11 @@ class CoordinatorClient {
   // One attempt each; the returned status is the coordinator's (refusal) or the transport's
   // (UNAVAILABLE / DEADLINE_EXCEEDED).
   absl::StatusOr<v1::JoinResponse> Join(const v1::JoinRequest& request);
-  absl::Status KvSet(const v1::KvSetRequest& request);
+  // With a `canceller`, a Cancel() ends the call at once with the cancel's status.
+  absl::Status KvSet(const v1::KvSetRequest& request, RpcCanceller* canceller = nullptr);
   // The RPC deadline is the wait plus rpc_timeout.
-  absl::StatusOr<v1::KvGetResponse> KvGet(const v1::KvGetRequest& request);
+  absl::StatusOr<v1::KvGetResponse> KvGet(const v1::KvGetRequest& request,
+                                          RpcCanceller* canceller = nullptr);
 
   // Admin calls (the embedded seed-style API uses them).
   absl::StatusOr<v1::InitializeResponse> Initialize(const v1::InitializeRequest& request);
@@ -79,8 +101,12 @@ class CoordinatorRendezvousStore final : public RendezvousStore {
   absl::Status MultiSet(absl::Span<const std::pair<std::string, std::string>> kvs) override;
   absl::StatusOr<std::vector<std::string>> MultiGet(absl::Span<const std::string> keys,
                                                     absl::Duration timeout) override;
+  // Ends every call in progress (a wait for peers, above all) and fails every later one with
+  // `why`: the build using this store was aborted. Thread-safe.
+  void Cancel(absl::Status why) { canceller_.Cancel(std::move(why)); }
 
  private:
+  RpcCanceller canceller_;
   CoordinatorClient* const client_;
   const std::string pool_;
   const int64_t generation_;

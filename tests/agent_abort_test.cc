@@ -1,7 +1,8 @@
 // Aborts racing a build, with in-process agents (Gloo, loopback) against an in-process
-// coordinator: an abort that lands at any step of a build ends that generation on the agent (no
-// crash, no hang, nothing of it kept) and the next generation becomes READY. And every teardown
-// reports the communicators it released (TeardownReport.groups).
+// coordinator: an abort that lands at any step of a build (waiting on the rendezvous store too)
+// ends that generation on the agent (no crash, no hang, nothing of it kept) and the next
+// generation becomes READY. And every teardown reports the communicators it released
+// (TeardownReport.groups).
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -186,6 +187,64 @@ INSTANTIATE_TEST_SUITE_P(
                       StepCase{"BetweenVerifications", "verify tp"},
                       StepCase{"WhileReportingReady", "report"}),
     [](const ::testing::TestParamInfo<StepCase>& info) { return info.param.name; });
+
+// --- An abort while the build waits on the rendezvous store ----------------------------------------
+
+class AbortDuringStoreWaitTest : public InProcessPoolTest {
+ protected:
+  AbortCounter rank0_aborts_;
+  absl::Mutex hook_mu_;
+  bool fired_ ABSL_GUARDED_BY(hook_mu_) = false;
+};
+
+// A destroy of a pool that is still building tells every member to abort (Teardown{abort}), but
+// unlike a lost member it leaves the store's waits to their deadline. Rank 1 waits on the store
+// for rank 0's world address, which rank 0 (held at its "world" step until rank 1 waits and the
+// abort reached rank 0) never publishes; the generation's deadline is 10 minutes away, so only the
+// abort can end that wait in time.
+TEST_F(AbortDuringStoreWaitTest, DestroyWhileBuilding_EndsAWaitForAPeerWithTheAbort) {
+  Watchdog watchdog("AbortDuringStoreWaitTest");
+  auto hook = [this](std::string_view step) {
+    {
+      absl::MutexLock lock(&hook_mu_);
+      if (fired_ || step != "world") return;
+      fired_ = true;
+    }
+    // Rank 1 has published its own address: it waits for rank 0's (or is about to).
+    agent::CoordinatorRendezvousStore store(client_.get(), "default", 1);
+    EXPECT_TRUE(store.Get("world/0/1", kWait).ok()) << "rank 1 never published its address";
+    v1::DestroyRequest destroy;
+    destroy.set_scope(v1::DESTROY_SCOPE_ALL);
+    EXPECT_TRUE(client_->Destroy(destroy).ok());
+    EXPECT_TRUE(rank0_aborts_.AwaitAtLeast(1, kWait)) << "no abort reached rank 0";
+  };
+  StartAgents(2, [&](int r, agent::AgentOptions& options) {
+    if (r == 0) options.build_step_hook = hook;
+  });
+  ASSERT_EQ(agents_.size(), 2u);
+  agents_[0]->OnAbort([this](const absl::Status&) { rank0_aborts_.Add(); });
+  const ParallelConfig config{.world_size = 2, .tensor_parallel_size = 2};
+  v1::InitializeRequest init = InitRequest(config);
+  init.mutable_options()->set_deadline_ms(absl::ToInt64Milliseconds(absl::Minutes(10)));
+  ASSERT_TRUE(client_->Initialize(init).ok());
+
+  absl::StatusOr<int64_t> ready = agents_[1]->WaitForReady(kWait, 1);
+  ASSERT_FALSE(ready.ok()) << "generation " << *ready << " READY on rank 1";
+  EXPECT_EQ(ready.status().code(), absl::StatusCode::kAborted) << ready.status();
+  EXPECT_THAT(std::string(ready.status().message()), ::testing::HasSubstr("destroy requested"));
+  ASSERT_TRUE(agents_[1]->WaitForTeardown(kWait, 1, /*world_too=*/true).ok());
+  EXPECT_EQ(agents_[1]->HeldCommunicators(), 0);
+
+  // The pool was destroyed; the next generation is built.
+  ASSERT_TRUE(WaitFor([](const v1::PoolState& s) {
+                return s.phase() == v1::POOL_PHASE_DESTROYED;
+              }).ok());
+  ASSERT_TRUE(client_->Initialize(InitRequest(config)).ok());
+  for (int r = 0; r < 2; ++r) {
+    absl::StatusOr<int64_t> next = agents_[r]->WaitForReady(kWait, 2);
+    ASSERT_TRUE(next.ok()) << "rank " << r << ": " << next.status();
+  }
+}
 
 // --- TeardownReport.groups ----------------------------------------------------------------------
 
