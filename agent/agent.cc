@@ -239,8 +239,7 @@ void Agent::Stop() {
     // A rejoin waiting for the coordinator ends now.
     if (client_ != nullptr) client_->CancelJoins();
     // A build in progress would hold the worker until its deadline: cut it short.
-    absl::MutexLock backends_lock(&backends_mu_);
-    for (auto& [name, backend] : backends_) backend->CancelBuilds("agent stopping");
+    CancelBuildLocked("agent stopping");
   }
   if (session_thread_.joinable()) session_thread_.join();
   if (worker_thread_.joinable()) worker_thread_.join();
@@ -271,6 +270,11 @@ int Agent::rank() const {
 int Agent::world_size() const {
   absl::MutexLock lock(&mu_);
   return world_size_;
+}
+
+int Agent::HeldCommunicators() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(groups_comms_.size()) + (world_ != nullptr ? 1 : 0);
 }
 
 std::shared_ptr<const GroupMap> Agent::groups() const {
@@ -463,6 +467,17 @@ void Agent::Dispatch(const v1::CoordinatorMessage& message) {
     case v1::CoordinatorMessage::kTeardown: {
       if (message.has_teardown() && message.teardown().abort()) AbortNow(message.teardown());
       absl::MutexLock lock(&mu_);
+      if (message.has_plan() && message.plan().generation() > latest_plan_generation_) {
+        latest_plan_generation_ = message.plan().generation();
+        // A plan for a newer generation means the coordinator gave up the one being built (e.g.
+        // a restarted coordinator that could not restore it): its peers may have given it up
+        // too, and a connect waiting for them would hold this agent until the old deadline.
+        // Cancelling when no build runs is harmless: the next build resumes first.
+        if (building_generation_ < latest_plan_generation_) {
+          CancelBuildLocked(absl::StrCat("generation ", building_generation_,
+                                         " superseded by generation ", latest_plan_generation_));
+        }
+      }
       work_.push_back(message);
       break;
     }
@@ -482,6 +497,16 @@ void Agent::Dispatch(const v1::CoordinatorMessage& message) {
   }
 }
 
+void Agent::CancelBuildLocked(const std::string& reason) {
+  {
+    absl::MutexLock backends_lock(&backends_mu_);
+    for (auto& [name, backend] : backends_) backend->CancelBuilds(reason);
+  }
+  // After the backends: a store wait that ends now finds its backend cancelled already, and the
+  // build ends with the cancel, not with a store error.
+  if (building_store_ != nullptr) building_store_->Cancel(absl::AbortedError(reason));
+}
+
 void Agent::AbortNow(const v1::Teardown& teardown) {
   std::vector<std::shared_ptr<Communicator>> comms;
   std::vector<std::function<void(const absl::Status&)>> callbacks;
@@ -494,15 +519,14 @@ void Agent::AbortNow(const v1::Teardown& teardown) {
     callbacks = abort_callbacks_;
     // A build in progress may be waiting on a peer that is gone: cut it short (under mu_, so
     // a build starting now either sees aborted_generation_ or is cancelled).
-    absl::MutexLock backends_lock(&backends_mu_);
-    for (auto& [name, backend] : backends_) backend->CancelBuilds(teardown.reason());
+    CancelBuildLocked(teardown.reason());
   }
-  // Abort() interrupts blocked operations (safe while they run); the worker releases the
-  // communicators afterwards. One thread per communicator: an abort can take a while (NCCL's
-  // proxy polls every 500 ms), and a failure must reach every group at once.
+  // AbortOps() interrupts blocked operations (safe while they run) and returns; the worker
+  // reports the abort, then releases the communicators (TearDown), which is the slow part
+  // (ncclCommAbort). One thread per communicator, so that a failure reaches every group at once.
   std::vector<std::thread> aborts;
   aborts.reserve(comms.size());
-  for (auto& c : comms) aborts.emplace_back([c] { c->Abort(); });
+  for (auto& c : comms) aborts.emplace_back([c] { c->AbortOps(); });
   for (auto& t : aborts) t.join();
   const absl::Status why = absl::AbortedError(teardown.reason());
   {
@@ -538,6 +562,7 @@ absl::StatusOr<Backend*> Agent::GetBackend(const std::string& name, v1::InitMode
   if (it != backends_.end()) return it->second.get();
   BackendOptions options = options_.backend_options;
   options.gloo_host = options_.host_address;
+  options.build_step_hook = options_.build_step_hook;
   options.nccl_group_mode = mode == v1::INIT_MODE_PER_GROUP_ID ? NcclGroupMode::kPerGroupUniqueId
                                                                : NcclGroupMode::kSplitFromWorld;
   absl::StatusOr<std::unique_ptr<Backend>> backend = MakeBackend(name, options);
@@ -568,8 +593,26 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
             world_->state() == CommState::kReady;
     if (reuse) world = world_;
   }
+  // Whether the coordinator aborted this build since it started (AbortNow cancelled it), or
+  // aborted this generation before it started.
+  auto aborted = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return abort_building_ || aborted_generation_ >= generation ||
+           latest_plan_generation_ > generation;
+  };
+  // Reports the failure and releases `built` (the communicators of this build, published or
+  // not). Must be called without mu_ held: it takes it.
   auto fail = [&](const std::string& error, std::vector<std::shared_ptr<Communicator>> built) {
     spdlog::error("{}: generation {} failed: {}", options_.identity, generation, error);
+    {
+      // Unpublish first, so that nothing else hands them out while they are released.
+      absl::MutexLock lock(&mu_);
+      auto is_built = [&built](const std::shared_ptr<Communicator>& c) {
+        return std::find(built.begin(), built.end(), c) != built.end();
+      };
+      groups_comms_.erase(std::remove_if(groups_comms_.begin(), groups_comms_.end(), is_built),
+                          groups_comms_.end());
+      if (world_ != nullptr && is_built(world_)) world_.reset();
+    }
     report->set_ok(false);
     report->set_error(error);
     report->set_total_us(Micros(absl::Now() - start));
@@ -582,13 +625,21 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
     {
       absl::MutexLock lock(&mu_);
       failed_[generation] = absl::AbortedError(error);
-      if (std::find(built.begin(), built.end(), world_) != built.end()) world_.reset();
     }
     Send(out);
   };
 
   absl::StatusOr<Backend*> backend = GetBackend(plan.backend(), plan.init_mode());
   if (!backend.ok()) return fail(std::string(backend.status().message()), {});
+  CoordinatorRendezvousStore store(client_.get(), plan.pool(), generation);
+  // Unregisters the store (under mu_) before it goes away, whichever way the build ends.
+  struct StoreRegistration {
+    Agent* agent;
+    ~StoreRegistration() {
+      absl::MutexLock lock(&agent->mu_);
+      agent->building_store_ = nullptr;
+    }
+  } registration{this};
   {
     absl::MutexLock lock(&mu_);
     if (aborted_generation_ >= generation) {
@@ -596,9 +647,16 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
                    options_.identity, generation);
       return;
     }
+    if (latest_plan_generation_ > generation) {
+      spdlog::info("{}: generation {} was superseded by generation {} before it started; not "
+                   "building it", options_.identity, generation, latest_plan_generation_);
+      failed_[generation] = absl::AbortedError(
+          absl::StrCat("superseded by generation ", latest_plan_generation_));
+      return;
+    }
     (*backend)->ResumeBuilds();
+    building_store_ = &store;  // an abort from here on ends its waits
   }
-  CoordinatorRendezvousStore store(client_.get(), plan.pool(), generation);
 
   auto progress = [&](const std::string& phase, int done, int total) {
     v1::AgentMessage p;
@@ -609,6 +667,9 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
     Send(p);
   };
   const int total_groups = plan.layout().group_sets_size();
+  auto step = [this](std::string_view name) {
+    if (options_.build_step_hook) options_.build_step_hook(name);
+  };
 
   if (!reuse) {
     // A world left from an earlier generation cannot serve this one.
@@ -623,14 +684,23 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
     spec.world_size = plan.world_size();
     spec.device_index = std::max(0, options_.device);
     progress("world", 0, total_groups);
+    step("world");
     absl::StatusOr<std::unique_ptr<Communicator>> created =
         (*backend)->CreateWorld(spec, store, deadline);
     if (!created.ok()) return fail(absl::StrCat("world: ", created.status().message()), {});
     world = std::shared_ptr<Communicator>(*std::move(created));
-    absl::MutexLock lock(&mu_);
-    world_ = world;
-    world_generation_ = generation;
-    world_backend_ = plan.backend();
+    bool was_aborted = false;
+    {
+      absl::MutexLock lock(&mu_);
+      was_aborted = aborted();
+      if (!was_aborted) {
+        world_ = world;  // visible to AbortNow from here on
+        world_generation_ = generation;
+        world_backend_ = plan.backend();
+      }
+    }
+    // An abort that came while the world was forming did not see it: release it here.
+    if (was_aborted) return fail("aborted by the coordinator while building the world", {world});
   }
 
   std::vector<GroupSpec> requests;
@@ -650,20 +720,25 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
     requests.push_back(std::move(spec));
   }
   progress("groups", 1, total_groups);
+  step("groups");
   absl::StatusOr<agent::GroupSet> built = (*backend)->CreateGroups(*world, requests, store,
                                                                    deadline);
   if (!built.ok()) return fail(absl::StrCat("groups: ", built.status().message()), {world});
 
+  step("groups built");
   std::vector<std::shared_ptr<Communicator>> comms;
   for (auto& c : built->comms) comms.emplace_back(std::move(c));
+  bool was_aborted = false;
   {
     absl::MutexLock lock(&mu_);
-    groups_comms_ = comms;  // visible to AbortNow from here on
-    if (abort_building_) {
-      groups_comms_.clear();
-      comms.push_back(world);
-      return fail("aborted by the coordinator while building", comms);
-    }
+    was_aborted = aborted();
+    if (!was_aborted) groups_comms_ = comms;  // visible to AbortNow from here on
+  }
+  // An abort that came while the groups were forming did not see them: release them here (fail
+  // takes mu_, so not under it).
+  if (was_aborted) {
+    comms.push_back(world);
+    return fail("aborted by the coordinator while building the groups", comms);
   }
   // Verification: every group all-reduces the global rank; the sum must match the layout.
   std::vector<std::shared_ptr<Communicator>> all = {world};
@@ -673,6 +748,7 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
     v1::GroupReport* g = AddGroupReport(*comm, report->mutable_groups());
     if (comm->kind() == GroupKind::kWorld && reuse) g->set_create_us(0);  // not built this time
     if (plan.verify() && plan.backend() != "none") {
+      step(absl::StrCat("verify ", GroupKindName(comm->kind())));
       const absl::Time v0 = absl::Now();
       absl::StatusOr<int64_t> sum = SumOverGroup(*comm, plan.rank());
       g->set_verify_us(Micros(absl::Now() - v0));
@@ -686,10 +762,6 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
                                      expected, ": the communicator does not match the layout");
         g->set_state(v1::COMM_STATE_ERROR);
         g->set_error(error);
-        {
-          absl::MutexLock lock(&mu_);
-          groups_comms_.clear();
-        }
         return fail(error, all);
       }
       g->set_verify_sum(*sum);
@@ -701,16 +773,23 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
   map->rank = plan.rank();
   map->world_size = plan.world_size();
   for (const auto& comm : all) map->groups[comm->kind()] = std::make_shared<Group>(comm);
+  step("report");
   report->set_ok(true);
   report->set_total_us(Micros(absl::Now() - start));
   {
     absl::MutexLock lock(&mu_);
-    groups_ = map;
-    ready_generation_ = generation;
-    ready_plan_ = plan;
-    ready_report_ = *report;
-    generation_status_ = absl::OkStatus();
+    // An abort that came after the last verification (or with verification off) has interrupted
+    // the communicators: the generation is not READY, whatever the checks said.
+    was_aborted = aborted();
+    if (!was_aborted) {
+      groups_ = map;
+      ready_generation_ = generation;
+      ready_plan_ = plan;
+      ready_report_ = *report;
+      generation_status_ = absl::OkStatus();
+    }
   }
+  if (was_aborted) return fail("aborted by the coordinator while reporting READY", all);
   spdlog::info("{}: generation {} READY as rank {} in {} ms ({} groups)", options_.identity,
                generation, plan.rank(), absl::ToInt64Milliseconds(absl::Now() - start),
                all.size());
@@ -731,34 +810,60 @@ void Agent::TearDown(const v1::Teardown& teardown) {
     }
     groups_.reset();
   }
-  absl::Status status;
-  if (!comms.empty()) {
+  v1::AgentMessage out;
+  v1::TeardownReport* r = out.mutable_teardown();
+  r->set_generation(teardown.generation());
+  r->set_scope(teardown.scope());
+  for (const auto& c : comms) {
+    AddGroupReport(*c, r->mutable_groups())
+        ->set_state(teardown.abort() ? v1::COMM_STATE_ABORTED : v1::COMM_STATE_DESTROYED);
+  }
+  auto release = [&]() -> absl::Status {
+    if (comms.empty()) return absl::OkStatus();
     std::vector<Communicator*> raw;
     for (auto& c : comms) raw.push_back(c.get());
     absl::StatusOr<Backend*> backend = GetBackend(std::string(comms.front()->backend_name()));
-    if (backend.ok()) status = (*backend)->DestroyAll(raw, teardown.abort()).status;
-  }
-  {
+    if (!backend.ok()) return backend.status();
+    return (*backend)->DestroyAll(raw, teardown.abort()).status;
+  };
+  auto mark_torn_down = [&] {
     absl::MutexLock lock(&mu_);
     torn_down_generation_ = std::max(torn_down_generation_, teardown.generation());
     if (everything) world_torn_down_ = true;
     if (teardown.abort()) {
       failed_[teardown.generation()] = absl::AbortedError(teardown.reason());
     }
+  };
+  absl::Status status;
+  if (teardown.abort()) {
+    // The coordinator waits for every survivor's report before it moves on: report as soon as
+    // every communicator is interrupted (AbortNow did that already; again here for any that it
+    // did not see), and free them after, which is the slow part (closing sockets, ncclCommAbort).
+    std::vector<std::thread> interrupts;
+    for (auto& c : comms) {
+      if (c->state() != CommState::kAborted && c->state() != CommState::kDestroyed) {
+        interrupts.emplace_back([c] { c->AbortOps(); });
+      }
+    }
+    for (auto& t : interrupts) t.join();
+    r->set_ok(true);  // aborting is allowed to leave errors behind
+    r->set_teardown_us(Micros(absl::Now() - start));
+    mark_torn_down();
+    Send(out);
+    status = release();
+  } else {
+    status = release();
+    mark_torn_down();
+    // An orderly destroy must not leave errors behind.
+    r->set_ok(status.ok());
+    r->set_error(std::string(status.message()));
+    r->set_teardown_us(Micros(absl::Now() - start));
+    Send(out);
   }
   spdlog::info("{}: {} {} communicators of generation {} in {} ms{}", options_.identity,
                teardown.abort() ? "aborted" : "destroyed", comms.size(), teardown.generation(),
                absl::ToInt64Milliseconds(absl::Now() - start),
                status.ok() ? "" : absl::StrCat(" (", status.message(), ")"));
-  v1::AgentMessage out;
-  v1::TeardownReport* r = out.mutable_teardown();
-  r->set_generation(teardown.generation());
-  r->set_scope(teardown.scope());
-  // Aborting is allowed to leave errors behind; an orderly destroy is not.
-  r->set_ok(status.ok() || teardown.abort());
-  r->set_error(std::string(status.message()));
-  r->set_teardown_us(Micros(absl::Now() - start));
-  Send(out);
 }
 
 void Agent::CheckGroups(const v1::Check& check) {

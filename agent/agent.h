@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -48,6 +49,14 @@ struct AgentOptions {
   absl::Duration connect_timeout = absl::Seconds(60);
   absl::Duration rpc_timeout = absl::Seconds(10);
   BackendOptions backend_options;
+  // For tests only: called on the worker thread at each step of building a generation, so that a
+  // test can inject an abort exactly there: "world" (before the world communicator is created),
+  // "groups" (before the model-parallel groups), "groups built" (after they were created, before
+  // they are published), "verify <kind>" (before each verification all-reduce) and "report"
+  // (before the generation is declared READY). Backends add their own steps through
+  // BackendOptions::build_step_hook (Gloo: "connected <kind>/<index>", from its group threads).
+  // The hook runs without any of the agent's locks held and may block. Leave empty otherwise.
+  std::function<void(std::string_view step)> build_step_hook;
 };
 
 class Agent {
@@ -75,6 +84,9 @@ class Agent {
   // Blocks until Stop() or until the session is lost for good; returns why it ended.
   absl::Status Wait();
 
+  // How many communicators this agent holds now (the world and the model-parallel groups, READY
+  // or being built). For inspection and tests.
+  int HeldCommunicators() const;
   // The current generation's groups; nullptr while none is READY.
   std::shared_ptr<const GroupMap> groups() const;
   // Called (from the session thread) when the coordinator aborts this agent's communicators.
@@ -93,6 +105,9 @@ class Agent {
   void BuildGeneration(const v1::Plan& plan);
   void TearDown(const v1::Teardown& teardown);
   void AbortNow(const v1::Teardown& teardown);
+  // Ends the build in progress (if any) at once with ABORTED and `reason`: its backend calls
+  // and its rendezvous-store waits.
+  void CancelBuildLocked(const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CheckGroups(const v1::Check& check);
   // Sends GroupStates for communicators whose state changed since the last report (an error or
   // abort after READY), so inspection shows the live state of every group.
@@ -139,7 +154,13 @@ class Agent {
   // The highest generation the coordinator told this agent to abort: its plan, if still
   // queued, is not built.
   int64_t aborted_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  // The highest generation the coordinator sent a plan for: a build of an older one is obsolete
+  // (the coordinator moved on; its peers may have given it up) and is cancelled.
+  int64_t latest_plan_generation_ ABSL_GUARDED_BY(mu_) = 0;
   bool abort_building_ ABSL_GUARDED_BY(mu_) = false;
+  // The rendezvous store of the build in progress (owned by BuildGeneration), so that an abort
+  // can end its waits for peers.
+  CoordinatorRendezvousStore* building_store_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::vector<std::function<void(const absl::Status&)>> abort_callbacks_ ABSL_GUARDED_BY(mu_);
 
   absl::Mutex backends_mu_;

@@ -28,6 +28,26 @@ CoordinatorClient::CoordinatorClient(std::shared_ptr<grpc::Channel> channel,
       admin_(v1::AdminService::NewStub(channel_)),
       rpc_timeout_(rpc_timeout) {}
 
+void RpcCanceller::Cancel(absl::Status why) {
+  absl::MutexLock lock(&mu_);
+  if (!cancelled_.ok()) return;
+  cancelled_ = why.ok() ? absl::CancelledError("cancelled") : std::move(why);
+  for (grpc::ClientContext* context : active_) context->TryCancel();
+}
+
+absl::Status RpcCanceller::Register(grpc::ClientContext* context) {
+  absl::MutexLock lock(&mu_);
+  if (!cancelled_.ok()) return cancelled_;
+  active_.insert(context);
+  return absl::OkStatus();
+}
+
+absl::Status RpcCanceller::Unregister(grpc::ClientContext* context) {
+  absl::MutexLock lock(&mu_);
+  active_.erase(context);
+  return cancelled_;
+}
+
 void CoordinatorClient::SetDeadline(grpc::ClientContext& context, absl::Duration extra) {
   context.set_deadline(absl::ToChronoTime(absl::Now() + rpc_timeout_ + extra));
 }
@@ -72,18 +92,34 @@ void CoordinatorClient::CancelJoins() {
   if (join_context_ != nullptr) join_context_->TryCancel();
 }
 
-absl::Status CoordinatorClient::KvSet(const v1::KvSetRequest& request) {
+absl::Status CoordinatorClient::KvSet(const v1::KvSetRequest& request,
+                                      RpcCanceller* canceller) {
   grpc::ClientContext context;
   SetDeadline(context);
+  if (canceller != nullptr) {
+    if (absl::Status s = canceller->Register(&context); !s.ok()) return s;
+  }
   v1::KvSetResponse response;
-  return FromGrpcStatus(agent_->KvSet(&context, request, &response));
+  absl::Status s = FromGrpcStatus(agent_->KvSet(&context, request, &response));
+  if (canceller != nullptr) {
+    // A cancelled call reports the cancel's reason, not gRPC's CANCELLED.
+    if (absl::Status cancelled = canceller->Unregister(&context); !cancelled.ok()) return cancelled;
+  }
+  return s;
 }
 
-absl::StatusOr<v1::KvGetResponse> CoordinatorClient::KvGet(const v1::KvGetRequest& request) {
+absl::StatusOr<v1::KvGetResponse> CoordinatorClient::KvGet(const v1::KvGetRequest& request,
+                                                          RpcCanceller* canceller) {
   grpc::ClientContext context;
   SetDeadline(context, absl::Milliseconds(request.timeout_ms()));
+  if (canceller != nullptr) {
+    if (absl::Status s = canceller->Register(&context); !s.ok()) return s;
+  }
   v1::KvGetResponse response;
   absl::Status s = FromGrpcStatus(agent_->KvGet(&context, request, &response));
+  if (canceller != nullptr) {
+    if (absl::Status cancelled = canceller->Unregister(&context); !cancelled.ok()) return cancelled;
+  }
   if (!s.ok()) return s;
   return response;
 }
@@ -206,7 +242,7 @@ absl::Status CoordinatorRendezvousStore::MultiSet(
     set_once = set_once && absl::EndsWith(key, "nccl_id");
   }
   request.set_set_once(set_once);
-  return client_->KvSet(request);
+  return client_->KvSet(request, &canceller_);
 }
 
 absl::StatusOr<std::vector<std::string>> CoordinatorRendezvousStore::MultiGet(
@@ -216,7 +252,7 @@ absl::StatusOr<std::vector<std::string>> CoordinatorRendezvousStore::MultiGet(
   request.set_generation(generation_);
   for (const std::string& k : keys) request.add_keys(k);
   request.set_timeout_ms(std::max<int64_t>(0, absl::ToInt64Milliseconds(timeout)));
-  absl::StatusOr<v1::KvGetResponse> response = client_->KvGet(request);
+  absl::StatusOr<v1::KvGetResponse> response = client_->KvGet(request, &canceller_);
   if (!response.ok()) return response.status();
   std::vector<std::string> values;
   values.reserve(keys.size());

@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -28,6 +29,24 @@ inline constexpr absl::Duration kConnectAttemptTimeout = absl::Seconds(5);
 // connect timeout, so a small value makes every slow handshake (a loaded machine, hundreds of
 // agents joining at once) fail and start over.
 std::shared_ptr<grpc::Channel> CreateCoordinatorChannel(const std::string& address);
+// Cancels the calls registered with it, at once and for good: a build's rendezvous-store waits
+// when the coordinator aborts the build. Thread-safe.
+class RpcCanceller {
+ public:
+  // Cancels every call in progress, and makes every later one fail at once, with `why`.
+  void Cancel(absl::Status why);
+  // Registers `context` for the duration of a call. Returns the cancel's status if already
+  // cancelled (then the call must not be made, and not be unregistered).
+  absl::Status Register(grpc::ClientContext* context);
+  // Unregisters `context` (before it is destroyed); returns the cancel's status if the call was
+  // cancelled meanwhile, OK otherwise.
+  absl::Status Unregister(grpc::ClientContext* context);
+
+ private:
+  absl::Mutex mu_;
+  absl::Status cancelled_ ABSL_GUARDED_BY(mu_);
+  std::set<grpc::ClientContext*> active_ ABSL_GUARDED_BY(mu_);
+};
 
 class CoordinatorClient {
  public:
@@ -47,9 +66,11 @@ class CoordinatorClient {
   // Ends a Join in progress, and makes every later Join and WaitForConnected fail at once
   // (the agent is stopping).
   void CancelJoins();
-  absl::Status KvSet(const v1::KvSetRequest& request);
+  // With a `canceller`, a Cancel() ends the call at once with the cancel's status.
+  absl::Status KvSet(const v1::KvSetRequest& request, RpcCanceller* canceller = nullptr);
   // The RPC deadline is the wait plus rpc_timeout.
-  absl::StatusOr<v1::KvGetResponse> KvGet(const v1::KvGetRequest& request);
+  absl::StatusOr<v1::KvGetResponse> KvGet(const v1::KvGetRequest& request,
+                                          RpcCanceller* canceller = nullptr);
 
   // Admin calls (the embedded seed-style API uses them).
   absl::StatusOr<v1::InitializeResponse> Initialize(const v1::InitializeRequest& request);
@@ -109,8 +130,12 @@ class CoordinatorRendezvousStore final : public RendezvousStore {
   absl::Status MultiSet(absl::Span<const std::pair<std::string, std::string>> kvs) override;
   absl::StatusOr<std::vector<std::string>> MultiGet(absl::Span<const std::string> keys,
                                                     absl::Duration timeout) override;
+  // Ends every call in progress (a wait for peers, above all) and fails every later one with
+  // `why`: the build using this store was aborted. Thread-safe.
+  void Cancel(absl::Status why) { canceller_.Cancel(std::move(why)); }
 
  private:
+  RpcCanceller canceller_;
   CoordinatorClient* const client_;
   const std::string pool_;
   const int64_t generation_;

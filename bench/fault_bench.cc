@@ -1,11 +1,11 @@
-// Failure and recovery times with real processes on loopback (Gloo, world 8, default
+// Failure and recovery times with real processes on loopback (Gloo, worlds of 8 and 16, default
 // heartbeats of 1 s x 3):
 //   * kill -9 of an agent -> the member declared lost, and every survivor aborted;
 //   * SIGSTOP of an agent (a frozen process, caught only by heartbeats) -> every survivor aborted;
 //   * the replacement's join -> the next generation READY.
 // Times come from the coordinator's event log (same machine clock as the kill).
 //
-// Usage: fault_bench BIN_DIR [--repeat K]
+// Usage: fault_bench BIN_DIR [--repeat K] [--world N]   (default: world 8, then world 16)
 #include <algorithm>
 #include <cstdio>
 #include <memory>
@@ -24,7 +24,7 @@ using testing::ChildProcess;
 
 class Pool {
  public:
-  explicit Pool(const std::string& bin) : bin_(bin) {
+  Pool(const std::string& bin, int world) : bin_(bin) {
     auto c = ChildProcess::Spawn({bin + "/cohort-coordinator", "--listen", "127.0.0.1:0",
                                   "--log-level", "warn"},
                                  "/dev/null");
@@ -35,7 +35,7 @@ class Pool {
         grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
     admin_ = v1::AdminService::NewStub(
         grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
-    for (int r = 0; r < 8; ++r) StartAgent(r);
+    for (int r = 0; r < world; ++r) StartAgent(r);
   }
   ~Pool() {
     for (auto& [r, a] : agents_) a->Signal(SIGKILL);
@@ -84,7 +84,7 @@ struct Times {
 };
 
 // One failure of rank 3 (by `signal`), then the restarted agent's way back to READY.
-Times FailAndRecover(Pool& pool, int signal) {
+Times FailAndRecover(Pool& pool, int world, int signal) {
   absl::StatusOr<v1::PoolState> before = pool.client().GetState("default");
   const int64_t generation = before->generation();
   const int64_t t_fail = absl::ToUnixMillis(absl::Now());
@@ -102,7 +102,7 @@ Times FailAndRecover(Pool& pool, int signal) {
         t.all_aborted_ms = std::max(t.all_aborted_ms, static_cast<double>(e.unix_ms() - t_fail));
       }
     }
-    return aborted == 7;
+    return aborted == world - 1;
   });
   pool.agent(3).Signal(SIGKILL);
   pool.agent(3).WaitExit(absl::Seconds(10));
@@ -128,39 +128,76 @@ double Median(std::vector<double> v) {
 }  // namespace
 }  // namespace cohort
 
-int main(int argc, char** argv) {
-  if (argc < 2) {
-    std::fprintf(stderr, "usage: fault_bench BIN_DIR [--repeat K]\n");
-    return 2;
-  }
-  int repeat = 5;
-  if (argc >= 4 && std::string(argv[2]) == "--repeat") repeat = std::atoi(argv[3]);
-  cohort::Pool pool(argv[1]);
-  cohort::v1::InitializeRequest init;
-  *init.mutable_config() = cohort::ToProto(cohort::ParallelConfig{
-      .world_size = 8, .data_parallel_size = 2, .cfg_parallel_size = 2, .ulysses_degree = 2});
-  if (!pool.WaitFor([](const cohort::v1::PoolState& s) { return s.members_size() == 8; }) ||
+namespace cohort {
+namespace {
+
+ParallelConfig ConfigFor(int world) {
+  ParallelConfig c{.world_size = world, .data_parallel_size = 2, .cfg_parallel_size = 2,
+                   .ulysses_degree = 2};
+  if (world == 16) c.tensor_parallel_size = 2;
+  return c;
+}
+
+int RunWorld(const std::string& bin, int world, int repeat) {
+  Pool pool(bin, world);
+  v1::InitializeRequest init;
+  *init.mutable_config() = ToProto(ConfigFor(world));
+  if (!pool.WaitFor([world](const v1::PoolState& s) { return s.members_size() == world; }) ||
       !pool.client().Initialize(init).ok() ||
-      !pool.WaitFor([](const cohort::v1::PoolState& s) {
-        return s.phase() == cohort::v1::POOL_PHASE_READY;
-      })) {
-    std::fprintf(stderr, "error: the pool did not become READY\n");
+      !pool.WaitFor([](const v1::PoolState& s) { return s.phase() == v1::POOL_PHASE_READY; })) {
+    std::fprintf(stderr, "error: the pool of %d did not become READY\n", world);
     return 1;
   }
   std::vector<double> lost, aborted, back;
   for (int i = 0; i < repeat; ++i) {
-    cohort::Times t = cohort::FailAndRecover(pool, SIGKILL);
+    Times t = FailAndRecover(pool, world, SIGKILL);
     lost.push_back(t.lost_ms);
     aborted.push_back(t.all_aborted_ms);
     back.push_back(t.join_to_ready_ms);
   }
-  cohort::Times frozen = cohort::FailAndRecover(pool, SIGSTOP);
-  std::printf("world 8 (dp2 x cfg2 x ulysses2, Gloo), median of %d kills:\n", repeat);
-  std::printf("  kill -9 -> member lost (session closed)      %7.1f ms\n", cohort::Median(lost));
-  std::printf("  kill -9 -> every survivor aborted            %7.1f ms\n", cohort::Median(aborted));
-  std::printf("  replacement joined -> next generation READY  %7.1f ms\n", cohort::Median(back));
+  Times frozen = FailAndRecover(pool, world, SIGSTOP);
+  const ParallelConfig c = ConfigFor(world);
+  std::printf("world %d (dp%d x cfg%d x ulysses%d x tp%d, Gloo), median of %d kills:\n", world,
+              static_cast<int>(c.data_parallel_size), static_cast<int>(c.cfg_parallel_size),
+              static_cast<int>(c.ulysses_degree), static_cast<int>(c.tensor_parallel_size),
+              repeat);
+  std::printf("  kill -9 -> member lost (session closed)      %7.1f ms\n", Median(lost));
+  std::printf("  kill -9 -> every survivor aborted            %7.1f ms\n", Median(aborted));
+  std::printf("  replacement joined -> next generation READY  %7.1f ms\n", Median(back));
   std::printf("SIGSTOP (heartbeats 1 s x 3 misses):\n");
   std::printf("  SIGSTOP -> member lost                       %7.1f ms\n", frozen.lost_ms);
   std::printf("  SIGSTOP -> every survivor aborted            %7.1f ms\n", frozen.all_aborted_ms);
+  std::fflush(stdout);
+  return 0;
+}
+
+}  // namespace
+}  // namespace cohort
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: fault_bench BIN_DIR [--repeat K] [--world N]\n");
+    return 2;
+  }
+  int repeat = 5;
+  std::vector<int> worlds = {8, 16};
+  for (int i = 2; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i];
+    if (flag == "--repeat") {
+      repeat = std::atoi(argv[i + 1]);
+    } else if (flag == "--world") {
+      worlds = {std::atoi(argv[i + 1])};
+    } else {
+      std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
+      return 2;
+    }
+  }
+  for (int world : worlds) {
+    if (world != 8 && world != 16) {
+      std::fprintf(stderr, "--world: 8 or 16\n");
+      return 2;
+    }
+    if (int rc = cohort::RunWorld(argv[1], world, repeat); rc != 0) return rc;
+  }
   return 0;
 }

@@ -58,23 +58,35 @@ class InProcessPoolTest : public ::testing::Test {
     if (server_ != nullptr) server_->Shutdown();
   }
 
+  // Changes the options of agent-r before it starts (a test hook, a channel, timeouts).
+  using Customize = std::function<void(int r, agent::AgentOptions& options)>;
+
   // Starts `n` agents, agent-r with rank hint r on Gloo, each counting its aborts.
-  void StartAgents(int n) {
+  void StartAgents(int n, const Customize& customize = nullptr) {
     for (int r = 0; r < n; ++r) {
-      agent::AgentOptions options;
-      options.coordinator_address = server_->address();
-      options.identity = absl::StrCat("agent-", r);
-      options.rank_hint = r;
-      options.backends = {"gloo"};
-      options.connect_timeout = absl::Seconds(10);
-      auto started = agent::Agent::Start(options);
+      absl::StatusOr<std::unique_ptr<agent::Agent>> started = StartAgent(r, customize);
       ASSERT_TRUE(started.ok()) << started.status();
-      (*started)->OnAbort([this](const absl::Status&) {
-        absl::MutexLock lock(&abort_mu_);
-        ++aborts_;
-      });
       agents_.push_back(*std::move(started));
     }
+  }
+
+  // Starts agent-r (rank hint r, Gloo) counting its aborts, e.g. to bring back a stopped one.
+  absl::StatusOr<std::unique_ptr<agent::Agent>> StartAgent(int r,
+                                                           const Customize& customize = nullptr) {
+    agent::AgentOptions options;
+    options.coordinator_address = server_->address();
+    options.identity = absl::StrCat("agent-", r);
+    options.rank_hint = r;
+    options.backends = {"gloo"};
+    options.connect_timeout = absl::Seconds(10);
+    if (customize) customize(r, options);
+    auto started = agent::Agent::Start(options);
+    if (!started.ok()) return started.status();
+    (*started)->OnAbort([this](const absl::Status&) {
+      absl::MutexLock lock(&abort_mu_);
+      ++aborts_;
+    });
+    return started;
   }
 
   // Waits (bounded) until `n` agents have aborted their communicators.

@@ -15,8 +15,10 @@
 #ifndef COHORT_AGENT_COMM_BACKEND_H_
 #define COHORT_AGENT_COMM_BACKEND_H_
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -48,6 +50,10 @@ struct BackendOptions {
   absl::Duration op_timeout = absl::Seconds(30);
   // DestroyAll: how long orderly teardown may take before falling back to abort.
   absl::Duration teardown_timeout = absl::Seconds(10);
+  // For tests only: called at internal steps of CreateWorld/CreateGroups (Gloo: "connected
+  // <kind>/<index>" once a group's context is up), possibly from several threads at once, so a
+  // test can act (e.g. cancel the build) at that point. Leave empty otherwise.
+  std::function<void(std::string_view step)> build_step_hook;
 };
 
 struct WorldSpec {

@@ -293,7 +293,7 @@ absl::Status Communicator::AllToAll(const void* in, void* out, size_t count_per_
 
 #undef COHORT_COMM_CHECK
 
-void Communicator::Abort() {
+void Communicator::AbortOps() {
   {
     absl::MutexLock lock(&mu_);
     const bool was_aborting = aborting_;
@@ -304,12 +304,23 @@ void Communicator::Abort() {
     }
     state_ = CommState::kAborted;
   }
+  // Never interrupt a transport that a concurrent Destroy is freeing (or has freed): the release
+  // takes the same lock. Only the first caller gets here, so Interrupt runs at most once.
+  absl::MutexLock lock(&release_mu_);
+  if (!released_) Interrupt();
+}
+
+void Communicator::Abort() {
   {
-    // Never interrupt a transport that a concurrent Destroy is freeing (or has freed): the
-    // release takes the same lock.
-    absl::MutexLock lock(&release_mu_);
-    if (!released_) Interrupt();
+    absl::MutexLock lock(&mu_);
+    if (state_ == CommState::kDestroyed) {
+      aborting_ = true;  // a Destroy in progress gives up its orderly teardown
+      return;
+    }
   }
+  AbortOps();
+  // Whoever interrupted (this call or an earlier AbortOps), the ops in flight are on their way
+  // out: wait for them, then release.
   auto drained = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return in_flight_ == 0; };
   bool ok;
   {

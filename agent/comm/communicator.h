@@ -145,6 +145,10 @@ class Communicator {
   // fast way (ncclCommAbort; closing Gloo's sockets). Idempotent; safe from any thread. During a
   // Destroy() it asks the orderly teardown to give up and abort instead.
   void Abort();
+  // The first half of Abort(): fails in-flight and later ops (as Abort) and returns at once,
+  // leaving the release (which may be slow: ncclCommAbort) to a later Abort() or Destroy(). For
+  // a caller that must report the abort before the resources are freed.
+  void AbortOps();
 
   // Orderly teardown (ncclCommFinalize + ncclCommDestroy; closing Gloo's context). If it does not
   // finish within `timeout` (default: default_timeout()) it falls back to abort. Destroying an

@@ -36,6 +36,16 @@
 #include "gloo/transport/tcp/device.h"
 #include "gloo/transport/unbound_buffer.h"
 
+// gloo::transport::tcp::Pair::signalExceptionExternal, bound by its exported symbol (see "Reaching
+// Gloo's abort path" below).
+#if defined(__GXX_ABI_VERSION) && defined(_GLIBCXX_USE_CXX11_ABI) && _GLIBCXX_USE_CXX11_ABI
+#define COHORT_GLOO_CAN_SIGNAL 1
+std::exception_ptr CohortGlooTcpPairSignalExceptionExternal(void* tcp_pair, const std::string& msg)
+    __asm__("_ZN4gloo9transport3tcp4Pair23signalExceptionExternalERKNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEEE");
+#else
+#define COHORT_GLOO_CAN_SIGNAL 0
+#endif
+
 namespace cohort::agent {
 namespace {
 
@@ -76,46 +86,80 @@ absl::Status GlooCall(F&& f) {
 }
 
 // --- Reaching Gloo's abort path -----------------------------------------------------------------
-// What we need is gloo::transport::tcp::Context::signalException(msg): it stores an IoException in
-// every pair of the context, wakes every buffer waiting on those pairs and closes the sockets (the
-// path Gloo takes itself when an op times out). Two obstacles in the Debian 2022 package:
-//  1. It is protected, and so is gloo::Context::transportContext_. The latter is reached with a
-//     member pointer formed through a derived class (standard C++; no object of it is built).
-//  2. gloo/transport/tcp/context.h cannot be included: it includes gloo/common/memory.h, which
-//     the package does not ship. So the function is bound by its exported symbol (libgloo exports
-//     it: nm -D), called with the tcp::Context object as `this` (Itanium C++ ABI, libstdc++'s
-//     new std::string ABI). If the symbol were gone the link would fail, not the run.
+// What we need is what gloo::transport::tcp::Context::signalException(msg) does, the path Gloo
+// takes itself when an op times out: for every pair, tcp::Pair::signalExceptionExternal(msg)
+// stores an IoException, wakes every buffer waiting on the pair (and a connect waiting for it),
+// and closes the socket. Obstacles in the Debian 2022 package:
+//  1. gloo::Context::transportContext_ (and device_) are protected. They are reached with member
+//     pointers formed through a derived class (standard C++; no object of it is built).
+//  2. gloo/transport/tcp/{context,pair}.h cannot be included: they include gloo/common/memory.h,
+//     which the package does not ship. So the function is bound by its exported symbol (libgloo
+//     exports it: nm -D), called with the tcp::Pair object as `this` (Itanium C++ ABI: the
+//     returned std::exception_ptr goes through the hidden result pointer, then `this`, then the
+//     argument, exactly as for a free function of that signature; libstdc++'s new string ABI).
+//     If the symbol were gone the link would fail, not the run.
+//  3. Closing a pair's socket waits for a tick of the device's event loop (Loop::
+//     unregisterDescriptor; the loop ticks at least every 10 ms), one pair after another in
+//     tcp::Context::signalException: 15 pairs of a world of 16 took ~150 ms. The pairs are
+//     signalled from one thread each instead, so that they all wait for the same tick.
 // The dynamic type is checked by name before the call; any other transport gets no abort (its ops
 // still end at their timeouts).
 struct GlooContextAccess : gloo::Context {
   static gloo::transport::Context* Transport(gloo::Context& context) {
     return (context.*&GlooContextAccess::transportContext_).get();
   }
+  // What connectFullMesh does at its end: the context now uses `transport` over `device`.
+  static void Install(gloo::Context& context, std::shared_ptr<gloo::transport::Device> device,
+                      std::shared_ptr<gloo::transport::Context> transport) {
+    context.*&GlooContextAccess::device_ = std::move(device);
+    context.*&GlooContextAccess::transportContext_ = std::move(transport);
+  }
 };
 
-#if defined(__GXX_ABI_VERSION) && defined(_GLIBCXX_USE_CXX11_ABI) && _GLIBCXX_USE_CXX11_ABI
-#define COHORT_GLOO_CAN_SIGNAL 1
-extern "C" void CohortGlooTcpContextSignalException(void* tcp_context, const std::string& msg)
-    __asm__("_ZN4gloo9transport3tcp7Context15signalExceptionERKNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEEE");
+// (The declaration of the exported symbol is at file scope, above: it needs external linkage.)
+
+// Fails every pair of `transport` (a connect waiting on one of them throws at once). Returns false
+// when the transport is not Gloo's TCP one. Pairs must not be created concurrently (their vector
+// would change under us): callers signal a context only once all its pairs exist.
+bool SignalTransport(gloo::transport::Context& transport, const std::string& msg) {
+#if COHORT_GLOO_CAN_SIGNAL
+  std::vector<void*> pairs;
+  for (int i = 0; i < transport.size; ++i) {
+    if (i == transport.rank) continue;
+    gloo::transport::Pair* pair = transport.getPair(i).get();
+    if (pair == nullptr) continue;
+    if (absl::string_view(typeid(*pair).name()) != "N4gloo9transport3tcp4PairE") return false;
+    // dynamic_cast<void*> yields the most-derived object, i.e. the tcp::Pair `this`.
+    pairs.push_back(dynamic_cast<void*>(pair));
+  }
+  auto signal = [&msg](void* pair) {
+    try {
+      CohortGlooTcpPairSignalExceptionExternal(pair, msg);
+    } catch (...) {
+      // Closing a socket that already failed: nothing more to do.
+    }
+  };
+  if (pairs.size() == 1) {
+    signal(pairs[0]);
+    return true;
+  }
+  std::vector<std::thread> threads;
+  threads.reserve(pairs.size());
+  for (void* pair : pairs) threads.emplace_back(signal, pair);
+  for (std::thread& t : threads) t.join();
+  return true;
 #else
-#define COHORT_GLOO_CAN_SIGNAL 0
+  (void)transport;
+  (void)msg;
+  return false;
 #endif
+}
 
 // Fails every pair of `context`. Returns false when the transport is not Gloo's TCP one.
 bool SignalGlooContext(gloo::Context& context, const std::string& msg) {
   gloo::transport::Context* transport = GlooContextAccess::Transport(context);
   if (transport == nullptr) return true;  // never connected: nothing to wake
-#if COHORT_GLOO_CAN_SIGNAL
-  if (absl::string_view(typeid(*transport).name()) != "N4gloo9transport3tcp7ContextE") {
-    return false;
-  }
-  // dynamic_cast<void*> yields the most-derived object, i.e. the tcp::Context `this`.
-  CohortGlooTcpContextSignalException(dynamic_cast<void*>(transport), msg);
-  return true;
-#else
-  (void)msg;
-  return false;
-#endif
+  return SignalTransport(*transport, msg);
 }
 
 // Calls f(T{}) with T the C++ type of dtype.
@@ -172,9 +216,8 @@ class GlooStoreAdapter final : public gloo::rendezvous::Store {
 
   void wait(const std::vector<std::string>& keys,
             const std::chrono::milliseconds& timeout) override {
-    // Gloo passes its context timeout, which is capped for connects; waiting for peers to
-    // publish is bounded by the build's deadline instead (and cut short by the coordinator
-    // when the generation ends).
+    // Waiting for peers to publish is bounded by the build's deadline, whatever the caller
+    // passes (and cut short by the coordinator when the generation ends).
     (void)timeout;
     Wait(keys, Remaining());
   }
@@ -439,6 +482,32 @@ absl::StatusOr<std::unique_ptr<Communicator>> GlooBackend::CreateGroup(const Gro
   GlooStoreAdapter adapter(size == 1 ? static_cast<RendezvousStore&>(private_store) : store,
                            deadline);
   auto context = std::make_shared<gloo::rendezvous::Context>(group.rank_in_group, size);
+  // The full mesh is connected here rather than by gloo::rendezvous::Context::connectFullMesh,
+  // which keeps its transport context (and the pairs in it) to itself until every pair is
+  // connected: an abort could not reach a connect waiting for a peer that is gone. Here the pairs
+  // are created first, then the transport context is registered for CancelBuilds, so that a
+  // cancel fails every pair still connecting at once. The protocol is Gloo's: each rank
+  // publishes "<group rank>" (the addresses of its pairs, in peer order), then for each peer in
+  // turn waits for the peer's key and connects the pair (the lower address of a pair listens,
+  // the other connects).
+  //
+  // The context timeout becomes the pairs' timeout, and a pair waits up to 5x that for its peer to
+  // connect (tcp/pair.h waitUntil): a fifth of the time left keeps connects inside the deadline.
+  // Store waits are bounded by the deadline in the adapter.
+  const int rank = group.rank_in_group;
+  context->setTimeout(ToChrono((deadline - absl::Now()) / 5));
+  std::shared_ptr<gloo::transport::Context> transport;
+  std::vector<char> addresses;
+  absl::Status s = GlooCall([&] {
+    transport = device_->createContext(rank, size);
+    transport->setTimeout(context->getTimeout());
+    for (int i = 0; i < size; ++i) {
+      if (i == rank) continue;
+      const std::vector<char> bytes = transport->createPair(i)->address().bytes();
+      addresses.insert(addresses.end(), bytes.begin(), bytes.end());
+    }
+  });
+  if (!s.ok()) return absl::Status(s.code(), absl::StrCat("gloo ", label, ": ", s.message()));
   uint64_t building_id;
   {
     absl::MutexLock lock(&building_mu_);
@@ -446,22 +515,35 @@ absl::StatusOr<std::unique_ptr<Communicator>> GlooBackend::CreateGroup(const Gro
       return absl::AbortedError(absl::StrCat("gloo ", label, ": cancelled: ", *cancelled_));
     }
     building_id = next_building_++;
-    building_[building_id] = context;
+    building_[building_id] = transport;
   }
-  absl::Status s = GlooCall([&] {
-    // The context timeout becomes the pairs' timeout, and a pair waits up to 5x that for its peer
-    // to connect (tcp/pair.h waitUntil): a fifth of the time left keeps connects inside the
-    // deadline. Store waits are bounded by the deadline in the adapter, whatever Gloo passes.
-    // Capped at 2 s (10 s per connect): a peer that is gone must not hold a build for the
-    // whole generation deadline when CancelBuilds cannot reach it (Gloo creates pairs inside
-    // connectFullMesh, after which a signal no longer covers them).
-    context->setTimeout(ToChrono(std::min((deadline - absl::Now()) / 5, absl::Seconds(2))));
-    std::shared_ptr<gloo::transport::Device> device = device_;
-    context->connectFullMesh(adapter, device);
+  s = GlooCall([&] {
+    adapter.set(absl::StrCat(rank), addresses);
+    for (int i = 0; i < size; ++i) {
+      if (i == rank) continue;
+      const std::string key = absl::StrCat(i);
+      adapter.wait({key});
+      const std::vector<char> all = adapter.get(key);
+      // Peer i published the addresses of its pairs with every rank but itself, in rank order.
+      if (all.empty() || all.size() % (size - 1) != 0) {
+        throw gloo::IoException(absl::StrCat("malformed addresses of group rank ", i, " (",
+                                             all.size(), " bytes)"));
+      }
+      const size_t one = all.size() / (size - 1);
+      const size_t at = static_cast<size_t>(rank < i ? rank : rank - 1) * one;
+      transport->getPair(i)->connect(std::vector<char>(all.begin() + at, all.begin() + at + one));
+    }
   });
+  std::optional<std::string> cancelled;
   {
     absl::MutexLock lock(&building_mu_);
     building_.erase(building_id);
+    cancelled = cancelled_;
+  }
+  // A cancel that came while connecting may have failed pairs of this context (whatever error the
+  // connect then reported, or none if it had just finished): the build ends with the cancel.
+  if (cancelled.has_value()) {
+    return absl::AbortedError(absl::StrCat("gloo ", label, ": cancelled: ", *cancelled));
   }
   if (!s.ok()) {
     if (!adapter.error().ok()) {
@@ -482,6 +564,7 @@ absl::StatusOr<std::unique_ptr<Communicator>> GlooBackend::CreateGroup(const Gro
     }
     return absl::Status(s.code(), absl::StrCat("gloo ", label, ": connect: ", s.message()));
   }
+  GlooContextAccess::Install(*context, device_, std::move(transport));
   // Algorithms read their default timeout from the context; ours always pass one explicitly, but
   // keep the default sane for anyone using raw_handle().
   context->setTimeout(ToChrono(options().op_timeout));
@@ -495,13 +578,14 @@ absl::StatusOr<std::unique_ptr<Communicator>> GlooBackend::CreateGroup(const Gro
   timing.total = absl::Now() - start;
   auto comm = std::make_unique<GlooCommunicator>(group, options().op_timeout, std::move(context));
   comm->Ready(std::move(timing));
+  if (options().build_step_hook) options().build_step_hook(absl::StrCat("connected ", label));
   return comm;
 }
 
 void GlooBackend::CancelBuilds(const std::string& reason) {
   absl::MutexLock lock(&building_mu_);
   cancelled_ = reason;
-  for (auto& [id, context] : building_) SignalGlooContext(*context, "cancelled: " + reason);
+  for (auto& [id, transport] : building_) SignalTransport(*transport, "cancelled: " + reason);
 }
 
 void GlooBackend::ResumeBuilds() {

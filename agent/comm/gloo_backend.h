@@ -7,19 +7,26 @@
 // of one gets a context without pairs over a private in-process store: no network, no store keys.
 //
 // Timeouts: creation waits are bounded by the deadline (store waits directly; Gloo's pair connect
-// waits 5x the context timeout, so that is set to a fifth of the time left). Every op passes its own timeout to
-// Gloo (the *Options::setTimeout of each algorithm, waitSend/waitRecv for send/recv). When an op
-// times out Gloo closes every pair of the context, so the communicator moves to kError.
+// waits 5x the context timeout, so that is set to a fifth of the time left). Every op passes its
+// own timeout to Gloo (the *Options::setTimeout of each algorithm, waitSend/waitRecv for
+// send/recv). When an op times out Gloo closes every pair of the context, so the communicator
+// moves to kError.
 //
 // Abort: Gloo 2022 has no public abort. gloo::Context::closeConnections() (tcp::Pair::close: sets
 // SO_LINGER 0 and closes the socket) stores no error in the pairs and wakes no waiting buffer; in
 // a test, an all-reduce in flight then died on an enforce failure ("epoll_ctl: Bad file
-// descriptor") from racing the closed fd: a crash risk, not an abort. What works is the transport
-// context's
-// signalException (the path Gloo itself takes on an op timeout): it stores an IoException in every
-// pair, wakes every buffer waiting on it, and closes the sockets, so a blocked op throws at once
-// and the peers see the connection drop. It is a protected member, exported by libgloo; the
-// backend reaches it through a derived-class member pointer (see gloo_backend.cc).
+// descriptor") from racing the closed fd: a crash risk, not an abort. What works is what the TCP
+// transport context's signalException does (the path Gloo itself takes on an op timeout): store an
+// IoException in every pair (tcp::Pair::signalExceptionExternal), which wakes every buffer and
+// connect waiting on it and closes the socket, so a blocked op or connect throws at once and the
+// peers see the connection drop. The backend signals the pairs in parallel (each close waits for
+// a tick of Gloo's event loop) through the exported symbol (see gloo_backend.cc).
+//
+// Connecting: the full mesh is connected by the backend itself (Gloo's protocol and store keys),
+// not by gloo::rendezvous::Context::connectFullMesh, which hides its pairs until all are
+// connected: CancelBuilds then reaches a connect waiting for a peer that will never come.
+// (A wait on the rendezvous store is ended by the store: the coordinator fails the waits of a
+// generation that failed.)
 //
 // Every Gloo exception is caught at this edge and becomes an absl::Status.
 //
@@ -40,6 +47,7 @@
 #include "gloo/rendezvous/context.h"
 
 namespace gloo::transport {
+class Context;
 class Device;
 }  // namespace gloo::transport
 
@@ -75,9 +83,10 @@ class GlooBackend final : public Backend {
                                                             absl::Time deadline);
 
   const std::shared_ptr<gloo::transport::Device> device_;
-  // Contexts in connectFullMesh, so that CancelBuilds can reach them.
+  // The transport contexts (every pair created) of the groups connecting now, so that
+  // CancelBuilds can fail their pairs.
   absl::Mutex building_mu_;
-  std::map<uint64_t, std::shared_ptr<gloo::rendezvous::Context>> building_
+  std::map<uint64_t, std::shared_ptr<gloo::transport::Context>> building_
       ABSL_GUARDED_BY(building_mu_);
   uint64_t next_building_ ABSL_GUARDED_BY(building_mu_) = 1;
   std::optional<std::string> cancelled_ ABSL_GUARDED_BY(building_mu_);

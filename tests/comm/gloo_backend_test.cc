@@ -10,6 +10,10 @@
 #include "absl/synchronization/notification.h"
 #include "agent/comm/backend.h"
 #include "agent/comm/rendezvous_store.h"
+#include "gloo/transport/context.h"
+#include "gloo/transport/device.h"
+#include "gloo/transport/pair.h"
+#include "gloo/transport/tcp/device.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/comm/status_matchers.h"
@@ -350,6 +354,39 @@ TEST(Gloo, CreateGroups_PeerMissing_AbortsAndNamesGroup) {
       absl::Now() + absl::Milliseconds(300));
   EXPECT_THAT(set, StatusIs(absl::StatusCode::kDeadlineExceeded,
                             AllOf(HasSubstr("tp/0"), HasSubstr("global rank 1"))));
+}
+
+// A peer that published its address but never connects. Gloo makes the lower address of a pair
+// listen: rank 0 (127.0.0.1) waits in its pair's connect for rank 1 (a pair on 127.0.0.2) to
+// connect, which never happens. The build's deadline is far away, so the only way for it to end
+// soon, and with the cancel's reason rather than a connect timeout, is the cancel reaching the
+// connect.
+TEST(Gloo, CancelBuilds_InterruptsAConnectWaitingForAPeer) {
+  absl::StatusOr<std::unique_ptr<Backend>> backend = MakeBackend("gloo", BackendOptions{});
+  ASSERT_THAT(backend, IsOk());
+  InMemoryRendezvousStore store;
+  gloo::transport::tcp::attr attr;
+  attr.hostname = "127.0.0.2";
+  std::shared_ptr<gloo::transport::Device> device = gloo::transport::tcp::CreateDevice(attr);
+  std::shared_ptr<gloo::transport::Context> silent = device->createContext(1, 2);
+  const std::vector<char> address = silent->createPair(0)->address().bytes();
+  ASSERT_THAT(store.Set("world/0/1", absl::string_view(address.data(), address.size())), IsOk());
+
+  absl::Status result = absl::UnknownError("not run");
+  std::thread build([&] {
+    result = backend.value()->CreateWorld({0, 2, 0}, store, absl::Now() + absl::Seconds(60))
+                 .status();
+  });
+  // Rank 0 has published its own address: it is connecting, or about to.
+  EXPECT_THAT(store.Get("world/0/0", absl::Seconds(30)), IsOk());
+  backend.value()->CancelBuilds("the coordinator aborted generation 7");
+  build.join();  // bounded by the build's deadline
+  EXPECT_THAT(result, StatusIs(absl::StatusCode::kAborted,
+                               HasSubstr("the coordinator aborted generation 7")));
+
+  // Cancelled builds stay cancelled until ResumeBuilds.
+  EXPECT_THAT(backend.value()->CreateWorld({0, 2, 0}, store, absl::Now() + absl::Seconds(60)),
+              StatusIs(absl::StatusCode::kAborted));
 }
 
 }  // namespace
