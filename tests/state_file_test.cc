@@ -7,10 +7,14 @@
 #include <unistd.h>
 
 #include <functional>
+#include <map>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/clock.h"
 #include "common/layout_proto.h"
+#include "common/timer_queue.h"
+#include "coordinator/coordinator.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "tests/scratch_dir.h"
 #include "tests/test_util.h"
@@ -367,6 +371,64 @@ TEST(StateFileOpen, UnusablePath_RefusedEvenWithReset) {
       StateFile::Open(dir / "state.json", /*reset=*/true, kNow);
   EXPECT_TRUE(absl::IsFailedPrecondition(opened.status())) << opened.status();
   EXPECT_THAT(opened.status().message(), HasSubstr("is a directory"));
+}
+
+
+// ---- What the Coordinator writes always loads back --------------------------------------------
+
+class NullSink : public SessionSink {
+ public:
+  void Send(const v1::CoordinatorMessage&) override {}
+  void Close(const std::string&) override {}
+};
+
+TEST(StateFileCoordinator, StaleRanksOutsideASmallerWorld_AreNotWritten_TheFileLoadsBack) {
+  ScratchDir dir;
+  const std::string path = dir / "state.json";
+  // A world of 8 with eight known identities; only agent-0 comes back after the restart.
+  v1::DurableState before = ValidState();
+  for (int r = 0; r < 8; ++r) {
+    (*before.mutable_pools(0)->mutable_ranks())["agent-" + std::to_string(r)] = r;
+  }
+  before.mutable_pools(0)->mutable_ranks()->erase("a");
+  before.mutable_pools(0)->mutable_ranks()->erase("b");
+  before.mutable_pools(0)->mutable_ranks()->erase("c");
+  before.mutable_pools(0)->mutable_ranks()->erase("d");
+  COHORT_ASSERT_OK(StateFile::Save(path, before));
+  FakeClock clock;
+  TimerQueue timers(&clock);
+  CoordinatorOptions options;
+  options.state_file = path;
+  Coordinator coordinator(options, &clock, &timers);
+  v1::JoinRequest join;
+  join.set_identity("agent-0");
+  join.set_incarnation("inc-1");
+  join.add_backends("gloo");
+  absl::StatusOr<v1::JoinResponse> joined = coordinator.Join(join);
+  ASSERT_TRUE(joined.ok()) << joined.status();
+  NullSink sink;
+  COHORT_ASSERT_OK(coordinator.Attach(joined->session_id(), &sink));
+  // Nobody else comes back: recovery gives up after the attach timeout.
+  v1::AgentMessage heartbeat;
+  heartbeat.mutable_heartbeat();
+  for (int i = 0; i < 31; ++i) {
+    clock.Advance(absl::Seconds(1));
+    COHORT_ASSERT_OK(coordinator.HandleAgentMessage(joined->session_id(), heartbeat));
+    timers.FireDue();
+  }
+  ASSERT_EQ(coordinator.GetState("default")->phase(), v1::POOL_PHASE_WAITING);
+  // A world of 2: the identities that never came back keep ranks 2..7 in memory.
+  v1::InitializeRequest init;
+  *init.mutable_config() = ToProto(ParallelConfig{.world_size = 2, .tensor_parallel_size = 2});
+  init.mutable_options()->set_backend("gloo");
+  COHORT_ASSERT_OK(coordinator.Initialize(init).status());
+  absl::StatusOr<v1::DurableState> after = StateFile::Load(path);
+  COHORT_ASSERT_OK(after.status());
+  ASSERT_EQ(after->pools_size(), 1);
+  EXPECT_EQ(after->pools(0).world_size(), 2);
+  std::map<std::string, int32_t> ranks(after->pools(0).ranks().begin(),
+                                       after->pools(0).ranks().end());
+  EXPECT_EQ(ranks, (std::map<std::string, int32_t>{{"agent-0", 0}, {"agent-1", 1}}));
 }
 
 }  // namespace
