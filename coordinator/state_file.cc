@@ -139,7 +139,8 @@ absl::Status StateFile::Validate(const v1::DurableState& state) {
 }
 
 absl::StatusOr<v1::DurableState> StateFile::Load(const std::string& path) {
-  const int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO planted at the path must not block the open (it is then refused).
+  const int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
     const int err = errno;
     if (err == ENOENT) return v1::DurableState();  // a first start

@@ -147,7 +147,7 @@ TEST(StateFileLoad, CorruptTruncatedOrEmptyFile_IsDataLoss_NamingThePath) {
   }
 }
 
-TEST(StateFileLoad, SymlinkOrDirectory_IsRefused) {
+TEST(StateFileLoad, SymlinkDirectoryOrFifo_IsRefused) {
   ScratchDir dir;
   ScratchDir::Write(dir / "real.json", Json(ValidState()));
   ASSERT_EQ(symlink((dir / "real.json").c_str(), (dir / "link.json").c_str()), 0);
@@ -156,6 +156,11 @@ TEST(StateFileLoad, SymlinkOrDirectory_IsRefused) {
   EXPECT_THAT(link.status().message(), HasSubstr("symbolic link"));
   absl::StatusOr<v1::DurableState> directory = StateFile::Load(dir.path());
   EXPECT_FALSE(directory.ok());
+  // A FIFO is refused at once, not waited on.
+  ASSERT_EQ(mkfifo((dir / "fifo").c_str(), 0600), 0);
+  absl::StatusOr<v1::DurableState> fifo = StateFile::Load(dir / "fifo");
+  EXPECT_TRUE(absl::IsFailedPrecondition(fifo.status())) << fifo.status();
+  EXPECT_TRUE(absl::IsFailedPrecondition(StateFile::CheckUsable(dir / "fifo")));
 }
 
 TEST(StateFileLoad, WorldSizeDifferentFromTheConfig_IsRefused_NamingThePathAndPool) {
