@@ -84,6 +84,11 @@ struct CoordinatorOptions {
   // Where the small durable state (pool configs, identity -> rank) is written atomically after
   // every change, and read back at startup. Empty: nothing is persisted.
   std::string state_file;
+  // --state-file-reset: CoordinatorServer::Start checks the state file (StateFile::Open) before
+  // it builds the Coordinator; a file that does not parse or validate is moved aside and the
+  // coordinator starts empty instead of refusing to start. The Coordinator itself never
+  // touches a bad file: it logs, starts empty and does not write the state file.
+  bool state_file_reset = false;
   // Refill the rank of a lost member with a standby at once (instead of waiting for the same
   // identity to come back).
   bool refill_from_standby = true;
@@ -364,6 +369,8 @@ class Coordinator {
   std::map<std::string, Pool> pools_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::pair<std::string, std::string>> sessions_ ABSL_GUARDED_BY(mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  // The state file could not be loaded: it is left as it is and never written.
+  bool state_file_unusable_ ABSL_GUARDED_BY(mu_) = false;
   TimerQueue::TimerId sweep_timer_ ABSL_GUARDED_BY(mu_) = 0;
   // When a late sweep last showed that the coordinator itself had stalled: heartbeat windows
   // count from here at the earliest.

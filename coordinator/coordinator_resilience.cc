@@ -1,11 +1,5 @@
 // Coordinator: what keeps a pool alive through failures — standby promotion and refill, aborting
 // what members hold, elastic dp, recovery after a coordinator restart, and the state file.
-#include <unistd.h>
-
-#include <cstdio>
-#include <fstream>
-#include <sstream>
-
 #include "coordinator/coordinator.h"
 
 #include <algorithm>
@@ -15,9 +9,9 @@
 #include "absl/strings/str_join.h"
 #include "common/layout_proto.h"
 #include "coordinator/coordinator_internal.h"
+#include "coordinator/state_file.h"
 #include "spdlog/spdlog.h"
 #include "cohort/v1/state.pb.h"
-#include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/message_differencer.h"
 
 namespace cohort::coordinator {
@@ -466,46 +460,60 @@ void Coordinator::TryRecover(Pool& pool, bool give_up, Completions& out) {
 }
 
 void Coordinator::SaveState() {
-  if (options_.state_file.empty()) return;
+  if (options_.state_file.empty() || state_file_unusable_) return;
   v1::DurableState state;
   for (const auto& [name, pool] : pools_) {
+    // Never write what StateFile::Load would refuse (it would stop the next start): names it
+    // cannot hold, and ranks outside the world or held twice (a stale entry of an identity
+    // that is gone) are left out. A member that has the rank now wins it.
+    if (name.empty() || name.size() > StateFile::kMaxNameLength) {
+      spdlog::warn("state file {}: pool name of {} bytes not saved", options_.state_file,
+                   name.size());
+      continue;
+    }
     v1::DurablePool* p = state.add_pools();
     p->set_name(name);
     if (pool.config.has_value()) *p->mutable_config() = ToProto(*pool.config);
     *p->mutable_options() = pool.options;
-    p->set_world_size(pool.world_size);
+    // The config's world (0 without one), as Load requires.
+    const int64_t world = pool.config.has_value() ? pool.config->world_size : 0;
+    p->set_world_size(static_cast<int32_t>(world));
     p->set_generation(pool.generation);
-    for (const auto& [identity, rank] : pool.durable_ranks) (*p->mutable_ranks())[identity] = rank;
+    std::map<int, std::string> holder;  // rank -> identity
+    for (const auto& [identity, rank] : pool.durable_ranks) {
+      const bool in_world = rank >= 0 && rank < (world > 0 ? world : kMaxWorldSize);
+      if (identity.empty() || identity.size() > StateFile::kMaxNameLength || !in_world) continue;
+      auto [it, inserted] = holder.emplace(rank, identity);
+      if (inserted) continue;
+      auto member = pool.members.find(identity);
+      if (member != pool.members.end() && member->second.rank == rank) it->second = identity;
+    }
+    for (const auto& [rank, identity] : holder) (*p->mutable_ranks())[identity] = rank;
   }
-  std::string json;
-  (void)google::protobuf::util::MessageToJsonString(state, &json);
-  // Atomic: write a temporary file, flush it to disk, rename it over the old one.
-  const std::string tmp = options_.state_file + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "w");
-  if (f == nullptr) {
-    spdlog::error("cannot write the state file {}", tmp);
+  if (absl::Status valid = StateFile::Validate(state); !valid.ok()) {
+    spdlog::error("state file {}: not written, the state would not load back: {}",
+                  options_.state_file, std::string(valid.message()));
     return;
   }
-  const bool written = std::fwrite(json.data(), 1, json.size(), f) == json.size() &&
-                       std::fflush(f) == 0 && fsync(fileno(f)) == 0;
-  std::fclose(f);
-  if (!written || std::rename(tmp.c_str(), options_.state_file.c_str()) != 0) {
-    spdlog::error("cannot write the state file {}", options_.state_file);
+  // Atomic, and never through a link: see StateFile::Save. Runs under mu_ (two fsyncs).
+  if (absl::Status s = StateFile::Save(options_.state_file, state); !s.ok()) {
+    spdlog::error("{}", std::string(s.message()));
   }
 }
 
 void Coordinator::LoadState() {
   if (options_.state_file.empty()) return;
-  std::ifstream in(options_.state_file);
-  if (!in.good()) return;  // first start
-  std::stringstream text;
-  text << in.rdbuf();
-  v1::DurableState state;
-  if (!google::protobuf::util::JsonStringToMessage(text.str(), &state).ok()) {
-    spdlog::error("state file {} is unreadable; starting empty", options_.state_file);
+  // CoordinatorServer::Start refused a bad file (or moved it aside) before building us; a
+  // Coordinator built directly over a bad file leaves it alone and does not persist.
+  absl::StatusOr<v1::DurableState> state = StateFile::Load(options_.state_file);
+  if (!state.ok()) {
+    spdlog::error("{}; starting empty and not writing the state file",
+                  std::string(state.status().message()));
+    state_file_unusable_ = true;
     return;
   }
-  for (const v1::DurablePool& p : state.pools()) {
+  for (const v1::DurablePool& p : state->pools()) {
+    // Validated: a config builds and its world is the pool's; ranks are inside it.
     Pool& pool = GetOrCreatePool(p.name());
     if (p.has_config()) {
       absl::StatusOr<Layout> layout = Layout::Build(FromProto(p.config()));
@@ -515,12 +523,7 @@ void Coordinator::LoadState() {
       }
     }
     pool.options = p.options();
-    pool.world_size = pool.layout.has_value() ? pool.layout->world_size() : p.world_size();
-    if (pool.world_size != p.world_size()) {
-      spdlog::error("state file {}: pool {} says world size {} but its config's world is {}; "
-                    "using the config's", options_.state_file, p.name(), p.world_size(),
-                    pool.world_size);
-    }
+    pool.world_size = pool.layout.has_value() ? pool.layout->world_size() : 0;
     pool.generation = p.generation();
     for (const auto& [identity, rank] : p.ranks()) pool.durable_ranks[identity] = rank;
     // Members that hold communicators report back; until then the pool is RECOVERING.

@@ -39,6 +39,10 @@ int main(int argc, char** argv) {
                  "IP:PORT to serve Prometheus metrics on at /metrics (port 0: any; default: off)");
   app.add_option("--state-file", options.coordinator.state_file,
                  "Persist pool configs and identity -> rank here, and read them back at startup");
+  app.add_flag("--state-file-reset", options.coordinator.state_file_reset,
+               "If the state file does not load (corrupt, truncated or invalid), move it aside "
+               "to <path>.corrupt-<UTC time> and start empty instead of refusing to start")
+      ->needs("--state-file");
   app.add_flag("--standby-refill,!--no-standby-refill", options.coordinator.refill_from_standby,
                "Give a lost member's rank to a standby at once")
       ->capture_default_str();
@@ -149,6 +153,7 @@ int main(int argc, char** argv) {
   if (options.coordinator.state_file != defaults.coordinator.state_file) {
     spdlog::info("option --state-file={}", options.coordinator.state_file);
   }
+  if (options.coordinator.state_file_reset) spdlog::info("option --state-file-reset");
   if (options.coordinator.refill_from_standby != defaults.coordinator.refill_from_standby) {
     spdlog::info("option --{}standby-refill", options.coordinator.refill_from_standby ? "" : "no-");
   }

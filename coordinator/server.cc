@@ -1,6 +1,7 @@
 #include "coordinator/server.h"
 
 #include "absl/strings/str_cat.h"
+#include "coordinator/state_file.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "spdlog/spdlog.h"
@@ -22,6 +23,14 @@ void EnableHealthAndReflection() {
 
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     ServerOptions options) {
+  // The state file first: a path that cannot be used, or a file that does not load, stops the
+  // start here (the Coordinator constructor cannot fail); with --state-file-reset a bad file
+  // is moved aside and the coordinator starts empty.
+  if (!options.coordinator.state_file.empty()) {
+    absl::StatusOr<v1::DurableState> state =
+        StateFile::Open(options.coordinator.state_file, options.coordinator.state_file_reset);
+    if (!state.ok()) return state.status();
+  }
   std::unique_ptr<CoordinatorServer> s(new CoordinatorServer());
   s->options_ = std::move(options);
   s->timers_ = std::make_unique<TimerQueue>(Clock::Real());

@@ -31,7 +31,9 @@ struct ServerOptions {
 class CoordinatorServer {
  public:
   // Errors: UNAVAILABLE if the address (or the metrics address) cannot be bound;
-  // INVALID_ARGUMENT if the metrics address is not IP:PORT.
+  // INVALID_ARGUMENT if the metrics address is not IP:PORT; the state file's errors
+  // (StateFile::Open: an unusable path, or a file that does not load without
+  // --state-file-reset), before anything is built.
   static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(ServerOptions options);
   ~CoordinatorServer();
 
