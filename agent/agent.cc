@@ -882,6 +882,13 @@ void Agent::CheckGroups(const v1::Check& check) {
   for (const auto& [kind, group] : groups->groups) {
     Communicator& comm = group->comm();
     v1::GroupReport* g = AddGroupReport(comm, states->mutable_groups());
+    if (!options_.allow_checks) {
+      g->set_state(ToProto(comm.state()));
+      g->set_error(
+          "check refused: the engine embedding this agent does not allow checks on the "
+          "communicators it uses (AgentOptions::allow_checks)");
+      continue;
+    }
     const absl::Time v0 = absl::Now();
     absl::StatusOr<int64_t> sum = comm.backend_name() == "none"
                                       ? absl::StatusOr<int64_t>(absl::UnimplementedError("none"))

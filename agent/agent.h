@@ -49,6 +49,13 @@ struct AgentOptions {
   absl::Duration connect_timeout = absl::Seconds(60);
   absl::Duration rpc_timeout = absl::Seconds(10);
   BackendOptions backend_options;
+  // Whether the coordinator's Check (cohortctl check) may run its all-reduces on this agent's
+  // communicators. An engine that embeds the agent drives the same communicators itself, and a
+  // check collective interleaved with its own would corrupt both: embedded agents refuse checks
+  // unless the engine allows them (and then it must keep its own collectives off those
+  // communicators while a check runs). The cohort-agent binary, which owns its communicators
+  // alone, allows them. A refused check is answered with every group's error saying so.
+  bool allow_checks = false;
   // For tests only: called on the worker thread at each step of building a generation, so that a
   // test can inject an abort exactly there: "world" (before the world communicator is created),
   // "groups" (before the model-parallel groups), "groups built" (after they were created, before

@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--device", options.device, "CUDA device index (-1: CPU only)")
       ->capture_default_str();
+  options.allow_checks = true;  // the binary's communicators are its own
   app.add_option("--backends", options.backends,
                  "Backends this agent offers (default: all compiled in)");
   app.add_option("--host-address", options.host_address,

@@ -36,6 +36,8 @@ int RunCohortctl(int argc, const char* const* argv, std::ostream& out, std::ostr
   CLI::App* watch_cmd = watch.Register(&app);
   WaitCommand wait;
   CLI::App* wait_cmd = wait.Register(&app);
+  DeletePoolCommand delete_pool;
+  CLI::App* delete_cmd = delete_pool.Register(&app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -70,6 +72,7 @@ int RunCohortctl(int argc, const char* const* argv, std::ostream& out, std::ostr
   if (events_cmd->parsed()) return events.Run(out, err);
   if (watch_cmd->parsed()) return watch.Run(out, err);
   if (wait_cmd->parsed()) return wait.Run(out, err);
+  if (delete_cmd->parsed()) return delete_pool.Run(out, err);
   err << "error: no command given (run 'cohortctl --help')\n";
   return 2;
 }

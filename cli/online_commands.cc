@@ -114,6 +114,38 @@ int InitCommand::Run(std::ostream& out, std::ostream& err) const {
 
 // ---- check ----------------------------------------------------------------------------------
 
+CLI::App* DeletePoolCommand::Register(CLI::App* app) {
+  CLI::App* cmd = app->add_subcommand("delete", "Delete a pool from the coordinator");
+  cmd->require_subcommand(1);
+  CLI::App* pool_cmd = cmd->add_subcommand(
+      "pool", "Forget a pool: its members, rendezvous store, events and durable state");
+  pool_cmd->footer(
+      "Refused while members are attached unless --force (their sessions are closed; what they\n"
+      "hold is theirs to release). Exit status: 0 deleted, 1 refused or unknown pool, 4\n"
+      "coordinator unreachable.\n\n"
+      "Example:\n"
+      "  cohortctl delete pool old-job -c 127.0.0.1:7070");
+  pool_cmd->add_option("name", name, "The pool to delete")->required();
+  pool_cmd->add_flag("--force", force, "Delete even while members are attached");
+  pool_cmd->add_option("--coordinator,-c", connection.coordinator,
+                       "Coordinator host:port (default: $COHORT_COORDINATOR or 127.0.0.1:7070)");
+  return cmd;
+}
+
+int DeletePoolCommand::Run(std::ostream& out, std::ostream& err) const {
+  auto stub = Connect(connection);
+  grpc::ClientContext context;
+  SetRpcDeadline(&context);
+  v1::DeletePoolRequest request;
+  request.set_pool(name);
+  request.set_force(force);
+  v1::DeletePoolResponse response;
+  grpc::Status status = stub->DeletePool(&context, request, &response);
+  if (!status.ok()) return ReportRpcError(status, connection, err);
+  out << "pool " << name << " deleted\n";
+  return kExitOk;
+}
+
 CLI::App* CheckCommand::Register(CLI::App* app) {
   CLI::App* cmd = app->add_subcommand(
       "check", "Run the verification all-reduce on every group of a READY pool again");
@@ -186,7 +218,9 @@ int CheckCommand::Run(std::ostream& out, std::ostream& err) const {
   if (rc != kExitOk) return rc;
   std::vector<std::string> failures;
   for (const v1::Event& e : answers) {
-    if (!absl::StrContains(e.message(), "COMM_STATE_READY")) {
+    // A group that answered with an error (a failed or a refused check) failed.
+    if (!absl::StrContains(e.message(), "COMM_STATE_READY") ||
+        absl::StrContains(e.message(), " error: ")) {
       failures.push_back(absl::StrCat("rank ", e.rank(), " ", e.message()));
     }
   }

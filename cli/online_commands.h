@@ -28,6 +28,15 @@ struct InitCommand {
   int Run(std::ostream& out, std::ostream& err) const;
 };
 
+// `cohortctl delete pool NAME [--force]`: the coordinator forgets a pool.
+struct DeletePoolCommand {
+  ConnectionFlags connection;
+  std::string name;
+  bool force = false;
+  CLI::App* Register(CLI::App* app);
+  int Run(std::ostream& out, std::ostream& err) const;
+};
+
 // `cohortctl check`: every member runs the verification all-reduce on every group again.
 struct CheckCommand {
   ConnectionFlags connection;

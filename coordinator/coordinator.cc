@@ -457,6 +457,17 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
     }
     member->incarnation = request.incarnation();
     member->join = request;
+    {
+      // Shown in tables and logs: printable only (they are not names, so not refused).
+      v1::DeviceInfo* d = member->join.mutable_device();
+      d->set_hostname(Printable(d->hostname(), 253));
+      d->set_host_address(Printable(d->host_address(), 253));
+      d->set_gpu_uuid(Printable(d->gpu_uuid(), 253));
+      d->set_pci_bus_id(Printable(d->pci_bus_id(), 253));
+      member->join.set_agent_version(Printable(request.agent_version(), 253));
+      member->join.set_nccl_version(Printable(request.nccl_version(), 253));
+      for (std::string& b : *member->join.mutable_backends()) b = Printable(b, 16);
+    }
     member->held = request.held();
     member->session_id = NewSessionId();
     if (!still_ready) {
@@ -675,6 +686,7 @@ absl::Status Coordinator::HandleAgentMessage(const std::string& session_id,
             Emit(*pool, v1::EVENT_KIND_GROUP_STATE, member->rank, member->identity,
                  absl::StrCat(v1::GroupKind_Name(changed.kind()), " ", changed.index(), ": ",
                               v1::CommState_Name(changed.state()),
+                              changed.error().empty() ? "" : " error: ", changed.error(),
                               changed.async_error().empty() ? "" : " ",
                               changed.async_error()));
           }

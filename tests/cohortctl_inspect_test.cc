@@ -127,6 +127,7 @@ class CohortctlInspectTest : public ::testing::Test {
       options.rank_hint = r;
       options.backends = {"gloo"};
       options.connect_timeout = absl::Seconds(20);
+      options.allow_checks = true;  // no engine uses these communicators
       auto started = agent::Agent::Start(options);
       ASSERT_TRUE(started.ok()) << started.status();
       agents_.push_back(*std::move(started));

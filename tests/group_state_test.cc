@@ -1,5 +1,6 @@
 // Live communicator state: a communicator that fails after READY shows up in the coordinator's
 // state (and event log) without anyone asking, through the agent's GroupStates reports.
+#include "absl/strings/match.h"
 #include "common/layout_proto.h"
 #include "gmock/gmock.h"
 #include "tests/inprocess_pool.h"
@@ -47,6 +48,38 @@ TEST_F(GroupStateTest, CommunicatorAbortedAfterReady_ReportedWithoutAsking) {
     if (e.kind() == v1::EVENT_KIND_GROUP_STATE && e.rank() == 1) ++group_state_events;
   }
   EXPECT_EQ(group_state_events, 1);  // one change, one report: unchanged groups send nothing
+}
+
+TEST_F(GroupStateTest, EmbeddedAgentRefusesChecksUnlessTheEngineAllowsThem) {
+  // Rank 1 is embedded in an engine that drives its communicators itself: no check on them.
+  StartAgents(2, [](int r, agent::AgentOptions& options) { options.allow_checks = r != 1; });
+  v1::InitializeRequest init;
+  *init.mutable_config() = ToProto(ParallelConfig{.world_size = 2, .tensor_parallel_size = 2});
+  ASSERT_TRUE(client_->Initialize(init).ok());
+  ASSERT_TRUE(WaitFor([](const v1::PoolState& s) { return s.phase() == v1::POOL_PHASE_READY; })
+                  .ok());
+  ASSERT_TRUE(client_->Check("default").ok());
+  absl::StatusOr<v1::PoolState> answered = WaitFor([](const v1::PoolState& s) {
+    for (const v1::MemberState& m : s.members()) {
+      if (m.rank() != 1) continue;
+      for (const v1::GroupReport& g : m.groups()) {
+        if (!absl::StrContains(g.error(), "check refused")) return false;
+      }
+      return m.groups_size() > 0;
+    }
+    return false;
+  });
+  ASSERT_TRUE(answered.ok()) << answered.status();
+  for (const v1::MemberState& m : answered->members()) {
+    for (const v1::GroupReport& g : m.groups()) {
+      // The refusal leaves the communicators as they are; rank 0 ran its checks.
+      EXPECT_EQ(g.state(), v1::COMM_STATE_READY);
+      if (m.rank() == 0) {
+        EXPECT_EQ(g.error(), "");
+      }
+    }
+  }
+  EXPECT_EQ(answered->phase(), v1::POOL_PHASE_READY);
 }
 
 }  // namespace
