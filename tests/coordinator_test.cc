@@ -3,6 +3,8 @@
 #include "coordinator/coordinator.h"
 
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <map>
 #include <optional>
 
@@ -996,6 +998,321 @@ TEST_F(CoordinatorTest, ElasticDp_GrowBack_GivesEveryAgentItsRankHint) {
   for (const v1::MemberState& m : s.members()) {
     EXPECT_EQ(m.identity(), absl::StrCat("agent-", m.rank()));
   }
+}
+
+// ---- Issue 9: hostile and oversized input ---------------------------------------------------
+
+TEST_F(CoordinatorTest, Join_RankHintOutsideEveryWorld_RefusedAndLaterJoinsWork) {
+  v1::JoinRequest request;
+  request.set_identity("greedy");
+  request.set_incarnation("x");
+  request.set_rank_hint(2147483647);
+  absl::StatusOr<v1::JoinResponse> joined = coordinator_->Join(request);
+  EXPECT_EQ(joined.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(joined.status().message(), HasSubstr("--max-world-size"));
+  request.set_rank_hint(-7);
+  EXPECT_EQ(coordinator_->Join(request).status().code(), absl::StatusCode::kInvalidArgument);
+  // Nothing was left behind: the pool forms as usual.
+  std::vector<Joined> agents = JoinWorld(2);
+  EXPECT_EQ(agents[1].rank, 1);
+  ASSERT_TRUE(Init({.world_size = 2, .tensor_parallel_size = 2}).ok());
+  EXPECT_EQ(State().phase(), v1::POOL_PHASE_INITIALIZING);
+  EXPECT_EQ(coordinator_->RefusalCounts()["rank-hint"], 2);
+}
+
+TEST_F(CoordinatorTest, Join_IdentitiesAndPoolNamesAreCheckedAtTheDoor) {
+  v1::JoinRequest request;
+  request.set_incarnation("x");
+  for (const std::string& bad : {std::string("evil\nINFO forged line"),
+                                 std::string("red\x1b[31m"), std::string(300, 'a'),
+                                 std::string("spa ce")}) {
+    request.set_identity(bad);
+    absl::StatusOr<v1::JoinResponse> joined = coordinator_->Join(request);
+    EXPECT_EQ(joined.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(joined.status().message(), ::testing::AnyOf(HasSubstr("letters, digits"),
+                                                            HasSubstr("--max-identity-length")));
+    // The message itself is printable.
+    for (char c : joined.status().message()) EXPECT_GE(static_cast<unsigned char>(c), 0x20);
+  }
+  request.set_identity("pod-0");
+  request.set_pool("bad/pool");
+  EXPECT_EQ(coordinator_->Join(request).status().code(), absl::StatusCode::kInvalidArgument);
+  request.set_pool("");
+  request.set_incarnation("inc\r");
+  EXPECT_EQ(coordinator_->Join(request).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(CoordinatorTest, Limits_PoolsMembersAndWorldSize_RefusedNamingTheFlag) {
+  CoordinatorOptions options;
+  options.limits.max_pools = 2;
+  options.limits.max_members_per_pool = 3;
+  options.limits.max_world_size = 4;
+  Reset(options);
+  JoinAgent("a", std::nullopt, "inc-1", "p1");
+  JoinAgent("b", std::nullopt, "inc-1", "p2");
+  v1::JoinRequest request;
+  request.set_identity("c");
+  request.set_incarnation("x");
+  request.set_pool("p3");
+  absl::StatusOr<v1::JoinResponse> joined = coordinator_->Join(request);
+  EXPECT_EQ(joined.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(joined.status().message(), HasSubstr("--max-pools"));
+  request.set_pool("p1");
+  for (const std::string id : {"c", "d"}) {
+    request.set_identity(id);
+    ASSERT_TRUE(coordinator_->Join(request).ok());
+  }
+  request.set_identity("e");
+  joined = coordinator_->Join(request);
+  EXPECT_EQ(joined.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(joined.status().message(), HasSubstr("--max-members-per-pool"));
+  absl::StatusOr<v1::InitializeResponse> big = Init({.world_size = 8, .data_parallel_size = 8});
+  EXPECT_EQ(big.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(big.status().message(), HasSubstr("--max-world-size"));
+  EXPECT_GE(coordinator_->RefusalCounts()["max-members-per-pool"], 1);
+}
+
+TEST_F(CoordinatorTest, Join_SameIdentityAndIncarnationWithoutTheSession_CannotHijack) {
+  std::vector<Joined> agents = JoinWorld(2);
+  ASSERT_TRUE(Init({.world_size = 2, .tensor_parallel_size = 2}).ok());
+  for (auto& a : agents) ASSERT_TRUE(Report(a, 1, true).ok());
+  // An attacker copies agent-1's identity and incarnation (both in GetState).
+  v1::JoinRequest request;
+  request.set_identity("agent-1");
+  request.set_incarnation("inc-1");
+  absl::StatusOr<v1::JoinResponse> hijack = coordinator_->Join(request);
+  EXPECT_EQ(hijack.status().code(), absl::StatusCode::kAlreadyExists);
+  request.set_previous_session_id("0123456789abcdef0123456789abcdef");
+  EXPECT_EQ(coordinator_->Join(request).status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_FALSE(agents[1].sink->closed.has_value());
+  EXPECT_TRUE(agents[1].sink->teardowns().empty());
+  EXPECT_EQ(State().phase(), v1::POOL_PHASE_READY);
+  // The real process, naming its session and what it holds, replaces its session at once.
+  request.set_previous_session_id(agents[1].session_id);
+  request.mutable_held()->set_holding(true);
+  request.mutable_held()->set_rank(1);
+  request.mutable_held()->set_world_size(2);
+  request.mutable_held()->set_generation(1);
+  ASSERT_TRUE(coordinator_->Join(request).ok());
+  EXPECT_TRUE(agents[1].sink->closed.has_value());
+  EXPECT_EQ(State().phase(), v1::POOL_PHASE_READY);
+}
+
+TEST_F(CoordinatorTest, MemberRejoiningWithoutItsGeneration_PoolIsNotReady) {
+  std::vector<Joined> agents = JoinWorld(2);
+  ASSERT_TRUE(Init({.world_size = 2, .tensor_parallel_size = 2}).ok());
+  for (auto& a : agents) ASSERT_TRUE(Report(a, 1, true).ok());
+  // The same process comes back on a new session holding nothing (it lost its communicators).
+  v1::JoinRequest request;
+  request.set_identity("agent-1");
+  request.set_incarnation("inc-1");
+  request.set_previous_session_id(agents[1].session_id);
+  ASSERT_TRUE(coordinator_->Join(request).ok());
+  v1::PoolState s = State();
+  EXPECT_NE(s.phase(), v1::POOL_PHASE_READY);
+  EXPECT_THAT(s.error(), HasSubstr("rejoined without the communicators of generation 1"));
+  ASSERT_FALSE(agents[0].sink->teardowns().empty());
+  EXPECT_TRUE(agents[0].sink->teardowns().back().abort());
+}
+
+TEST_F(CoordinatorTest, Store_QuotaAndRequestChecks_MissingKeysSummarised) {
+  CoordinatorOptions options;
+  options.limits.max_store_keys = 3;
+  Reset(options);
+  std::vector<Joined> agents = JoinWorld(2);
+  ASSERT_TRUE(Init({.world_size = 2, .tensor_parallel_size = 2}).ok());
+  v1::KvSetRequest set;
+  set.set_generation(1);
+  for (int i = 0; i < 4; ++i) {
+    v1::KvEntry* e = set.add_entries();
+    e->set_key(absl::StrCat("k", i));
+    e->set_value("v");
+  }
+  absl::Status s = coordinator_->KvSet(set);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(s.message(), HasSubstr("--max-store-keys"));
+  set.clear_entries();
+  set.add_entries()->set_key("");
+  EXPECT_EQ(coordinator_->KvSet(set).code(), absl::StatusCode::kInvalidArgument);
+  // 1,000 missing keys: the error names a few and counts the rest.
+  v1::KvGetRequest get;
+  get.set_generation(1);
+  for (int i = 0; i < 1000; ++i) get.add_keys(absl::StrCat("missing-", i));
+  get.set_timeout_ms(100);
+  std::optional<absl::Status> answer;
+  coordinator_->KvGet(get, [&](absl::StatusOr<v1::KvGetResponse> r) { answer = r.status(); });
+  clock_.Advance(absl::Seconds(1));
+  timers_.FireDue();
+  ASSERT_TRUE(answer.has_value());
+  EXPECT_EQ(answer->code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(answer->message(), HasSubstr("and 984 more"));
+  EXPECT_LT(answer->message().size(), 2000u);
+  get.set_timeout_ms(int64_t{1} << 50);
+  coordinator_->KvGet(get, [&](absl::StatusOr<v1::KvGetResponse> r) { answer = r.status(); });
+  EXPECT_EQ(answer->code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(CoordinatorTest, Waiters_CancelledOnesAreDroppedAtOnce_LimitsHold) {
+  CoordinatorOptions options;
+  options.limits.max_kv_waiters = 2;
+  options.limits.max_state_waiters = 2;
+  Reset(options);
+  std::vector<Joined> agents = JoinWorld(2);
+  ASSERT_TRUE(Init({.world_size = 2, .tensor_parallel_size = 2}).ok());
+  v1::KvGetRequest get;
+  get.set_generation(1);
+  get.add_keys("never");
+  get.set_timeout_ms(600000);
+  int answered = 0;
+  auto count = [&](absl::StatusOr<v1::KvGetResponse>) { ++answered; };
+  // Two waiters fill the limit; a third is refused at once.
+  Coordinator::Cancel first = coordinator_->KvGet(get, count);
+  Coordinator::Cancel second = coordinator_->KvGet(get, count);
+  ASSERT_TRUE(first && second);
+  std::optional<absl::Status> third;
+  coordinator_->KvGet(get, [&](absl::StatusOr<v1::KvGetResponse> r) { third = r.status(); });
+  ASSERT_TRUE(third.has_value());
+  EXPECT_EQ(third->code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(third->message(), HasSubstr("--max-kv-waiters"));
+  // Their callers go away: the waiters go at once, not at their timeout, and room is back.
+  first();
+  second();
+  EXPECT_EQ(answered, 0);
+  EXPECT_TRUE(coordinator_->KvGet(get, count) != nullptr);
+  // The same for state long-polls.
+  const int64_t version = State().version();
+  std::vector<Coordinator::Cancel> polls;
+  for (int i = 0; i < 2; ++i) {
+    polls.push_back(coordinator_->WaitForState("default", version, clock_.Now() + absl::Hours(1),
+                                               [](absl::StatusOr<v1::PoolState>) {}));
+  }
+  std::optional<absl::Status> refused;
+  coordinator_->WaitForState("default", version, clock_.Now() + absl::Hours(1),
+                             [&](absl::StatusOr<v1::PoolState> s) { refused = s.status(); });
+  ASSERT_TRUE(refused.has_value());
+  EXPECT_EQ(refused->code(), absl::StatusCode::kResourceExhausted);
+  for (auto& cancel : polls) cancel();
+  EXPECT_TRUE(coordinator_->WaitForState("default", version, clock_.Now() + absl::Hours(1),
+                                         [](absl::StatusOr<v1::PoolState>) {}) != nullptr);
+}
+
+TEST_F(CoordinatorTest, StateWaiters_ShareOneSnapshotOfTheChange) {
+  std::vector<Joined> agents = JoinWorld(1);
+  const int64_t version = State().version();
+  std::vector<int64_t> seen;
+  for (int i = 0; i < 100; ++i) {
+    coordinator_->WaitForState("default", version, clock_.Now() + absl::Hours(1),
+                               [&](absl::StatusOr<v1::PoolState> s) {
+                                 ASSERT_TRUE(s.ok());
+                                 seen.push_back(s->version());
+                               });
+  }
+  JoinAgent("late");
+  ASSERT_EQ(seen.size(), 100u);
+  for (int64_t v : seen) EXPECT_EQ(v, seen[0]);
+  EXPECT_GT(seen[0], version);
+}
+
+TEST_F(CoordinatorTest, EnumsAndDeadlinesOutOfRange_Refused) {
+  std::vector<Joined> agents = JoinWorld(2);
+  ASSERT_TRUE(Init({.world_size = 2, .tensor_parallel_size = 2}).ok());
+  for (auto& a : agents) ASSERT_TRUE(Report(a, 1, true).ok());
+  v1::DestroyRequest destroy;
+  destroy.set_scope(static_cast<v1::DestroyScope>(99));
+  EXPECT_EQ(coordinator_->Destroy(destroy).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(State().phase(), v1::POOL_PHASE_READY);
+  v1::InitializeRequest init;
+  init.set_pool("other");
+  *init.mutable_config() = ToProto(ParallelConfig{.world_size = 1});
+  init.mutable_options()->set_deadline_ms(-5);
+  EXPECT_EQ(coordinator_->Initialize(init).status().code(), absl::StatusCode::kInvalidArgument);
+  init.mutable_options()->set_deadline_ms(int64_t{1} << 50);
+  EXPECT_EQ(coordinator_->Initialize(init).status().code(), absl::StatusCode::kInvalidArgument);
+  init.mutable_options()->set_deadline_ms(0);
+  init.mutable_options()->set_init_mode(static_cast<v1::InitMode>(42));
+  EXPECT_EQ(coordinator_->Initialize(init).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(CoordinatorTest, AgentInput_GroupStatesOfUnknownGroupsAndHugeTexts_StayBounded) {
+  CoordinatorOptions options;
+  options.limits.max_event_log_bytes = 64 * 1024;
+  Reset(options);
+  std::vector<Joined> agents = JoinWorld(2);
+  ASSERT_TRUE(Init({.world_size = 2, .tensor_parallel_size = 2}).ok());
+  for (auto& a : agents) {
+    ASSERT_TRUE(ReportWithGroups(*coordinator_, a.session_id, a.sink->plans().back()).ok());
+  }
+  const size_t before = coordinator_->GetEvents("default", 0, 0)->size();
+  v1::AgentMessage flood;
+  flood.mutable_group_states()->set_generation(1);
+  for (int i = 0; i < 10000; ++i) {
+    v1::GroupReport* g = flood.mutable_group_states()->add_groups();
+    g->set_kind(v1::GROUP_KIND_TP);
+    g->set_index(1000 + i);  // no such group
+    g->set_async_error(std::string(1000, 'x'));
+  }
+  ASSERT_TRUE(coordinator_->HandleAgentMessage(agents[0].session_id, flood).ok());
+  EXPECT_EQ(coordinator_->GetEvents("default", 0, 0)->size(), before);
+  // A known group with a huge, hostile error: stored cut and printable, and the log stays small.
+  v1::AgentMessage bad;
+  bad.mutable_group_states()->set_generation(1);
+  v1::GroupReport* g = bad.mutable_group_states()->add_groups();
+  g->set_kind(v1::GROUP_KIND_WORLD);
+  g->set_state(v1::COMM_STATE_ERROR);
+  g->set_async_error("line\n\x1b[2J" + std::string(1 << 20, 'y'));
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_TRUE(coordinator_->HandleAgentMessage(agents[0].session_id, bad).ok());
+  }
+  size_t bytes = 0;
+  const std::vector<v1::Event> events = *coordinator_->GetEvents("default", 0, 0);
+  for (const v1::Event& e : events) {
+    bytes += e.ByteSizeLong();
+    EXPECT_EQ(e.message().find('\x1b'), std::string::npos);
+    EXPECT_EQ(e.message().find('\n'), std::string::npos);
+  }
+  EXPECT_LE(bytes, 64u * 1024);
+  const v1::PoolState state = State();
+  for (const v1::MemberState& m : state.members()) {
+    // Cut to 4 KiB before escaping (an escaped byte takes four).
+    for (const v1::GroupReport& r : m.groups()) EXPECT_LE(r.async_error().size(), 5000u);
+  }
+}
+
+TEST_F(CoordinatorTest, DeletePool_RefusedWhileAttachedUnlessForced) {
+  std::vector<Joined> agents = JoinWorld(2);
+  EXPECT_EQ(coordinator_->DeletePool("ghost", false).code(), absl::StatusCode::kNotFound);
+  absl::Status refused = coordinator_->DeletePool("default", false);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.message(), HasSubstr("--force"));
+  ASSERT_TRUE(coordinator_->DeletePool("default", true).ok());
+  EXPECT_TRUE(agents[0].sink->closed.has_value());
+  EXPECT_EQ(coordinator_->GetState("default").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(coordinator_->ListPools().empty());
+}
+
+TEST_F(CoordinatorTest, DurableRanks_OneIdentityPerRank) {
+  // Fifty identities take rank 0 one after another and never attach (each is dropped at the
+  // attach timeout): the state file remembers the last one only, not fifty.
+  CoordinatorOptions options;
+  options.state_file = ::testing::TempDir() + "/cohort-durable-ranks.json";
+  std::remove(options.state_file.c_str());
+  Reset(options);
+  for (int i = 0; i < 50; ++i) {
+    v1::JoinRequest request;
+    request.set_identity(absl::StrCat("pod-", i));
+    request.set_incarnation("x");
+    request.set_rank_hint(0);
+    absl::StatusOr<v1::JoinResponse> joined = coordinator_->Join(request);
+    ASSERT_TRUE(joined.ok()) << joined.status();
+    EXPECT_EQ(joined->rank(), 0);
+    clock_.Advance(absl::Seconds(31));
+    timers_.FireDue();
+  }
+  std::ifstream in(options.state_file);
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_NE(text.str().find("pod-49"), std::string::npos) << text.str();
+  EXPECT_EQ(text.str().find("pod-48"), std::string::npos) << text.str();
 }
 
 TEST_F(CoordinatorTest, ElasticDp_LostReplicaShrinksThenGrowsBack) {
