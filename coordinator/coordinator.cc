@@ -1403,6 +1403,8 @@ absl::Status Coordinator::DeletePool(const std::string& name, bool force) {
       CancelTimer(waiter.timer);
       done.push_back([fn = std::move(waiter.done), gone] { fn(gone); });
     }
+    // A PHASE event first: health (cohort.pool.<name>) stops serving the pool.
+    if (pool->phase != v1::POOL_PHASE_DESTROYED) SetPhase(*pool, v1::POOL_PHASE_DESTROYED);
     Emit(*pool, v1::EVENT_KIND_DESTROYED, -1, "", "pool deleted");
     pools_.erase(pool_name);
     SaveState();
