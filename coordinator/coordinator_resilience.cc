@@ -315,16 +315,7 @@ void Coordinator::StartRecovery(Pool& pool) {
     if (m.rank < 0 || m.held.holding()) continue;
     spdlog::info("pool {}: {} holds nothing; it waits as a standby while the pool recovers",
                  pool.name, identity);
-    m.rank = -1;
-    m.phase = v1::MEMBER_PHASE_STANDBY;
-    pool.durable_ranks.erase(identity);
-    if (m.sink != nullptr) {
-      v1::CoordinatorMessage message;
-      message.mutable_rank_assignment()->set_rank(-1);
-      m.sink->Send(message);
-    }
-    Emit(pool, v1::EVENT_KIND_RANK_ASSIGNED, -1, identity,
-         "standby while the pool recovers (holds nothing)");
+    GiveRank(pool, m, -1, "standby while the pool recovers (holds nothing)");
   }
   SetPhase(pool, v1::POOL_PHASE_RECOVERING);
   const std::string name = pool.name;
@@ -357,16 +348,7 @@ void Coordinator::TryRecover(Pool& pool, bool give_up, Completions& out) {
   // Once the world is known, a rank outside it makes a standby (e.g. a rank hint given before).
   for (auto& [identity, m] : pool.members) {
     if (m.rank < pool.world_size || pool.world_size == 0) continue;
-    m.rank = -1;
-    m.phase = v1::MEMBER_PHASE_STANDBY;
-    pool.durable_ranks.erase(identity);
-    if (m.sink != nullptr) {
-      v1::CoordinatorMessage message;
-      message.mutable_rank_assignment()->set_rank(-1);
-      m.sink->Send(message);
-    }
-    Emit(pool, v1::EVENT_KIND_RANK_ASSIGNED, -1, identity,
-         absl::StrCat("standby: outside the world of ", pool.world_size));
+    GiveRank(pool, m, -1, absl::StrCat("standby: outside the world of ", pool.world_size));
   }
   const bool complete = pool.world_size > 0 && MissingRanks(pool).empty();
   if (!complete && !give_up) return;

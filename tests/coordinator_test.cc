@@ -892,13 +892,7 @@ TEST_F(CoordinatorTest, CoordinatorStall_LateSweepDeclaresNobodyLost_SilentMembe
   EXPECT_FALSE(agents[0].sink->closed.has_value());
   EXPECT_FALSE(agents[1].sink->closed.has_value());
   // Live again: agent-0 heartbeats, agent-1 stays silent and is lost once a full window passes.
-  v1::AgentMessage heartbeat;
-  heartbeat.mutable_heartbeat()->set_generation(1);
-  for (int i = 0; i < 5; ++i) {
-    clock_.Advance(absl::Seconds(1));
-    ASSERT_TRUE(coordinator_->HandleAgentMessage(agents[0].session_id, heartbeat).ok());
-    timers_.FireDue();
-  }
+  Tick({agents[0]}, 5);
   v1::PoolState s = State();
   EXPECT_EQ(s.phase(), v1::POOL_PHASE_DEGRADED);
   EXPECT_THAT(s.error(), HasSubstr("rank 1 (agent-1) was lost: no heartbeat"));
