@@ -434,7 +434,14 @@ class Hostile : public ::testing::Test {
         << "the coordinator exited";
     const Layout layout = *Layout::Build(kConfig);
     absl::StatusOr<v1::PoolState> state = State();
-    ASSERT_TRUE(state.ok()) << state.status();
+    if (!state.ok()) {
+      // Say why: a coordinator that crashed shows its signal.
+      const std::optional<int> exit = cluster_->coordinator().WaitExit(absl::Seconds(5));
+      FAIL() << state.status() << "; the coordinator "
+             << (!exit.has_value()         ? std::string("still runs")
+                 : WIFSIGNALED(*exit)      ? absl::StrCat("was killed by signal ", WTERMSIG(*exit))
+                                           : absl::StrCat("exited with ", WEXITSTATUS(*exit)));
+    }
     ASSERT_EQ(state->phase(), v1::POOL_PHASE_READY) << state->error();
     EXPECT_EQ(state->generation(), generation_);
     EXPECT_EQ(state->members_ready(), 4);
@@ -477,8 +484,9 @@ class Hostile : public ::testing::Test {
 
 // ---- 1. Held state inconsistent with its config ---------------------------------------------
 
-// Before issue 9 two such joins into a new pool, each attached, crashed the coordinator
-// (SIGSEGV in PlanFor: a world of 2 with a 1-rank layout).
+// Two such joins into a new pool, each attached, crashed the coordinator (SIGSEGV in PlanFor: a
+// world of 2 with a 1-rank layout). Held states were validated from 85c9e3e (issue 8) on; this
+// test fails against its parent d1d1766 (the coordinator dies of signal 11).
 TEST_F(Hostile, Item1_HeldStateInconsistentWithItsConfig_RefusedNoCrash) {
   ASSERT_NO_FATAL_FAILURE(StartPool());
   std::vector<std::unique_ptr<RawSession>> sessions;
@@ -579,8 +587,10 @@ TEST_F(Hostile, Item3_RankHintIntMax_RefusedNamingMaxWorldSize_LaterJoinsWork) {
 
 // 200 long-polls on the current version and a join: the join answers, and every long-poll is
 // answered with the same state (the join's version). Cancelled store gets are dropped at once:
-// 60 waits (the limit) cancelled, then 60 more are accepted. Before issue 9 a cancelled wait
-// stayed until its own timeout (60 s here), so the second batch would be refused.
+// 60 waits (the limit) cancelled, then 60 more are accepted; a coordinator that kept cancelled
+// waiters until their own timeout (60 s here, as before issue 9) would refuse the second batch.
+// (85c9e3e has no --max-kv-waiters at all, and 200 long-polls only slowed it down: against it
+// this test fails only where it expects the limit's refusal.)
 TEST_F(Hostile, Item4_LongPollsDoNotStallAJoin_CancelledWaitsDoNotPileUp) {
   ASSERT_NO_FATAL_FAILURE(StartPool({{"--max-kv-waiters", "60"}}));
   absl::StatusOr<v1::PoolState> now = State();
@@ -907,6 +917,72 @@ TEST_F(Hostile, Item5_GroupStatesOfThousandsOfFakeGroups_NoFlood_DeletePoolForce
   const grpc::Status closed = session.Finish();
   ExpectRefused(closed, grpc::StatusCode::ABORTED, "deleted");
   RecordRss();
+  ExpectPoolIntact();
+}
+
+// ---- Beyond the items: a member outside the generation ---------------------------------------
+
+// DISABLED: a defect, reported rather than fixed (this suite only tests). A standby (rank -1,
+// in no generation) that sends a GenerationReport{ok: false} for the current generation while
+// the pool is INITIALIZING fails that generation: HandleAgentMessage passes every report to
+// HandleReport, which never checks that the member has a rank in the generation. Expected: the
+// report is ignored (or refused) and the pool goes READY once its real rank reports; actual: the
+// pool is FAILED with "rank -1 (standby-b): forged failure". Any agent that can join a pool as a
+// standby can fail each of its builds (and, with ok: true, mark itself READY without a rank).
+TEST_F(Hostile, DISABLED_StandbyReportForTheCurrentGeneration_DoesNotFailIt) {
+  ASSERT_NO_FATAL_FAILURE(StartPool());
+  v1::JoinResponse a;
+  grpc::Status s = Join(Joiner("victim", "holder-a"), &a);
+  ASSERT_TRUE(s.ok()) << Describe(s);
+  RawSession holder(agent_.get(), absl::Seconds(60));
+  ASSERT_TRUE(holder.Attach(a.session_id()));
+  ASSERT_TRUE(Initialize(SmallPool("victim", 60000)).ok());
+  v1::CoordinatorMessage message;
+  while (holder.Read(&message) && !message.has_plan()) {
+  }
+  ASSERT_TRUE(message.has_plan());
+  const int64_t generation = message.plan().generation();
+  holder.StartHeartbeats(absl::Milliseconds(100));
+  // The world (1) is full: the second agent is a standby.
+  v1::JoinResponse b;
+  s = Join(Joiner("victim", "standby-b"), &b);
+  ASSERT_TRUE(s.ok()) << Describe(s);
+  ASSERT_EQ(b.rank(), -1);
+  RawSession standby(agent_.get(), absl::Seconds(60));
+  ASSERT_TRUE(standby.Attach(b.session_id()));
+  v1::AgentMessage forged;
+  forged.mutable_report()->set_generation(generation);
+  forged.mutable_report()->set_ok(false);
+  forged.mutable_report()->set_error("forged failure");
+  ASSERT_TRUE(standby.Write(forged));
+  // Messages of one stream are handled in order: once this progress shows, so was the report.
+  v1::AgentMessage progress;
+  progress.mutable_progress()->set_generation(generation);
+  progress.mutable_progress()->set_phase("marker");
+  ASSERT_TRUE(standby.Write(progress));
+  standby.StartHeartbeats(absl::Milliseconds(100));
+  absl::StatusOr<v1::PoolState> handled = cluster_->WaitFor(
+      [](const v1::PoolState& st) {
+        for (const v1::MemberState& m : st.members()) {
+          if (m.identity() == "standby-b" && m.progress().phase() == "marker") return true;
+        }
+        return st.phase() == v1::POOL_PHASE_FAILED;
+      },
+      kDeadline, "victim");
+  ASSERT_TRUE(handled.ok()) << handled.status();
+  EXPECT_EQ(handled->phase(), v1::POOL_PHASE_INITIALIZING) << handled->error();
+  // The real rank reports: READY.
+  v1::AgentMessage report;
+  report.mutable_report()->set_generation(generation);
+  report.mutable_report()->set_ok(true);
+  ASSERT_TRUE(holder.Write(report));
+  absl::StatusOr<v1::PoolState> done = cluster_->WaitFor(
+      [](const v1::PoolState& st) {
+        return st.phase() == v1::POOL_PHASE_READY || st.phase() == v1::POOL_PHASE_FAILED;
+      },
+      kDeadline, "victim");
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->phase(), v1::POOL_PHASE_READY) << done->error();
   ExpectPoolIntact();
 }
 
