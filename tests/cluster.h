@@ -4,6 +4,7 @@
 #define COHORT_TESTS_CLUSTER_H_
 
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <numeric>
@@ -132,6 +133,16 @@ class Cluster {
 
   std::string log_dir() const { return log_dir_; }
 
+  // The coordinator binary every Cluster starts: ${COHORT_BIN_DIR}/cohort-coordinator, unless
+  // the environment variable COHORT_TEST_COORDINATOR_BIN names another one (e.g. an older build,
+  // to show that a test fails against the code before a fix:
+  //   COHORT_TEST_COORDINATOR_BIN=/work/wt-old/build/bin/cohort-coordinator ctest -R Hostile).
+  static std::string CoordinatorBinary() {
+    const char* bin = std::getenv("COHORT_TEST_COORDINATOR_BIN");
+    if (bin != nullptr && *bin != '\0') return bin;
+    return std::string(COHORT_BIN_DIR) + "/cohort-coordinator";
+  }
+
   // Events of the default pool (oldest first).
   std::vector<v1::Event> Events() {
     auto stub = v1::AdminService::NewStub(
@@ -147,8 +158,8 @@ class Cluster {
 
  private:
   void StartCoordinator(const std::string& listen) {
-    std::vector<std::string> argv = {std::string(COHORT_BIN_DIR) + "/cohort-coordinator",
-                                     "--listen", listen, "--log-level", "info"};
+    std::vector<std::string> argv = {CoordinatorBinary(), "--listen", listen, "--log-level",
+                                     "info"};
     argv.insert(argv.end(), coordinator_flags_.begin(), coordinator_flags_.end());
     auto child = ChildProcess::Spawn(argv, absl::StrCat(log_dir_, "/coordinator-",
                                                         coordinator_starts_++, ".log"));
