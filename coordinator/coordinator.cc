@@ -700,6 +700,15 @@ absl::Status Coordinator::HandleAgentMessage(const std::string& session_id,
               pool->name, "' is at generation ", pool->generation, "; ignored"));
           break;
         }
+        // Only a member planned into this generation reports on it (not a standby, not a
+        // member that already reported).
+        if (member->rank < 0 || member->phase != v1::MEMBER_PHASE_INITIALIZING) {
+          status = absl::FailedPreconditionError(absl::StrCat(
+              "report for generation ", pool->generation, " from ",
+              member->rank < 0 ? "a standby" : "a member that is not building it",
+              " (", v1::MemberPhase_Name(member->phase), "); ignored"));
+          break;
+        }
         HandleReport(*pool, *member, message.report(), done);
         break;
       case v1::AgentMessage::kTeardown:
@@ -721,6 +730,11 @@ absl::Status Coordinator::HandleAgentMessage(const std::string& session_id,
           status = absl::AbortedError(absl::StrCat(
               "teardown report for generation ", message.teardown().generation(),
               " but pool '", pool->name, "' is at generation ", pool->generation, "; ignored"));
+          break;
+        }
+        if (member->rank < 0) {
+          status = absl::FailedPreconditionError(
+              "teardown report from a standby, which was told to tear nothing down; ignored");
           break;
         }
         HandleTeardownReport(*pool, *member, message.teardown(), done);

@@ -922,14 +922,12 @@ TEST_F(Hostile, Item5_GroupStatesOfThousandsOfFakeGroups_NoFlood_DeletePoolForce
 
 // ---- Beyond the items: a member outside the generation ---------------------------------------
 
-// DISABLED: a defect, reported rather than fixed (this suite only tests). A standby (rank -1,
-// in no generation) that sends a GenerationReport{ok: false} for the current generation while
-// the pool is INITIALIZING fails that generation: HandleAgentMessage passes every report to
-// HandleReport, which never checks that the member has a rank in the generation. Expected: the
-// report is ignored (or refused) and the pool goes READY once its real rank reports; actual: the
-// pool is FAILED with "rank -1 (standby-b): forged failure". Any agent that can join a pool as a
-// standby can fail each of its builds (and, with ok: true, mark itself READY without a rank).
-TEST_F(Hostile, DISABLED_StandbyReportForTheCurrentGeneration_DoesNotFailIt) {
+// A standby (rank -1, in no generation) that sends a GenerationReport{ok: false} for the
+// current generation while the pool is INITIALIZING must not fail it (it did: every report went
+// to HandleReport, which never checked that the sender was planned into the generation; with
+// ok: true a standby even marked itself READY). The report is refused and the pool goes READY
+// once its real rank reports.
+TEST_F(Hostile, StandbyReportForTheCurrentGeneration_DoesNotFailIt) {
   ASSERT_NO_FATAL_FAILURE(StartPool());
   v1::JoinResponse a;
   grpc::Status s = Join(Joiner("victim", "holder-a"), &a);
