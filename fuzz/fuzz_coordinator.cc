@@ -8,9 +8,13 @@
 // Besides the sanitizers, the harness checks the coordinator's documented contracts and aborts
 // (a finding) when one breaks:
 //   * KvGet and WaitForState call `done` at most once, without the coordinator's lock held (the
-//     callbacks call back into the coordinator: a held lock deadlocks, seen as a timeout);
+//     callbacks call back into the coordinator: a held lock deadlocks, seen as a timeout), and
+//     by the time their deadline has passed;
+//   * event sequence numbers increase;
 //   * every pool ListPools names answers GetState, and its version never goes down;
 //   * no two members of a pool hold the same rank.
+//
+// A state file (--state-file) may be given as a DurableState or as raw JSON.
 //
 // Sizes are capped so that executions stay fast: configs whose world is above kMaxFuzzWorld are
 // not sent (Initialize, startup pools, held state), at most kMaxOps operations run.
@@ -25,6 +29,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/layout_proto.h"
 #include "common/logging.h"
@@ -103,8 +108,13 @@ class Harness {
     }
   }
 
-  // Finding F1 again: a state file pool named "" (only a hand-edited file has one).
-  static bool HasUnnamedPool(const FuzzOptions& o) {
+  // State files the coordinator cannot survive yet (each skipped until it is fixed):
+  //  * F1 again: a pool named "" (only a hand-edited file has one);
+  //  * F2 (regress-f2-*): a pool without a valid config keeps the file's world_size unchecked;
+  //    a negative one makes MissingRanks allocate vector<bool>(size_t(world)) (ASAN:
+  //    allocation-size-too-big; std::bad_alloc / length_error in production) on the first
+  //    GetState, a huge one (2e9) makes every GetState take minutes.
+  static bool HasUnsupportedStateFile(const FuzzOptions& o) {
     v1::DurableState state = o.state();
     if (o.has_state_json() &&
         !google::protobuf::util::JsonStringToMessage(o.state_json(), &state).ok()) {
@@ -112,12 +122,13 @@ class Harness {
     }
     for (const v1::DurablePool& p : state.pools()) {
       if (p.name().empty()) return true;
+      if (p.world_size() < 0 || p.world_size() > kMaxFuzzWorld) return true;
     }
     return false;
   }
 
  public:
-  bool Skipped() const { return HasUnnamedPool(program_.options()); }
+  bool Skipped() const { return HasUnsupportedStateFile(program_.options()); }
 
   void Run() {
     const FuzzOptions& o = program_.options();
@@ -153,6 +164,7 @@ class Harness {
       timers_.FireDue();
       CheckInvariants();
     }
+    CheckCompletions();
   }
 
  private:
@@ -286,15 +298,26 @@ class Harness {
     (void)coordinator_->HandleAgentMessage(s->id, m);
   }
 
-  // A completion the coordinator must call at most once, without its lock held.
+  // A completion the coordinator must call at most once, without its lock held, and (checked at
+  // the end) once its deadline has passed.
   template <typename T>
-  std::function<void(absl::StatusOr<T>)> Once(const char* what) {
+  std::function<void(absl::StatusOr<T>)> Once(const char* what, absl::Time deadline) {
     auto calls = std::make_shared<int>(0);
+    completions_.push_back({what, deadline, calls});
     return [this, calls, what](absl::StatusOr<T> /*result*/) {
       if (++*calls > 1) Finding(absl::StrCat(what, " called its callback ", *calls, " times"));
       // Re-entering the coordinator from the callback deadlocks if its lock is held.
       if (alive_ && coordinator_ != nullptr) (void)coordinator_->ListPools();
     };
+  }
+
+  void CheckCompletions() {
+    for (const Completion& c : completions_) {
+      if (c.deadline <= clock_.Now() && *c.calls == 0) {
+        Finding(absl::StrCat(c.what, " with deadline ", absl::FormatTime(c.deadline),
+                             " never completed (now ", absl::FormatTime(clock_.Now()), ")"));
+      }
+    }
   }
 
   void DoGetState(const GetState& op) {
@@ -340,7 +363,10 @@ class Harness {
         (void)coordinator_->KvSet(op.kv_set());
         break;
       case Op::kKvGet:
-        coordinator_->KvGet(op.kv_get(), Once<v1::KvGetResponse>("KvGet"));
+        coordinator_->KvGet(
+            op.kv_get(),
+            Once<v1::KvGetResponse>("KvGet", clock_.Now() + absl::Milliseconds(std::max<int64_t>(
+                                                                0, op.kv_get().timeout_ms()))));
         break;
       case Op::kInitialize:
         if (!SmallEnough(op.initialize().config())) break;
@@ -378,7 +404,7 @@ class Harness {
         const absl::Time deadline =
             clock_.Now() + absl::Milliseconds(std::min<int64_t>(w.timeout_ms(), int64_t{1} << 40));
         coordinator_->WaitForState(w.pool(), w.after_version(), deadline,
-                                   Once<v1::PoolState>("WaitForState"));
+                                   Once<v1::PoolState>("WaitForState", deadline));
         break;
       }
       case Op::kSweepHeartbeats:
@@ -454,6 +480,12 @@ class Harness {
   std::vector<Session> sessions_;
   std::vector<uint64_t> watcher_ids_;
   std::map<std::string, int64_t> versions_;
+  struct Completion {
+    const char* what;
+    absl::Time deadline;
+    std::shared_ptr<int> calls;
+  };
+  std::vector<Completion> completions_;
   int64_t last_event_seq_ = 0;
   bool alive_ = true;
   const bool trace_ = std::getenv("FUZZ_TRACE") != nullptr;
