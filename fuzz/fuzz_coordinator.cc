@@ -2,8 +2,9 @@
 // Coordinator on a FakeClock + TimerQueue with fake session and watch sinks. Every request the
 // coordinator's RPCs hand it is reachable: Join, Attach, Detach, HandleAgentMessage, KvSet,
 // KvGet, Initialize, Destroy, Check, GetState (with rank / kind filters and WaitForState),
-// ListPools, GetEvents, AddWatcher / RemoveWatcher, SweepHeartbeats, and the timers (attach,
-// generation, teardown, recovery, elastic dp deadlines) through AdvanceClock + FireDue.
+// ListPools, GetEvents, AddWatcher / RemoveWatcher, SweepHeartbeats, AllStates (metrics), and
+// the timers (attach, generation, teardown, recovery, elastic dp deadlines) through
+// AdvanceClock + FireDue.
 //
 // Besides the sanitizers, the harness checks the coordinator's documented contracts and aborts
 // (a finding) when one breaks:
@@ -429,6 +430,9 @@ class Harness {
         }
         break;
       }
+      case Op::kAllStates:
+        (void)coordinator_->AllStates();
+        break;
       case Op::OP_NOT_SET:
         break;
     }
