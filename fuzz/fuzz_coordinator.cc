@@ -134,12 +134,19 @@ class Harness {
   void Run() {
     const FuzzOptions& o = program_.options();
     if (o.has_state() || o.has_state_json()) {
-      // tmpfs: the coordinator rewrites (and fsyncs) the file after every change.
-      state_file_ = absl::StrCat("/dev/shm/cohort-fuzz-state-", getpid(), ".json");
+      // tmpfs where there is one: the coordinator rewrites (and fsyncs) the file after every
+      // change.
       std::string text = o.state_json();
       if (!o.has_state_json()) (void)google::protobuf::util::MessageToJsonString(o.state(), &text);
-      FILE* f = std::fopen(state_file_.c_str(), "w");
-      if (f == nullptr) std::abort();
+      FILE* f = nullptr;
+      for (const char* dir : {"/dev/shm", "/tmp"}) {
+        state_file_ = absl::StrCat(dir, "/cohort-fuzz-state-", getpid(), ".json");
+        if ((f = std::fopen(state_file_.c_str(), "w")) != nullptr) break;
+      }
+      if (f == nullptr) {
+        std::perror("fuzz_coordinator: cannot write a state file");
+        std::abort();
+      }
       std::fwrite(text.data(), 1, text.size(), f);
       std::fclose(f);
     }
