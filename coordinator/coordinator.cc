@@ -92,7 +92,8 @@ Coordinator::Coordinator(CoordinatorOptions options, Clock* clock, TimerQueue* t
     : options_(std::move(options)), clock_(clock), timers_(timers) {
   absl::MutexLock lock(&mu_);
   for (const auto& startup : options_.pools) {
-    Pool& pool = GetOrCreatePool(startup.name);
+    // "" names the default pool, as in every request (fuzzing finding F1).
+    Pool& pool = GetOrCreatePool(PoolName(startup.name));
     pool.config = startup.config;
     pool.options = startup.options;
     absl::StatusOr<Layout> layout = Layout::Build(startup.config);

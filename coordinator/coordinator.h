@@ -356,7 +356,7 @@ class Coordinator {
   void SetPhase(Pool& pool, v1::PoolPhase phase) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Publish(const v1::WatchEvent& event, const std::string& pool)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ScheduleSweep();
+  void ScheduleSweep() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The heartbeat sweep; `late` is how long after its due time the timer fired.
   void Sweep(absl::Duration late);
 

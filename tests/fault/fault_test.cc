@@ -400,7 +400,11 @@ TEST(Fault, KillAndRestartFiftyTimes_SurvivorsDoNotLeak) {
     SCOPED_TRACE(absl::StrCat("survivor rank ", r));
     EXPECT_LE(now.threads, warm[r].threads + 2);
     EXPECT_LE(now.fds, warm[r].fds + 4);
+#if !defined(__SANITIZE_ADDRESS__)
+    // (Under ASAN, freed memory sits in its quarantine instead of being reused: RSS grows
+    // without a leak. LeakSanitizer covers leaks there.)
     EXPECT_LE(now.rss_kb, warm[r].rss_kb + 16 * 1024);
+#endif
   }
 }
 
