@@ -54,7 +54,7 @@ bench:
 # before). Exits non-zero on the first crash, leak, timeout or OOM; the input is written to
 # FUZZ_DIR/artifacts/<target>/ (replay it: FUZZ_DIR/bin/<target> FILE).
 fuzz:
-	@fuzz/install-deps.sh
+	@deploy/install-deps.sh --fuzz
 	@cmake -S . -B $(FUZZ_DIR) -DCOHORT_FUZZ=ON -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang \
 	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
 	  -DCOHORT_BUILD_TESTS=OFF -DCOHORT_BUILD_BENCH=OFF -DCOHORT_WITH_NCCL=OFF \

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages cohort builds and tests with. Idempotent: does nothing (and needs
-# no network) when every package is already present. Usage: deploy/install-deps.sh [--bench]
+# no network) when every package is already present.
+# Usage: deploy/install-deps.sh [--bench] [--fuzz]
 #   --bench  also installs python3-torch, the torch.distributed peer the benchmarks compare with.
+#   --fuzz   also installs clang and its libFuzzer/sanitizer runtimes (make fuzz).
 set -euo pipefail
 
 packages=(
@@ -11,9 +13,13 @@ packages=(
   prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
   curl procps ccache
 )
-if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(python3-torch)
-fi
+for arg in "$@"; do
+  case "$arg" in
+    --bench) packages+=(python3-torch) ;;
+    --fuzz) packages+=(clang libclang-rt-dev) ;;
+    *) echo "install-deps: unknown option '$arg' (use --bench, --fuzz)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do

@@ -133,6 +133,22 @@ class CoordinatorTest : public ::testing::Test {
 const ParallelConfig kDp2Cfg2U2{.world_size = 8, .data_parallel_size = 2,
                                 .cfg_parallel_size = 2, .ulysses_degree = 2};
 
+// What an agent reports holding when it joins again: rank `rank` of a READY generation of
+// `config` on Gloo (its world communicator READY).
+v1::HeldState HeldOf(int rank, int64_t generation, const ParallelConfig& config) {
+  v1::HeldState held;
+  held.set_holding(true);
+  held.set_rank(rank);
+  held.set_world_size(static_cast<int>(config.world_size));
+  held.set_generation(generation);
+  *held.mutable_config() = ToProto(config);
+  held.set_backend("gloo");
+  v1::GroupReport* g = held.add_groups();
+  g->set_kind(v1::GROUP_KIND_WORLD);
+  g->set_state(v1::COMM_STATE_READY);
+  return held;
+}
+
 TEST_F(CoordinatorTest, Join_RankHintWins_OtherwiseArrivalOrder) {
   EXPECT_EQ(JoinAgent("a", 3).rank, 3);
   EXPECT_EQ(JoinAgent("b").rank, 0);
@@ -692,20 +708,6 @@ class RecoveryTest : public CoordinatorTest {
     Reset(options);
   }
 
-  v1::HeldState Held(int rank, int64_t generation, const ParallelConfig& config) {
-    v1::HeldState held;
-    held.set_holding(true);
-    held.set_rank(rank);
-    held.set_world_size(static_cast<int>(config.world_size));
-    held.set_generation(generation);
-    *held.mutable_config() = ToProto(config);
-    held.set_backend("gloo");
-    v1::GroupReport* g = held.add_groups();
-    g->set_kind(v1::GROUP_KIND_WORLD);
-    g->set_state(v1::COMM_STATE_READY);
-    return held;
-  }
-
   std::string state_file_;
   std::vector<Joined> agents_;
 };
@@ -728,7 +730,7 @@ TEST_F(RecoveryTest, EveryMemberBackHoldingTheSameGeneration_ReadyWithoutRebuild
   std::vector<Joined> back;
   for (int r = 3; r >= 0; --r) {
     back.push_back(JoinAgent("agent-" + std::to_string(r), std::nullopt, "inc-1", "",
-                             Held(r, 1, config)));
+                             HeldOf(r, 1, config)));
     EXPECT_EQ(back.back().rank, r);
   }
   v1::PoolState s = State();
@@ -744,8 +746,8 @@ TEST_F(RecoveryTest, EveryMemberBackHoldingTheSameGeneration_ReadyWithoutRebuild
 TEST_F(RecoveryTest, ConflictingGenerations_HoldersAbort_NextGenerationStarts) {
   const ParallelConfig config{.world_size = 2, .tensor_parallel_size = 2};
   ReadyThenRestart(2, config);
-  Joined a = JoinAgent("agent-0", std::nullopt, "inc-1", "", Held(0, 1, config));
-  Joined b = JoinAgent("agent-1", std::nullopt, "inc-1", "", Held(1, 3, config));
+  Joined a = JoinAgent("agent-0", std::nullopt, "inc-1", "", HeldOf(0, 1, config));
+  Joined b = JoinAgent("agent-1", std::nullopt, "inc-1", "", HeldOf(1, 3, config));
   ASSERT_FALSE(a.sink->teardowns().empty());
   EXPECT_TRUE(a.sink->teardowns()[0].abort());
   ASSERT_FALSE(b.sink->teardowns().empty());
@@ -759,7 +761,7 @@ TEST_F(RecoveryTest, ConflictingGenerations_HoldersAbort_NextGenerationStarts) {
 TEST_F(RecoveryTest, NotEveryoneBackInTime_AbortAndWait) {
   const ParallelConfig config{.world_size = 2, .tensor_parallel_size = 2};
   ReadyThenRestart(2, config);
-  Joined a = JoinAgent("agent-0", std::nullopt, "inc-1", "", Held(0, 1, config));
+  Joined a = JoinAgent("agent-0", std::nullopt, "inc-1", "", HeldOf(0, 1, config));
   Tick({a}, 31);
   EXPECT_EQ(State().phase(), v1::POOL_PHASE_WAITING);
   ASSERT_FALSE(a.sink->teardowns().empty());
@@ -768,12 +770,7 @@ TEST_F(RecoveryTest, NotEveryoneBackInTime_AbortAndWait) {
 
 TEST_F(CoordinatorTest, NoStateFile_PoolRebuiltFromTheMembersReports) {
   const ParallelConfig config{.world_size = 2, .data_parallel_size = 2};
-  v1::HeldState held;
-  held.set_holding(true);
-  held.set_world_size(2);
-  held.set_generation(7);
-  *held.mutable_config() = ToProto(config);
-  held.set_backend("gloo");
+  v1::HeldState held = HeldOf(0, 7, config);
   held.set_rank(1);
   Joined one = JoinAgent("agent-1", std::nullopt, "inc-1", "", held);
   EXPECT_EQ(State().phase(), v1::POOL_PHASE_RECOVERING);
@@ -797,7 +794,7 @@ TEST_F(RecoveryTest, StandbyBackFirst_WaitsWhileRecovering_HoldersKeepTheirRanks
   std::vector<Joined> back;
   for (int r = 0; r < 4; ++r) {
     back.push_back(JoinAgent("agent-" + std::to_string(r), std::nullopt, "inc-1", "",
-                             Held(r, 1, config)));
+                             HeldOf(r, 1, config)));
     EXPECT_EQ(back.back().rank, r);
   }
   v1::PoolState s = State();
@@ -812,12 +809,7 @@ TEST_F(RecoveryTest, StandbyBackFirst_WaitsWhileRecovering_HoldersKeepTheirRanks
 
 TEST_F(CoordinatorTest, NoStateFile_StandbyJoinedBeforeTheHolders_IsDemoted_PoolRestored) {
   const ParallelConfig config{.world_size = 2, .data_parallel_size = 2};
-  v1::HeldState held;
-  held.set_holding(true);
-  held.set_world_size(2);
-  held.set_generation(7);
-  *held.mutable_config() = ToProto(config);
-  held.set_backend("gloo");
+  v1::HeldState held = HeldOf(0, 7, config);
   // A fresh standby reaches the restarted coordinator first: the pool is unknown, so it takes
   // rank 0 — until the first holder shows the pool is recovering.
   Joined spare = JoinAgent("spare");
@@ -839,12 +831,7 @@ TEST_F(CoordinatorTest, NoStateFile_StandbyJoinedBeforeTheHolders_IsDemoted_Pool
 
 TEST_F(CoordinatorTest, NoStateFile_HintOutsideTheRecoveredWorld_IsAStandbyThatRefills) {
   const ParallelConfig config{.world_size = 2, .tensor_parallel_size = 2};
-  v1::HeldState held;
-  held.set_holding(true);
-  held.set_world_size(2);
-  held.set_generation(3);
-  *held.mutable_config() = ToProto(config);
-  held.set_backend("gloo");
+  v1::HeldState held = HeldOf(0, 3, config);
   held.set_rank(0);
   std::vector<Joined> agents;
   agents.push_back(JoinAgent("agent-0", std::nullopt, "inc-1", "", held));
