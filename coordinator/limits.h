@@ -37,13 +37,14 @@ struct Limits {
   // pool (--max-kv-waiters), Watch streams in all (--max-watchers).
   int max_state_waiters = 1024;
   int max_kv_waiters = 65536;
-  int max_watchers = 256;
+  int max_watchers = 64;
   // The event log of one pool, in bytes (--max-event-log-bytes; the count limit is
   // CoordinatorOptions::event_log_size). One event's message is cut at kMaxEventMessage.
   size_t max_event_log_bytes = 1 << 20;
   // Bytes queued for one session or watch stream that is not reading (--max-queue-bytes): a
-  // session past it is closed, a watcher dropped.
-  size_t max_queue_bytes = 16 << 20;
+  // session past it is closed, a watcher dropped. Watchers that stop reading can hold at most
+  // max_watchers x max_queue_bytes (512 MiB with the defaults); a session's messages are small.
+  size_t max_queue_bytes = 8 << 20;
   // The longest wait or deadline a request may ask for: a generation's deadline, a KvGet's or a
   // long-poll's timeout (--max-wait).
   absl::Duration max_wait = absl::Hours(24);
