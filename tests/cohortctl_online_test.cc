@@ -206,6 +206,23 @@ TEST_F(CohortctlOnlineTest, CoordinatorFromEnvironment) {
   EXPECT_THAT(r.err, HasSubstr("unknown pool 'nothing-here'"));
 }
 
+TEST_F(CohortctlOnlineTest, DeletePool_RefusedWhileMembersAreAttached_ForceDeletes) {
+  Result unknown = Ctl({"delete", "pool", "ghost"});
+  EXPECT_EQ(unknown.status, 1) << unknown.err;
+  EXPECT_THAT(unknown.err, HasSubstr("unknown pool 'ghost'"));
+  FakeMember a = JoinFake("agent-0", 0);
+  Result refused = Ctl({"delete", "pool", "default"});
+  EXPECT_EQ(refused.status, 1);
+  EXPECT_THAT(refused.err, HasSubstr("1 attached members"));
+  EXPECT_THAT(refused.err, HasSubstr("--force"));
+  EXPECT_TRUE(coordinator().GetState("default").ok());
+  Result deleted = Ctl({"delete", "pool", "default", "--force"});
+  EXPECT_EQ(deleted.status, 0) << deleted.err;
+  EXPECT_EQ(deleted.out, "pool default deleted\n");
+  EXPECT_EQ(coordinator().GetState("default").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Ctl({"delete", "pool"}).status, 2);  // the name is required
+}
+
 TEST_F(CohortctlOnlineTest, DestroyWait_MemberLostDuringTeardown_Exit1NamingIt) {
   ASSERT_EQ(Ctl({"init", "-n", "2", "--tp", "2"}).status, 0);
   FakeMember a = JoinFake("agent-0", 0);
