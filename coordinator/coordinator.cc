@@ -264,13 +264,6 @@ absl::Status Coordinator::CheckJoinRequest(const v1::JoinRequest& request) const
       !s.ok()) {
     return Refuse("incarnation", s);
   }
-  if (!request.pool().empty()) {
-    if (absl::Status s = CheckName("pool name", request.pool(), limits.max_pool_name_length,
-                                   "max-pool-name-length");
-        !s.ok()) {
-      return Refuse("pool-name", s);
-    }
-  }
   if (request.has_rank_hint() &&
       (request.rank_hint() < -1 || request.rank_hint() >= limits.max_world_size)) {
     return Refuse("rank-hint", absl::InvalidArgumentError(absl::StrCat(
@@ -401,7 +394,7 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
                                     "max-members-per-pool"));
       }
       if (request.held().holding()) {
-        if (absl::Status s = ValidateHeld(*pool, request.held()); !s.ok()) {
+        if (absl::Status s = ValidateHeld(request.held()); !s.ok()) {
           Emit(*pool, v1::EVENT_KIND_REFUSED, -1, request.identity(),
                absl::StrCat("join refused: ", s.message()));
           return s;

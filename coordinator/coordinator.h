@@ -307,8 +307,7 @@ class Coordinator {
   void StartRecovery(Pool& pool) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // INVALID_ARGUMENT unless a joining agent's held state is self-consistent (world size, rank
   // inside it, a built generation, a valid config of that world).
-  absl::Status ValidateHeld(const Pool& pool, const v1::HeldState& held) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ValidateHeld(const v1::HeldState& held) const;
   // The rank of an agent joining a RECOVERING pool: the rank it holds, else its rank from the
   // state file, unless another member claims it; otherwise -1 (a standby until recovery ends).
   int RecoveryRank(const Pool& pool, const v1::JoinRequest& request) const

@@ -115,10 +115,7 @@ void Coordinator::ReassignByHints(Pool& pool, const std::string& why) {
     if (m->rank != r && r < 0) GiveRank(pool, *m, r, why);
   }
   for (auto& [m, r] : chosen) {
-    if (m->rank != r && r >= 0) {
-      m->rank = -1;
-      GiveRank(pool, *m, r, why);
-    }
+    if (m->rank != r && r >= 0) GiveRank(pool, *m, r, why);
   }
 }
 
@@ -148,17 +145,9 @@ void Coordinator::RefillFromStandby(Pool& pool, Member& lost, Completions& out) 
   const int rank = lost.rank;
   lost.rank = -1;
   lost.phase = v1::MEMBER_PHASE_LEFT;
-  standby->rank = rank;
-  standby->phase = v1::MEMBER_PHASE_JOINED;
-  pool.durable_ranks.erase(lost.identity);
-  RememberRank(pool, standby->identity, rank);
-  v1::CoordinatorMessage message;
-  message.mutable_rank_assignment()->set_rank(rank);
-  standby->sink->Send(message);
   spdlog::info("pool {}: standby {} takes rank {} of {}", pool.name, standby->identity, rank,
                lost.identity);
-  Emit(pool, v1::EVENT_KIND_RANK_ASSIGNED, rank, standby->identity,
-       absl::StrCat("standby takes the rank of ", lost.identity));
+  GiveRank(pool, *standby, rank, absl::StrCat("standby takes the rank of ", lost.identity));
   SaveState();
   Touch(pool, out);
 }
@@ -251,7 +240,7 @@ void Coordinator::MaybeGrowDp(Pool& pool, Completions& out) {
   Touch(pool, out);
 }
 
-absl::Status Coordinator::ValidateHeld(const Pool& pool, const v1::HeldState& held) const {
+absl::Status Coordinator::ValidateHeld(const v1::HeldState& held) const {
   auto refuse = [&](const std::string& what) {
     return absl::InvalidArgumentError(absl::StrCat(
         "held state refused: ", what, "; an agent reports only what it really holds (restart "
@@ -278,7 +267,6 @@ absl::Status Coordinator::ValidateHeld(const Pool& pool, const v1::HeldState& he
                                  config.world_size));
     }
   }
-  (void)pool;
   return absl::OkStatus();
 }
 

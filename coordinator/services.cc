@@ -146,7 +146,8 @@ class WriteQueue {
   // Close finishes the stream once the queue has drained.
   void OnWriteDone(bool ok) {
     absl::MutexLock lock(&mu_);
-    bytes_ -= std::min(bytes_, queue_.front().ByteSizeLong());
+    // Push sized it (ByteSizeLong caches the size) and nothing changed it since.
+    bytes_ -= std::min(bytes_, static_cast<size_t>(queue_.front().GetCachedSize()));
     queue_.pop_front();
     if (!ok) {
       queue_.clear();

@@ -118,6 +118,22 @@ class CoordinatorTest : public ::testing::Test {
     }
   }
 
+  // agent-0 .. agent-(world-1) joined, `config` initialized and generation 1 READY (empty if
+  // any step failed, with the failure reported).
+  std::vector<Joined> ReadyWorld(const ParallelConfig& config) {
+    std::vector<Joined> agents = JoinWorld(static_cast<int>(config.world_size));
+    absl::StatusOr<v1::InitializeResponse> init = Init(config);
+    EXPECT_TRUE(init.ok()) << init.status();
+    if (!init.ok()) return {};
+    for (const Joined& a : agents) {
+      absl::Status reported = Report(a, 1, true);
+      EXPECT_TRUE(reported.ok()) << reported;
+      if (!reported.ok()) return {};
+    }
+    EXPECT_EQ(State().phase(), v1::POOL_PHASE_READY);
+    return agents;
+  }
+
   std::vector<Joined> JoinWorld(int n) {
     std::vector<Joined> out;
     for (int r = 0; r < n; ++r) out.push_back(JoinAgent("agent-" + std::to_string(r), r));
@@ -351,9 +367,9 @@ TEST_F(CoordinatorTest, MissedHeartbeats_MemberLost_SurvivorsAborted) {
 }
 
 TEST_F(CoordinatorTest, Destroy_ModelParallel_ThenInitializeReusesWorld) {
-  std::vector<Joined> agents = JoinWorld(4);
-  ASSERT_TRUE(Init({.world_size = 4, .data_parallel_size = 2, .tensor_parallel_size = 2}).ok());
-  for (auto& a : agents) ASSERT_TRUE(Report(a, 1, true).ok());
+  std::vector<Joined> agents =
+      ReadyWorld({.world_size = 4, .data_parallel_size = 2, .tensor_parallel_size = 2});
+  ASSERT_EQ(agents.size(), 4u);
   v1::DestroyRequest destroy;
   ASSERT_TRUE(coordinator_->Destroy(destroy).ok());
   EXPECT_EQ(State().phase(), v1::POOL_PHASE_DESTROYING);
@@ -373,9 +389,8 @@ TEST_F(CoordinatorTest, Destroy_ModelParallel_ThenInitializeReusesWorld) {
 }
 
 TEST_F(CoordinatorTest, Destroy_All_NextInitializeBuildsANewWorld) {
-  std::vector<Joined> agents = JoinWorld(2);
-  ASSERT_TRUE(Init({.world_size = 2, .tensor_parallel_size = 2}).ok());
-  for (auto& a : agents) ASSERT_TRUE(Report(a, 1, true).ok());
+  std::vector<Joined> agents = ReadyWorld({.world_size = 2, .tensor_parallel_size = 2});
+  ASSERT_EQ(agents.size(), 2u);
   v1::DestroyRequest destroy;
   destroy.set_scope(v1::DESTROY_SCOPE_ALL);
   ASSERT_TRUE(coordinator_->Destroy(destroy).ok());
@@ -482,9 +497,8 @@ TEST_F(DestroyFailureTest, MemberLeavesAfterItsReport_TeardownStillClean) {
 }
 
 TEST_F(CoordinatorTest, Destroy_CleanTeardownOfADegradedPool_ClearsTheOldError) {
-  std::vector<Joined> agents = JoinWorld(2);
-  ASSERT_TRUE(Init({.world_size = 2, .tensor_parallel_size = 2}).ok());
-  for (auto& a : agents) ASSERT_TRUE(Report(a, 1, true).ok());
+  std::vector<Joined> agents = ReadyWorld({.world_size = 2, .tensor_parallel_size = 2});
+  ASSERT_EQ(agents.size(), 2u);
   coordinator_->Detach(agents[1].session_id, agents[1].sink, "killed");
   ASSERT_EQ(State().phase(), v1::POOL_PHASE_DEGRADED);
   ASSERT_THAT(State().error(), HasSubstr("rank 1 (agent-1) was lost"));
@@ -656,9 +670,8 @@ TEST_F(CoordinatorTest, MemberLost_StandbyTakesItsRankAtOnce) {
 }
 
 TEST_F(CoordinatorTest, StandbyAttachingToADegradedPool_RefillsTheLostRank) {
-  std::vector<Joined> agents = JoinWorld(2);
-  ASSERT_TRUE(Init({.world_size = 2, .data_parallel_size = 2}).ok());
-  for (auto& a : agents) ASSERT_TRUE(Report(a, 1, true).ok());
+  std::vector<Joined> agents = ReadyWorld({.world_size = 2, .data_parallel_size = 2});
+  ASSERT_EQ(agents.size(), 2u);
   coordinator_->Detach(agents[0].session_id, agents[0].sink, "killed");
   EXPECT_EQ(State().phase(), v1::POOL_PHASE_DEGRADED);
   Joined spare = JoinAgent("spare");  // attaches after the loss
@@ -669,9 +682,8 @@ TEST_F(CoordinatorTest, StandbyAttachingToADegradedPool_RefillsTheLostRank) {
 }
 
 TEST_F(CoordinatorTest, Rejoin_HoldingAGenerationThePoolMovedPast_IsToldToAbort) {
-  std::vector<Joined> agents = JoinWorld(2);
-  ASSERT_TRUE(Init({.world_size = 2, .tensor_parallel_size = 2}).ok());
-  for (auto& a : agents) ASSERT_TRUE(Report(a, 1, true).ok());
+  std::vector<Joined> agents = ReadyWorld({.world_size = 2, .tensor_parallel_size = 2});
+  ASSERT_EQ(agents.size(), 2u);
   coordinator_->Detach(agents[1].session_id, agents[1].sink, "network blip");
   v1::HeldState held;
   held.set_holding(true);
@@ -868,9 +880,8 @@ TEST_F(CoordinatorTest, Join_HeldStateInconsistentWithItsConfig_InvalidArgument)
 }
 
 TEST_F(CoordinatorTest, CoordinatorStall_LateSweepDeclaresNobodyLost_SilentMemberLostAfterWindow) {
-  std::vector<Joined> agents = JoinWorld(2);
-  ASSERT_TRUE(Init({.world_size = 2, .data_parallel_size = 2}).ok());
-  for (auto& a : agents) ASSERT_TRUE(Report(a, 1, true).ok());
+  std::vector<Joined> agents = ReadyWorld({.world_size = 2, .data_parallel_size = 2});
+  ASSERT_EQ(agents.size(), 2u);
   // The coordinator does not run for 5 s (SIGSTOP, a paused VM): the heartbeats sent meanwhile
   // are unread when the overdue sweep fires first.
   clock_.Advance(absl::Seconds(5));
@@ -1054,9 +1065,8 @@ TEST_F(CoordinatorTest, Limits_PoolsMembersAndWorldSize_RefusedNamingTheFlag) {
 }
 
 TEST_F(CoordinatorTest, Join_SameIdentityAndIncarnationWithoutTheSession_CannotHijack) {
-  std::vector<Joined> agents = JoinWorld(2);
-  ASSERT_TRUE(Init({.world_size = 2, .tensor_parallel_size = 2}).ok());
-  for (auto& a : agents) ASSERT_TRUE(Report(a, 1, true).ok());
+  std::vector<Joined> agents = ReadyWorld({.world_size = 2, .tensor_parallel_size = 2});
+  ASSERT_EQ(agents.size(), 2u);
   // An attacker copies agent-1's identity and incarnation (both in GetState).
   v1::JoinRequest request;
   request.set_identity("agent-1");
@@ -1080,9 +1090,8 @@ TEST_F(CoordinatorTest, Join_SameIdentityAndIncarnationWithoutTheSession_CannotH
 }
 
 TEST_F(CoordinatorTest, MemberRejoiningWithoutItsGeneration_PoolIsNotReady) {
-  std::vector<Joined> agents = JoinWorld(2);
-  ASSERT_TRUE(Init({.world_size = 2, .tensor_parallel_size = 2}).ok());
-  for (auto& a : agents) ASSERT_TRUE(Report(a, 1, true).ok());
+  std::vector<Joined> agents = ReadyWorld({.world_size = 2, .tensor_parallel_size = 2});
+  ASSERT_EQ(agents.size(), 2u);
   // The same process comes back on a new session holding nothing (it lost its communicators).
   v1::JoinRequest request;
   request.set_identity("agent-1");
@@ -1195,9 +1204,8 @@ TEST_F(CoordinatorTest, StateWaiters_ShareOneSnapshotOfTheChange) {
 }
 
 TEST_F(CoordinatorTest, EnumsAndDeadlinesOutOfRange_Refused) {
-  std::vector<Joined> agents = JoinWorld(2);
-  ASSERT_TRUE(Init({.world_size = 2, .tensor_parallel_size = 2}).ok());
-  for (auto& a : agents) ASSERT_TRUE(Report(a, 1, true).ok());
+  std::vector<Joined> agents = ReadyWorld({.world_size = 2, .tensor_parallel_size = 2});
+  ASSERT_EQ(agents.size(), 2u);
   v1::DestroyRequest destroy;
   destroy.set_scope(static_cast<v1::DestroyScope>(99));
   EXPECT_EQ(coordinator_->Destroy(destroy).status().code(), absl::StatusCode::kInvalidArgument);
