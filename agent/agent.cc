@@ -11,7 +11,6 @@
 #include "common/grpc_status.h"
 #include "common/layout_proto.h"
 #include "common/logging.h"
-#include "spdlog/spdlog.h"
 
 #if COHORT_WITH_NCCL
 #include <cuda_runtime_api.h>
@@ -128,11 +127,6 @@ constexpr absl::Duration kConnectWaitSlice = absl::Milliseconds(250);
 Agent::Agent(AgentOptions options) : options_(std::move(options)) {}
 
 absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
-  // spdlog's built-in default logger writes to stdout, which belongs to the embedding engine:
-  // move our logs to stderr unless the process set up its own logger.
-  if (spdlog::default_logger()->name().empty()) {
-    if (absl::Status s = SetupLogging("agent", ""); !s.ok()) return s;
-  }
   if (options.identity.empty()) {
     options.identity = absl::StrCat(Hostname(), ":", options.device < 0 ? 0 : options.device);
   }
@@ -199,7 +193,7 @@ absl::Status Agent::JoinWithRetry(absl::Time deadline) {
       rank_ = joined->rank();
       world_size_ = joined->world_size();
       heartbeat_interval_ = absl::Milliseconds(std::max(50, joined->heartbeat_interval_ms()));
-      spdlog::info("{} joined pool {} as {}", options_.identity, joined->pool(),
+      Log()->info("{} joined pool {} as {}", options_.identity, joined->pool(),
                    rank_ >= 0 ? absl::StrCat("rank ", rank_) : "standby");
       return absl::OkStatus();
     }
@@ -371,7 +365,7 @@ void Agent::SessionLoop() {
     // Communicators do not need the coordinator: keep them and join again, telling the
     // coordinator what this agent holds. A restarted coordinator restores the pool from these
     // reports; one that declared this agent lost tells it to abort.
-    spdlog::warn("{}: session lost ({}); keeping communicators and joining again",
+    Log()->warn("{}: session lost ({}); keeping communicators and joining again",
                  options_.identity, why.ToString());
     absl::Status rejoined = JoinWithRetry(absl::Now() + options_.connect_timeout);
     // Stop() came during the rejoin: it tears the communicators down in order (no abort
@@ -388,7 +382,7 @@ void Agent::SessionLoop() {
       break;
     }
     if (!rejoined.ok()) {
-      spdlog::error("{}: {}; aborting communicators", options_.identity, rejoined.ToString());
+      Log()->error("{}: {}; aborting communicators", options_.identity, rejoined.ToString());
       v1::Teardown abort;
       abort.set_scope(v1::DESTROY_SCOPE_ALL);
       abort.set_abort(true);
@@ -484,12 +478,12 @@ void Agent::Dispatch(const v1::CoordinatorMessage& message) {
     case v1::CoordinatorMessage::kRankAssignment: {
       absl::MutexLock lock(&mu_);
       rank_ = message.rank_assignment().rank();
-      spdlog::info("{}: assigned {}", options_.identity,
+      Log()->info("{}: assigned {}", options_.identity,
                    rank_ >= 0 ? absl::StrCat("rank ", rank_) : std::string("standby"));
       break;
     }
     case v1::CoordinatorMessage::kClosed:
-      spdlog::warn("{}: coordinator closed the session: {}", options_.identity,
+      Log()->warn("{}: coordinator closed the session: {}", options_.identity,
                    message.closed().reason());
       break;
     default:
@@ -602,7 +596,7 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
   // Reports the failure and releases `built` (the communicators of this build, published or
   // not). Must be called without mu_ held: it takes it.
   auto fail = [&](const std::string& error, std::vector<std::shared_ptr<Communicator>> built) {
-    spdlog::error("{}: generation {} failed: {}", options_.identity, generation, error);
+    Log()->error("{}: generation {} failed: {}", options_.identity, generation, error);
     {
       // Unpublish first, so that nothing else hands them out while they are released.
       absl::MutexLock lock(&mu_);
@@ -643,12 +637,12 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
   {
     absl::MutexLock lock(&mu_);
     if (aborted_generation_ >= generation) {
-      spdlog::info("{}: generation {} was aborted before it started; not building it",
+      Log()->info("{}: generation {} was aborted before it started; not building it",
                    options_.identity, generation);
       return;
     }
     if (latest_plan_generation_ > generation) {
-      spdlog::info("{}: generation {} was superseded by generation {} before it started; not "
+      Log()->info("{}: generation {} was superseded by generation {} before it started; not "
                    "building it", options_.identity, generation, latest_plan_generation_);
       failed_[generation] = absl::AbortedError(
           absl::StrCat("superseded by generation ", latest_plan_generation_));
@@ -790,7 +784,7 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
     }
   }
   if (was_aborted) return fail("aborted by the coordinator while reporting READY", all);
-  spdlog::info("{}: generation {} READY as rank {} in {} ms ({} groups)", options_.identity,
+  Log()->info("{}: generation {} READY as rank {} in {} ms ({} groups)", options_.identity,
                generation, plan.rank(), absl::ToInt64Milliseconds(absl::Now() - start),
                all.size());
   Send(out);
@@ -860,7 +854,7 @@ void Agent::TearDown(const v1::Teardown& teardown) {
     r->set_teardown_us(Micros(absl::Now() - start));
     Send(out);
   }
-  spdlog::info("{}: {} {} communicators of generation {} in {} ms{}", options_.identity,
+  Log()->info("{}: {} {} communicators of generation {} in {} ms{}", options_.identity,
                teardown.abort() ? "aborted" : "destroyed", comms.size(), teardown.generation(),
                absl::ToInt64Milliseconds(absl::Now() - start),
                status.ok() ? "" : absl::StrCat(" (", status.message(), ")"));

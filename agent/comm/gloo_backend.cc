@@ -21,8 +21,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
 #include "absl/strings/str_join.h"
-#include "spdlog/spdlog.h"
 #include "gloo/allgather.h"
 #include "gloo/allreduce.h"
 #include "gloo/alltoall.h"
@@ -380,9 +380,9 @@ class GlooCommunicator final : public Communicator {
     bool signalled = false;
     absl::Status s = GlooCall([&] { signalled = SignalGlooContext(*context_, "aborted by cohort"); });
     if (!s.ok()) {
-      spdlog::warn("{}interrupt: {}", Describe(), s.ToString());
+      Log()->warn("{}interrupt: {}", Describe(), s.ToString());
     } else if (!signalled) {
-      spdlog::warn("{}interrupt: not a Gloo TCP context; in-flight ops end at their timeout",
+      Log()->warn("{}interrupt: not a Gloo TCP context; in-flight ops end at their timeout",
                    Describe());
     }
   }

@@ -10,7 +10,6 @@
 #include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
 #include "agent/comm/nccl_status.h"
-#include "spdlog/spdlog.h"
 
 namespace cohort::agent {
 namespace {
