@@ -12,10 +12,6 @@
 #include "common/layout_proto.h"
 #include "common/logging.h"
 
-#if COHORT_WITH_NCCL
-#include <cuda_runtime_api.h>
-#include <nccl.h>
-#endif
 
 namespace cohort::agent {
 namespace {
@@ -24,20 +20,6 @@ std::string Hostname() {
   char buf[256] = {0};
   if (gethostname(buf, sizeof(buf) - 1) != 0) return "localhost";
   return buf;
-}
-
-std::vector<std::string> CompiledBackends() {
-  std::vector<std::string> b = {"gloo", "none"};
-  if (COHORT_WITH_NCCL) b.insert(b.begin(), "nccl");
-  return b;
-}
-
-std::string NcclVersion() {
-#if COHORT_WITH_NCCL
-  return absl::StrFormat("%d.%d.%d", NCCL_MAJOR, NCCL_MINOR, NCCL_PATCH);
-#else
-  return "";
-#endif
 }
 
 int64_t Micros(absl::Duration d) { return absl::ToInt64Microseconds(d); }
@@ -70,55 +52,10 @@ int64_t ExpectedSum(const Communicator& comm) {
   return std::accumulate(comm.ranks().begin(), comm.ranks().end(), int64_t{0});
 }
 
-// The GPU's UUID and PCI bus id, where the CUDA runtime can tell (left empty without a GPU or
-// driver: the calls fail cleanly, they never need libcuda at link time).
-void FillDeviceIdentity(int device, v1::DeviceInfo* info) {
-#if COHORT_WITH_NCCL
-  if (device < 0) return;
-  char bus[64] = {0};
-  if (cudaDeviceGetPCIBusId(bus, sizeof(bus), device) == cudaSuccess) info->set_pci_bus_id(bus);
-  cudaDeviceProp prop;
-  if (cudaGetDeviceProperties(&prop, device) == cudaSuccess) {
-    std::string uuid = "GPU-";
-    for (int i = 0; i < 16; ++i) {
-      absl::StrAppendFormat(&uuid, "%02x", static_cast<unsigned char>(prop.uuid.bytes[i]));
-      if (i == 3 || i == 5 || i == 7 || i == 9) uuid += "-";
-    }
-    info->set_gpu_uuid(uuid);
-  }
-  cudaGetLastError();  // clear the sticky "no device" error for later calls
-#else
-  (void)device;
-  (void)info;
-#endif
-}
-
 }  // namespace
 
 absl::StatusOr<int64_t> SumOverGroup(Communicator& comm, int64_t value) {
-#if COHORT_WITH_NCCL
-  if (comm.backend_name() == "nccl") {
-    void* device = nullptr;
-    if (cudaMalloc(&device, sizeof(int64_t)) != cudaSuccess) {
-      return absl::InternalError("cudaMalloc of the verification buffer failed");
-    }
-    absl::Status s;
-    if (cudaMemcpy(device, &value, sizeof(value), cudaMemcpyHostToDevice) != cudaSuccess) {
-      s = absl::InternalError("cudaMemcpy to the verification buffer failed");
-    }
-    if (s.ok()) s = comm.AllReduce(device, 1, DataType::kInt64, ReduceOp::kSum);
-    if (s.ok() &&
-        cudaMemcpy(&value, device, sizeof(value), cudaMemcpyDeviceToHost) != cudaSuccess) {
-      s = absl::InternalError("cudaMemcpy from the verification buffer failed");
-    }
-    cudaFree(device);
-    if (!s.ok()) return s;
-    return value;
-  }
-#endif
-  absl::Status s = comm.AllReduce(&value, 1, DataType::kInt64, ReduceOp::kSum);
-  if (!s.ok()) return s;
-  return value;
+  return comm.SumOverGroup(value);
 }
 
 // How long JoinWithRetry waits for the connection before it looks at the agent's state again.
@@ -156,13 +93,15 @@ absl::Status Agent::JoinWithRetry(absl::Time deadline) {
   request.set_identity(options_.identity);
   request.set_incarnation(options_.incarnation);
   request.mutable_device()->set_gpu_index(options_.device);
-  FillDeviceIdentity(options_.device, request.mutable_device());
+  const DeviceIdentity device = QueryDeviceIdentity(options_.device);
+  if (!device.pci_bus_id.empty()) request.mutable_device()->set_pci_bus_id(device.pci_bus_id);
+  if (!device.gpu_uuid.empty()) request.mutable_device()->set_gpu_uuid(device.gpu_uuid);
   request.mutable_device()->set_host_address(options_.host_address);
   request.mutable_device()->set_hostname(Hostname());
   for (const std::string& b : options_.backends) request.add_backends(b);
   if (options_.rank_hint.has_value()) request.set_rank_hint(*options_.rank_hint);
   request.set_agent_version(COHORT_VERSION);
-  request.set_nccl_version(NcclVersion());
+  request.set_nccl_version(CompiledNcclVersion());
 
   absl::BitGen gen;
   absl::Duration backoff = absl::Milliseconds(50);
@@ -737,14 +676,15 @@ void Agent::BuildGeneration(const v1::Plan& plan) {
   // Verification: every group all-reduces the global rank; the sum must match the layout.
   std::vector<std::shared_ptr<Communicator>> all = {world};
   all.insert(all.end(), comms.begin(), comms.end());
-  if (plan.verify() && plan.backend() != "none") progress("verifying", total_groups, total_groups);
+  const bool verify = plan.verify() && (*backend)->has_data_plane();
+  if (verify) progress("verifying", total_groups, total_groups);
   for (const auto& comm : all) {
     v1::GroupReport* g = AddGroupReport(*comm, report->mutable_groups());
     if (comm->kind() == GroupKind::kWorld && reuse) g->set_create_us(0);  // not built this time
-    if (plan.verify() && plan.backend() != "none") {
+    if (verify) {
       step(absl::StrCat("verify ", GroupKindName(comm->kind())));
       const absl::Time v0 = absl::Now();
-      absl::StatusOr<int64_t> sum = SumOverGroup(*comm, plan.rank());
+      absl::StatusOr<int64_t> sum = comm->SumOverGroup(plan.rank());
       g->set_verify_us(Micros(absl::Now() - v0));
       const int64_t expected = ExpectedSum(*comm);
       if (!sum.ok() || *sum != expected) {
@@ -884,16 +824,18 @@ void Agent::CheckGroups(const v1::Check& check) {
       continue;
     }
     const absl::Time v0 = absl::Now();
-    absl::StatusOr<int64_t> sum = comm.backend_name() == "none"
-                                      ? absl::StatusOr<int64_t>(absl::UnimplementedError("none"))
-                                      : SumOverGroup(comm, groups->rank);
+    if (!comm.has_data_plane()) {
+      // Nothing to all-reduce over (backend none): the group is as READY as it can be.
+      g->set_verify_us(Micros(absl::Now() - v0));
+      g->set_state(v1::COMM_STATE_READY);
+      continue;
+    }
+    absl::StatusOr<int64_t> sum = comm.SumOverGroup(groups->rank);
     g->set_verify_us(Micros(absl::Now() - v0));
     const int64_t expected = ExpectedSum(comm);
     if (sum.ok() && *sum == expected) {
       g->set_state(v1::COMM_STATE_READY);
       g->set_verify_sum(*sum);
-    } else if (comm.backend_name() == "none") {
-      g->set_state(v1::COMM_STATE_READY);
     } else {
       g->set_state(comm.state() == CommState::kAborted ? v1::COMM_STATE_ABORTED
                                                        : v1::COMM_STATE_ERROR);

@@ -178,8 +178,8 @@ class Agent {
   std::thread heartbeat_thread_;
 };
 
-// The sum of `value` over the group (verification): host memory for Gloo, staged through device
-// memory for NCCL.
+// The sum of `value` over the group (verification): comm.SumOverGroup(value), which takes host
+// memory for Gloo and stages through device memory for NCCL. Errors: as AllReduce.
 absl::StatusOr<int64_t> SumOverGroup(Communicator& comm, int64_t value);
 
 }  // namespace cohort::agent

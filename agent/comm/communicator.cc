@@ -228,6 +228,11 @@ absl::Status Communicator::AllReduce(void* buf, size_t count, DataType dtype, Re
   });
 }
 
+absl::StatusOr<int64_t> Communicator::SumOverGroup(int64_t value) {
+  if (absl::Status s = AllReduce(&value, 1, DataType::kInt64, ReduceOp::kSum); !s.ok()) return s;
+  return value;
+}
+
 absl::Status Communicator::AllGather(const void* in, void* out, size_t count, DataType dtype,
                                      Timeout timeout) {
   COHORT_COMM_CHECK(CheckCount(count, dtype, size()));
