@@ -16,12 +16,6 @@
 namespace cohort::agent {
 namespace {
 
-std::string Hostname() {
-  char buf[256] = {0};
-  if (gethostname(buf, sizeof(buf) - 1) != 0) return "localhost";
-  return buf;
-}
-
 int64_t Micros(absl::Duration d) { return absl::ToInt64Microseconds(d); }
 
 v1::CommState ToProto(CommState state) {
@@ -65,7 +59,14 @@ Agent::Agent(AgentOptions options) : options_(std::move(options)) {}
 
 absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
   if (options.identity.empty()) {
-    options.identity = absl::StrCat(Hostname(), ":", options.device < 0 ? 0 : options.device);
+    std::shared_ptr<IdentityProvider> provider = options.identity_provider;
+    if (provider == nullptr) provider = std::make_shared<HostnameDeviceIdentity>(options.device);
+    absl::StatusOr<std::string> identity = provider->Identity();
+    if (!identity.ok()) {
+      return absl::Status(identity.status().code(),
+                          absl::StrCat("agent identity: ", identity.status().message()));
+    }
+    options.identity = *std::move(identity);
   }
   if (options.incarnation.empty()) {
     absl::BitGen gen;
@@ -97,7 +98,7 @@ absl::Status Agent::JoinWithRetry(absl::Time deadline) {
   if (!device.pci_bus_id.empty()) request.mutable_device()->set_pci_bus_id(device.pci_bus_id);
   if (!device.gpu_uuid.empty()) request.mutable_device()->set_gpu_uuid(device.gpu_uuid);
   request.mutable_device()->set_host_address(options_.host_address);
-  request.mutable_device()->set_hostname(Hostname());
+  request.mutable_device()->set_hostname(LocalHostname());
   for (const std::string& b : options_.backends) request.add_backends(b);
   if (options_.rank_hint.has_value()) request.set_rank_hint(*options_.rank_hint);
   request.set_agent_version(COHORT_VERSION);

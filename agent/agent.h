@@ -25,6 +25,7 @@
 #include "agent/comm/backend.h"
 #include "agent/coordinator_client.h"
 #include "agent/group.h"
+#include "agent/identity.h"
 #include "cohort/v1/agent.pb.h"
 
 namespace cohort::agent {
@@ -34,8 +35,11 @@ struct AgentOptions {
   std::string coordinator_address = "127.0.0.1:7070";
   std::shared_ptr<grpc::Channel> channel;
   std::string pool = "default";
-  // Stable identity (pod name, host:gpu). Empty: "<hostname>:<device>".
+  // Stable identity (pod name, host:gpu). Empty: from identity_provider.
   std::string identity;
+  // Where the identity comes from when `identity` is empty (identity.h); null:
+  // HostnameDeviceIdentity(device), "<hostname>:<device>".
+  std::shared_ptr<IdentityProvider> identity_provider;
   // Per-process incarnation. Empty: generated (pid + start time + random).
   std::string incarnation;
   std::optional<int> rank_hint;
@@ -69,7 +73,7 @@ struct AgentOptions {
 class Agent {
  public:
   // Joins the pool (retrying transport failures with backoff and jitter until connect_timeout)
-  // and starts the session. Errors: the coordinator's refusal (e.g. ALREADY_EXISTS for a
+  // and starts the session. Errors: the identity provider's error; the coordinator's refusal (e.g. ALREADY_EXISTS for a
   // duplicate identity); UNAVAILABLE if it stays unreachable.
   static absl::StatusOr<std::unique_ptr<Agent>> Start(AgentOptions options);
   // Stop(): orderly teardown of every communicator, then the session ends.
