@@ -334,8 +334,8 @@ void Communicator::Abort() {
   }
   if (!ok) {
     Log()->error("{}ops still in flight {} after Abort; leaking the transport rather than "
-                  "freeing it under them",
-                  Describe(), absl::FormatDuration(kAbortDrainTimeout));
+                 "freeing it under them",
+                 Describe(), absl::FormatDuration(kAbortDrainTimeout));
     return;
   }
   if (absl::Status s = ReleaseOnce(/*abort=*/true, absl::Now() + kAbortReleaseTimeout); !s.ok()) {
