@@ -1,6 +1,7 @@
 // Session against an in-process coordinator, with a FakeClock and a TimerQueue without a thread:
 // heartbeats follow the injected clock, refusals end a join at once, an unreachable coordinator
-// ends it at connect_timeout on the clock, and Stop ends the session.
+// ends a join (and a rejoin after a lost session) at connect_timeout on the clock, and Stop ends
+// the session.
 #include "agent/session.h"
 
 #include <memory>
@@ -158,6 +159,30 @@ TEST_F(SessionTest, Join_Unreachable_GivesUpAtConnectTimeoutOnTheClock) {
   EXPECT_THAT(session.Join(), StatusIs(absl::StatusCode::kUnavailable,
                                        HasSubstr("could not join the coordinator at")));
   EXPECT_EQ(listener_.joins(), 0);
+}
+
+TEST_F(SessionTest, Lost_RejoinFailsWithinConnectTimeout_TellsTheListenerAndEnds) {
+  SessionOptions options = Options("agent-0");
+  // The fake clock never moves: a zero timeout allows one attempt per join (the first succeeds).
+  options.connect_timeout = absl::ZeroDuration();
+  options.coordinator_address = server_->address();
+  // Over a socket: once the server is gone, a connection attempt is refused at once.
+  CoordinatorClient client(
+      grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials()));
+  Session session(options, &client, &listener_, &clock_, &timers_);
+  ASSERT_THAT(session.Join(), IsOk());
+  session.Start();
+
+  server_->Shutdown();  // the stream ends; the one rejoin attempt finds nobody
+
+  EXPECT_THAT(session.Wait(), StatusIs(absl::StatusCode::kUnavailable,
+                                       HasSubstr("could not join the coordinator")));
+  EXPECT_EQ(listener_.lost(), 1);
+  EXPECT_EQ(listener_.over(), 1);
+  EXPECT_THAT(listener_.over_status(), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(timers_.pending(), 0u) << "no heartbeats after the session ended";
+  session.Stop();
+  server_.reset();
 }
 
 TEST_F(SessionTest, Stop_BeforeJoin_MakesJoinReturnCancelled) {
