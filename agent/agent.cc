@@ -2,139 +2,68 @@
 
 #include <unistd.h>
 
-#include <numeric>
+#include <algorithm>
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/clock.h"
 #include "common/cohort_config.h"
-#include "common/grpc_status.h"
-#include "common/layout_proto.h"
 #include "common/logging.h"
-#include "spdlog/spdlog.h"
-
-#if COHORT_WITH_NCCL
-#include <cuda_runtime_api.h>
-#include <nccl.h>
-#endif
 
 namespace cohort::agent {
 namespace {
 
-std::string Hostname() {
-  char buf[256] = {0};
-  if (gethostname(buf, sizeof(buf) - 1) != 0) return "localhost";
-  return buf;
+// The join request every attempt of this agent starts from.
+v1::JoinRequest JoinTemplate(const AgentOptions& options) {
+  v1::JoinRequest request;
+  request.set_pool(options.pool);
+  request.set_identity(options.identity);
+  request.set_incarnation(options.incarnation);
+  v1::DeviceInfo* device = request.mutable_device();
+  device->set_gpu_index(options.device);
+  const DeviceIdentity identity = QueryDeviceIdentity(options.device);
+  if (!identity.pci_bus_id.empty()) device->set_pci_bus_id(identity.pci_bus_id);
+  if (!identity.gpu_uuid.empty()) device->set_gpu_uuid(identity.gpu_uuid);
+  device->set_host_address(options.host_address);
+  device->set_hostname(LocalHostname());
+  for (const std::string& b : options.backends) request.add_backends(b);
+  if (options.rank_hint.has_value()) request.set_rank_hint(*options.rank_hint);
+  request.set_agent_version(COHORT_VERSION);
+  request.set_nccl_version(CompiledNcclVersion());
+  return request;
 }
 
-std::vector<std::string> CompiledBackends() {
-  std::vector<std::string> b = {"gloo", "none"};
-  if (COHORT_WITH_NCCL) b.insert(b.begin(), "nccl");
-  return b;
-}
-
-std::string NcclVersion() {
-#if COHORT_WITH_NCCL
-  return absl::StrFormat("%d.%d.%d", NCCL_MAJOR, NCCL_MINOR, NCCL_PATCH);
-#else
-  return "";
-#endif
-}
-
-int64_t Micros(absl::Duration d) { return absl::ToInt64Microseconds(d); }
-
-v1::CommState ToProto(CommState state) {
-  switch (state) {
-    case CommState::kCreating: return v1::COMM_STATE_CREATING;
-    case CommState::kReady: return v1::COMM_STATE_READY;
-    case CommState::kError: return v1::COMM_STATE_ERROR;
-    case CommState::kAborted: return v1::COMM_STATE_ABORTED;
-    case CommState::kDestroyed: return v1::COMM_STATE_DESTROYED;
-  }
-  return v1::COMM_STATE_UNSPECIFIED;
-}
-
-// A new report of `comm` in `reports`, with what identifies the group and its creation time.
-v1::GroupReport* AddGroupReport(const Communicator& comm,
-                                google::protobuf::RepeatedPtrField<v1::GroupReport>* reports) {
-  v1::GroupReport* g = reports->Add();
-  g->set_kind(ToProto(comm.kind()));
-  g->set_index(comm.group_index());
-  g->set_rank_in_group(comm.rank());
-  g->set_size(comm.size());
-  g->set_create_us(Micros(comm.creation_timing().total));
-  return g;
-}
-
-// What the verification all-reduce of the global ranks must sum to.
-int64_t ExpectedSum(const Communicator& comm) {
-  return std::accumulate(comm.ranks().begin(), comm.ranks().end(), int64_t{0});
-}
-
-// The GPU's UUID and PCI bus id, where the CUDA runtime can tell (left empty without a GPU or
-// driver: the calls fail cleanly, they never need libcuda at link time).
-void FillDeviceIdentity(int device, v1::DeviceInfo* info) {
-#if COHORT_WITH_NCCL
-  if (device < 0) return;
-  char bus[64] = {0};
-  if (cudaDeviceGetPCIBusId(bus, sizeof(bus), device) == cudaSuccess) info->set_pci_bus_id(bus);
-  cudaDeviceProp prop;
-  if (cudaGetDeviceProperties(&prop, device) == cudaSuccess) {
-    std::string uuid = "GPU-";
-    for (int i = 0; i < 16; ++i) {
-      absl::StrAppendFormat(&uuid, "%02x", static_cast<unsigned char>(prop.uuid.bytes[i]));
-      if (i == 3 || i == 5 || i == 7 || i == 9) uuid += "-";
-    }
-    info->set_gpu_uuid(uuid);
-  }
-  cudaGetLastError();  // clear the sticky "no device" error for later calls
-#else
-  (void)device;
-  (void)info;
-#endif
+GenerationRunnerOptions RunnerOptions(const AgentOptions& options) {
+  GenerationRunnerOptions runner;
+  runner.identity = options.identity;
+  runner.device = options.device;
+  runner.host_address = options.host_address;
+  runner.backend_options = options.backend_options;
+  runner.allow_checks = options.allow_checks;
+  runner.build_step_hook = options.build_step_hook;
+  runner.backend_factory = options.backend_factory;
+  return runner;
 }
 
 }  // namespace
 
 absl::StatusOr<int64_t> SumOverGroup(Communicator& comm, int64_t value) {
-#if COHORT_WITH_NCCL
-  if (comm.backend_name() == "nccl") {
-    void* device = nullptr;
-    if (cudaMalloc(&device, sizeof(int64_t)) != cudaSuccess) {
-      return absl::InternalError("cudaMalloc of the verification buffer failed");
-    }
-    absl::Status s;
-    if (cudaMemcpy(device, &value, sizeof(value), cudaMemcpyHostToDevice) != cudaSuccess) {
-      s = absl::InternalError("cudaMemcpy to the verification buffer failed");
-    }
-    if (s.ok()) s = comm.AllReduce(device, 1, DataType::kInt64, ReduceOp::kSum);
-    if (s.ok() &&
-        cudaMemcpy(&value, device, sizeof(value), cudaMemcpyDeviceToHost) != cudaSuccess) {
-      s = absl::InternalError("cudaMemcpy from the verification buffer failed");
-    }
-    cudaFree(device);
-    if (!s.ok()) return s;
-    return value;
-  }
-#endif
-  absl::Status s = comm.AllReduce(&value, 1, DataType::kInt64, ReduceOp::kSum);
-  if (!s.ok()) return s;
-  return value;
+  return comm.SumOverGroup(value);
 }
-
-// How long JoinWithRetry waits for the connection before it looks at the agent's state again.
-constexpr absl::Duration kConnectWaitSlice = absl::Milliseconds(250);
 
 Agent::Agent(AgentOptions options) : options_(std::move(options)) {}
 
 absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
-  // spdlog's built-in default logger writes to stdout, which belongs to the embedding engine:
-  // move our logs to stderr unless the process set up its own logger.
-  if (spdlog::default_logger()->name().empty()) {
-    if (absl::Status s = SetupLogging("agent", ""); !s.ok()) return s;
-  }
   if (options.identity.empty()) {
-    options.identity = absl::StrCat(Hostname(), ":", options.device < 0 ? 0 : options.device);
+    std::shared_ptr<IdentityProvider> provider = options.identity_provider;
+    if (provider == nullptr) provider = std::make_shared<HostnameDeviceIdentity>(options.device);
+    absl::StatusOr<std::string> identity = provider->Identity();
+    if (!identity.ok()) {
+      return absl::Status(identity.status().code(),
+                          absl::StrCat("agent identity: ", identity.status().message()));
+    }
+    options.identity = *std::move(identity);
   }
   if (options.incarnation.empty()) {
     absl::BitGen gen;
@@ -143,88 +72,30 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
   }
   if (options.backends.empty()) options.backends = CompiledBackends();
   std::unique_ptr<Agent> agent(new Agent(std::move(options)));
-  std::shared_ptr<grpc::Channel> channel = agent->options_.channel;
-  if (channel == nullptr) channel = CreateCoordinatorChannel(agent->options_.coordinator_address);
-  agent->client_ = std::make_unique<CoordinatorClient>(channel, agent->options_.rpc_timeout);
-  if (absl::Status s = agent->JoinWithRetry(absl::Now() + agent->options_.connect_timeout);
-      !s.ok()) {
-    return s;
-  }
-  agent->session_thread_ = std::thread([a = agent.get()] { a->SessionLoop(); });
-  agent->worker_thread_ = std::thread([a = agent.get()] { a->WorkerLoop(); });
-  agent->heartbeat_thread_ = std::thread([a = agent.get()] { a->HeartbeatLoop(); });
+  Agent* a = agent.get();
+  std::shared_ptr<grpc::Channel> channel = a->options_.channel;
+  if (channel == nullptr) channel = CreateCoordinatorChannel(a->options_.coordinator_address);
+  a->client_ = std::make_unique<CoordinatorClient>(channel, a->options_.rpc_timeout);
+  CoordinatorClient* client = a->client_.get();
+  a->runner_ = std::make_unique<GenerationRunner>(
+      RunnerOptions(a->options_),
+      [client](const std::string& pool, int64_t generation) {
+        return std::make_unique<CoordinatorRendezvousStore>(client, pool, generation);
+      },
+      [a](const v1::AgentMessage& message) { a->session_->Send(message); });
+  a->timers_ = std::make_unique<TimerQueue>(Clock::Real());
+  a->timers_->Start();
+  SessionOptions session;
+  session.join = JoinTemplate(a->options_);
+  session.coordinator_address = a->options_.coordinator_address;
+  session.connect_timeout = a->options_.connect_timeout;
+  SessionListener* listener = a;  // the private base, reachable here
+  a->session_ = std::make_unique<Session>(std::move(session), client, listener, Clock::Real(),
+                                          a->timers_.get());
+  if (absl::Status s = a->session_->Join(); !s.ok()) return s;
+  a->session_->Start();
+  a->worker_thread_ = std::thread([a] { a->WorkerLoop(); });
   return agent;
-}
-
-absl::Status Agent::JoinWithRetry(absl::Time deadline) {
-  v1::JoinRequest request;
-  request.set_pool(options_.pool);
-  request.set_identity(options_.identity);
-  request.set_incarnation(options_.incarnation);
-  request.mutable_device()->set_gpu_index(options_.device);
-  FillDeviceIdentity(options_.device, request.mutable_device());
-  request.mutable_device()->set_host_address(options_.host_address);
-  request.mutable_device()->set_hostname(Hostname());
-  for (const std::string& b : options_.backends) request.add_backends(b);
-  if (options_.rank_hint.has_value()) request.set_rank_hint(*options_.rank_hint);
-  request.set_agent_version(COHORT_VERSION);
-  request.set_nccl_version(NcclVersion());
-
-  absl::BitGen gen;
-  absl::Duration backoff = absl::Milliseconds(50);
-  absl::Status last;
-  while (true) {
-    // Wait for the connection, driving gRPC's reconnect attempts, so that the join goes out as
-    // soon as a (restarted) coordinator listens. In slices: what this agent holds is read again
-    // right before each join, and Stop() is noticed.
-    const bool connected =
-        client_->WaitForConnected(std::min(deadline, absl::Now() + kConnectWaitSlice));
-    {
-      absl::MutexLock lock(&mu_);
-      if (stopping_) return absl::CancelledError("agent stopping");
-      *request.mutable_held() = Held();
-      // Proves this is the process whose session may still look alive to the coordinator.
-      request.set_previous_session_id(session_id_);
-    }
-    // Not connected: the join fails at once with the transport's reason (or, while a connection
-    // attempt is under way, waits for it).
-    absl::StatusOr<v1::JoinResponse> joined = client_->Join(request);
-    absl::StatusOr<std::unique_ptr<CoordinatorClient::Session>> session =
-        joined.ok() ? client_->OpenSession(joined->session_id())
-                    : absl::StatusOr<std::unique_ptr<CoordinatorClient::Session>>(joined.status());
-    if (session.ok()) {
-      absl::MutexLock lock(&mu_);
-      session_id_ = joined->session_id();
-      session_ = std::shared_ptr<CoordinatorClient::Session>(*std::move(session));
-      rank_ = joined->rank();
-      world_size_ = joined->world_size();
-      heartbeat_interval_ = absl::Milliseconds(std::max(50, joined->heartbeat_interval_ms()));
-      spdlog::info("{} joined pool {} as {}", options_.identity, joined->pool(),
-                   rank_ >= 0 ? absl::StrCat("rank ", rank_) : "standby");
-      return absl::OkStatus();
-    }
-    last = session.status();
-    // A refusal by the coordinator is final, except a live duplicate that may be our own
-    // previous incarnation about to be declared dead.
-    if (!IsTransportFailure(last) && last.code() != absl::StatusCode::kAlreadyExists) {
-      return last;
-    }
-    if (absl::Now() + (connected ? backoff : absl::ZeroDuration()) >= deadline) {
-      return absl::Status(last.code(), absl::StrCat("could not join the coordinator at ",
-                                                    options_.coordinator_address, " within ",
-                                                    absl::FormatDuration(options_.connect_timeout),
-                                                    ": ", last.message()));
-    }
-    // Still unreachable: the next wait for the connection is the pause.
-    if (!connected) continue;
-    // A refusal, or a connection lost during the join. Full jitter: pause a random part of the
-    // backoff so restarted agents do not stampede.
-    const absl::Duration pause = backoff * absl::Uniform(gen, 0.0, 1.0);
-    absl::MutexLock lock(&mu_);
-    auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
-    mu_.AwaitWithTimeout(absl::Condition(&stopping), pause);
-    backoff = std::min(backoff * 2, absl::Seconds(2));
-  }
 }
 
 Agent::~Agent() { Stop(); }
@@ -232,308 +103,21 @@ Agent::~Agent() { Stop(); }
 void Agent::Stop() {
   {
     absl::MutexLock lock(&mu_);
-    if (stopping_ && !worker_thread_.joinable()) return;
+    if (stopped_) return;
+    stopped_ = true;
     stopping_ = true;
-    // End the session first: no abort from the coordinator may race the teardown below.
-    if (session_ != nullptr) session_->Cancel();
-    // A rejoin waiting for the coordinator ends now.
-    if (client_ != nullptr) client_->CancelJoins();
-    // A build in progress would hold the worker until its deadline: cut it short.
-    CancelBuildLocked("agent stopping");
   }
-  if (session_thread_.joinable()) session_thread_.join();
+  // The session ends first: no abort from the coordinator may race the teardown below, and
+  // nothing of this agent's own ending (a build cut short) reaches the coordinator, which sees
+  // the session close.
+  if (session_ != nullptr) session_->Interrupt();
+  // A build in progress would hold the worker until its deadline: cut it short.
+  if (runner_ != nullptr) runner_->CancelBuilds("agent stopping");
+  if (session_ != nullptr) session_->Stop();
   if (worker_thread_.joinable()) worker_thread_.join();
-  if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
+  if (timers_ != nullptr) timers_->Stop();
   // Orderly teardown of whatever is left, in parallel.
-  std::vector<std::shared_ptr<Communicator>> comms;
-  {
-    absl::MutexLock lock(&mu_);
-    comms = groups_comms_;
-    if (world_ != nullptr) comms.push_back(world_);
-    groups_comms_.clear();
-    world_.reset();
-    groups_.reset();
-  }
-  if (!comms.empty()) {
-    std::vector<Communicator*> raw;
-    for (auto& c : comms) raw.push_back(c.get());
-    absl::StatusOr<Backend*> backend = GetBackend(std::string(comms.front()->backend_name()));
-    if (backend.ok()) (*backend)->DestroyAll(raw, /*abort=*/false);
-  }
-}
-
-int Agent::rank() const {
-  absl::MutexLock lock(&mu_);
-  return rank_;
-}
-
-int Agent::world_size() const {
-  absl::MutexLock lock(&mu_);
-  return world_size_;
-}
-
-int Agent::HeldCommunicators() const {
-  absl::MutexLock lock(&mu_);
-  return static_cast<int>(groups_comms_.size()) + (world_ != nullptr ? 1 : 0);
-}
-
-std::shared_ptr<const GroupMap> Agent::groups() const {
-  absl::MutexLock lock(&mu_);
-  return groups_;
-}
-
-void Agent::OnAbort(std::function<void(const absl::Status&)> callback) {
-  absl::MutexLock lock(&mu_);
-  abort_callbacks_.push_back(std::move(callback));
-}
-
-absl::StatusOr<int64_t> Agent::WaitForReady(absl::Duration timeout, int64_t min_generation) {
-  absl::MutexLock lock(&mu_);
-  auto done = [this, min_generation]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return ready_generation_ >= min_generation ||
-           failed_.lower_bound(min_generation) != failed_.end() || session_over_;
-  };
-  if (!mu_.AwaitWithTimeout(absl::Condition(&done), timeout)) {
-    return absl::DeadlineExceededError(absl::StrCat("no generation >= ", min_generation,
-                                                    " became READY within ",
-                                                    absl::FormatDuration(timeout)));
-  }
-  if (ready_generation_ >= min_generation) return ready_generation_;
-  auto failed = failed_.lower_bound(min_generation);
-  if (failed != failed_.end()) return failed->second;
-  return ended_.ok() ? absl::UnavailableError("session ended") : ended_;
-}
-
-absl::Status Agent::WaitForTeardown(absl::Duration timeout, int64_t generation, bool world_too) {
-  absl::MutexLock lock(&mu_);
-  auto done = [this, generation, world_too]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return torn_down_generation_ >= generation && (!world_too || world_torn_down_);
-  };
-  if (!mu_.AwaitWithTimeout(absl::Condition(&done), timeout)) {
-    return absl::DeadlineExceededError(absl::StrCat("generation ", generation,
-                                                    " was not torn down within ",
-                                                    absl::FormatDuration(timeout)));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status Agent::Wait() {
-  absl::MutexLock lock(&mu_);
-  auto over = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return session_over_; };
-  mu_.Await(absl::Condition(&over));
-  return ended_;
-}
-
-v1::HeldState Agent::Held() {
-  v1::HeldState held;
-  if (world_ == nullptr) return held;
-  held.set_holding(true);
-  held.set_rank(rank_);
-  held.set_world_size(world_size_);
-  held.set_generation(groups_ != nullptr ? ready_generation_ : world_generation_);
-  *held.mutable_config() = ready_plan_.config();
-  held.set_backend(world_backend_);
-  held.set_init_mode(ready_plan_.init_mode());
-  held.set_world_only(groups_ == nullptr);
-  if (groups_ != nullptr) *held.mutable_groups() = ready_report_.groups();
-  return held;
-}
-
-absl::Status Agent::generation_status() const {
-  absl::MutexLock lock(&mu_);
-  return generation_status_;
-}
-
-void Agent::Send(const v1::AgentMessage& message) {
-  std::shared_ptr<CoordinatorClient::Session> session;
-  {
-    absl::MutexLock lock(&mu_);
-    session = session_;
-  }
-  // A failed write means the stream is gone; the session thread notices and rejoins.
-  if (session != nullptr) session->Write(message);
-}
-
-void Agent::SessionLoop() {
-  while (true) {
-    std::shared_ptr<CoordinatorClient::Session> session;
-    {
-      absl::MutexLock lock(&mu_);
-      session = session_;
-    }
-    v1::CoordinatorMessage message;
-    while (session->Read(&message)) Dispatch(message);
-    absl::Status why = session->Finish();
-    {
-      absl::MutexLock lock(&mu_);
-      if (stopping_) break;
-    }
-    // Communicators do not need the coordinator: keep them and join again, telling the
-    // coordinator what this agent holds. A restarted coordinator restores the pool from these
-    // reports; one that declared this agent lost tells it to abort.
-    spdlog::warn("{}: session lost ({}); keeping communicators and joining again",
-                 options_.identity, why.ToString());
-    absl::Status rejoined = JoinWithRetry(absl::Now() + options_.connect_timeout);
-    // Stop() came during the rejoin: it tears the communicators down in order (no abort
-    // here), and a session opened meanwhile ends unread.
-    std::shared_ptr<CoordinatorClient::Session> opened;
-    {
-      absl::MutexLock lock(&mu_);
-      if (stopping_ && rejoined.ok()) opened = session_;
-      if (stopping_ && opened == nullptr) break;
-    }
-    if (opened != nullptr) {
-      opened->Cancel();
-      (void)opened->Finish();
-      break;
-    }
-    if (!rejoined.ok()) {
-      spdlog::error("{}: {}; aborting communicators", options_.identity, rejoined.ToString());
-      v1::Teardown abort;
-      abort.set_scope(v1::DESTROY_SCOPE_ALL);
-      abort.set_abort(true);
-      abort.set_reason(absl::StrCat("coordinator unreachable: ", rejoined.message()));
-      {
-        absl::MutexLock lock(&mu_);
-        abort.set_generation(std::max(building_generation_, ready_generation_));
-      }
-      AbortNow(abort);
-      TearDown(abort);
-      absl::MutexLock lock(&mu_);
-      ended_ = rejoined;
-      break;
-    }
-  }
-  absl::MutexLock lock(&mu_);
-  session_over_ = true;
-  stopping_ = true;
-}
-
-void Agent::HeartbeatLoop() {
-  while (true) {
-    absl::Duration interval;
-    int64_t generation;
-    {
-      absl::MutexLock lock(&mu_);
-      interval = heartbeat_interval_;
-      auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
-      // A periodic timer, not synchronization: wake every interval or at once on Stop.
-      if (mu_.AwaitWithTimeout(absl::Condition(&stopping), interval)) return;
-      generation = ready_generation_;
-    }
-    v1::AgentMessage heartbeat;
-    heartbeat.mutable_heartbeat()->set_generation(generation);
-    Send(heartbeat);
-    ReportGroupStateChanges();
-  }
-}
-
-void Agent::ReportGroupStateChanges() {
-  std::shared_ptr<const GroupMap> groups;
-  {
-    absl::MutexLock lock(&mu_);
-    groups = groups_;
-  }
-  if (groups == nullptr) return;
-  v1::AgentMessage out;
-  v1::GroupStates* states = out.mutable_group_states();
-  states->set_generation(groups->generation);
-  {
-    absl::MutexLock lock(&mu_);
-    for (const auto& [kind, group] : groups->groups) {
-      const Communicator& comm = group->comm();
-      const absl::Status async = comm.AsyncError();
-      // An asynchronous error makes a ready communicator an errored one for inspection.
-      const CommState now =
-          comm.state() == CommState::kReady && !async.ok() ? CommState::kError : comm.state();
-      const auto key = std::make_pair(groups->generation, static_cast<int>(kind));
-      auto it = reported_states_.find(key);
-      if (it != reported_states_.end() ? it->second == now : now == CommState::kReady) continue;
-      reported_states_[key] = now;
-      v1::GroupReport* g = AddGroupReport(comm, states->mutable_groups());
-      g->set_state(ToProto(now));
-      g->set_async_error(std::string(!async.ok() ? async.message()
-                                                 : comm.last_error().message()));
-    }
-  }
-  // Only changes go out: a quiet pool costs one heartbeat per interval and nothing more.
-  if (states->groups_size() > 0) Send(out);
-}
-
-void Agent::Dispatch(const v1::CoordinatorMessage& message) {
-  switch (message.kind_case()) {
-    case v1::CoordinatorMessage::kPlan:
-    case v1::CoordinatorMessage::kCheck:
-    case v1::CoordinatorMessage::kTeardown: {
-      if (message.has_teardown() && message.teardown().abort()) AbortNow(message.teardown());
-      absl::MutexLock lock(&mu_);
-      if (message.has_plan() && message.plan().generation() > latest_plan_generation_) {
-        latest_plan_generation_ = message.plan().generation();
-        // A plan for a newer generation means the coordinator gave up the one being built (e.g.
-        // a restarted coordinator that could not restore it): its peers may have given it up
-        // too, and a connect waiting for them would hold this agent until the old deadline.
-        // Cancelling when no build runs is harmless: the next build resumes first.
-        if (building_generation_ < latest_plan_generation_) {
-          CancelBuildLocked(absl::StrCat("generation ", building_generation_,
-                                         " superseded by generation ", latest_plan_generation_));
-        }
-      }
-      work_.push_back(message);
-      break;
-    }
-    case v1::CoordinatorMessage::kRankAssignment: {
-      absl::MutexLock lock(&mu_);
-      rank_ = message.rank_assignment().rank();
-      spdlog::info("{}: assigned {}", options_.identity,
-                   rank_ >= 0 ? absl::StrCat("rank ", rank_) : std::string("standby"));
-      break;
-    }
-    case v1::CoordinatorMessage::kClosed:
-      spdlog::warn("{}: coordinator closed the session: {}", options_.identity,
-                   message.closed().reason());
-      break;
-    default:
-      break;
-  }
-}
-
-void Agent::CancelBuildLocked(const std::string& reason) {
-  {
-    absl::MutexLock backends_lock(&backends_mu_);
-    for (auto& [name, backend] : backends_) backend->CancelBuilds(reason);
-  }
-  // After the backends: a store wait that ends now finds its backend cancelled already, and the
-  // build ends with the cancel, not with a store error.
-  if (building_store_ != nullptr) building_store_->Cancel(absl::AbortedError(reason));
-}
-
-void Agent::AbortNow(const v1::Teardown& teardown) {
-  std::vector<std::shared_ptr<Communicator>> comms;
-  std::vector<std::function<void(const absl::Status&)>> callbacks;
-  {
-    absl::MutexLock lock(&mu_);
-    abort_building_ = true;
-    aborted_generation_ = std::max(aborted_generation_, teardown.generation());
-    comms = groups_comms_;
-    if (world_ != nullptr) comms.push_back(world_);
-    callbacks = abort_callbacks_;
-    // A build in progress may be waiting on a peer that is gone: cut it short (under mu_, so
-    // a build starting now either sees aborted_generation_ or is cancelled).
-    CancelBuildLocked(teardown.reason());
-  }
-  // AbortOps() interrupts blocked operations (safe while they run) and returns; the worker
-  // reports the abort, then releases the communicators (TearDown), which is the slow part
-  // (ncclCommAbort). One thread per communicator, so that a failure reaches every group at once.
-  std::vector<std::thread> aborts;
-  aborts.reserve(comms.size());
-  for (auto& c : comms) aborts.emplace_back([c] { c->AbortOps(); });
-  for (auto& t : aborts) t.join();
-  const absl::Status why = absl::AbortedError(teardown.reason());
-  {
-    absl::MutexLock lock(&mu_);
-    generation_status_ = why;
-  }
-  for (auto& cb : callbacks) cb(why);
+  if (runner_ != nullptr) runner_->ReleaseAll();
 }
 
 void Agent::WorkerLoop() {
@@ -549,366 +133,89 @@ void Agent::WorkerLoop() {
       message = std::move(work_.front());
       work_.pop_front();
     }
-    if (message.has_plan()) BuildGeneration(message.plan());
-    if (message.has_teardown()) TearDown(message.teardown());
-    if (message.has_check()) CheckGroups(message.check());
+    if (message.has_plan()) runner_->Build(message.plan());
+    if (message.has_teardown()) runner_->TearDown(message.teardown());
+    if (message.has_check()) runner_->Check(message.check());
   }
 }
 
-absl::StatusOr<Backend*> Agent::GetBackend(const std::string& name, v1::InitMode mode) {
-  absl::MutexLock lock(&backends_mu_);
-  const std::string key = absl::StrCat(name, "/", v1::InitMode_Name(mode));
-  auto it = backends_.find(key);
-  if (it != backends_.end()) return it->second.get();
-  BackendOptions options = options_.backend_options;
-  options.gloo_host = options_.host_address;
-  options.build_step_hook = options_.build_step_hook;
-  options.nccl_group_mode = mode == v1::INIT_MODE_PER_GROUP_ID ? NcclGroupMode::kPerGroupUniqueId
-                                                               : NcclGroupMode::kSplitFromWorld;
-  absl::StatusOr<std::unique_ptr<Backend>> backend = MakeBackend(name, options);
-  if (!backend.ok()) return backend.status();
-  Backend* raw = backend->get();
-  backends_[key] = *std::move(backend);
-  return raw;
+v1::HeldState Agent::Held() { return runner_->Held(); }
+
+void Agent::OnJoined(const v1::JoinResponse& response) {
+  runner_->SetAssignment(response.rank(), response.world_size());
 }
 
-void Agent::BuildGeneration(const v1::Plan& plan) {
-  const absl::Time start = absl::Now();
-  const absl::Time deadline = start + absl::Milliseconds(plan.deadline_ms());
-  const int64_t generation = plan.generation();
-  v1::AgentMessage out;
-  v1::GenerationReport* report = out.mutable_report();
-  report->set_generation(generation);
-
-  std::shared_ptr<Communicator> world;
-  bool reuse = false;
-  {
-    absl::MutexLock lock(&mu_);
-    rank_ = plan.rank();
-    world_size_ = plan.world_size();
-    building_generation_ = generation;
-    abort_building_ = false;
-    reuse = plan.reuse_world() && world_ != nullptr && world_generation_ ==
-            plan.reuse_world_generation() && world_backend_ == plan.backend() &&
-            world_->state() == CommState::kReady;
-    if (reuse) world = world_;
-  }
-  // Whether the coordinator aborted this build since it started (AbortNow cancelled it), or
-  // aborted this generation before it started.
-  auto aborted = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return abort_building_ || aborted_generation_ >= generation ||
-           latest_plan_generation_ > generation;
-  };
-  // Reports the failure and releases `built` (the communicators of this build, published or
-  // not). Must be called without mu_ held: it takes it.
-  auto fail = [&](const std::string& error, std::vector<std::shared_ptr<Communicator>> built) {
-    spdlog::error("{}: generation {} failed: {}", options_.identity, generation, error);
-    {
-      // Unpublish first, so that nothing else hands them out while they are released.
-      absl::MutexLock lock(&mu_);
-      auto is_built = [&built](const std::shared_ptr<Communicator>& c) {
-        return std::find(built.begin(), built.end(), c) != built.end();
-      };
-      groups_comms_.erase(std::remove_if(groups_comms_.begin(), groups_comms_.end(), is_built),
-                          groups_comms_.end());
-      if (world_ != nullptr && is_built(world_)) world_.reset();
-    }
-    report->set_ok(false);
-    report->set_error(error);
-    report->set_total_us(Micros(absl::Now() - start));
-    if (!built.empty()) {
-      std::vector<Communicator*> raw;
-      for (auto& c : built) raw.push_back(c.get());
-      absl::StatusOr<Backend*> b = GetBackend(plan.backend(), plan.init_mode());
-      if (b.ok()) (*b)->DestroyAll(raw, /*abort=*/true);
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      failed_[generation] = absl::AbortedError(error);
-    }
-    Send(out);
-  };
-
-  absl::StatusOr<Backend*> backend = GetBackend(plan.backend(), plan.init_mode());
-  if (!backend.ok()) return fail(std::string(backend.status().message()), {});
-  CoordinatorRendezvousStore store(client_.get(), plan.pool(), generation);
-  // Unregisters the store (under mu_) before it goes away, whichever way the build ends.
-  struct StoreRegistration {
-    Agent* agent;
-    ~StoreRegistration() {
-      absl::MutexLock lock(&agent->mu_);
-      agent->building_store_ = nullptr;
-    }
-  } registration{this};
-  {
-    absl::MutexLock lock(&mu_);
-    if (aborted_generation_ >= generation) {
-      spdlog::info("{}: generation {} was aborted before it started; not building it",
-                   options_.identity, generation);
-      return;
-    }
-    if (latest_plan_generation_ > generation) {
-      spdlog::info("{}: generation {} was superseded by generation {} before it started; not "
-                   "building it", options_.identity, generation, latest_plan_generation_);
-      failed_[generation] = absl::AbortedError(
-          absl::StrCat("superseded by generation ", latest_plan_generation_));
-      return;
-    }
-    (*backend)->ResumeBuilds();
-    building_store_ = &store;  // an abort from here on ends its waits
-  }
-
-  auto progress = [&](const std::string& phase, int done, int total) {
-    v1::AgentMessage p;
-    p.mutable_progress()->set_generation(generation);
-    p.mutable_progress()->set_phase(phase);
-    p.mutable_progress()->set_groups_done(done);
-    p.mutable_progress()->set_groups_total(total);
-    Send(p);
-  };
-  const int total_groups = plan.layout().group_sets_size();
-  auto step = [this](std::string_view name) {
-    if (options_.build_step_hook) options_.build_step_hook(name);
-  };
-
-  if (!reuse) {
-    // A world left from an earlier generation cannot serve this one.
-    std::shared_ptr<Communicator> old;
-    {
-      absl::MutexLock lock(&mu_);
-      old = std::move(world_);
-    }
-    if (old != nullptr) (*backend)->DestroyAll({old.get()}, /*abort=*/false);
-    WorldSpec spec;
-    spec.rank = plan.rank();
-    spec.world_size = plan.world_size();
-    spec.device_index = std::max(0, options_.device);
-    progress("world", 0, total_groups);
-    step("world");
-    absl::StatusOr<std::unique_ptr<Communicator>> created =
-        (*backend)->CreateWorld(spec, store, deadline);
-    if (!created.ok()) return fail(absl::StrCat("world: ", created.status().message()), {});
-    world = std::shared_ptr<Communicator>(*std::move(created));
-    bool was_aborted = false;
-    {
-      absl::MutexLock lock(&mu_);
-      was_aborted = aborted();
-      if (!was_aborted) {
-        world_ = world;  // visible to AbortNow from here on
-        world_generation_ = generation;
-        world_backend_ = plan.backend();
+void Agent::OnMessage(const v1::CoordinatorMessage& message) {
+  switch (message.kind_case()) {
+    case v1::CoordinatorMessage::kPlan:
+    case v1::CoordinatorMessage::kCheck:
+    case v1::CoordinatorMessage::kTeardown: {
+      if (message.has_teardown() && message.teardown().abort()) {
+        runner_->AbortNow(message.teardown());
       }
+      if (message.has_plan()) runner_->NotePlan(message.plan().generation());
+      absl::MutexLock lock(&mu_);
+      work_.push_back(message);
+      break;
     }
-    // An abort that came while the world was forming did not see it: release it here.
-    if (was_aborted) return fail("aborted by the coordinator while building the world", {world});
-  }
-
-  std::vector<GroupSpec> requests;
-  for (const v1::GroupSet& set : plan.layout().group_sets()) {
-    absl::StatusOr<GroupKind> kind = FromProto(set.kind());
-    if (!kind.ok() || set.groups_size() != 1) {
-      return fail("malformed plan: each kind must carry exactly this rank's group", {world});
+    case v1::CoordinatorMessage::kRankAssignment: {
+      const int rank = message.rank_assignment().rank();
+      runner_->SetRank(rank);
+      Log()->info("{}: assigned {}", options_.identity,
+                  rank >= 0 ? absl::StrCat("rank ", rank) : std::string("standby"));
+      break;
     }
-    if (*kind == GroupKind::kWorld) continue;
-    GroupSpec spec;
-    spec.kind = *kind;
-    spec.group_index = set.groups(0).index();
-    spec.ranks.assign(set.groups(0).ranks().begin(), set.groups(0).ranks().end());
-    auto pos = std::find(spec.ranks.begin(), spec.ranks.end(), plan.rank());
-    if (pos == spec.ranks.end()) return fail("malformed plan: rank not in its group", {world});
-    spec.rank_in_group = static_cast<int>(pos - spec.ranks.begin());
-    requests.push_back(std::move(spec));
+    case v1::CoordinatorMessage::kClosed:
+      Log()->warn("{}: coordinator closed the session: {}", options_.identity,
+                  message.closed().reason());
+      break;
+    default:
+      break;
   }
-  progress("groups", 1, total_groups);
-  step("groups");
-  absl::StatusOr<agent::GroupSet> built = (*backend)->CreateGroups(*world, requests, store,
-                                                                   deadline);
-  if (!built.ok()) return fail(absl::StrCat("groups: ", built.status().message()), {world});
-
-  step("groups built");
-  std::vector<std::shared_ptr<Communicator>> comms;
-  for (auto& c : built->comms) comms.emplace_back(std::move(c));
-  bool was_aborted = false;
-  {
-    absl::MutexLock lock(&mu_);
-    was_aborted = aborted();
-    if (!was_aborted) groups_comms_ = comms;  // visible to AbortNow from here on
-  }
-  // An abort that came while the groups were forming did not see them: release them here (fail
-  // takes mu_, so not under it).
-  if (was_aborted) {
-    comms.push_back(world);
-    return fail("aborted by the coordinator while building the groups", comms);
-  }
-  // Verification: every group all-reduces the global rank; the sum must match the layout.
-  std::vector<std::shared_ptr<Communicator>> all = {world};
-  all.insert(all.end(), comms.begin(), comms.end());
-  if (plan.verify() && plan.backend() != "none") progress("verifying", total_groups, total_groups);
-  for (const auto& comm : all) {
-    v1::GroupReport* g = AddGroupReport(*comm, report->mutable_groups());
-    if (comm->kind() == GroupKind::kWorld && reuse) g->set_create_us(0);  // not built this time
-    if (plan.verify() && plan.backend() != "none") {
-      step(absl::StrCat("verify ", GroupKindName(comm->kind())));
-      const absl::Time v0 = absl::Now();
-      absl::StatusOr<int64_t> sum = SumOverGroup(*comm, plan.rank());
-      g->set_verify_us(Micros(absl::Now() - v0));
-      const int64_t expected = ExpectedSum(*comm);
-      if (!sum.ok() || *sum != expected) {
-        const std::string error =
-            !sum.ok() ? absl::StrCat("verifying ", GroupKindName(comm->kind()), " group ",
-                                     comm->group_index(), ": ", sum.status().message())
-                      : absl::StrCat("verification of ", GroupKindName(comm->kind()), " group ",
-                                     comm->group_index(), " summed ", *sum, ", expected ",
-                                     expected, ": the communicator does not match the layout");
-        g->set_state(v1::COMM_STATE_ERROR);
-        g->set_error(error);
-        return fail(error, all);
-      }
-      g->set_verify_sum(*sum);
-    }
-    g->set_state(v1::COMM_STATE_READY);
-  }
-  auto map = std::make_shared<GroupMap>();
-  map->generation = generation;
-  map->rank = plan.rank();
-  map->world_size = plan.world_size();
-  for (const auto& comm : all) map->groups[comm->kind()] = std::make_shared<Group>(comm);
-  step("report");
-  report->set_ok(true);
-  report->set_total_us(Micros(absl::Now() - start));
-  {
-    absl::MutexLock lock(&mu_);
-    // An abort that came after the last verification (or with verification off) has interrupted
-    // the communicators: the generation is not READY, whatever the checks said.
-    was_aborted = aborted();
-    if (!was_aborted) {
-      groups_ = map;
-      ready_generation_ = generation;
-      ready_plan_ = plan;
-      ready_report_ = *report;
-      generation_status_ = absl::OkStatus();
-    }
-  }
-  if (was_aborted) return fail("aborted by the coordinator while reporting READY", all);
-  spdlog::info("{}: generation {} READY as rank {} in {} ms ({} groups)", options_.identity,
-               generation, plan.rank(), absl::ToInt64Milliseconds(absl::Now() - start),
-               all.size());
-  Send(out);
 }
 
-void Agent::TearDown(const v1::Teardown& teardown) {
-  const absl::Time start = absl::Now();
-  const bool everything = teardown.scope() == v1::DESTROY_SCOPE_ALL;
-  std::vector<std::shared_ptr<Communicator>> comms;
-  {
-    absl::MutexLock lock(&mu_);
-    comms = std::move(groups_comms_);
-    groups_comms_.clear();
-    if (everything && world_ != nullptr) {
-      comms.push_back(std::move(world_));
-      world_.reset();
-    }
-    groups_.reset();
-  }
-  v1::AgentMessage out;
-  v1::TeardownReport* r = out.mutable_teardown();
-  r->set_generation(teardown.generation());
-  r->set_scope(teardown.scope());
-  for (const auto& c : comms) {
-    AddGroupReport(*c, r->mutable_groups())
-        ->set_state(teardown.abort() ? v1::COMM_STATE_ABORTED : v1::COMM_STATE_DESTROYED);
-  }
-  auto release = [&]() -> absl::Status {
-    if (comms.empty()) return absl::OkStatus();
-    std::vector<Communicator*> raw;
-    for (auto& c : comms) raw.push_back(c.get());
-    absl::StatusOr<Backend*> backend = GetBackend(std::string(comms.front()->backend_name()));
-    if (!backend.ok()) return backend.status();
-    return (*backend)->DestroyAll(raw, teardown.abort()).status;
-  };
-  auto mark_torn_down = [&] {
-    absl::MutexLock lock(&mu_);
-    torn_down_generation_ = std::max(torn_down_generation_, teardown.generation());
-    if (everything) world_torn_down_ = true;
-    if (teardown.abort()) {
-      failed_[teardown.generation()] = absl::AbortedError(teardown.reason());
-    }
-  };
-  absl::Status status;
-  if (teardown.abort()) {
-    // The coordinator waits for every survivor's report before it moves on: report as soon as
-    // every communicator is interrupted (AbortNow did that already; again here for any that it
-    // did not see), and free them after, which is the slow part (closing sockets, ncclCommAbort).
-    std::vector<std::thread> interrupts;
-    for (auto& c : comms) {
-      if (c->state() != CommState::kAborted && c->state() != CommState::kDestroyed) {
-        interrupts.emplace_back([c] { c->AbortOps(); });
-      }
-    }
-    for (auto& t : interrupts) t.join();
-    r->set_ok(true);  // aborting is allowed to leave errors behind
-    r->set_teardown_us(Micros(absl::Now() - start));
-    mark_torn_down();
-    Send(out);
-    status = release();
-  } else {
-    status = release();
-    mark_torn_down();
-    // An orderly destroy must not leave errors behind.
-    r->set_ok(status.ok());
-    r->set_error(std::string(status.message()));
-    r->set_teardown_us(Micros(absl::Now() - start));
-    Send(out);
-  }
-  spdlog::info("{}: {} {} communicators of generation {} in {} ms{}", options_.identity,
-               teardown.abort() ? "aborted" : "destroyed", comms.size(), teardown.generation(),
-               absl::ToInt64Milliseconds(absl::Now() - start),
-               status.ok() ? "" : absl::StrCat(" (", status.message(), ")"));
+int64_t Agent::HeartbeatGeneration() { return runner_->ready_generation(); }
+
+void Agent::AfterHeartbeat() { runner_->ReportGroupStateChanges(); }
+
+void Agent::OnSessionLost(const absl::Status& why) {
+  v1::Teardown abort;
+  abort.set_scope(v1::DESTROY_SCOPE_ALL);
+  abort.set_abort(true);
+  abort.set_reason(absl::StrCat("coordinator unreachable: ", why.message()));
+  abort.set_generation(runner_->current_generation());
+  runner_->AbortNow(abort);
+  runner_->TearDown(abort);
 }
 
-void Agent::CheckGroups(const v1::Check& check) {
-  std::shared_ptr<const GroupMap> groups;
-  {
-    absl::MutexLock lock(&mu_);
-    groups = groups_;
-  }
-  v1::AgentMessage out;
-  v1::GroupStates* states = out.mutable_group_states();
-  states->set_generation(check.generation());
-  if (groups == nullptr || groups->generation != check.generation()) {
-    Send(out);  // nothing of that generation here: an empty answer says so
-    return;
-  }
-  for (const auto& [kind, group] : groups->groups) {
-    Communicator& comm = group->comm();
-    v1::GroupReport* g = AddGroupReport(comm, states->mutable_groups());
-    if (!options_.allow_checks) {
-      g->set_state(ToProto(comm.state()));
-      g->set_error(
-          "check refused: the engine embedding this agent does not allow checks on the "
-          "communicators it uses (AgentOptions::allow_checks)");
-      continue;
-    }
-    const absl::Time v0 = absl::Now();
-    absl::StatusOr<int64_t> sum = comm.backend_name() == "none"
-                                      ? absl::StatusOr<int64_t>(absl::UnimplementedError("none"))
-                                      : SumOverGroup(comm, groups->rank);
-    g->set_verify_us(Micros(absl::Now() - v0));
-    const int64_t expected = ExpectedSum(comm);
-    if (sum.ok() && *sum == expected) {
-      g->set_state(v1::COMM_STATE_READY);
-      g->set_verify_sum(*sum);
-    } else if (comm.backend_name() == "none") {
-      g->set_state(v1::COMM_STATE_READY);
-    } else {
-      g->set_state(comm.state() == CommState::kAborted ? v1::COMM_STATE_ABORTED
-                                                       : v1::COMM_STATE_ERROR);
-      g->set_error(sum.ok() ? absl::StrCat("check summed ", *sum, ", expected ", expected)
-                            : std::string(sum.status().message()));
-      g->set_async_error(std::string(comm.last_error().message()));
-    }
-  }
-  Send(out);
+void Agent::OnSessionOver(const absl::Status& why) {
+  runner_->SessionEnded(why);
+  absl::MutexLock lock(&mu_);
+  stopping_ = true;
 }
+
+int Agent::rank() const { return runner_->rank(); }
+
+int Agent::world_size() const { return runner_->world_size(); }
+
+int Agent::HeldCommunicators() const { return runner_->HeldCommunicators(); }
+
+std::shared_ptr<const GroupMap> Agent::groups() const { return runner_->groups(); }
+
+void Agent::OnAbort(std::function<void(const absl::Status&)> callback) {
+  runner_->OnAbort(std::move(callback));
+}
+
+absl::Status Agent::generation_status() const { return runner_->generation_status(); }
+
+absl::StatusOr<int64_t> Agent::WaitForReady(absl::Duration timeout, int64_t min_generation) {
+  return runner_->WaitForReady(timeout, min_generation);
+}
+
+absl::Status Agent::WaitForTeardown(absl::Duration timeout, int64_t generation, bool world_too) {
+  return runner_->WaitForTeardown(timeout, generation, world_too);
+}
+
+absl::Status Agent::Wait() { return session_->Wait(); }
 
 }  // namespace cohort::agent

@@ -132,7 +132,7 @@ class CoordinatorRendezvousStore final : public RendezvousStore {
                                                     absl::Duration timeout) override;
   // Ends every call in progress (a wait for peers, above all) and fails every later one with
   // `why`: the build using this store was aborted. Thread-safe.
-  void Cancel(absl::Status why) { canceller_.Cancel(std::move(why)); }
+  void Cancel(absl::Status why) override { canceller_.Cancel(std::move(why)); }
 
  private:
   RpcCanceller canceller_;

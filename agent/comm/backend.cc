@@ -112,6 +112,31 @@ TeardownReport Backend::DestroyAll(std::vector<Communicator*> comms, bool abort)
   return report;
 }
 
+std::vector<std::string> CompiledBackends() {
+  std::vector<std::string> names = {"gloo", "none"};
+#if COHORT_WITH_NCCL
+  names.insert(names.begin(), "nccl");
+#endif
+  return names;
+}
+
+DeviceIdentity QueryDeviceIdentity(int device) {
+#if COHORT_WITH_NCCL
+  return NcclDeviceIdentity(device);
+#else
+  (void)device;
+  return {};
+#endif
+}
+
+std::string CompiledNcclVersion() {
+#if COHORT_WITH_NCCL
+  return NcclVersion();
+#else
+  return "";
+#endif
+}
+
 absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(absl::string_view name,
                                                      const BackendOptions& options) {
   if (options.op_timeout <= absl::ZeroDuration() ||

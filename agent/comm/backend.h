@@ -85,6 +85,12 @@ class Backend {
 
   // "gloo", "nccl", "none".
   virtual absl::string_view name() const = 0;
+  // Whether its communicators move data (false for "none": builds are not verified and checks
+  // report groups READY without an all-reduce). Callers ask this, never compare names.
+  virtual bool has_data_plane() const { return true; }
+  // The version of the library under the backend ("2.21.5" for NCCL); empty when it has none
+  // worth reporting.
+  virtual std::string version() const { return ""; }
   const BackendOptions& options() const { return options_; }
 
   // Forms the world communicator (rank spec.rank of spec.world_size). Blocks until every rank has
@@ -123,6 +129,31 @@ class Backend {
  private:
   const BackendOptions options_;
 };
+
+// --- The registry: what this build compiled in. The agent asks these instead of testing
+// COHORT_WITH_NCCL or calling CUDA itself, so every CUDA and NCCL call stays in nccl_backend.cc.
+
+// The names MakeBackend accepts in this build, preferred first: "nccl" (when compiled in),
+// "gloo", "none".
+std::vector<std::string> CompiledBackends();
+
+// What identifies the agent's GPU to the coordinator and to people.
+struct DeviceIdentity {
+  std::string pci_bus_id;  // "0000:3b:00.0"
+  std::string gpu_uuid;    // "GPU-1b2c...": stable across reboots and device renumbering
+};
+// The identity of CUDA device `device`, with what the CUDA runtime can tell: empty fields for a
+// device < 0, without NCCL compiled in, or without a GPU or driver (the calls fail cleanly; they
+// never need libcuda at link time). Never fails.
+DeviceIdentity QueryDeviceIdentity(int device);
+
+// The NCCL version compiled in ("2.21.5"); empty without NCCL.
+std::string CompiledNcclVersion();
+
+// Creates a backend by name: MakeBackend's signature, so that a test can hand the agent its own
+// backends (a double of NCCL, say) in place of the real ones.
+using BackendFactory = std::function<absl::StatusOr<std::unique_ptr<Backend>>(
+    absl::string_view name, const BackendOptions& options)>;
 
 // Creates the backend called `name`: "gloo", "nccl" or "none".
 // Errors: UNIMPLEMENTED "nccl" in a build without NCCL; INVALID_ARGUMENT unknown name, or a

@@ -5,7 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "spdlog/spdlog.h"
+#include "common/logging.h"
 
 namespace cohort::agent {
 namespace {
@@ -178,7 +178,7 @@ absl::Status Communicator::RunOp(absl::string_view name, Timeout timeout_arg,
   if (state_ == CommState::kReady) {
     state_ = CommState::kError;
     last_error_ = status;
-    spdlog::warn("{}", status.ToString());
+    Log()->warn("{}", status.ToString());
   }
   return status;
 }
@@ -226,6 +226,11 @@ absl::Status Communicator::AllReduce(void* buf, size_t count, DataType dtype, Re
   return RunOp("AllReduce", timeout, [&](absl::Duration t) {
     return DoAllReduce(buf, count, dtype, op, t);
   });
+}
+
+absl::StatusOr<int64_t> Communicator::SumOverGroup(int64_t value) {
+  if (absl::Status s = AllReduce(&value, 1, DataType::kInt64, ReduceOp::kSum); !s.ok()) return s;
+  return value;
 }
 
 absl::Status Communicator::AllGather(const void* in, void* out, size_t count, DataType dtype,
@@ -328,13 +333,13 @@ void Communicator::Abort() {
     ok = mu_.AwaitWithTimeout(absl::Condition(&drained), kAbortDrainTimeout);
   }
   if (!ok) {
-    spdlog::error("{}ops still in flight {} after Abort; leaking the transport rather than "
-                  "freeing it under them",
-                  Describe(), absl::FormatDuration(kAbortDrainTimeout));
+    Log()->error("{}ops still in flight {} after Abort; leaking the transport rather than "
+                 "freeing it under them",
+                 Describe(), absl::FormatDuration(kAbortDrainTimeout));
     return;
   }
   if (absl::Status s = ReleaseOnce(/*abort=*/true, absl::Now() + kAbortReleaseTimeout); !s.ok()) {
-    spdlog::warn("{}abort: {}", Describe(), s.ToString());
+    Log()->warn("{}abort: {}", Describe(), s.ToString());
   }
 }
 
@@ -372,12 +377,12 @@ void Communicator::ReleaseOnDestruction() {
   {
     absl::MutexLock lock(&mu_);
     if (in_flight_ > 0) {
-      spdlog::error("{}destroyed with ops in flight", Describe());
+      Log()->error("{}destroyed with ops in flight", Describe());
     }
     abort = state_ != CommState::kReady || aborting_;
   }
   absl::Status s = ReleaseOnce(abort, absl::Now() + (abort ? kAbortReleaseTimeout : default_timeout_));
-  if (!s.ok()) spdlog::warn("{}release on destruction: {}", Describe(), s.ToString());
+  if (!s.ok()) Log()->warn("{}release on destruction: {}", Describe(), s.ToString());
 }
 
 }  // namespace cohort::agent

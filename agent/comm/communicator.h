@@ -40,6 +40,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -101,6 +102,9 @@ class Communicator {
 
   // "gloo", "nccl", "none".
   virtual absl::string_view backend_name() const = 0;
+  // Whether ops move data between the ranks: false for backend none, whose groups of more than
+  // one rank answer every op with UNIMPLEMENTED (so there is nothing to verify or check).
+  virtual bool has_data_plane() const { return true; }
   // ncclComm_t (NCCL), gloo::Context* (Gloo), nullptr (none, or once released). Borrowed: valid
   // until Abort()/Destroy() returns; do not tear it down yourself.
   virtual void* raw_handle() const = 0;
@@ -138,6 +142,12 @@ class Communicator {
   // of `out` comes from rank j.
   absl::Status AllToAll(const void* in, void* out, size_t count_per_peer, DataType dtype,
                         Timeout timeout = {});
+
+  // The sum of `value` over the group: the verification all-reduce of a build and of a check.
+  // Takes a host value whatever the backend's buffers are (the NCCL communicator stages it through
+  // device memory), so callers need no CUDA.
+  // Errors: as AllReduce; INTERNAL when staging through device memory fails.
+  virtual absl::StatusOr<int64_t> SumOverGroup(int64_t value);
 
   // --- Lifecycle -------------------------------------------------------------------------------
   // Fails in-flight ops (they return ABORTED promptly), makes every later op fail with ABORTED,

@@ -1,4 +1,6 @@
 // Backend "gloo": one full-mesh gloo::rendezvous::Context per group (the world too) over TCP.
+// This class connects the mesh (gloo_backend.cc); GlooCommunicator runs the ops over it
+// (gloo_communicator.h).
 //
 // Gloo (Debian libgloo-dev, 2022 snapshot) has no cheap split: every group is a fresh context
 // whose ranks exchange their listening addresses through the rendezvous store under the group's
@@ -20,7 +22,7 @@
 // IoException in every pair (tcp::Pair::signalExceptionExternal), which wakes every buffer and
 // connect waiting on it and closes the socket, so a blocked op or connect throws at once and the
 // peers see the connection drop. The backend signals the pairs in parallel (each close waits for
-// a tick of Gloo's event loop) through the exported symbol (see gloo_backend.cc).
+// a tick of Gloo's event loop) through the exported symbol (see gloo_communicator.cc).
 //
 // Connecting: the full mesh is connected by the backend itself (Gloo's protocol and store keys),
 // not by gloo::rendezvous::Context::connectFullMesh, which hides its pairs until all are

@@ -9,8 +9,8 @@
 
 #include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "agent/comm/nccl_status.h"
-#include "spdlog/spdlog.h"
 
 namespace cohort::agent {
 namespace {
@@ -180,6 +180,23 @@ class NcclCommunicator final : public Communicator {
   }
   void* raw_handle() const override { return raw_.load(); }
   int device() const { return device_; }
+
+  // NCCL's buffers are device memory: the value goes through a device word.
+  absl::StatusOr<int64_t> SumOverGroup(int64_t value) override {
+    COHORT_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_));
+    void* word = nullptr;
+    COHORT_CUDA_RETURN_IF_ERROR(cudaMalloc(&word, sizeof(int64_t)));
+    absl::Status s = CudaToStatus(cudaMemcpy(word, &value, sizeof(value), cudaMemcpyHostToDevice),
+                                  "cudaMemcpy to the verification word");
+    if (s.ok()) s = AllReduce(word, 1, DataType::kInt64, ReduceOp::kSum);
+    if (s.ok()) {
+      s = CudaToStatus(cudaMemcpy(&value, word, sizeof(value), cudaMemcpyDeviceToHost),
+                       "cudaMemcpy from the verification word");
+    }
+    cudaFree(word);
+    if (!s.ok()) return s;
+    return value;
+  }
   ncclComm_t comm() const { return comm_; }
 
  protected:
@@ -322,6 +339,28 @@ class NcclCommunicator final : public Communicator {
 };
 
 }  // namespace
+
+std::string NcclVersion() {
+  return absl::StrFormat("%d.%d.%d", NCCL_MAJOR, NCCL_MINOR, NCCL_PATCH);
+}
+
+DeviceIdentity NcclDeviceIdentity(int device) {
+  DeviceIdentity identity;
+  if (device < 0) return identity;
+  char bus[64] = {0};
+  if (cudaDeviceGetPCIBusId(bus, sizeof(bus), device) == cudaSuccess) identity.pci_bus_id = bus;
+  cudaDeviceProp prop;
+  if (cudaGetDeviceProperties(&prop, device) == cudaSuccess) {
+    std::string uuid = "GPU-";
+    for (int i = 0; i < 16; ++i) {
+      absl::StrAppendFormat(&uuid, "%02x", static_cast<unsigned char>(prop.uuid.bytes[i]));
+      if (i == 3 || i == 5 || i == 7 || i == 9) uuid += "-";
+    }
+    identity.gpu_uuid = uuid;
+  }
+  cudaGetLastError();  // clear the sticky "no device" error for later calls
+  return identity;
+}
 
 std::string GroupNcclIdKey(GroupKind kind, int group_index) {
   return absl::StrCat(GroupLabel(kind, group_index), "/nccl_id");

@@ -28,11 +28,18 @@
 
 namespace cohort::agent {
 
+// "2.21.5": the NCCL version compiled in.
+std::string NcclVersion();
+// QueryDeviceIdentity (backend.h) when NCCL is compiled in: cudaDeviceGetPCIBusId and the UUID of
+// cudaGetDeviceProperties. Clears CUDA's sticky "no device" error after failed calls.
+DeviceIdentity NcclDeviceIdentity(int device);
+
 class NcclBackend final : public Backend {
  public:
   explicit NcclBackend(BackendOptions options) : Backend(std::move(options)) {}
 
   absl::string_view name() const override { return "nccl"; }
+  std::string version() const override { return NcclVersion(); }
   // Errors (beyond Backend's): FAILED_PRECONDITION no usable GPU at spec.device_index;
   //         INVALID_ARGUMENT the published id has the wrong size.
   absl::StatusOr<std::unique_ptr<Communicator>> CreateWorld(const WorldSpec& spec,

@@ -1,5 +1,8 @@
-// NCCL and CUDA results as absl::Status: the only place their error codes are interpreted.
-// Compiled only when COHORT_WITH_NCCL.
+// NCCL and CUDA results as absl::Status, for the NCCL backend (nccl_backend.cc), which is the only
+// code that calls NCCL or CUDA (the agent reaches them through Backend, Communicator and the
+// registry of backend.h). Every failure the backend returns goes through these; its polls read
+// the not-yet-done results themselves (ncclInProgress, cudaErrorNotReady), and its best-effort
+// device queries (NcclDeviceIdentity) only test for success. Compiled only when COHORT_WITH_NCCL.
 
 #ifndef COHORT_AGENT_COMM_NCCL_STATUS_H_
 #define COHORT_AGENT_COMM_NCCL_STATUS_H_

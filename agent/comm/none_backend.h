@@ -23,6 +23,7 @@ class NoneCommunicator final : public Communicator {
   ~NoneCommunicator() override;
 
   absl::string_view backend_name() const override { return backend_name_; }
+  bool has_data_plane() const override { return false; }
   void* raw_handle() const override { return nullptr; }
 
  protected:
@@ -55,6 +56,7 @@ class NoneBackend final : public Backend {
   explicit NoneBackend(BackendOptions options) : Backend(std::move(options)) {}
 
   absl::string_view name() const override { return "none"; }
+  bool has_data_plane() const override { return false; }
   // Errors: INVALID_ARGUMENT bad spec.
   absl::StatusOr<std::unique_ptr<Communicator>> CreateWorld(const WorldSpec& spec,
                                                             RendezvousStore& store,

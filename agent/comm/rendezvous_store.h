@@ -52,6 +52,11 @@ class RendezvousStore {
   // Errors: DEADLINE_EXCEEDED naming the missing key(s); otherwise as Set.
   virtual absl::StatusOr<std::vector<std::string>> MultiGet(absl::Span<const std::string> keys,
                                                             absl::Duration timeout);
+
+  // Ends every call in progress (a wait for peers, above all) and fails every later one with
+  // `why`: the build using this store was aborted. Thread-safe. The default does nothing (waits
+  // end at their own timeout); the coordinator's store cancels its RPCs.
+  virtual void Cancel(absl::Status why) { (void)why; }
 };
 
 // Thread-safe in-process store for tests and single-process use. Waiters block on the store's

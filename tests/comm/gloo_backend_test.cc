@@ -389,5 +389,17 @@ TEST(Gloo, CancelBuilds_InterruptsAConnectWaitingForAPeer) {
               StatusIs(absl::StatusCode::kAborted));
 }
 
+TEST(Gloo, SumOverGroup_SumsHostValuesAcrossRanks) {
+  GlooWorld w(3);
+  ASSERT_TRUE(w.ok());
+  EXPECT_TRUE(w.backend(0).has_data_plane());
+  ForEachRank(3, [&](int r) {
+    EXPECT_TRUE(w.world(r).has_data_plane());
+    absl::StatusOr<int64_t> sum = w.world(r).SumOverGroup(r + 1);
+    EXPECT_THAT(sum, IsOk());
+    if (sum.ok()) EXPECT_EQ(*sum, 6);
+  });
+}
+
 }  // namespace
 }  // namespace cohort::agent

@@ -112,6 +112,27 @@ TEST_F(NcclTest, WorldOfOne_CreateAllReduceSplitDestroy) {
   for (Communicator* c : all) EXPECT_EQ(c->state(), CommState::kDestroyed);
 }
 
+// The verification sum takes a host value and stages it through device memory; the registry
+// reads the device's identity and the NCCL version.
+TEST_F(NcclTest, SumOverGroup_HostValueThroughDeviceMemory_AndDeviceIdentity) {
+  auto backend = MakeNccl();
+  EXPECT_TRUE(backend->has_data_plane());
+  EXPECT_EQ(backend->version(), CompiledNcclVersion());
+  InMemoryRendezvousStore store;
+  absl::StatusOr<std::unique_ptr<Communicator>> world =
+      backend->CreateWorld({0, 1, 0}, store, absl::Now() + kCreateTimeout);
+  ASSERT_THAT(world, IsOk());
+
+  absl::StatusOr<int64_t> sum = (*world)->SumOverGroup(41);
+  ASSERT_THAT(sum, IsOk());
+  EXPECT_EQ(*sum, 41);
+
+  const DeviceIdentity identity = QueryDeviceIdentity(0);
+  EXPECT_NE(identity.pci_bus_id, "");
+  EXPECT_THAT(identity.gpu_uuid, ::testing::StartsWith("GPU-"));
+  EXPECT_THAT(backend->DestroyAll({world->get()}, /*abort=*/false).status, IsOk());
+}
+
 TEST_F(NcclTest, PerGroupUniqueIds_PublishAndAbortInParallel) {
   auto backend = MakeNccl(NcclGroupMode::kPerGroupUniqueId);
   InMemoryRendezvousStore store;

@@ -216,5 +216,30 @@ TEST(None, DestroyAll_AbortMarksDestroyed) {
   EXPECT_THAT(world->last_error(), StatusIs(absl::StatusCode::kAborted));
 }
 
+TEST(Registry, CompiledBackends_MatchBuildConfiguration) {
+  if (COHORT_WITH_NCCL) {
+    EXPECT_THAT(CompiledBackends(), ElementsAre("nccl", "gloo", "none"));
+    EXPECT_NE(CompiledNcclVersion(), "");
+  } else {
+    EXPECT_THAT(CompiledBackends(), ElementsAre("gloo", "none"));
+    EXPECT_EQ(CompiledNcclVersion(), "");
+  }
+}
+
+TEST(Registry, QueryDeviceIdentity_NoDevice_IsEmpty) {
+  const DeviceIdentity identity = QueryDeviceIdentity(-1);
+  EXPECT_EQ(identity.pci_bus_id, "");
+  EXPECT_EQ(identity.gpu_uuid, "");
+}
+
+TEST(NoneBackend, HasNoDataPlane_SumOverGroupUnimplemented) {
+  std::unique_ptr<Backend> backend = MakeNone();
+  EXPECT_FALSE(backend->has_data_plane());
+  std::unique_ptr<Communicator> world = World(*backend, 0, 2);
+  EXPECT_FALSE(world->has_data_plane());
+  EXPECT_THAT(world->SumOverGroup(1), StatusIs(absl::StatusCode::kUnimplemented));
+  EXPECT_EQ(world->state(), CommState::kReady);
+}
+
 }  // namespace
 }  // namespace cohort::agent
