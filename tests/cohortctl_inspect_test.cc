@@ -578,7 +578,10 @@ TEST(CohortctlOutputTest, Yaml_QuotesWhatYamlWouldReadAsSomethingElse) {
             "    b:\n"
             "      - c: null\n"
             "  - [1, 2]\n"
-            "  - - [3]\n"
+            // A block list directly inside a list starts on its own line (yaml-cpp's layout; no
+            // cohortctl document has one: protobuf has no lists of lists).
+            "  -\n"
+            "    - [3]\n"
             "    - d: e\n"
             "nl: \"a\\nb\"\n"
             "\"no\": \"NO\"\n"
@@ -596,16 +599,16 @@ TEST(CohortctlOutputTest, Yaml_QuotesWhatYamlWouldReadAsSomethingElse) {
 }
 
 TEST(CohortctlOutputTest, ParseDurationFlag_UnitsAndPlainSeconds) {
-  EXPECT_EQ(*cli::ParseDurationFlag("60s"), absl::Seconds(60));
-  EXPECT_EQ(*cli::ParseDurationFlag("500ms"), absl::Milliseconds(500));
-  EXPECT_EQ(*cli::ParseDurationFlag("2m"), absl::Minutes(2));
-  EXPECT_EQ(*cli::ParseDurationFlag("1h30m"), absl::Minutes(90));
-  EXPECT_EQ(*cli::ParseDurationFlag("0.3"), absl::Milliseconds(300));
-  EXPECT_EQ(*cli::ParseDurationFlag("0"), absl::ZeroDuration());
-  EXPECT_FALSE(cli::ParseDurationFlag("soon").ok());
-  EXPECT_FALSE(cli::ParseDurationFlag("-1s").ok());
-  EXPECT_FALSE(cli::ParseDurationFlag("inf").ok());
-  EXPECT_FALSE(cli::ParseDurationFlag("").ok());
+  EXPECT_EQ(*ParseDurationFlag("60s"), absl::Seconds(60));
+  EXPECT_EQ(*ParseDurationFlag("500ms"), absl::Milliseconds(500));
+  EXPECT_EQ(*ParseDurationFlag("2m"), absl::Minutes(2));
+  EXPECT_EQ(*ParseDurationFlag("1h30m"), absl::Minutes(90));
+  EXPECT_EQ(*ParseDurationFlag("0.3"), absl::Milliseconds(300));
+  EXPECT_EQ(*ParseDurationFlag("0"), absl::ZeroDuration());
+  EXPECT_FALSE(ParseDurationFlag("soon").ok());
+  EXPECT_FALSE(ParseDurationFlag("-1s").ok());
+  EXPECT_FALSE(ParseDurationFlag("inf").ok());
+  EXPECT_FALSE(ParseDurationFlag("").ok());
 }
 
 TEST(CohortctlOutputTest, Colours_OnlyWhenAskedAndAlignedByVisibleWidth) {
