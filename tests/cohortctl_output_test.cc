@@ -1,5 +1,5 @@
-// cohortctl's output: yaml (the same data as json, quoted where YAML would misread it),
-// durations, colours and table widths, errors and help.
+// cohortctl's output: yaml (the same data as json, quoted where YAML would misread it, and read
+// back by a YAML parser), durations, colours and table widths, errors and help.
 #include <algorithm>
 #include <csignal>
 #include <sstream>
@@ -8,9 +8,13 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "cli/output.h"
 #include "cli/table.h"
+#include "common/cohort_config.h"
 #include "common/duration_flag.h"
+#include "google/protobuf/util/json_util.h"
+#include "yaml-cpp/yaml.h"
 #include "tests/cohortctl_inspect_fixture.h"
 #include "tests/test_util.h"
 
@@ -127,6 +131,122 @@ TEST(CohortctlOutputTest, Colours_OnlyWhenAskedAndAlignedByVisibleWidth) {
   std::ostringstream out;
   table.Print(out);
   EXPECT_EQ(out.str(), "A        B\n\x1b[32mREADY\x1b[0m    x\nFAILED!  y\n");
+}
+
+// A parser reads every -o yaml document back as the JSON value it came from: strings stay
+// strings (quoted wherever YAML would read a number, boolean or null), numbers numbers.
+void ExpectYamlMatchesJson(const YAML::Node& node, const Value& value, const std::string& path) {
+  SCOPED_TRACE(path);
+  switch (value.kind_case()) {
+    case Value::kStructValue: {
+      ASSERT_TRUE(node.IsMap());
+      EXPECT_EQ(node.size(), static_cast<size_t>(value.struct_value().fields().size()));
+      for (const auto& [key, field] : value.struct_value().fields()) {
+        ASSERT_TRUE(node[key].IsDefined()) << key;
+        ExpectYamlMatchesJson(node[key], field, path + "." + key);
+      }
+      return;
+    }
+    case Value::kListValue: {
+      ASSERT_TRUE(node.IsSequence());
+      ASSERT_EQ(node.size(), static_cast<size_t>(value.list_value().values_size()));
+      for (int i = 0; i < value.list_value().values_size(); ++i) {
+        ExpectYamlMatchesJson(node[i], value.list_value().values(i),
+                              absl::StrCat(path, "[", i, "]"));
+      }
+      return;
+    }
+    case Value::kStringValue: {
+      ASSERT_TRUE(node.IsScalar());
+      EXPECT_EQ(node.as<std::string>(), value.string_value());
+      if (node.Tag() == "?") {  // plain: it must not read as anything but a string
+        double d;
+        bool b;
+        EXPECT_FALSE(YAML::convert<double>::decode(node, d)) << node.Scalar();
+        EXPECT_FALSE(YAML::convert<bool>::decode(node, b)) << node.Scalar();
+        EXPECT_NE(node.Scalar(), "null");
+      }
+      return;
+    }
+    case Value::kNumberValue:
+      ASSERT_TRUE(node.IsScalar());
+      EXPECT_EQ(node.Tag(), "?");
+      EXPECT_EQ(node.as<double>(), value.number_value());
+      return;
+    case Value::kBoolValue:
+      ASSERT_TRUE(node.IsScalar());
+      EXPECT_EQ(node.as<bool>(), value.bool_value());
+      return;
+    default:
+      EXPECT_TRUE(node.IsNull());
+  }
+}
+
+TEST(CohortctlOutputTest, Yaml_ParsesBackToTheJsonValue) {
+  const std::string json = R"({
+    "plain": "agent-0", "bool": "true", "yes": "yes", "num": "1.5", "int_str": "42",
+    "addr": "127.0.0.1:7070", "colon": "a: b", "hash": "#x", "empty": "", "dash": "-x",
+    "nl": "a\nb", "ctl": "a\u0001b", "quote": "say \"hi\"", "utf8": "caf\u00e9", "int": 3,
+    "real": 0.1, "neg": -7, "t": true, "f": false, "null": null, "list": [1, "x y", "[z]"],
+    "none": [], "obj": {}, "nested": [{"a": 1, "b": [{"c": null}]}, [1, 2], [[3], {"d": "e"}]]
+  })";
+  Value value;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json, &value).ok());
+  absl::StatusOr<std::string> yaml = cli::JsonToYaml(json);
+  ASSERT_TRUE(yaml.ok()) << yaml.status();
+  ExpectYamlMatchesJson(YAML::Load(*yaml), value, "$");
+}
+
+TEST_F(CohortctlInspectTest, Yaml_StateDocument_ParsesBackToTheJsonDocument) {
+  FormPool();
+  // A real document (every field, zero values included) through the printer -o yaml uses; two
+  // cohortctl calls would differ in heartbeat ages.
+  Result json = Ctl({"state", "-o", "json"});
+  ASSERT_EQ(json.status, 0) << json.err;
+  absl::StatusOr<std::string> yaml = cli::JsonToYaml(json.out);
+  ASSERT_TRUE(yaml.ok()) << yaml.status();
+  ExpectYamlMatchesJson(YAML::Load(*yaml), ParseJsonOrDie(json.out), "$");
+}
+
+// ---- version, bad flags ---------------------------------------------------------------------
+
+TEST_F(CohortctlInspectTest, Version_PrintsClientAndCoordinatorVersions) {
+  Result r = Ctl({"version"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, absl::StrCat("cohortctl ", COHORT_VERSION, "\ncoordinator ", COHORT_VERSION,
+                                " at ", server_->address(), "\n"));
+  Result client = Ctl({"version", "--client"});
+  ASSERT_EQ(client.status, 0) << client.err;
+  EXPECT_EQ(client.out, absl::StrCat("cohortctl ", COHORT_VERSION, "\n"));
+}
+
+TEST(CohortctlVersionTest, Version_UnreachableCoordinator_ClientVersionAndANote) {
+  std::vector<const char*> argv = {"cohortctl", "version", "--coordinator", "127.0.0.1:1"};
+  std::ostringstream out, err;
+  EXPECT_EQ(cli::RunCohortctl(static_cast<int>(argv.size()), argv.data(), out, err), 0);
+  EXPECT_EQ(out.str(), absl::StrCat("cohortctl ", COHORT_VERSION, "\n"));
+  EXPECT_THAT(err.str(), HasSubstr("note: no coordinator version: 127.0.0.1:1 did not answer"));
+}
+
+TEST(CohortctlVersionTest, VersionFlag_PrintsTheVersionAndExits0) {
+  std::vector<const char*> argv = {"cohortctl", "--version"};
+  std::ostringstream out, err;
+  EXPECT_EQ(cli::RunCohortctl(static_cast<int>(argv.size()), argv.data(), out, err), 0);
+  EXPECT_EQ(out.str(), absl::StrCat("cohortctl ", COHORT_VERSION, "\n"));
+}
+
+TEST(CohortctlVersionTest, BadFlagsAndBadDurations_Exit2WithOneErrorLine) {
+  for (std::vector<const char*> argv :
+       {std::vector<const char*>{"cohortctl", "--no-such-flag"},
+        {"cohortctl", "status", "--no-such-flag"},
+        {"cohortctl", "wait", "--timeout", "soon"},
+        {"cohortctl", "version", "--timeout", "-1s"}}) {
+    SCOPED_TRACE(absl::StrJoin(argv, " "));
+    std::ostringstream out, err;
+    EXPECT_EQ(cli::RunCohortctl(static_cast<int>(argv.size()), argv.data(), out, err), 2);
+    EXPECT_THAT(err.str(), StartsWith("error: "));
+    EXPECT_EQ(out.str(), "");
+  }
 }
 
 TEST_F(CohortctlInspectTest, Unreachable_Exit4) {
