@@ -22,7 +22,7 @@ CCACHE     := $(shell command -v ccache 2>/dev/null)
 CMAKE_FLAGS = -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DCOHORT_SANITIZE=$(SANITIZE) \
               $(if $(CCACHE),-DCMAKE_CXX_COMPILER_LAUNCHER=$(CCACHE) -DCMAKE_C_COMPILER_LAUNCHER=$(CCACHE))
 
-.PHONY: all deps configure build test test-gpu demo bench fuzz install package clean
+.PHONY: all deps configure build test test-gpu demo bench fuzz install package format format-check clean
 
 all: build
 
@@ -79,6 +79,19 @@ install: build
 # One .deb of all of it (installs under /usr), written to BUILD_DIR.
 package: build
 	@cd $(BUILD_DIR) && cpack -G DEB
+
+# clang-format (.clang-format: Google's style, 100 columns) over every C++ file git tracks;
+# format-check changes nothing, prints each line that differs and fails if one does. Both install
+# the clang-format package first; nothing else needs it.
+CLANG_FORMAT ?= clang-format
+FORMAT_FILES  = $(shell git ls-files '*.cc' '*.h')
+format:
+	@deploy/install-deps.sh --format
+	@$(CLANG_FORMAT) -i $(FORMAT_FILES)
+
+format-check:
+	@deploy/install-deps.sh --format
+	@$(CLANG_FORMAT) --dry-run --Werror $(FORMAT_FILES)
 
 clean:
 	rm -rf $(BUILD_DIR)
