@@ -13,6 +13,8 @@ FUZZ_DIR     ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= fuzz_config fuzz_coordinator
 JOBS       ?= $(shell nproc)
+# make install PREFIX=/opt/cohort: the binaries, and the CMake package engines embed the agent with.
+PREFIX     ?= /usr/local
 
 # ccache, when installed, makes rebuilds (and builds in other work trees) cheap.
 CCACHE     := $(shell command -v ccache 2>/dev/null)
@@ -20,7 +22,7 @@ CCACHE     := $(shell command -v ccache 2>/dev/null)
 CMAKE_FLAGS = -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DCOHORT_SANITIZE=$(SANITIZE) \
               $(if $(CCACHE),-DCMAKE_CXX_COMPILER_LAUNCHER=$(CCACHE) -DCMAKE_C_COMPILER_LAUNCHER=$(CCACHE))
 
-.PHONY: all deps configure build test test-gpu demo bench fuzz clean
+.PHONY: all deps configure build test test-gpu demo bench fuzz install package format format-check clean
 
 all: build
 
@@ -68,6 +70,28 @@ fuzz:
 	    $$(test -f fuzz/$$t.dict && echo -dict=fuzz/$$t.dict) \
 	    $(FUZZ_DIR)/corpus/$$t fuzz/corpus/$$t || exit 1; \
 	done
+
+# The binaries, the libraries of cohort::agent, their headers (PREFIX/include/cohort) and the CMake
+# package (find_package(cohort) with CMAKE_PREFIX_PATH=PREFIX).
+install: build
+	@cmake --install $(BUILD_DIR) --prefix $(PREFIX)
+
+# One .deb of all of it (installs under /usr), written to BUILD_DIR.
+package: build
+	@cd $(BUILD_DIR) && cpack -G DEB
+
+# clang-format (.clang-format: Google's style, 100 columns) over every C++ file git tracks;
+# format-check changes nothing, prints each line that differs and fails if one does. Both install
+# the clang-format package first; nothing else needs it.
+CLANG_FORMAT ?= clang-format
+FORMAT_FILES  = $(shell git ls-files '*.cc' '*.h')
+format:
+	@deploy/install-deps.sh --format
+	@$(CLANG_FORMAT) -i $(FORMAT_FILES)
+
+format-check:
+	@deploy/install-deps.sh --format
+	@$(CLANG_FORMAT) --dry-run --Werror $(FORMAT_FILES)
 
 clean:
 	rm -rf $(BUILD_DIR)

@@ -2,6 +2,7 @@
 
 #include "absl/strings/match.h"
 #include "common/grpc_status.h"
+#include "common/transport_security.h"
 
 namespace cohort::agent {
 
@@ -18,7 +19,7 @@ std::shared_ptr<grpc::Channel> CreateCoordinatorChannel(const std::string& addre
               static_cast<int>(absl::ToInt64Milliseconds(kConnectAttemptTimeout)));
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(address, MakeChannelCredentials(TransportSecurityOptions()), args);
 }
 
 CoordinatorClient::CoordinatorClient(std::shared_ptr<grpc::Channel> channel,

@@ -2,12 +2,16 @@
 // session is lost for good, or SIGINT/SIGTERM (orderly teardown, exit 0).
 #include <signal.h>
 
+#include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "CLI/CLI.hpp"
 #include "agent/agent.h"
 #include "agent/agent_metrics.h"
+#include "common/command_line.h"
+#include "common/duration_flag.h"
 #include "common/logging.h"
 #include "spdlog/spdlog.h"
 
@@ -15,14 +19,20 @@ int main(int argc, char** argv) {
   cohort::agent::AgentOptions options;
   const cohort::agent::AgentOptions defaults;
   CLI::App app{"cohort-agent: one per GPU; builds the communicators the coordinator plans"};
+  app.name("cohort-agent");
+  cohort::AddVersionFlag(&app);
   app.footer(
       "Example: cohort-agent --coordinator 10.0.0.5:7070 --identity $POD_NAME --rank-hint 3 "
       "--device 0");
   int rank_hint = -1;
-  int64_t connect_timeout_ms = absl::ToInt64Milliseconds(defaults.connect_timeout);
   std::string log_level;
-  app.add_option("--coordinator,-c", options.coordinator_address, "Coordinator host:port")
-      ->capture_default_str();
+  // Like cohortctl: the flag, else $COHORT_COORDINATOR, else the default.
+  if (const char* env = std::getenv("COHORT_COORDINATOR"); env != nullptr && *env != '\0') {
+    options.coordinator_address = env;
+  }
+  app.add_option("--coordinator,-c", options.coordinator_address,
+                 "Coordinator host:port (default: $COHORT_COORDINATOR or " +
+                     defaults.coordinator_address + ")");
   app.add_option("--pool", options.pool, "Pool to join")->capture_default_str();
   app.add_option("--identity", options.identity,
                  "Stable identity, e.g. the pod name (default: <hostname>:<device>)");
@@ -38,25 +48,31 @@ int main(int argc, char** argv) {
   app.add_option("--host-address", options.host_address,
                  "IP address peers reach this agent at (Gloo binds here)")
       ->capture_default_str();
-  app.add_option("--connect-timeout-ms", connect_timeout_ms,
-                 "How long to keep retrying an unreachable coordinator")
-      ->capture_default_str();
+  cohort::AddDurationOption(&app, "--connect-timeout", &options.connect_timeout,
+                            "How long to keep retrying an unreachable coordinator");
+  cohort::AddMillisecondsAlias(&app, "--connect-timeout-ms", &options.connect_timeout,
+                               "--connect-timeout");
   std::string metrics_listen;
   app.add_option("--metrics-listen", metrics_listen,
                  "IP:PORT to serve Prometheus metrics on at /metrics (port 0: any; default: off)");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
-  CLI11_PARSE(app, argc, argv);
+  // Exit status 2 on a bad flag (CLI11_PARSE would exit 105-115); 0 after --help or --version.
+  if (std::optional<int> exit = cohort::ParseCommandLine(&app, argc, argv, std::cout, std::cerr)) {
+    return *exit;
+  }
   if (absl::Status s = cohort::SetupLogging("agent", log_level); !s.ok()) {
     std::cerr << "error: " << s.message() << "\n";
     return 2;
   }
   if (rank_hint >= 0) options.rank_hint = rank_hint;
-  options.connect_timeout = absl::Milliseconds(connect_timeout_ms);
   if (options.coordinator_address != defaults.coordinator_address) {
     spdlog::info("option --coordinator={}", options.coordinator_address);
   }
   if (options.pool != defaults.pool) spdlog::info("option --pool={}", options.pool);
   if (rank_hint >= 0) spdlog::info("option --rank-hint={}", rank_hint);
+  if (options.connect_timeout != defaults.connect_timeout) {
+    spdlog::info("option --connect-timeout={}", absl::FormatDuration(options.connect_timeout));
+  }
   if (options.device != defaults.device) spdlog::info("option --device={}", options.device);
   if (!metrics_listen.empty()) spdlog::info("option --metrics-listen={}", metrics_listen);
 

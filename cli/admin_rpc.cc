@@ -4,6 +4,7 @@
 
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
+#include "common/transport_security.h"
 
 namespace cohort::cli {
 
@@ -21,7 +22,7 @@ std::string ConnectionFlags::Address() const {
 
 std::unique_ptr<v1::AdminService::Stub> Connect(const ConnectionFlags& flags) {
   return v1::AdminService::NewStub(
-      grpc::CreateChannel(flags.Address(), grpc::InsecureChannelCredentials()));
+      grpc::CreateChannel(flags.Address(), MakeChannelCredentials(flags.transport_security)));
 }
 
 void SetRpcDeadline(grpc::ClientContext* context) {

@@ -11,6 +11,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/time/time.h"
 #include "cohort/v1/admin.grpc.pb.h"
+#include "common/transport_security.h"
 #include "grpcpp/grpcpp.h"
 
 namespace cohort::cli {
@@ -28,6 +29,7 @@ inline constexpr absl::Duration kRpcTimeout = absl::Seconds(10);
 struct ConnectionFlags {
   std::string coordinator;  // default: $COHORT_COORDINATOR or 127.0.0.1:7070
   std::string pool = "default";
+  TransportSecurityOptions transport_security;  // insecure until TLS flags exist
   void Register(CLI::App* app);
   std::string Address() const;
 };

@@ -4,6 +4,8 @@
 #include "cli/inspect_commands.h"
 #include "cli/layout_command.h"
 #include "cli/online_commands.h"
+#include "cli/version_command.h"
+#include "common/command_line.h"
 
 namespace cohort::cli {
 
@@ -12,6 +14,7 @@ int RunCohortctl(int argc, const char* const* argv, std::ostream& out, std::ostr
   app.name("cohortctl");
   app.require_subcommand(1);
   app.footer("Run 'cohortctl <command> --help' for the flags of one command.");
+  AddVersionFlag(&app);
   LayoutCommand layout;
   CLI::App* layout_cmd = layout.Register(&app);
   InitCommand init;
@@ -38,6 +41,8 @@ int RunCohortctl(int argc, const char* const* argv, std::ostream& out, std::ostr
   CLI::App* wait_cmd = wait.Register(&app);
   DeletePoolCommand delete_pool;
   CLI::App* delete_cmd = delete_pool.Register(&app);
+  VersionCommand version;
+  CLI::App* version_cmd = version.Register(&app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -56,9 +61,12 @@ int RunCohortctl(int argc, const char* const* argv, std::ostream& out, std::ostr
   } catch (const CLI::CallForAllHelp& e) {
     out << app.help("", CLI::AppFormatMode::All);
     return 0;
+  } catch (const CLI::CallForVersion& e) {
+    out << e.what() << "\n";
+    return 0;
   } catch (const CLI::ParseError& e) {
-    err << "error: " << e.what() << " (run 'cohortctl --help')\n";
-    return 2;
+    err << ParseErrorLine(app, e);
+    return kExitBadFlags;
   }
   if (layout_cmd->parsed()) return layout.Run(out, err);
   if (init_cmd->parsed()) return init.Run(out, err);
@@ -73,6 +81,7 @@ int RunCohortctl(int argc, const char* const* argv, std::ostream& out, std::ostr
   if (watch_cmd->parsed()) return watch.Run(out, err);
   if (wait_cmd->parsed()) return wait.Run(out, err);
   if (delete_cmd->parsed()) return delete_pool.Run(out, err);
+  if (version_cmd->parsed()) return version.Run(out, err);
   err << "error: no command given (run 'cohortctl --help')\n";
   return 2;
 }

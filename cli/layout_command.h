@@ -7,7 +7,7 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
-#include "cli/config_flags.h"
+#include "common/config_flags.h"
 #include "common/layout.h"
 
 namespace cohort::cli {

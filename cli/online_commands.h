@@ -9,7 +9,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/time/time.h"
 #include "cli/admin_rpc.h"
-#include "cli/config_flags.h"
+#include "common/config_flags.h"
 #include "cli/output.h"
 #include "cohort/v1/admin.pb.h"
 

@@ -10,13 +10,13 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/layout.h"
 #include "common/layout_proto.h"
 #include "google/protobuf/util/json_util.h"
+#include "yaml-cpp/yaml.h"
 
 namespace cohort::cli {
 namespace {
@@ -64,127 +64,62 @@ bool IsPlainSafe(const std::string& s) {
   return true;
 }
 
-std::string QuoteString(const std::string& s) {
-  std::string out = "\"";
-  for (const char ch : s) {
-    const unsigned char c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '\\':
-        out += "\\\\";
-        break;
-      case '"':
-        out += "\\\"";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          absl::StrAppendFormat(&out, "\\x%02x", c);
-        } else {
-          out += ch;  // UTF-8 passes through: double-quoted YAML scalars are Unicode
-        }
-    }
+// Strings that are not plain-safe are double-quoted (yaml-cpp escapes them); the rest plain.
+void EmitString(const std::string& s, YAML::Emitter* out) {
+  if (IsPlainSafe(s)) {
+    *out << s;
+  } else {
+    *out << YAML::DoubleQuoted << s;
   }
-  return out + "\"";
 }
 
-std::string StringScalar(const std::string& s) { return IsPlainSafe(s) ? s : QuoteString(s); }
-
-std::string NumberScalar(double d) {
-  if (std::isnan(d)) return ".nan";
-  if (std::isinf(d)) return d > 0 ? ".inf" : "-.inf";
+void EmitNumber(double d, YAML::Emitter* out) {
   if (d == std::floor(d) && std::fabs(d) < 9007199254740992.0) {
-    return absl::StrFormat("%d", static_cast<int64_t>(d));
+    *out << static_cast<int64_t>(d);  // whole numbers without a fraction or exponent
+  } else {
+    *out << d;  // yaml-cpp writes .nan, .inf and -.inf, and enough digits to read d back
   }
-  return absl::StrFormat("%.17g", d);
 }
 
-std::string Scalar(const Value& v) {
+void EmitValue(const Value& v, YAML::Emitter* out) {
   switch (v.kind_case()) {
+    case Value::kStructValue: {
+      const Struct& s = v.struct_value();
+      if (s.fields().empty()) *out << YAML::Flow;  // {}
+      std::vector<std::string> keys;
+      for (const auto& [key, value] : s.fields()) keys.push_back(key);
+      std::sort(keys.begin(), keys.end());
+      *out << YAML::BeginMap;
+      for (const std::string& key : keys) {
+        *out << YAML::Key;
+        EmitString(key, out);
+        *out << YAML::Value;
+        EmitValue(s.fields().at(key), out);
+      }
+      *out << YAML::EndMap;
+      return;
+    }
+    case Value::kListValue: {
+      const ListValue& l = v.list_value();
+      // Lists of scalars (rank lists) read best on one line: [0, 1, 2, 3].
+      if (std::all_of(l.values().begin(), l.values().end(), IsScalar)) *out << YAML::Flow;
+      *out << YAML::BeginSeq;
+      for (const Value& item : l.values()) EmitValue(item, out);
+      *out << YAML::EndSeq;
+      return;
+    }
     case Value::kBoolValue:
-      return v.bool_value() ? "true" : "false";
+      *out << v.bool_value();
+      return;
     case Value::kNumberValue:
-      return NumberScalar(v.number_value());
+      EmitNumber(v.number_value(), out);
+      return;
     case Value::kStringValue:
-      return StringScalar(v.string_value());
+      EmitString(v.string_value(), out);
+      return;
     default:
-      return "null";
-  }
-}
-
-void EmitMapping(const Struct& s, int indent, const std::string& first_prefix, std::string* out);
-void EmitSequence(const ListValue& l, int indent, const std::string& first_prefix,
-                  std::string* out);
-
-// What follows "key:" or "- " on the same line: a scalar, an empty or flow collection, or
-// nothing (a block collection follows on the next lines, or inline for sequence items).
-bool InlineForm(const Value& v, std::string* text) {
-  if (IsScalar(v)) {
-    *text = Scalar(v);
-    return true;
-  }
-  if (v.kind_case() == Value::kStructValue && v.struct_value().fields().empty()) {
-    *text = "{}";
-    return true;
-  }
-  if (v.kind_case() == Value::kListValue) {
-    const ListValue& l = v.list_value();
-    if (std::all_of(l.values().begin(), l.values().end(), IsScalar)) {
-      std::vector<std::string> items;
-      for (const Value& item : l.values()) items.push_back(Scalar(item));
-      *text = absl::StrCat("[", absl::StrJoin(items, ", "), "]");
-      return true;
-    }
-  }
-  return false;
-}
-
-void EmitMapping(const Struct& s, int indent, const std::string& first_prefix, std::string* out) {
-  std::vector<std::string> keys;
-  for (const auto& [key, value] : s.fields()) keys.push_back(key);
-  std::sort(keys.begin(), keys.end());
-  bool first = true;
-  for (const std::string& key : keys) {
-    const Value& v = s.fields().at(key);
-    *out += first ? first_prefix : std::string(indent, ' ');
-    first = false;
-    *out += StringScalar(key);
-    *out += ":";
-    std::string text;
-    if (InlineForm(v, &text)) {
-      absl::StrAppend(out, " ", text, "\n");
-    } else if (v.kind_case() == Value::kStructValue) {
-      *out += "\n";
-      EmitMapping(v.struct_value(), indent + 2, std::string(indent + 2, ' '), out);
-    } else {
-      *out += "\n";
-      EmitSequence(v.list_value(), indent + 2, std::string(indent + 2, ' '), out);
-    }
-  }
-}
-
-void EmitSequence(const ListValue& l, int indent, const std::string& first_prefix,
-                  std::string* out) {
-  bool first = true;
-  for (const Value& v : l.values()) {
-    const std::string prefix = (first ? first_prefix : std::string(indent, ' ')) + "- ";
-    first = false;
-    std::string text;
-    if (InlineForm(v, &text)) {
-      absl::StrAppend(out, prefix, text, "\n");
-    } else if (v.kind_case() == Value::kStructValue) {
-      // "- key: value" with the mapping's other keys under the first one.
-      EmitMapping(v.struct_value(), indent + 2, prefix, out);
-    } else {
-      EmitSequence(v.list_value(), indent + 2, prefix, out);
-    }
+      *out << YAML::Null;
+      return;
   }
 }
 
@@ -282,16 +217,11 @@ void PrintDocument(const google::protobuf::Message& message, OutputFormat format
 }
 
 std::string ToYaml(const Value& value) {
-  std::string out;
-  std::string text;
-  if (InlineForm(value, &text)) {
-    out = text + "\n";
-  } else if (value.kind_case() == Value::kStructValue) {
-    EmitMapping(value.struct_value(), 0, "", &out);
-  } else {
-    EmitSequence(value.list_value(), 0, "", &out);
-  }
-  return out;
+  YAML::Emitter out;
+  out.SetNullFormat(YAML::LowerNull);
+  out.SetDoublePrecision(17);
+  EmitValue(value, &out);
+  return absl::StrCat(out.c_str(), "\n");
 }
 
 absl::StatusOr<std::string> JsonToYaml(const std::string& json) {
@@ -304,49 +234,6 @@ absl::StatusOr<std::string> JsonToYaml(const std::string& json) {
 }
 
 // ---- Formatters -----------------------------------------------------------------------------
-
-absl::StatusOr<absl::Duration> ParseDurationFlag(const std::string& text) {
-  const std::string t(absl::StripAsciiWhitespace(text));
-  absl::Duration d;
-  double seconds = 0;
-  bool ok;
-  if (absl::SimpleAtod(t, &seconds)) {
-    ok = std::isfinite(seconds);  // "nan", "inf" and "1e999" parse as numbers
-    if (ok) d = absl::Seconds(seconds);
-  } else {
-    ok = absl::ParseDuration(t, &d);
-  }
-  // absl::ParseDuration reads "inf"; a huge number of seconds saturates to infinity.
-  ok = ok && d != absl::InfiniteDuration() && d != -absl::InfiniteDuration();
-  if (!ok) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "bad duration '", text, "': use e.g. 60s, 500ms, 2m, 1h30m or a number of seconds"));
-  }
-  if (d < absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("bad duration '", text, "': it must not be negative"));
-  }
-  return d;
-}
-
-CLI::Option* AddDurationOption(CLI::App* app, const std::string& name, absl::Duration* target,
-                               const std::string& description) {
-  CLI::Option* option = app->add_option_function<std::string>(
-      name,
-      // The check below ran first: the text parses.
-      [target](const std::string& text) { *target = *ParseDurationFlag(text); },
-      description + " (e.g. 60s, 500ms, 2m, or a number of seconds)");
-  // A check's message becomes a ValidationError naming the flag: "--timeout: bad duration ...".
-  option->check(CLI::Validator(
-      [](std::string& text) -> std::string {
-        absl::StatusOr<absl::Duration> d = ParseDurationFlag(text);
-        return d.ok() ? std::string() : std::string(d.status().message());
-      },
-      ""));
-  option->type_name("DURATION");
-  option->default_str(absl::FormatDuration(*target));
-  return option;
-}
 
 std::string FormatAge(int64_t ms) {
   if (ms < 0) ms = 0;

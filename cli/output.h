@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "cohort/v1/admin.pb.h"
+#include "common/duration_flag.h"  // AddDurationOption: every timeout flag of cohortctl
 #include "google/protobuf/message.h"
 #include "google/protobuf/struct.pb.h"
 
@@ -65,22 +66,13 @@ std::string JsonDocument(const google::protobuf::Message& message, bool print_de
 void PrintDocument(const google::protobuf::Message& message, OutputFormat format,
                    std::ostream& out);
 
-// A YAML rendering of a JSON value: block mappings with keys sorted (a protobuf Struct keeps no
-// order), flow lists for lists of scalars, strings quoted wherever YAML 1.1 or 1.2 would read
-// them as something else. Loading the result gives back `value`.
+// A YAML rendering of a JSON value, emitted by yaml-cpp: block mappings with keys sorted (a
+// protobuf Struct keeps no order), flow lists for lists of scalars, strings double-quoted
+// wherever YAML 1.1 or 1.2 would read them as something else (numbers, booleans, nulls, YAML
+// syntax). Loading the result gives back `value`.
 std::string ToYaml(const google::protobuf::Value& value);
 // The same for a JSON document. Errors: INVALID_ARGUMENT if `json` does not parse.
 absl::StatusOr<std::string> JsonToYaml(const std::string& json);
-
-// "60s", "500ms", "2m", "1h30m" or a plain number of seconds ("0.3"). Errors: INVALID_ARGUMENT
-// naming the accepted forms, for anything else (nan, inf) or a negative duration.
-absl::StatusOr<absl::Duration> ParseDurationFlag(const std::string& text);
-
-// Registers a duration flag (every timeout and interval of cohortctl) that ParseDurationFlag
-// reads into `*target`; `*target` is the default shown in --help. A bad value is a parse error
-// naming the flag (exit status 2).
-CLI::Option* AddDurationOption(CLI::App* app, const std::string& name, absl::Duration* target,
-                               const std::string& description);
 
 // "850ms", "4.2s", "3m05s", "2h03m", "3d04h".
 std::string FormatAge(int64_t ms);

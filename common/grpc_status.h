@@ -11,8 +11,11 @@ namespace cohort {
 grpc::Status ToGrpcStatus(const absl::Status& status);
 absl::Status FromGrpcStatus(const grpc::Status& status);
 
-// True for failures of the transport rather than refusals by the coordinator: the caller may
-// retry the same call with backoff (UNAVAILABLE, and DEADLINE_EXCEEDED of the RPC itself).
+// True for UNAVAILABLE only: the transport failed (no connection, connection reset, server
+// shutting down) rather than the coordinator refusing, so the caller may retry the same call
+// with backoff. DEADLINE_EXCEEDED is not counted: it also comes back from the coordinator for
+// a wait that ran out, so a caller that set its own RPC deadline and wants to treat that as
+// "unreachable" checks for it itself (as cohortctl's ReportRpcError does).
 bool IsTransportFailure(const absl::Status& status);
 
 }  // namespace cohort

@@ -3,10 +3,13 @@
 
 #include <fstream>
 #include <iostream>
+#include <optional>
 
 #include "CLI/CLI.hpp"
-#include "cli/config_flags.h"
 #include "common/cohort_config.h"
+#include "common/command_line.h"
+#include "common/config_flags.h"
+#include "common/duration_flag.h"
 #include "common/layout.h"
 #include "common/logging.h"
 #include "coordinator/server.h"
@@ -17,24 +20,28 @@ int main(int argc, char** argv) {
   ServerOptions options;
   const ServerOptions defaults;
   CLI::App app{"cohort-coordinator: admits agents, assigns ranks and forms communicator groups"};
+  app.name("cohort-coordinator");
+  cohort::AddVersionFlag(&app);
   app.footer(
       "Example: cohort-coordinator --listen 0.0.0.0:7070 --metrics-listen 0.0.0.0:9464\n"
       "         cohort-coordinator --listen 127.0.0.1:0 --port-file /tmp/port \\\n"
       "             --world-size 8 --dp 2 --cfg 2 --ulysses 2   (the pool starts itself)");
   std::string log_level, port_file, pool = "default", backend = "gloo";
-  int64_t heartbeat_ms = absl::ToInt64Milliseconds(defaults.coordinator.heartbeat_interval);
-  int64_t init_deadline_ms =
-      absl::ToInt64Milliseconds(defaults.coordinator.default_init_deadline);
   app.add_option("--listen", options.listen_address, "host:port to serve on (port 0: any)")
       ->capture_default_str();
   app.add_option("--port-file", port_file, "Write the port actually bound to this file");
-  app.add_option("--heartbeat-interval-ms", heartbeat_ms, "Heartbeat interval agents keep")
-      ->capture_default_str();
+  // Durations take 500ms, 60s, 2m; each old --...-ms flag stays as a hidden alias.
+  cohort::AddDurationOption(&app, "--heartbeat-interval", &options.coordinator.heartbeat_interval,
+                            "Heartbeat interval agents keep");
+  cohort::AddMillisecondsAlias(&app, "--heartbeat-interval-ms",
+                               &options.coordinator.heartbeat_interval, "--heartbeat-interval");
   app.add_option("--heartbeat-misses", options.coordinator.heartbeat_misses,
                  "Missed heartbeats before a member is declared lost")
       ->capture_default_str();
-  app.add_option("--init-deadline-ms", init_deadline_ms, "Default deadline of a generation")
-      ->capture_default_str();
+  cohort::AddDurationOption(&app, "--init-deadline", &options.coordinator.default_init_deadline,
+                            "Default deadline of a generation");
+  cohort::AddMillisecondsAlias(&app, "--init-deadline-ms",
+                               &options.coordinator.default_init_deadline, "--init-deadline");
   app.add_option("--metrics-listen", options.metrics_listen_address,
                  "IP:PORT to serve Prometheus metrics on at /metrics (port 0: any; default: off)");
   app.add_option("--state-file", options.coordinator.state_file,
@@ -46,16 +53,19 @@ int main(int argc, char** argv) {
   app.add_flag("--standby-refill,!--no-standby-refill", options.coordinator.refill_from_standby,
                "Give a lost member's rank to a standby at once")
       ->capture_default_str();
-  int64_t elastic_dp_after_ms = absl::ToInt64Milliseconds(defaults.coordinator.elastic_dp_after);
-  app.add_option("--elastic-dp-after-ms", elastic_dp_after_ms,
-                 "Shrink dp when a whole replica stays lost this long (0: off)")
-      ->capture_default_str();
-  int64_t attach_timeout_ms = absl::ToInt64Milliseconds(defaults.coordinator.attach_timeout);
-  app.add_option("--attach-timeout-ms", attach_timeout_ms,
-                 "How long a joined agent may take to attach its session, and how long a "
-                 "restarted coordinator waits for every rank to come back before rebuilding")
-      ->capture_default_str()
-      ->check(CLI::Range(int64_t{1}, int64_t{24} * 3600 * 1000));
+  cohort::AddDurationOption(&app, "--elastic-dp-after", &options.coordinator.elastic_dp_after,
+                            "Shrink dp when a whole replica stays lost this long (0: off)");
+  cohort::AddMillisecondsAlias(&app, "--elastic-dp-after-ms", &options.coordinator.elastic_dp_after,
+                               "--elastic-dp-after");
+  const absl::Duration kMinAttach = absl::Milliseconds(1), kMaxAttach = absl::Hours(24);
+  cohort::AddDurationOption(&app, "--attach-timeout", &options.coordinator.attach_timeout,
+                            "How long a joined agent may take to attach its session, and how "
+                            "long a restarted coordinator waits for every rank to come back "
+                            "before rebuilding")
+      ->check(cohort::DurationRange(kMinAttach, kMaxAttach));
+  cohort::AddMillisecondsAlias(&app, "--attach-timeout-ms", &options.coordinator.attach_timeout,
+                               "--attach-timeout")
+      ->check(cohort::DurationRange(kMinAttach, kMaxAttach, /*milliseconds=*/true));
   // Limits on everything a client's input can grow (coordinator/limits.h).
   cohort::coordinator::Limits& limits = options.coordinator.limits;
   app.add_flag("--auto-create-pools,!--no-auto-create-pools",
@@ -97,30 +107,31 @@ int main(int argc, char** argv) {
                  "Bytes queued for a session or watch stream that does not read (past it: "
                  "the session is closed, the watcher dropped)")
       ->capture_default_str()->check(positive)->group("Limits");
-  int64_t max_wait_ms = absl::ToInt64Milliseconds(limits.max_wait);
-  app.add_option("--max-wait-ms", max_wait_ms,
-                 "The longest generation deadline, store-get or long-poll timeout a request "
-                 "may ask for")
-      ->capture_default_str()->check(positive)->group("Limits");
+  cohort::AddDurationOption(&app, "--max-wait", &limits.max_wait,
+                            "The longest generation deadline, store-get or long-poll timeout a "
+                            "request may ask for")
+      ->check(cohort::DurationRange(absl::Milliseconds(1), absl::InfiniteDuration()))
+      ->group("Limits");
+  cohort::AddMillisecondsAlias(&app, "--max-wait-ms", &limits.max_wait, "--max-wait")
+      ->check(cohort::DurationRange(absl::Milliseconds(1), absl::InfiniteDuration(),
+                                    /*milliseconds=*/true));
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error (default: $COHORT_LOG_LEVEL or info)");
   // An optional startup pool: it starts itself once its world is complete.
-  cohort::cli::ConfigFlags config_flags;
+  cohort::ConfigFlags config_flags;
   config_flags.Register(&app, /*world_size_required=*/false);
   app.add_option("--pool", pool, "Name of the startup pool (with --world-size)")
       ->capture_default_str();
   app.add_option("--backend", backend, "Backend of the startup pool: gloo, nccl or none")
       ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  // Exit status 2 on a bad flag (CLI11_PARSE would exit 105-115); 0 after --help or --version.
+  if (std::optional<int> exit = cohort::ParseCommandLine(&app, argc, argv, std::cout, std::cerr)) {
+    return *exit;
+  }
 
   if (absl::Status s = cohort::SetupLogging("coordinator", log_level); !s.ok()) {
     std::cerr << "error: " << s.message() << "\n";
     return 2;
   }
-  options.coordinator.heartbeat_interval = absl::Milliseconds(heartbeat_ms);
-  options.coordinator.default_init_deadline = absl::Milliseconds(init_deadline_ms);
-  options.coordinator.elastic_dp_after = absl::Milliseconds(elastic_dp_after_ms);
-  options.coordinator.attach_timeout = absl::Milliseconds(attach_timeout_ms);
-  limits.max_wait = absl::Milliseconds(max_wait_ms);
   if (config_flags.world_size > 0) {
     absl::StatusOr<cohort::ParallelConfig> config = config_flags.ToConfig();
     absl::StatusOr<cohort::Layout> layout =
@@ -139,13 +150,15 @@ int main(int argc, char** argv) {
   // Options that differ from their defaults.
   if (options.listen_address != defaults.listen_address) spdlog::info("option --listen={}", options.listen_address);
   if (options.coordinator.heartbeat_interval != defaults.coordinator.heartbeat_interval) {
-    spdlog::info("option --heartbeat-interval-ms={}", heartbeat_ms);
+    spdlog::info("option --heartbeat-interval={}",
+                 absl::FormatDuration(options.coordinator.heartbeat_interval));
   }
   if (options.coordinator.heartbeat_misses != defaults.coordinator.heartbeat_misses) {
     spdlog::info("option --heartbeat-misses={}", options.coordinator.heartbeat_misses);
   }
   if (options.coordinator.default_init_deadline != defaults.coordinator.default_init_deadline) {
-    spdlog::info("option --init-deadline-ms={}", init_deadline_ms);
+    spdlog::info("option --init-deadline={}",
+                 absl::FormatDuration(options.coordinator.default_init_deadline));
   }
   if (options.metrics_listen_address != defaults.metrics_listen_address) {
     spdlog::info("option --metrics-listen={}", options.metrics_listen_address);
@@ -158,10 +171,12 @@ int main(int argc, char** argv) {
     spdlog::info("option --{}standby-refill", options.coordinator.refill_from_standby ? "" : "no-");
   }
   if (options.coordinator.attach_timeout != defaults.coordinator.attach_timeout) {
-    spdlog::info("option --attach-timeout-ms={}", attach_timeout_ms);
+    spdlog::info("option --attach-timeout={}",
+                 absl::FormatDuration(options.coordinator.attach_timeout));
   }
   if (options.coordinator.elastic_dp_after != defaults.coordinator.elastic_dp_after) {
-    spdlog::info("option --elastic-dp-after-ms={}", elastic_dp_after_ms);
+    spdlog::info("option --elastic-dp-after={}",
+                 absl::FormatDuration(options.coordinator.elastic_dp_after));
   }
 
   // Signals are taken synchronously by sigwait below, so block them before any thread starts.

@@ -23,6 +23,7 @@ void EnableHealthAndReflection() {
 
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     ServerOptions options) {
+  if (absl::Status s = options.transport_security.Validate(); !s.ok()) return s;
   // The state file first: a path that cannot be used, or a file that does not load, stops the
   // start here (the Coordinator constructor cannot fail); with --state-file-reset a bad file
   // is moved aside and the coordinator starts empty.
@@ -44,8 +45,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   s->admin_service_ = std::make_unique<AdminServiceImpl>(s->coordinator_.get(), Clock::Real());
   EnableHealthAndReflection();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(s->options_.listen_address, grpc::InsecureServerCredentials(),
-                           &s->port_);
+  builder.AddListeningPort(s->options_.listen_address,
+                           MakeServerCredentials(s->options_.transport_security), &s->port_);
   builder.RegisterService(s->agent_service_.get());
   builder.RegisterService(s->admin_service_.get());
   // Sessions are long-lived and mostly idle: keep them alive through quiet NATs, and let

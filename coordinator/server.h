@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "common/clock.h"
 #include "common/timer_queue.h"
+#include "common/transport_security.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/health.h"
 #include "coordinator/metrics.h"
@@ -26,6 +27,8 @@ struct ServerOptions {
   // with metrics_port()). Empty: no metrics, and no per-RPC metrics interceptor.
   std::string metrics_listen_address;
   CoordinatorOptions coordinator;
+  // Credentials of the listening port (insecure by default).
+  TransportSecurityOptions transport_security;
 };
 
 class CoordinatorServer {

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/cohort_config.h"
 #include "common/grpc_status.h"
 #include "common/layout_proto.h"
 #include "spdlog/spdlog.h"
@@ -452,6 +453,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListPools(grpc::CallbackServerContex
                                                       const v1::ListPoolsRequest* /*request*/,
                                                       v1::ListPoolsResponse* response) {
   for (v1::PoolSummary& p : coordinator_->ListPools()) *response->add_pools() = std::move(p);
+  response->set_coordinator_version(COHORT_VERSION);
   return Reply(context, absl::OkStatus());
 }
 

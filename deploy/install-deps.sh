@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages cohort builds and tests with. Idempotent: does nothing (and needs
 # no network) when every package is already present.
-# Usage: deploy/install-deps.sh [--bench] [--fuzz]
+# Usage: deploy/install-deps.sh [--bench] [--fuzz] [--format]
 #   --bench  also installs python3-torch, the torch.distributed peer the benchmarks compare with.
 #   --fuzz   also installs clang and its libFuzzer/sanitizer runtimes (make fuzz).
+#   --format also installs clang-format (make format, make format-check).
 set -euo pipefail
 
 packages=(
@@ -11,13 +12,14 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libgloo-dev libspdlog-dev libfmt-dev libcli11-dev
   prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
-  curl procps ccache
+  libyaml-cpp-dev curl procps ccache
 )
 for arg in "$@"; do
   case "$arg" in
     --bench) packages+=(python3-torch) ;;
     --fuzz) packages+=(clang libclang-rt-dev) ;;
-    *) echo "install-deps: unknown option '$arg' (use --bench, --fuzz)" >&2; exit 2 ;;
+    --format) packages+=(clang-format) ;;
+    *) echo "install-deps: unknown option '$arg' (use --bench, --fuzz, --format)" >&2; exit 2 ;;
   esac
 done
 

@@ -1,6 +1,6 @@
-#include "cli/config_flags.h"
+#include "common/config_flags.h"
 
-namespace cohort::cli {
+namespace cohort {
 
 void ConfigFlags::Register(CLI::App* app, bool world_size_required) {
   auto* world = app->add_option("--world-size,-n", world_size,
@@ -48,4 +48,4 @@ absl::StatusOr<ParallelConfig> ConfigFlags::ToConfig() const {
   return c;
 }
 
-}  // namespace cohort::cli
+}  // namespace cohort

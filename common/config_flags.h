@@ -1,6 +1,7 @@
-// The parallel-config flags shared by `cohortctl layout` and `cohortctl init`.
-#ifndef COHORT_CLI_CONFIG_FLAGS_H_
-#define COHORT_CLI_CONFIG_FLAGS_H_
+// The parallel-config flags shared by `cohortctl layout`, `cohortctl init` and the coordinator's
+// startup pool. Part of cohort_flags (CLI11), which embedding engines never link.
+#ifndef COHORT_COMMON_CONFIG_FLAGS_H_
+#define COHORT_COMMON_CONFIG_FLAGS_H_
 
 #include <cstdint>
 #include <optional>
@@ -10,7 +11,7 @@
 #include "absl/status/statusor.h"
 #include "common/parallel_config.h"
 
-namespace cohort::cli {
+namespace cohort {
 
 struct ConfigFlags {
   int64_t world_size = 0;
@@ -30,6 +31,6 @@ struct ConfigFlags {
   absl::StatusOr<ParallelConfig> ToConfig() const;
 };
 
-}  // namespace cohort::cli
+}  // namespace cohort
 
-#endif  // COHORT_CLI_CONFIG_FLAGS_H_
+#endif  // COHORT_COMMON_CONFIG_FLAGS_H_
