@@ -35,7 +35,8 @@ install(FILES
           common/timer_queue.h common/transport_security.h
           ${CMAKE_BINARY_DIR}/generated/common/cohort_config.h
         DESTINATION ${COHORT_INSTALL_INCLUDEDIR}/common COMPONENT development)
-install(FILES agent/agent.h agent/coordinator_client.h agent/group.h agent/parallel_state.h
+install(FILES agent/agent.h agent/coordinator_client.h agent/generation_runner.h agent/group.h
+              agent/identity.h agent/parallel_state.h agent/session.h
         DESTINATION ${COHORT_INSTALL_INCLUDEDIR}/agent COMPONENT development)
 install(DIRECTORY agent/comm/ DESTINATION ${COHORT_INSTALL_INCLUDEDIR}/agent/comm
         COMPONENT development FILES_MATCHING PATTERN "*.h")
