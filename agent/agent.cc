@@ -71,10 +71,14 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
                                           absl::Uniform<uint32_t>(gen, 0, 1u << 24));
   }
   if (options.backends.empty()) options.backends = CompiledBackends();
+  if (options.channel == nullptr) {
+    if (absl::Status s = options.transport_security.Validate(); !s.ok()) return s;
+  }
   std::unique_ptr<Agent> agent(new Agent(std::move(options)));
   Agent* a = agent.get();
   std::shared_ptr<grpc::Channel> channel = a->options_.channel;
-  if (channel == nullptr) channel = CreateCoordinatorChannel(a->options_.coordinator_address);
+  if (channel == nullptr) channel = CreateCoordinatorChannel(a->options_.coordinator_address,
+                                                          a->options_.transport_security);
   a->client_ = std::make_unique<CoordinatorClient>(channel, a->options_.rpc_timeout);
   CoordinatorClient* client = a->client_.get();
   a->runner_ = std::make_unique<GenerationRunner>(

@@ -6,7 +6,8 @@
 
 namespace cohort::agent {
 
-std::shared_ptr<grpc::Channel> CreateCoordinatorChannel(const std::string& address) {
+std::shared_ptr<grpc::Channel> CreateCoordinatorChannel(const std::string& address,
+                                                       const TransportSecurityOptions& security) {
   grpc::ChannelArguments args;
   // Reconnect quickly after a coordinator restart (gRPC's default backoff starts at 1 s and
   // grows to 120 s): the first retry after 100 ms, growing by 1.6x (+-20% jitter) to 500 ms:
@@ -19,7 +20,7 @@ std::shared_ptr<grpc::Channel> CreateCoordinatorChannel(const std::string& addre
               static_cast<int>(absl::ToInt64Milliseconds(kConnectAttemptTimeout)));
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  return grpc::CreateCustomChannel(address, MakeChannelCredentials(TransportSecurityOptions()), args);
+  return grpc::CreateCustomChannel(address, MakeChannelCredentials(security), args);
 }
 
 CoordinatorClient::CoordinatorClient(std::shared_ptr<grpc::Channel> channel,

@@ -15,6 +15,7 @@
 #include "agent/comm/rendezvous_store.h"
 #include "cohort/v1/admin.grpc.pb.h"
 #include "cohort/v1/agent.grpc.pb.h"
+#include "common/transport_security.h"
 #include "grpcpp/grpcpp.h"
 
 namespace cohort::agent {
@@ -28,7 +29,9 @@ inline constexpr absl::Duration kConnectAttemptTimeout = absl::Seconds(5);
 // kConnectAttemptTimeout: in gRPC 1.51 GRPC_ARG_MIN_RECONNECT_BACKOFF_MS is also the minimum
 // connect timeout, so a small value makes every slow handshake (a loaded machine, hundreds of
 // agents joining at once) fail and start over.
-std::shared_ptr<grpc::Channel> CreateCoordinatorChannel(const std::string& address);
+// `security` turns into the channel's credentials (common/transport_security.h).
+std::shared_ptr<grpc::Channel> CreateCoordinatorChannel(
+    const std::string& address, const TransportSecurityOptions& security = {});
 // Cancels the calls registered with it, at once and for good: a build's rendezvous-store waits
 // when the coordinator aborts the build. Thread-safe.
 class RpcCanceller {
