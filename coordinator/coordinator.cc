@@ -88,8 +88,21 @@ void RunAll(std::vector<std::function<void()>>& completions) {
   completions.clear();
 }
 
+namespace {
+
+std::unique_ptr<StateStore> FileStoreFor(const CoordinatorOptions& options) {
+  if (options.state_file.empty()) return nullptr;
+  return std::make_unique<FileStateStore>(options.state_file);
+}
+
+}  // namespace
+
 Coordinator::Coordinator(CoordinatorOptions options, Clock* clock, TimerQueue* timers)
-    : options_(std::move(options)), clock_(clock), timers_(timers) {
+    : Coordinator(options, clock, timers, FileStoreFor(options)) {}
+
+Coordinator::Coordinator(CoordinatorOptions options, Clock* clock, TimerQueue* timers,
+                         std::unique_ptr<StateStore> store)
+    : options_(std::move(options)), clock_(clock), timers_(timers), store_(std::move(store)) {
   absl::MutexLock lock(&mu_);
   for (const auto& startup : options_.pools) {
     // "" names the default pool, as in every request (fuzzing finding F1).
@@ -111,6 +124,7 @@ Coordinator::Coordinator(CoordinatorOptions options, Clock* clock, TimerQueue* t
 }
 
 Coordinator::~Coordinator() {
+  FlushState();
   absl::MutexLock lock(&mu_);
   shutting_down_ = true;
   CancelTimer(sweep_timer_);
@@ -494,7 +508,7 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
         p->members.erase(m->identity);
         Touch(*p, late);
       }
-      RunAll(late);
+      Finish(late);
     });
     response.set_session_id(member->session_id);
     response.set_pool(pool_name);
@@ -503,7 +517,7 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
     response.set_heartbeat_interval_ms(absl::ToInt64Milliseconds(options_.heartbeat_interval));
     Touch(*pool, done);
   }
-  RunAll(done);
+  Finish(done);
   return response;
 }
 
@@ -548,7 +562,7 @@ absl::Status Coordinator::Attach(const std::string& session_id, SessionSink* sin
     MaybeStart(*pool, done);
     MaybeGrowDp(*pool, done);
   }
-  RunAll(done);
+  Finish(done);
   return absl::OkStatus();
 }
 
@@ -564,7 +578,7 @@ void Coordinator::Detach(const std::string& session_id, SessionSink* sink,
     sessions_.erase(session_id);
     LoseMember(*pool, *member, reason, done);
   }
-  RunAll(done);
+  Finish(done);
 }
 
 void Coordinator::LoseMember(Pool& pool, Member& member, const std::string& reason,
@@ -604,7 +618,7 @@ void Coordinator::LoseMember(Pool& pool, Member& member, const std::string& reas
                   ShrinkDp(*p, done);
                 }
               }
-              RunAll(done);
+              Finish(done);
             });
       }
       MaybeStart(pool, out);
@@ -741,7 +755,7 @@ absl::Status Coordinator::HandleAgentMessage(const std::string& session_id,
         break;
     }
   }
-  RunAll(done);
+  Finish(done);
   if (!status.ok()) {
     spdlog::warn("refused agent message: {}", status.ToString());
     absl::MutexLock lock(&mu_);
@@ -788,7 +802,7 @@ void Coordinator::Sweep(absl::Duration late) {
       }
     }
   }
-  RunAll(done);
+  Finish(done);
 }
 
 // ---- Generations ----------------------------------------------------------------------------
@@ -902,7 +916,7 @@ void Coordinator::OnGenerationDeadline(const std::string& pool_name, int64_t gen
                                 "READY: ", absl::StrJoin(missing, ", ")),
                    done);
   }
-  RunAll(done);
+  Finish(done);
 }
 
 void Coordinator::FailGeneration(Pool& pool, const std::string& error, Completions& out,
@@ -1060,7 +1074,7 @@ void Coordinator::OnTeardownDeadline(const std::string& pool_name, int64_t gener
     pool->teardown_timer = 0;
     FinishTeardownIfDone(*pool, /*force=*/true, done);
   }
-  RunAll(done);
+  Finish(done);
 }
 
 // ---- Rendezvous store -----------------------------------------------------------------------
@@ -1129,7 +1143,7 @@ absl::Status Coordinator::KvSet(const v1::KvSetRequest& request) {
     }
     for (auto& fn : *set) done.push_back(std::move(fn));
   }
-  RunAll(done);
+  Finish(done);
   return absl::OkStatus();
 }
 
@@ -1301,7 +1315,7 @@ absl::StatusOr<v1::InitializeResponse> Coordinator::Initialize(
     MaybeStart(pool, done);
     response.set_started(pool.phase == v1::POOL_PHASE_INITIALIZING);
   }
-  RunAll(done);
+  Finish(done);
   return response;
 }
 
@@ -1361,7 +1375,7 @@ absl::StatusOr<v1::DestroyResponse> Coordinator::Destroy(const v1::DestroyReques
     Touch(*pool, done);
     FinishTeardownIfDone(*pool, /*force=*/false, done);
   }
-  RunAll(done);
+  Finish(done);
   return response;
 }
 
@@ -1417,7 +1431,7 @@ absl::Status Coordinator::DeletePool(const std::string& name, bool force) {
     pools_.erase(pool_name);
     SaveState();
   }
-  RunAll(done);
+  Finish(done);
   return absl::OkStatus();
 }
 

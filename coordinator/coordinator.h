@@ -48,6 +48,8 @@
 #include "common/timer_queue.h"
 #include "coordinator/kv_store.h"
 #include "coordinator/limits.h"
+#include "coordinator/state_persister.h"
+#include "coordinator/state_store.h"
 
 namespace cohort::coordinator {
 
@@ -82,7 +84,8 @@ struct CoordinatorOptions {
   // How long Destroy waits for teardown reports before declaring the pool destroyed anyway.
   absl::Duration teardown_deadline = absl::Seconds(30);
   // Where the small durable state (pool configs, identity -> rank) is written atomically after
-  // every change, and read back at startup. Empty: nothing is persisted.
+  // every change (outside the lock, coalesced: see FlushState), and read back at startup.
+  // Empty: nothing is persisted. Used by the constructor that takes no StateStore.
   std::string state_file;
   // --state-file-reset: CoordinatorServer::Start checks the state file (StateFile::Open) before
   // it builds the Coordinator; a file that does not parse or validate is moved aside and the
@@ -113,7 +116,13 @@ struct CoordinatorOptions {
 
 class Coordinator {
  public:
+  // Keeps its durable state in a FileStateStore at options.state_file (none when empty).
   Coordinator(CoordinatorOptions options, Clock* clock, TimerQueue* timers);
+  // Keeps its durable state in `store` (null: nothing is persisted; options.state_file is then
+  // not used). A store whose Load fails is never written: the coordinator logs and starts empty.
+  Coordinator(CoordinatorOptions options, Clock* clock, TimerQueue* timers,
+              std::unique_ptr<StateStore> store);
+  // Saves the last change to the durable state before returning.
   ~Coordinator();
   Coordinator(const Coordinator&) = delete;
   Coordinator& operator=(const Coordinator&) = delete;
@@ -200,6 +209,15 @@ class Coordinator {
   // "max-members-per-pool", "identity"): for the refusals metric.
   std::map<std::string, int64_t> RefusalCounts() const;
   const CoordinatorOptions& options() const { return options_; }
+
+  // Durable state: every change (a join that takes a rank, a plan, a destroy, a deleted pool) is
+  // snapshotted under the lock and saved after it is released, by the first call to get there
+  // (StatePersister; what a crash before the save loses is said there). A call that made a change
+  // and found nobody else saving returns after its own save. FlushState returns once every change
+  // made before it is saved (e.g. before reading the state file in a test or at shutdown).
+  void FlushState();
+  // Saves of the durable state so far (0 without a store).
+  int64_t StateSaves() const;
 
  private:
   struct Member {
@@ -332,7 +350,14 @@ class Coordinator {
   // Elastic dp: once enough agents are back, tear down and rebuild the full config.
   void MaybeGrowDp(Pool& pool, Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LoadState() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Marks the durable state changed; it is saved once the lock is released (Finish).
   void SaveState() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // What the store gets: every pool's config, generation and identity -> rank. nullopt when it
+  // would not load back (StateFile::Validate).
+  std::optional<v1::DurableState> DurableSnapshot() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After the lock is released: runs the completions collected under it, then saves the durable
+  // state if it changed.
+  void Finish(std::vector<std::function<void()>>& completions) ABSL_LOCKS_EXCLUDED(mu_);
   void CancelTimer(TimerQueue::TimerId& id);
   // timers_->Schedule for a callback that uses this coordinator (see alive_).
   TimerQueue::TimerId Schedule(absl::Time when, std::function<void()> fn);
@@ -368,8 +393,11 @@ class Coordinator {
   std::map<std::string, Pool> pools_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::pair<std::string, std::string>> sessions_ ABSL_GUARDED_BY(mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
-  // The state file could not be loaded: it is left as it is and never written.
-  bool state_file_unusable_ ABSL_GUARDED_BY(mu_) = false;
+  // Where the durable state is kept (null: nowhere).
+  const std::unique_ptr<StateStore> store_;
+  // Saves store_ outside mu_. Null without a store, or when the store could not be loaded (it is
+  // then left as it is and never written). Set in the constructor, never changed after.
+  std::unique_ptr<StatePersister> persister_;
   TimerQueue::TimerId sweep_timer_ ABSL_GUARDED_BY(mu_) = 0;
   // When a late sweep last showed that the coordinator itself had stalled: heartbeat windows
   // count from here at the earliest.

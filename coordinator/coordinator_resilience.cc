@@ -316,7 +316,7 @@ void Coordinator::StartRecovery(Pool& pool) {
       p->recovery_timer = 0;
       TryRecover(*p, /*give_up=*/true, done);
     }
-    RunAll(done);
+    Finish(done);
   });
 }
 
@@ -430,14 +430,17 @@ void Coordinator::TryRecover(Pool& pool, bool give_up, Completions& out) {
 }
 
 void Coordinator::SaveState() {
-  if (options_.state_file.empty() || state_file_unusable_) return;
+  if (persister_ != nullptr) persister_->MarkDirty();
+}
+
+std::optional<v1::DurableState> Coordinator::DurableSnapshot() const {
   v1::DurableState state;
   for (const auto& [name, pool] : pools_) {
     // Never write what StateFile::Load would refuse (it would stop the next start): names it
     // cannot hold, and ranks outside the world or held twice (a stale entry of an identity
     // that is gone) are left out. A member that has the rank now wins it.
     if (name.empty() || name.size() > StateFile::kMaxNameLength) {
-      spdlog::warn("state file {}: pool name of {} bytes not saved", options_.state_file,
+      spdlog::warn("state store {}: pool name of {} bytes not saved", store_->Describe(),
                    name.size());
       continue;
     }
@@ -461,27 +464,41 @@ void Coordinator::SaveState() {
     for (const auto& [rank, identity] : holder) (*p->mutable_ranks())[identity] = rank;
   }
   if (absl::Status valid = StateFile::Validate(state); !valid.ok()) {
-    spdlog::error("state file {}: not written, the state would not load back: {}",
-                  options_.state_file, std::string(valid.message()));
-    return;
+    spdlog::error("state store {}: not written, the state would not load back: {}",
+                  store_->Describe(), std::string(valid.message()));
+    return std::nullopt;
   }
-  // Atomic, and never through a link: see StateFile::Save. Runs under mu_ (two fsyncs).
-  if (absl::Status s = StateFile::Save(options_.state_file, state); !s.ok()) {
-    spdlog::error("{}", std::string(s.message()));
-  }
+  return state;
+}
+
+void Coordinator::Finish(Completions& completions) {
+  RunAll(completions);
+  // Outside mu_: the snapshot takes it briefly, the store's Save (fsync, rename) runs unlocked.
+  if (persister_ != nullptr) persister_->WriteIfDirty();
+}
+
+void Coordinator::FlushState() {
+  if (persister_ != nullptr) persister_->Flush();
+}
+
+int64_t Coordinator::StateSaves() const {
+  return persister_ != nullptr ? persister_->saves() : 0;
 }
 
 void Coordinator::LoadState() {
-  if (options_.state_file.empty()) return;
+  if (store_ == nullptr) return;
   // CoordinatorServer::Start refused a bad file (or moved it aside) before building us; a
-  // Coordinator built directly over a bad file leaves it alone and does not persist.
-  absl::StatusOr<v1::DurableState> state = StateFile::Load(options_.state_file);
+  // Coordinator built directly over a bad store leaves it alone and does not persist.
+  absl::StatusOr<v1::DurableState> state = store_->Load();
   if (!state.ok()) {
     spdlog::error("{}; starting empty and not writing the state file",
                   std::string(state.status().message()));
-    state_file_unusable_ = true;
     return;
   }
+  persister_ = std::make_unique<StatePersister>(store_.get(), [this] {
+    absl::MutexLock lock(&mu_);
+    return DurableSnapshot();
+  });
   for (const v1::DurablePool& p : state->pools()) {
     // Validated: a config builds and its world is the pool's; ranks are inside it.
     Pool& pool = GetOrCreatePool(p.name());
@@ -499,7 +516,7 @@ void Coordinator::LoadState() {
     // Members that hold communicators report back; until then the pool is RECOVERING.
     StartRecovery(pool);
     spdlog::info("pool {}: loaded from {} (generation {}, {} known ranks); recovering",
-                 pool.name, options_.state_file, pool.generation, pool.durable_ranks.size());
+                 pool.name, store_->Describe(), pool.generation, pool.durable_ranks.size());
   }
 }
 
