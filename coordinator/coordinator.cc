@@ -102,7 +102,11 @@ Coordinator::Coordinator(CoordinatorOptions options, Clock* clock, TimerQueue* t
 
 Coordinator::Coordinator(CoordinatorOptions options, Clock* clock, TimerQueue* timers,
                          std::unique_ptr<StateStore> store)
-    : options_(std::move(options)), clock_(clock), timers_(timers), store_(std::move(store)) {
+    : options_(std::move(options)),
+      clock_(clock),
+      timers_(timers),
+      store_(std::move(store)),
+      events_(options_.event_log_size, options_.limits.max_event_log_bytes) {
   absl::MutexLock lock(&mu_);
   for (const auto& startup : options_.pools) {
     // "" names the default pool, as in every request (fuzzing finding F1).
@@ -1428,6 +1432,7 @@ absl::Status Coordinator::DeletePool(const std::string& name, bool force) {
     // A PHASE event first: health (cohort.pool.<name>) stops serving the pool.
     if (pool->phase != v1::POOL_PHASE_DESTROYED) SetPhase(*pool, v1::POOL_PHASE_DESTROYED);
     Emit(*pool, v1::EVENT_KIND_DESTROYED, -1, "", "pool deleted");
+    events_.Forget(pool_name);
     pools_.erase(pool_name);
     SaveState();
   }

@@ -46,6 +46,7 @@
 #include "common/clock.h"
 #include "common/layout.h"
 #include "common/timer_queue.h"
+#include "coordinator/event_log.h"
 #include "coordinator/kv_store.h"
 #include "coordinator/limits.h"
 #include "coordinator/state_persister.h"
@@ -61,15 +62,6 @@ class SessionSink {
   virtual void Send(const v1::CoordinatorMessage& message) = 0;
   // Ends the session from the coordinator's side (after queued messages are written).
   virtual void Close(const std::string& reason) = 0;
-};
-
-// Where the coordinator streams events to a watcher (the Watch RPC, or a test fake).
-class WatchSink {
- public:
-  virtual ~WatchSink() = default;
-  // Queues a message; must not block or call back into the Coordinator. Returns false if the
-  // watcher is gone or too far behind (it is then dropped).
-  virtual bool Send(const v1::WatchEvent& event) = 0;
 };
 
 struct CoordinatorOptions {
@@ -271,8 +263,6 @@ class Coordinator {
     TimerQueue::TimerId teardown_timer = 0;
     std::map<uint64_t, StateWaiter> state_waiters;
     uint64_t next_waiter = 1;
-    std::deque<v1::Event> events;
-    size_t event_bytes = 0;  // of `events`, bounded by --max-event-log-bytes
     std::deque<v1::PhaseTransition> transitions;
     // identity -> rank from the state file: returning agents get their old ranks.
     std::map<std::string, int> durable_ranks;
@@ -281,10 +271,6 @@ class Coordinator {
     std::optional<ParallelConfig> full_config;
     TimerQueue::TimerId elastic_timer = 0;
     bool grow_after_teardown = false;
-  };
-  struct Watcher {
-    std::string pool;  // empty: all
-    WatchSink* sink;
   };
   using Completions = std::vector<std::function<void()>>;
 
@@ -378,8 +364,6 @@ class Coordinator {
   void Emit(Pool& pool, v1::EventKind kind, int rank, const std::string& identity,
             const std::string& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetPhase(Pool& pool, v1::PoolPhase phase) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Publish(const v1::WatchEvent& event, const std::string& pool)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ScheduleSweep() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The heartbeat sweep; `late` is how long after its due time the timer fired.
   void Sweep(absl::Duration late);
@@ -403,10 +387,8 @@ class Coordinator {
   // count from here at the earliest.
   absl::Time stalled_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   uint64_t join_seq_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t event_seq_ ABSL_GUARDED_BY(mu_) = 0;
-  std::map<uint64_t, Watcher> watchers_ ABSL_GUARDED_BY(mu_);
-  uint64_t next_watcher_ ABSL_GUARDED_BY(mu_) = 1;
-  std::vector<std::function<void(const v1::Event&)>> listeners_ ABSL_GUARDED_BY(mu_);
+  // Every pool's events, the Watch streams and the listeners.
+  EventLog events_ ABSL_GUARDED_BY(mu_);
   mutable absl::Mutex refusals_mu_;
   mutable std::map<std::string, int64_t> refusals_ ABSL_GUARDED_BY(refusals_mu_);
 };

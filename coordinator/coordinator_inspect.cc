@@ -18,7 +18,6 @@ using internal::PoolName;
 void Coordinator::Emit(Pool& pool, v1::EventKind kind, int rank, const std::string& identity,
                        const std::string& message) {
   v1::Event e;
-  e.set_seq(++event_seq_);
   e.set_unix_ms(absl::ToUnixMillis(clock_->Now()));
   e.set_pool(pool.name);
   e.set_generation(pool.generation);
@@ -28,28 +27,7 @@ void Coordinator::Emit(Pool& pool, v1::EventKind kind, int rank, const std::stri
   e.set_identity(Printable(identity, options_.limits.max_identity_length));
   e.set_message(Printable(message, kMaxEventMessage));
   if (kind == v1::EVENT_KIND_PHASE) e.set_phase(pool.phase);
-  pool.event_bytes += e.ByteSizeLong();
-  pool.events.push_back(e);
-  while (!pool.events.empty() && (pool.events.size() > options_.event_log_size ||
-                                  pool.event_bytes > options_.limits.max_event_log_bytes)) {
-    pool.event_bytes -= std::min(pool.event_bytes, pool.events.front().ByteSizeLong());
-    pool.events.pop_front();
-  }
-  for (const auto& listener : listeners_) listener(e);
-  v1::WatchEvent w;
-  *w.mutable_event() = std::move(e);
-  Publish(w, pool.name);
-}
-
-void Coordinator::Publish(const v1::WatchEvent& event, const std::string& pool) {
-  for (auto it = watchers_.begin(); it != watchers_.end();) {
-    if (!it->second.pool.empty() && it->second.pool != pool) {
-      ++it;
-      continue;
-    }
-    // A watcher that is gone or cannot keep up is dropped rather than slowing the coordinator.
-    it = it->second.sink->Send(event) ? std::next(it) : watchers_.erase(it);
-  }
+  events_.Record(std::move(e));
 }
 
 void Coordinator::SetPhase(Pool& pool, v1::PoolPhase phase) {
@@ -66,7 +44,7 @@ void Coordinator::SetPhase(Pool& pool, v1::PoolPhase phase) {
 
 void Coordinator::AddEventListener(std::function<void(const v1::Event&)> listener) {
   absl::MutexLock lock(&mu_);
-  listeners_.push_back(std::move(listener));
+  events_.AddListener(std::move(listener));
 }
 
 absl::StatusOr<uint64_t> Coordinator::AddWatcher(const std::string& pool_name, bool snapshot,
@@ -75,9 +53,9 @@ absl::StatusOr<uint64_t> Coordinator::AddWatcher(const std::string& pool_name, b
   if (!pool_name.empty() && FindPool(pool_name) == nullptr) {
     return absl::NotFoundError(absl::StrCat("unknown pool '", Printable(pool_name, 64), "'"));
   }
-  if (static_cast<int>(watchers_.size()) >= options_.limits.max_watchers) {
+  if (static_cast<int>(events_.watchers()) >= options_.limits.max_watchers) {
     return Refuse("max-watchers",
-                  LimitExceeded(absl::StrCat(watchers_.size(), " watchers are streaming"),
+                  LimitExceeded(absl::StrCat(events_.watchers(), " watchers are streaming"),
                                 options_.limits.max_watchers, "max-watchers"));
   }
   if (snapshot) {
@@ -88,14 +66,12 @@ absl::StatusOr<uint64_t> Coordinator::AddWatcher(const std::string& pool_name, b
       sink->Send(w);
     }
   }
-  const uint64_t id = next_watcher_++;
-  watchers_[id] = Watcher{pool_name, sink};
-  return id;
+  return events_.AddWatcher(pool_name, sink);
 }
 
 void Coordinator::RemoveWatcher(uint64_t id) {
   absl::MutexLock lock(&mu_);
-  watchers_.erase(id);
+  events_.RemoveWatcher(id);
 }
 
 std::vector<v1::PoolSummary> Coordinator::ListPools() {
@@ -127,14 +103,7 @@ absl::StatusOr<std::vector<v1::Event>> Coordinator::GetEvents(const std::string&
   if (pool == nullptr) {
     return absl::NotFoundError(absl::StrCat("unknown pool '", PoolName(pool_name), "'"));
   }
-  std::vector<v1::Event> out;
-  for (const v1::Event& e : pool->events) {
-    if (e.seq() > after_seq) out.push_back(e);
-  }
-  if (limit > 0 && out.size() > static_cast<size_t>(limit)) {
-    out.erase(out.begin(), out.end() - limit);
-  }
-  return out;
+  return events_.Since(pool->name, after_seq, limit);
 }
 
 std::vector<v1::PoolState> Coordinator::AllStates() {
