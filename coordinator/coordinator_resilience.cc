@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "common/layout_proto.h"
 #include "coordinator/coordinator_internal.h"
+#include "coordinator/elastic_dp.h"
 #include "coordinator/state_file.h"
 #include "spdlog/spdlog.h"
 #include "cohort/v1/state.pb.h"
@@ -153,31 +154,19 @@ void Coordinator::RefillFromStandby(Pool& pool, Member& lost, Completions& out) 
 }
 
 void Coordinator::ShrinkDp(Pool& pool, Completions& out) {
-  const ParallelConfig& config = *pool.config;
-  const int dp = static_cast<int>(config.data_parallel_size);
-  const int replica = pool.world_size / dp;  // dp is the outermost dimension
-  std::set<int> broken;
-  for (int r : MissingRanks(pool)) broken.insert(r / replica);
-  ParallelConfig smaller = config;
-  smaller.data_parallel_size = dp - static_cast<int>(broken.size());
-  smaller.world_size = smaller.data_parallel_size * replica;
-  absl::StatusOr<DerivedSizes> derived = ValidateParallelConfig(smaller);
-  if (smaller.data_parallel_size < 1 || !derived.ok() || derived->standalone_hsdp) {
+  const ParallelConfig config = *pool.config;
+  absl::StatusOr<DpShrink> shrink = cohort::coordinator::ShrinkDp(config, MissingRanks(pool));
+  if (!shrink.ok()) {
     spdlog::warn("pool {}: elastic dp cannot shrink {}: {}", pool.name, config.ShortString(),
-                 smaller.data_parallel_size < 1 ? "no dp replica is complete"
-                                                : std::string(derived.status().message()));
+                 std::string(shrink.status().message()));
     return;
   }
-  // Surviving replicas keep their order; ranks above a dropped replica move down by one
-  // replica. Members of a dropped replica wait as standbys.
-  std::map<int, int> new_replica;
-  for (int d = 0, next = 0; d < dp; ++d) {
-    if (!broken.count(d)) new_replica[d] = next++;
-  }
+  const ParallelConfig& smaller = shrink->config;
+  // Members of a dropped replica wait as standbys; the others move to their new ranks.
   for (auto& [identity, m] : pool.members) {
     if (m.rank < 0) continue;
-    auto it = new_replica.find(m.rank / replica);
-    if (it == new_replica.end()) {
+    auto it = shrink->new_rank.find(m.rank);
+    if (it == shrink->new_rank.end()) {
       m.rank = -1;
       m.phase = m.sink != nullptr ? v1::MEMBER_PHASE_STANDBY : v1::MEMBER_PHASE_LEFT;
       pool.durable_ranks.erase(identity);
@@ -188,7 +177,7 @@ void Coordinator::ShrinkDp(Pool& pool, Completions& out) {
       }
       continue;
     }
-    const int rank = it->second * replica + m.rank % replica;
+    const int rank = it->second;
     if (rank != m.rank && m.sink != nullptr) {
       v1::CoordinatorMessage message;
       message.mutable_rank_assignment()->set_rank(rank);
@@ -203,7 +192,7 @@ void Coordinator::ShrinkDp(Pool& pool, Completions& out) {
   pool.layout = *Layout::Build(smaller);
   pool.world_size = pool.layout->world_size();
   spdlog::warn("pool {}: elastic dp: {} -> {} (replicas lost: {})", pool.name, before,
-               smaller.ShortString(), broken.size());
+               smaller.ShortString(), shrink->replicas_dropped);
   Emit(pool, v1::EVENT_KIND_CONFIGURED, -1, "",
        absl::StrCat("elastic dp: shrunk ", before, " to ", smaller.ShortString()));
   SetPhase(pool, v1::POOL_PHASE_WAITING);
@@ -219,7 +208,7 @@ void Coordinator::MaybeGrowDp(Pool& pool, Completions& out) {
   }
   int available = 0;
   for (const auto& [identity, m] : pool.members) available += m.sink != nullptr;
-  if (available < pool.full_config->world_size) return;
+  if (!CanGrowBack(*pool.full_config, available)) return;
   spdlog::info("pool {}: elastic dp: {} agents available, growing back to {}", pool.name,
                available, pool.full_config->ShortString());
   pool.grow_after_teardown = true;
