@@ -103,6 +103,8 @@ Coordinator::Coordinator(CoordinatorOptions options, Clock* clock, TimerQueue* t
 Coordinator::Coordinator(CoordinatorOptions options, Clock* clock, TimerQueue* timers,
                          std::unique_ptr<StateStore> store)
     : options_(std::move(options)),
+      authorizer_(options_.authorizer != nullptr ? options_.authorizer
+                                                 : std::make_shared<AllowAll>()),
       clock_(clock),
       timers_(timers),
       store_(std::move(store)),
@@ -250,6 +252,16 @@ void Coordinator::Touch(Pool& pool, Completions& out) {
 
 // ---- Agent-facing -------------------------------------------------------------------------
 
+absl::Status Coordinator::Authorize(const Caller& caller, Action action,
+                                    const std::string& pool) const {
+  absl::Status allowed = authorizer_->Authorize(caller, action, pool);
+  if (allowed.ok()) return allowed;
+  spdlog::warn("refused {} on pool '{}' to {}{}: {}", ActionName(action), Printable(pool, 64),
+               Printable(caller.identity, 253), caller.authenticated ? "" : " (unauthenticated)",
+               std::string(allowed.message()));
+  return Refuse("authorization", std::move(allowed));
+}
+
 absl::Status Coordinator::Refuse(const std::string& check, absl::Status status) const {
   absl::MutexLock lock(&refusals_mu_);
   ++refusals_[check];
@@ -362,7 +374,11 @@ void Coordinator::RememberRank(Pool& pool, const std::string& identity, int rank
   pool.durable_ranks[identity] = rank;
 }
 
-absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& request) {
+absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& request,
+                                                   const Caller& caller) {
+  if (absl::Status s = Authorize(caller, Action::kJoin, PoolName(request.pool())); !s.ok()) {
+    return s;
+  }
   if (absl::Status s = CheckJoinRequest(request); !s.ok()) return s;
   Completions done;
   v1::JoinResponse response;
@@ -525,7 +541,15 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
   return response;
 }
 
-absl::Status Coordinator::Attach(const std::string& session_id, SessionSink* sink) {
+absl::Status Coordinator::Attach(const std::string& session_id, SessionSink* sink,
+                                const Caller& caller) {
+  std::string pool_name;
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = sessions_.find(session_id); it != sessions_.end()) pool_name = it->second.first;
+  }
+  // An unknown session is refused below, as before, once the caller may join at all.
+  if (absl::Status s = Authorize(caller, Action::kJoin, PoolName(pool_name)); !s.ok()) return s;
   Completions done;
   {
     absl::MutexLock lock(&mu_);
@@ -1119,7 +1143,10 @@ absl::Status CheckKeys(int count, const std::function<const std::string&(int)>& 
 
 }  // namespace
 
-absl::Status Coordinator::KvSet(const v1::KvSetRequest& request) {
+absl::Status Coordinator::KvSet(const v1::KvSetRequest& request, const Caller& caller) {
+  if (absl::Status s = Authorize(caller, Action::kStore, PoolName(request.pool())); !s.ok()) {
+    return s;
+  }
   if (absl::Status s = CheckKeys(request.entries_size(),
                                  [&](int i) -> const std::string& {
                                    return request.entries(i).key();
@@ -1153,7 +1180,11 @@ absl::Status Coordinator::KvSet(const v1::KvSetRequest& request) {
 
 Coordinator::Cancel Coordinator::KvGet(
     const v1::KvGetRequest& request,
-    std::function<void(absl::StatusOr<v1::KvGetResponse>)> reply) {
+    std::function<void(absl::StatusOr<v1::KvGetResponse>)> reply, const Caller& caller) {
+  if (absl::Status s = Authorize(caller, Action::kStore, PoolName(request.pool())); !s.ok()) {
+    reply(s);
+    return nullptr;
+  }
   absl::Status refused = CheckKeys(request.keys_size(), [&](int i) -> const std::string& {
     return request.keys(i);
   });
@@ -1234,7 +1265,11 @@ Coordinator::Cancel Coordinator::KvGet(
 // ---- Admin ----------------------------------------------------------------------------------
 
 absl::StatusOr<v1::InitializeResponse> Coordinator::Initialize(
-    const v1::InitializeRequest& request) {
+    const v1::InitializeRequest& request, const Caller& caller) {
+  if (absl::Status s = Authorize(caller, Action::kInitialize, PoolName(request.pool()));
+      !s.ok()) {
+    return s;
+  }
   const ParallelConfig config = FromProto(request.config());
   const Limits& limits = options_.limits;
   if (config.world_size > limits.max_world_size) {
@@ -1323,7 +1358,11 @@ absl::StatusOr<v1::InitializeResponse> Coordinator::Initialize(
   return response;
 }
 
-absl::StatusOr<v1::DestroyResponse> Coordinator::Destroy(const v1::DestroyRequest& request) {
+absl::StatusOr<v1::DestroyResponse> Coordinator::Destroy(const v1::DestroyRequest& request,
+                                                         const Caller& caller) {
+  if (absl::Status s = Authorize(caller, Action::kDestroy, PoolName(request.pool())); !s.ok()) {
+    return s;
+  }
   if (!v1::DestroyScope_IsValid(request.scope())) {
     return Refuse("enum", absl::InvalidArgumentError(absl::StrCat(
         "unknown destroy scope ", request.scope(),
@@ -1391,7 +1430,9 @@ TimerQueue::TimerId Coordinator::AfterAttachTimeout(std::function<void()> fn) {
 
 void Coordinator::CancelAttachTimer(TimerQueue::TimerId id) { CancelTimer(id); }
 
-absl::Status Coordinator::DeletePool(const std::string& name, bool force) {
+absl::Status Coordinator::DeletePool(const std::string& name, bool force,
+                                    const Caller& caller) {
+  if (absl::Status s = Authorize(caller, Action::kDeletePool, PoolName(name)); !s.ok()) return s;
   Completions done;
   {
     absl::MutexLock lock(&mu_);

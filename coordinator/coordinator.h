@@ -46,6 +46,8 @@
 #include "common/clock.h"
 #include "common/layout.h"
 #include "common/timer_queue.h"
+#include "coordinator/authorizer.h"
+#include "coordinator/caller.h"
 #include "coordinator/event_log.h"
 #include "coordinator/kv_store.h"
 #include "coordinator/limits.h"
@@ -95,6 +97,8 @@ struct CoordinatorOptions {
   // Create a pool when an agent joins an unknown one (otherwise only `pools` and those made by
   // Initialize exist). The coordinator's --auto-create-pools / --no-auto-create-pools.
   bool create_pools_on_join = true;
+  // Who may do what (authorizer.h); null: everyone may do everything.
+  std::shared_ptr<const Authorizer> authorizer;
   // Bounds on everything a client's input can grow (limits.h).
   Limits limits;
   // Pools configured at startup: they start themselves once their world is complete.
@@ -119,16 +123,24 @@ class Coordinator {
   Coordinator(const Coordinator&) = delete;
   Coordinator& operator=(const Coordinator&) = delete;
 
+  // Every agent and admin entry point takes the Caller (caller.h) and asks the Authorizer
+  // (options.authorizer) first: a refusal is returned (or passed to the callback) before any
+  // state is read or changed. Errors, besides those listed per method: PERMISSION_DENIED or
+  // UNAUTHENTICATED from the Authorizer. The default Caller is Caller::InProcess().
+
   // ---- Agent-facing --------------------------------------------------------------------------
 
   // Admits an agent. Errors: INVALID_ARGUMENT (no identity or incarnation); ALREADY_EXISTS (a
   // different, still-connected incarnation holds the identity: retry after it is gone);
   // NOT_FOUND (unknown pool and pools are not created on join).
-  absl::StatusOr<v1::JoinResponse> Join(const v1::JoinRequest& request);
+  absl::StatusOr<v1::JoinResponse> Join(const v1::JoinRequest& request,
+                                        const Caller& caller = Caller::InProcess());
 
   // Binds a session stream to a joined member. Errors: NOT_FOUND (unknown or superseded
   // session id: join again).
-  absl::Status Attach(const std::string& session_id, SessionSink* sink);
+  // The caller needs Action::kJoin on the session's pool.
+  absl::Status Attach(const std::string& session_id, SessionSink* sink,
+                      const Caller& caller = Caller::InProcess());
 
   // The session stream ended (the agent went away or the transport broke). Idempotent; only
   // acts while `sink` is still the member's sink.
@@ -140,38 +152,46 @@ class Coordinator {
 
   // Rendezvous store. Errors: NOT_FOUND (pool); ABORTED (generation is not current);
   // ALREADY_EXISTS (set_once key written twice).
-  absl::Status KvSet(const v1::KvSetRequest& request);
+  absl::Status KvSet(const v1::KvSetRequest& request, const Caller& caller = Caller::InProcess());
   // Calls `done` exactly once: with the values, DEADLINE_EXCEEDED naming the missing keys, or
   // ABORTED if the generation changes first — unless the returned cancel function is called
   // first (the caller went away): the waiter is then dropped at once and `done` never called.
   // The cancel function is empty when `done` already ran.
   using Cancel = std::function<void()>;
   Cancel KvGet(const v1::KvGetRequest& request,
-               std::function<void(absl::StatusOr<v1::KvGetResponse>)> done);
+               std::function<void(absl::StatusOr<v1::KvGetResponse>)> done,
+               const Caller& caller = Caller::InProcess());
 
   // ---- Admin ---------------------------------------------------------------------------------
 
   // Errors: INVALID_ARGUMENT (bad config: the layout engine's message; unknown backend; a
   // backend some member cannot drive); FAILED_PRECONDITION (the pool is initializing, ready or
   // destroying: destroy first).
-  absl::StatusOr<v1::InitializeResponse> Initialize(const v1::InitializeRequest& request);
+  absl::StatusOr<v1::InitializeResponse> Initialize(const v1::InitializeRequest& request,
+                                                    const Caller& caller = Caller::InProcess());
   // Errors: NOT_FOUND (pool); FAILED_PRECONDITION (nothing to destroy).
-  absl::StatusOr<v1::DestroyResponse> Destroy(const v1::DestroyRequest& request);
+  absl::StatusOr<v1::DestroyResponse> Destroy(const v1::DestroyRequest& request,
+                                              const Caller& caller = Caller::InProcess());
   // Tells every member to run the verification all-reduce again. Errors: NOT_FOUND;
   // FAILED_PRECONDITION unless the pool is READY.
-  absl::StatusOr<v1::CheckResponse> Check(const v1::CheckRequest& request);
+  absl::StatusOr<v1::CheckResponse> Check(const v1::CheckRequest& request,
+                                          const Caller& caller = Caller::InProcess());
   // Errors: NOT_FOUND (pool). `rank` keeps only that member and the groups holding it; `kind`
   // keeps only groups of that kind.
   absl::StatusOr<v1::PoolState> GetState(const std::string& pool,
                                          std::optional<int> rank = std::nullopt,
-                                         std::optional<GroupKind> kind = std::nullopt);
-  std::vector<v1::PoolSummary> ListPools();
+                                         std::optional<GroupKind> kind = std::nullopt,
+                                         const Caller& caller = Caller::InProcess());
+  // The pools the caller may read (Action::kRead), by name.
+  std::vector<v1::PoolSummary> ListPools(const Caller& caller = Caller::InProcess());
   // Errors: NOT_FOUND (pool).
   absl::StatusOr<std::vector<v1::Event>> GetEvents(const std::string& pool, int64_t after_seq,
-                                                   int limit);
+                                                   int limit,
+                                                   const Caller& caller = Caller::InProcess());
   // Streams events of `pool` (empty: all pools) to `sink`, after a snapshot of each watched
   // pool when `snapshot`. Returns an id for RemoveWatcher. Errors: NOT_FOUND (pool).
-  absl::StatusOr<uint64_t> AddWatcher(const std::string& pool, bool snapshot, WatchSink* sink);
+  absl::StatusOr<uint64_t> AddWatcher(const std::string& pool, bool snapshot, WatchSink* sink,
+                                      const Caller& caller = Caller::InProcess());
   void RemoveWatcher(uint64_t id);
   // Called under the coordinator's lock for every event (metrics, health): must be quick and
   // must not call back into the Coordinator.
@@ -183,7 +203,8 @@ class Coordinator {
   // Errors passed to done: NOT_FOUND; RESOURCE_EXHAUSTED past --max-state-waiters. Like KvGet,
   // returns a cancel function for a caller that goes away.
   Cancel WaitForState(const std::string& pool, int64_t after_version, absl::Time deadline,
-                      std::function<void(absl::StatusOr<v1::PoolState>)> done);
+                      std::function<void(absl::StatusOr<v1::PoolState>)> done,
+                      const Caller& caller = Caller::InProcess());
 
   // Checks heartbeats now (the TimerQueue also runs this every heartbeat interval).
   void SweepHeartbeats();
@@ -195,7 +216,8 @@ class Coordinator {
 
   // Deletes a pool and everything it holds. Errors: NOT_FOUND; FAILED_PRECONDITION while
   // members are attached, unless `force` (their sessions are then closed).
-  absl::Status DeletePool(const std::string& pool, bool force);
+  absl::Status DeletePool(const std::string& pool, bool force,
+                          const Caller& caller = Caller::InProcess());
 
   // Requests refused at the door or past a limit, by the check that refused them (e.g.
   // "max-members-per-pool", "identity"): for the refusals metric.
@@ -348,6 +370,10 @@ class Coordinator {
   // timers_->Schedule for a callback that uses this coordinator (see alive_).
   TimerQueue::TimerId Schedule(absl::Time when, std::function<void()> fn);
   v1::PoolState Snapshot(const Pool& pool) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Every pool's summary, unfiltered.
+  std::vector<v1::PoolSummary> ListAllPools() ABSL_LOCKS_EXCLUDED(mu_);
+  // The Authorizer's answer for `caller` doing `action` on `pool` (counted as a refusal).
+  absl::Status Authorize(const Caller& caller, Action action, const std::string& pool) const;
   // Counts a refusal by `check` and returns `status` (not OK).
   absl::Status Refuse(const std::string& check, absl::Status status) const;
   // The checks of a JoinRequest that need no state: names, ranges, sizes.
@@ -369,6 +395,8 @@ class Coordinator {
   void Sweep(absl::Duration late);
 
   const CoordinatorOptions options_;
+  // options_.authorizer, or AllowAll.
+  const std::shared_ptr<const Authorizer> authorizer_;
   Clock* const clock_;
   TimerQueue* const timers_;
   // Expires with the coordinator; every timer it schedules checks it first.

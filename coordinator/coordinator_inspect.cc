@@ -48,7 +48,8 @@ void Coordinator::AddEventListener(std::function<void(const v1::Event&)> listene
 }
 
 absl::StatusOr<uint64_t> Coordinator::AddWatcher(const std::string& pool_name, bool snapshot,
-                                                 WatchSink* sink) {
+                                                 WatchSink* sink, const Caller& caller) {
+  if (absl::Status s = Authorize(caller, Action::kRead, pool_name); !s.ok()) return s;
   absl::MutexLock lock(&mu_);
   if (!pool_name.empty() && FindPool(pool_name) == nullptr) {
     return absl::NotFoundError(absl::StrCat("unknown pool '", Printable(pool_name, 64), "'"));
@@ -74,7 +75,18 @@ void Coordinator::RemoveWatcher(uint64_t id) {
   events_.RemoveWatcher(id);
 }
 
-std::vector<v1::PoolSummary> Coordinator::ListPools() {
+std::vector<v1::PoolSummary> Coordinator::ListPools(const Caller& caller) {
+  std::vector<v1::PoolSummary> out = ListAllPools();
+  // Pools the caller may not read are left out (not a refusal: the list is just shorter).
+  out.erase(std::remove_if(out.begin(), out.end(),
+                           [&](const v1::PoolSummary& s) {
+                             return !authorizer_->Authorize(caller, Action::kRead, s.pool()).ok();
+                           }),
+            out.end());
+  return out;
+}
+
+std::vector<v1::PoolSummary> Coordinator::ListAllPools() {
   absl::MutexLock lock(&mu_);
   std::vector<v1::PoolSummary> out;
   for (const auto& [name, pool] : pools_) {
@@ -97,7 +109,9 @@ std::vector<v1::PoolSummary> Coordinator::ListPools() {
 }
 
 absl::StatusOr<std::vector<v1::Event>> Coordinator::GetEvents(const std::string& pool_name,
-                                                              int64_t after_seq, int limit) {
+                                                              int64_t after_seq, int limit,
+                                                              const Caller& caller) {
+  if (absl::Status s = Authorize(caller, Action::kRead, PoolName(pool_name)); !s.ok()) return s;
   absl::MutexLock lock(&mu_);
   Pool* pool = FindPool(PoolName(pool_name));
   if (pool == nullptr) {
@@ -115,7 +129,9 @@ std::vector<v1::PoolState> Coordinator::AllStates() {
 
 absl::StatusOr<v1::PoolState> Coordinator::GetState(const std::string& pool_name,
                                                     std::optional<int> rank,
-                                                    std::optional<GroupKind> kind) {
+                                                    std::optional<GroupKind> kind,
+                                                    const Caller& caller) {
+  if (absl::Status s = Authorize(caller, Action::kRead, PoolName(pool_name)); !s.ok()) return s;
   absl::MutexLock lock(&mu_);
   Pool* pool = FindPool(PoolName(pool_name));
   if (pool == nullptr) {
@@ -166,7 +182,11 @@ absl::StatusOr<v1::PoolState> Coordinator::GetState(const std::string& pool_name
 
 Coordinator::Cancel Coordinator::WaitForState(
     const std::string& pool_name, int64_t after_version, absl::Time deadline,
-    std::function<void(absl::StatusOr<v1::PoolState>)> done) {
+    std::function<void(absl::StatusOr<v1::PoolState>)> done, const Caller& caller) {
+  if (absl::Status s = Authorize(caller, Action::kRead, PoolName(pool_name)); !s.ok()) {
+    done(s);
+    return nullptr;
+  }
   std::function<void()> now;
   Cancel cancel;
   {
@@ -220,7 +240,11 @@ Coordinator::Cancel Coordinator::WaitForState(
   return cancel;
 }
 
-absl::StatusOr<v1::CheckResponse> Coordinator::Check(const v1::CheckRequest& request) {
+absl::StatusOr<v1::CheckResponse> Coordinator::Check(const v1::CheckRequest& request,
+                                                     const Caller& caller) {
+  if (absl::Status s = Authorize(caller, Action::kCheck, PoolName(request.pool())); !s.ok()) {
+    return s;
+  }
   absl::MutexLock lock(&mu_);
   Pool* pool = FindPool(PoolName(request.pool()));
   if (pool == nullptr) {
