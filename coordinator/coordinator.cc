@@ -180,53 +180,16 @@ Coordinator::Pool& Coordinator::GetOrCreatePool(const std::string& name) {
   return pool;
 }
 
-Coordinator::Member* Coordinator::FindMemberBySession(const std::string& session_id,
+Member* Coordinator::FindMemberBySession(const std::string& session_id,
                                                       Pool** pool_out) {
   auto it = sessions_.find(session_id);
   if (it == sessions_.end()) return nullptr;
   Pool* pool = FindPool(it->second.first);
   if (pool == nullptr) return nullptr;
-  auto m = pool->members.find(it->second.second);
-  if (m == pool->members.end() || m->second.session_id != session_id) return nullptr;
+  auto m = pool->roster.members().find(it->second.second);
+  if (m == pool->roster.members().end() || m->second.session_id != session_id) return nullptr;
   if (pool_out != nullptr) *pool_out = pool;
   return &m->second;
-}
-
-Coordinator::Member* Coordinator::MemberAtRank(Pool& pool, int rank) {
-  for (auto& [identity, m] : pool.members) {
-    if (m.rank == rank) return &m;
-  }
-  return nullptr;
-}
-
-int Coordinator::AssignRank(Pool& pool, std::optional<int> hint) {
-  std::vector<bool> taken;
-  for (const auto& [identity, m] : pool.members) {
-    if (m.rank < 0) continue;
-    if (static_cast<size_t>(m.rank) >= taken.size()) taken.resize(m.rank + 1, false);
-    taken[m.rank] = true;
-  }
-  auto is_free = [&](int r) { return static_cast<size_t>(r) >= taken.size() || !taken[r]; };
-  const int world = pool.world_size;
-  if (hint.has_value() && *hint >= 0 && (world == 0 || *hint < world) && is_free(*hint)) {
-    return *hint;
-  }
-  for (int r = 0; world == 0 || r < world; ++r) {
-    if (is_free(r)) return r;
-  }
-  return -1;  // standby
-}
-
-std::vector<int> Coordinator::MissingRanks(const Pool& pool) const {
-  std::vector<bool> present(pool.world_size, false);
-  for (const auto& [identity, m] : pool.members) {
-    if (m.rank >= 0 && m.rank < pool.world_size && m.sink != nullptr) present[m.rank] = true;
-  }
-  std::vector<int> missing;
-  for (int r = 0; r < pool.world_size; ++r) {
-    if (!present[r]) missing.push_back(r);
-  }
-  return missing;
 }
 
 void Coordinator::Touch(Pool& pool, Completions& out) {
@@ -366,14 +329,6 @@ absl::StatusOr<Coordinator::Pool*> Coordinator::FindOrCreatePool(const std::stri
   return &GetOrCreatePool(name);
 }
 
-void Coordinator::RememberRank(Pool& pool, const std::string& identity, int rank) {
-  for (auto it = pool.durable_ranks.begin(); it != pool.durable_ranks.end();) {
-    it = it->second == rank && it->first != identity ? pool.durable_ranks.erase(it)
-                                                      : std::next(it);
-  }
-  pool.durable_ranks[identity] = rank;
-}
-
 absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& request,
                                                    const Caller& caller) {
   if (absl::Status s = Authorize(caller, Action::kJoin, PoolName(request.pool())); !s.ok()) {
@@ -388,9 +343,9 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
     absl::StatusOr<Pool*> found = FindOrCreatePool(pool_name, options_.create_pools_on_join);
     if (!found.ok()) return found.status();
     Pool* pool = *found;
-    auto it = pool->members.find(request.identity());
+    auto it = pool->roster.members().find(request.identity());
     Member* member = nullptr;
-    if (it != pool->members.end()) {
+    if (it != pool->roster.members().end()) {
       member = &it->second;
       // A live session is only ever replaced by the process that holds it: the same incarnation
       // naming its current session id (a secret only that process got from Join). Anyone
@@ -420,10 +375,10 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
       spdlog::info("pool {}: {} rejoins as incarnation {} (rank {})", pool_name,
                    request.identity(), request.incarnation(), member->rank);
     } else {
-      if (static_cast<int>(pool->members.size()) >= options_.limits.max_members_per_pool) {
+      if (static_cast<int>(pool->roster.members().size()) >= options_.limits.max_members_per_pool) {
         return Refuse("max-members-per-pool",
                       LimitExceeded(absl::StrCat("pool '", pool_name, "' has ",
-                                                 pool->members.size(), " members and standbys"),
+                                                 pool->roster.members().size(), " members and standbys"),
                                     options_.limits.max_members_per_pool,
                                     "max-members-per-pool"));
       }
@@ -440,21 +395,21 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
         // the coordinator restarted without a state file. Recover from the members' reports.
         StartRecovery(*pool);
       }
-      member = &pool->members[request.identity()];
+      member = &pool->roster.members()[request.identity()];
       member->identity = request.identity();
       if (pool->phase == v1::POOL_PHASE_RECOVERING) {
         // Held ranks are reserved for their holders until recovery ends; anyone else waits.
-        member->rank = RecoveryRank(*pool, request);
+        member->rank = pool->roster.RecoveryRank(request, pool->world_size);
       } else {
         std::optional<int> hint;
         if (request.has_rank_hint() && request.rank_hint() >= 0) hint = request.rank_hint();
         // What the agent holds beats the state file, which beats its hint.
-        if (auto it = pool->durable_ranks.find(request.identity());
-            it != pool->durable_ranks.end()) {
+        if (auto it = pool->roster.durable_ranks().find(request.identity());
+            it != pool->roster.durable_ranks().end()) {
           hint = it->second;
         }
         if (request.held().holding()) hint = request.held().rank();
-        member->rank = AssignRank(*pool, hint);
+        member->rank = pool->roster.FreeRank(hint, pool->world_size);
       }
       if (request.held().holding() && member->rank != request.held().rank()) {
         spdlog::warn("pool {}: {} reports holding rank {} but that rank is taken; it gets {}",
@@ -510,7 +465,7 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
                       member->held.holding()
                           ? absl::StrCat(", holding generation ", member->held.generation())
                           : ""));
-    if (member->rank >= 0) RememberRank(*pool, member->identity, member->rank);
+    if (member->rank >= 0) pool->roster.RememberRank(member->identity, member->rank);
     SaveState();
     // A session that never attaches gives its rank back.
     const std::string session_id = member->session_id;
@@ -525,7 +480,7 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
                      m->identity);
         sessions_.erase(session_id);
         Emit(*p, v1::EVENT_KIND_LEFT, m->rank, m->identity, "joined but never attached");
-        p->members.erase(m->identity);
+        p->roster.members().erase(m->identity);
         Touch(*p, late);
       }
       Finish(late);
@@ -582,7 +537,7 @@ absl::Status Coordinator::Attach(const std::string& session_id, SessionSink* sin
     // A standby that attaches to a degraded pool refills a lost rank at once.
     if (member->rank < 0 && pool->phase == v1::POOL_PHASE_DEGRADED) {
       std::vector<Member*> lost;
-      for (auto& [identity, m] : pool->members) {
+      for (auto& [identity, m] : pool->roster.members()) {
         if (m.rank >= 0 && m.sink == nullptr) lost.push_back(&m);
       }
       for (Member* m : lost) RefillFromStandby(*pool, *m, done);
@@ -615,7 +570,7 @@ void Coordinator::LoseMember(Pool& pool, Member& member, const std::string& reas
                reason);
   Emit(pool, v1::EVENT_KIND_MEMBER_LOST, member.rank, member.identity, reason);
   if (member.rank < 0) {
-    pool.members.erase(member.identity);  // standbys hold nothing worth remembering
+    pool.roster.members().erase(member.identity);  // standbys hold nothing worth remembering
     Touch(pool, out);
     return;
   }
@@ -642,7 +597,7 @@ void Coordinator::LoseMember(Pool& pool, Member& member, const std::string& reas
                 if (p == nullptr) return;
                 p->elastic_timer = 0;
                 if (p->generation == generation && p->phase == v1::POOL_PHASE_DEGRADED &&
-                    !MissingRanks(*p).empty()) {
+                    !p->roster.MissingRanks(p->world_size).empty()) {
                   ShrinkDp(*p, done);
                 }
               }
@@ -815,7 +770,7 @@ void Coordinator::Sweep(absl::Duration late) {
     }
     for (auto& [name, pool] : pools_) {
       std::vector<Member*> stale;
-      for (auto& [identity, m] : pool.members) {
+      for (auto& [identity, m] : pool.roster.members()) {
         const absl::Time heard = std::max(m.last_heartbeat, stalled_until_);
         if (m.sink != nullptr && now - heard > limit) stale.push_back(&m);
       }
@@ -844,7 +799,7 @@ void Coordinator::MaybeStart(Pool& pool, Completions& out) {
       (pool.phase != v1::POOL_PHASE_WAITING && pool.phase != v1::POOL_PHASE_DEGRADED)) {
     return;
   }
-  if (!MissingRanks(pool).empty()) return;
+  if (!pool.roster.MissingRanks(pool.world_size).empty()) return;
   StartGeneration(pool, out);
 }
 
@@ -883,7 +838,7 @@ void Coordinator::StartGeneration(Pool& pool, Completions& out) {
   // hold the same ranks with the same backend.
   bool reuse = pool.world_alive;
   for (int r = 0; reuse && r < pool.world_size; ++r) {
-    Member* m = MemberAtRank(pool, r);
+    Member* m = pool.roster.AtRank(r);
     auto it = pool.world_incarnations.find(r);
     reuse = m != nullptr && it != pool.world_incarnations.end() && it->second == m->incarnation;
   }
@@ -893,7 +848,7 @@ void Coordinator::StartGeneration(Pool& pool, Completions& out) {
   pool.plans_sent_at = clock_->Now();
   pool.init_ms = 0;
   for (int r = 0; r < pool.world_size; ++r) {
-    Member* m = MemberAtRank(pool, r);
+    Member* m = pool.roster.AtRank(r);
     m->phase = v1::MEMBER_PHASE_INITIALIZING;
     m->report.Clear();
     m->progress.Clear();
@@ -934,7 +889,7 @@ void Coordinator::OnGenerationDeadline(const std::string& pool_name, int64_t gen
     }
     pool->deadline_timer = 0;
     std::vector<std::string> missing;
-    for (auto& [identity, m] : pool->members) {
+    for (auto& [identity, m] : pool->roster.members()) {
       if (m.rank >= 0 && m.phase != v1::MEMBER_PHASE_READY) {
         missing.push_back(absl::StrCat(m.rank, " (", identity, ")"));
       }
@@ -960,7 +915,7 @@ void Coordinator::FailGeneration(Pool& pool, const std::string& error, Completio
            absl::StrCat("generation ", pool.generation, " failed: ", error)))) {
     out.push_back(std::move(fn));
   }
-  for (auto& [identity, m] : pool.members) {
+  for (auto& [identity, m] : pool.roster.members()) {
     if (m.rank < 0 || m.sink == nullptr) continue;
     v1::CoordinatorMessage message;
     v1::Teardown* teardown = message.mutable_teardown();
@@ -992,7 +947,7 @@ void Coordinator::HandleReport(Pool& pool, Member& member, const v1::GenerationR
   Emit(pool, v1::EVENT_KIND_MEMBER_READY, member.rank, member.identity,
        absl::StrCat("ready in ", report.total_us() / 1000, " ms"));
   int ready = 0;
-  for (const auto& [identity, m] : pool.members) {
+  for (const auto& [identity, m] : pool.roster.members()) {
     if (m.rank >= 0 && m.phase == v1::MEMBER_PHASE_READY) ++ready;
   }
   if (ready == pool.world_size) {
@@ -1029,7 +984,7 @@ void Coordinator::HandleTeardownReport(Pool& pool, Member& member,
 void Coordinator::FinishTeardownIfDone(Pool& pool, bool force, Completions& out) {
   if (pool.phase != v1::POOL_PHASE_DESTROYING) return;
   std::vector<Member*> waiting;
-  for (auto& [identity, m] : pool.members) {
+  for (auto& [identity, m] : pool.roster.members()) {
     if (m.rank >= 0 && m.sink != nullptr && !m.teardown_reported) waiting.push_back(&m);
   }
   if (!waiting.empty() && !force) return;
@@ -1058,11 +1013,11 @@ void Coordinator::FinishTeardownIfDone(Pool& pool, bool force, Completions& out)
   pool.world_incarnations.clear();
   if (pool.world_alive) {
     pool.world_generation = pool.generation;
-    for (const auto& [identity, m] : pool.members) {
+    for (const auto& [identity, m] : pool.roster.members()) {
       if (m.rank >= 0) pool.world_incarnations[m.rank] = m.incarnation;
     }
   }
-  for (auto& [identity, m] : pool.members) {
+  for (auto& [identity, m] : pool.roster.members()) {
     if (m.rank >= 0 && m.phase != v1::MEMBER_PHASE_FAILED) m.phase = v1::MEMBER_PHASE_JOINED;
   }
   if (pool.grow_after_teardown) {
@@ -1315,7 +1270,7 @@ absl::StatusOr<v1::InitializeResponse> Coordinator::Initialize(
           "pool '", pool.name, "' already has a config waiting for members: ",
           pool.config->ShortString()));
     }
-    for (const auto& [identity, m] : pool.members) {
+    for (const auto& [identity, m] : pool.roster.members()) {
       if (m.rank < 0 || m.rank >= layout->world_size() || m.join.backends().empty()) continue;
       const auto& b = m.join.backends();
       if (std::find(b.begin(), b.end(), backend) == b.end()) {
@@ -1337,11 +1292,11 @@ absl::StatusOr<v1::InitializeResponse> Coordinator::Initialize(
     SetPhase(pool, v1::POOL_PHASE_WAITING);
     pool.error.clear();
     // Ranks outside the new world become standbys; standbys fill ranks inside it.
-    for (auto& [identity, m] : pool.members) {
+    for (auto& [identity, m] : pool.roster.members()) {
       if (m.rank >= pool.world_size) {
         m.rank = -1;
         m.phase = v1::MEMBER_PHASE_STANDBY;
-        pool.durable_ranks.erase(identity);
+        pool.roster.ForgetRank(identity);
       }
     }
     PromoteStandbys(pool, "standby promoted");
@@ -1394,7 +1349,7 @@ absl::StatusOr<v1::DestroyResponse> Coordinator::Destroy(const v1::DestroyReques
     const bool abort = pool->phase != v1::POOL_PHASE_READY && !world_only;
     CancelTimer(pool->deadline_timer);
     SetPhase(*pool, v1::POOL_PHASE_DESTROYING);
-    for (auto& [identity, m] : pool->members) {
+    for (auto& [identity, m] : pool->roster.members()) {
       m.teardown_reported = false;
       if (m.rank < 0 || m.sink == nullptr) continue;
       v1::CoordinatorMessage message;
@@ -1443,7 +1398,7 @@ absl::Status Coordinator::DeletePool(const std::string& name, bool force,
           absl::StrCat("unknown pool '", Printable(pool_name, 64), "'"));
     }
     int attached = 0;
-    for (const auto& [identity, m] : pool->members) attached += m.sink != nullptr;
+    for (const auto& [identity, m] : pool->roster.members()) attached += m.sink != nullptr;
     if (attached > 0 && !force) {
       return absl::FailedPreconditionError(absl::StrCat(
           "pool '", pool_name, "' has ", attached,
@@ -1452,7 +1407,7 @@ absl::Status Coordinator::DeletePool(const std::string& name, bool force,
     }
     spdlog::warn("pool {}: deleted{}", pool_name,
                  attached > 0 ? absl::StrCat(" (force: closing ", attached, " sessions)") : "");
-    for (auto& [identity, m] : pool->members) {
+    for (auto& [identity, m] : pool->roster.members()) {
       if (m.sink != nullptr) m.sink->Close(absl::StrCat("pool '", pool_name, "' was deleted"));
       m.sink = nullptr;
       sessions_.erase(m.session_id);

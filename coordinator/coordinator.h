@@ -51,6 +51,7 @@
 #include "coordinator/event_log.h"
 #include "coordinator/kv_store.h"
 #include "coordinator/limits.h"
+#include "coordinator/roster.h"
 #include "coordinator/state_persister.h"
 #include "coordinator/state_store.h"
 
@@ -234,26 +235,6 @@ class Coordinator {
   int64_t StateSaves() const;
 
  private:
-  struct Member {
-    std::string identity;
-    std::string incarnation;
-    std::string session_id;
-    int rank = -1;  // -1: standby
-    v1::JoinRequest join;
-    v1::MemberPhase phase = v1::MEMBER_PHASE_JOINED;
-    SessionSink* sink = nullptr;
-    bool ever_attached = false;
-    absl::Time last_heartbeat;
-    int64_t generation = 0;
-    v1::GenerationReport report;
-    v1::Progress progress;
-    std::string error;
-    bool teardown_reported = false;
-    uint64_t join_seq = 0;  // arrival order, for promoting standbys
-    absl::Time attached_at;
-    std::string backend;  // of the last plan
-    v1::HeldState held;   // what it reported holding when it (re)joined
-  };
   struct StateWaiter {
     int64_t after_version;
     std::function<void(absl::StatusOr<v1::PoolState>)> done;
@@ -268,7 +249,8 @@ class Coordinator {
     v1::PoolPhase phase = v1::POOL_PHASE_WAITING;
     int64_t generation = 0;
     int64_t version = 0;
-    std::map<std::string, Member> members;  // by identity
+    // Members, ranks and durable ranks.
+    Roster roster;
     std::string error;
     KvStore kv;
     // World communicator kept by a model-parallel destroy, and who held each rank then.
@@ -286,8 +268,6 @@ class Coordinator {
     std::map<uint64_t, StateWaiter> state_waiters;
     uint64_t next_waiter = 1;
     std::deque<v1::PhaseTransition> transitions;
-    // identity -> rank from the state file: returning agents get their old ranks.
-    std::map<std::string, int> durable_ranks;
     TimerQueue::TimerId recovery_timer = 0;
     // Elastic dp: the config before the pool shrank (grow back to it when agents return).
     std::optional<ParallelConfig> full_config;
@@ -300,9 +280,6 @@ class Coordinator {
   Pool& GetOrCreatePool(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Member* FindMemberBySession(const std::string& session_id, Pool** pool)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  Member* MemberAtRank(Pool& pool, int rank) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  int AssignRank(Pool& pool, std::optional<int> hint) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::vector<int> MissingRanks(const Pool& pool) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Changes bump the version and wake state waiters (their completions go to `out`).
   void Touch(Pool& pool, Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Starts the next generation if the pool has a config, is waiting and its world is complete.
@@ -334,10 +311,6 @@ class Coordinator {
   // INVALID_ARGUMENT unless a joining agent's held state is self-consistent (world size, rank
   // inside it, a built generation, a valid config of that world).
   absl::Status ValidateHeld(const v1::HeldState& held) const;
-  // The rank of an agent joining a RECOVERING pool: the rank it holds, else its rank from the
-  // state file, unless another member claims it; otherwise -1 (a standby until recovery ends).
-  int RecoveryRank(const Pool& pool, const v1::JoinRequest& request) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Tells a member to abort what it holds.
   void AbortHeld(Pool& pool, Member& member, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -381,10 +354,6 @@ class Coordinator {
   // The pool `name`, created if allowed and under the pool limit. Errors: NOT_FOUND (creation
   // off), RESOURCE_EXHAUSTED (--max-pools), INVALID_ARGUMENT (a bad name).
   absl::StatusOr<Pool*> FindOrCreatePool(const std::string& name, bool create)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Records identity -> rank for returning agents; one identity per rank (older ones dropped),
-  // so the map never outgrows the world.
-  void RememberRank(Pool& pool, const std::string& identity, int rank)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Records an event, streams it to watchers and listeners.
   void Emit(Pool& pool, v1::EventKind kind, int rank, const std::string& identity,

@@ -95,9 +95,9 @@ std::vector<v1::PoolSummary> Coordinator::ListAllPools() {
     s.set_phase(pool.phase);
     s.set_generation(pool.generation);
     s.set_world_size(pool.world_size);
-    s.set_members(static_cast<int>(pool.members.size()));
+    s.set_members(static_cast<int>(pool.roster.members().size()));
     int ready = 0;
-    for (const auto& [identity, m] : pool.members) {
+    for (const auto& [identity, m] : pool.roster.members()) {
       if (m.rank >= 0 && m.phase == v1::MEMBER_PHASE_READY) ++ready;
     }
     s.set_members_ready(ready);
@@ -254,7 +254,7 @@ absl::StatusOr<v1::CheckResponse> Coordinator::Check(const v1::CheckRequest& req
     return absl::FailedPreconditionError(absl::StrCat(
         "pool '", pool->name, "' is ", v1::PoolPhase_Name(pool->phase), ", not READY"));
   }
-  for (auto& [identity, m] : pool->members) {
+  for (auto& [identity, m] : pool->roster.members()) {
     if (m.rank < 0 || m.sink == nullptr) continue;
     v1::CoordinatorMessage message;
     message.mutable_check()->set_generation(pool->generation);
@@ -276,7 +276,7 @@ v1::PoolState Coordinator::Snapshot(const Pool& pool) const {
   *s.mutable_options() = pool.options;
   if (pool.layout.has_value()) *s.mutable_layout() = ToProto(*pool.layout);
   std::vector<const Member*> members;
-  for (const auto& [identity, m] : pool.members) members.push_back(&m);
+  for (const auto& [identity, m] : pool.roster.members()) members.push_back(&m);
   std::sort(members.begin(), members.end(), [](const Member* a, const Member* b) {
     // Ranked members by rank, then standbys by arrival.
     if ((a->rank < 0) != (b->rank < 0)) return a->rank >= 0;
@@ -315,7 +315,7 @@ v1::PoolState Coordinator::Snapshot(const Pool& pool) const {
   }
   s.set_members_ready(ready);
   for (const v1::PhaseTransition& t : pool.transitions) *s.add_transitions() = t;
-  for (int r : MissingRanks(pool)) s.add_missing_ranks(r);
+  for (int r : pool.roster.MissingRanks(pool.world_size)) s.add_missing_ranks(r);
   s.set_error(pool.error);
   s.set_init_ms(pool.init_ms);
   return s;
