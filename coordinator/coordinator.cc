@@ -7,7 +7,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/layout_proto.h"
+#include "coordinator/agent_input.h"
 #include "coordinator/coordinator_internal.h"
+#include "coordinator/plan.h"
 #include "spdlog/spdlog.h"
 
 namespace cohort::coordinator {
@@ -23,60 +25,6 @@ std::string NewSessionId() {
   absl::MutexLock lock(&mu);
   return absl::StrFormat("%016x%016x", absl::Uniform<uint64_t>(*gen),
                          absl::Uniform<uint64_t>(*gen));
-}
-
-// Cuts every free-text field of an agent message to kMaxFreeText printable bytes and bounds its
-// repeated fields (a rank is in at most one group of each kind).
-void CleanGroups(google::protobuf::RepeatedPtrField<v1::GroupReport>* groups) {
-  constexpr int kMaxGroups = 64;
-  while (groups->size() > kMaxGroups) groups->RemoveLast();
-  for (v1::GroupReport& g : *groups) {
-    if (!g.error().empty()) g.set_error(Printable(g.error()));
-    if (!g.async_error().empty()) g.set_async_error(Printable(g.async_error()));
-  }
-}
-
-void CleanAgentMessage(v1::AgentMessage* m) {
-  switch (m->kind_case()) {
-    case v1::AgentMessage::kReport:
-      m->mutable_report()->set_error(Printable(m->report().error()));
-      CleanGroups(m->mutable_report()->mutable_groups());
-      break;
-    case v1::AgentMessage::kProgress:
-      m->mutable_progress()->set_phase(Printable(m->progress().phase(), 64));
-      break;
-    case v1::AgentMessage::kGroupStates:
-      CleanGroups(m->mutable_group_states()->mutable_groups());
-      break;
-    case v1::AgentMessage::kTeardown:
-      m->mutable_teardown()->set_error(Printable(m->teardown().error()));
-      CleanGroups(m->mutable_teardown()->mutable_groups());
-      break;
-    default:
-      break;
-  }
-}
-
-// Records in `report` (a member's latest report of its groups) what a teardown released: the
-// groups the agent names, or, from an agent that names none, every group the scope covers.
-void ApplyTeardown(const v1::TeardownReport& teardown, v1::CommState state,
-                   v1::GenerationReport* report) {
-  if (report->generation() != teardown.generation()) return;  // not the groups it released
-  for (v1::GroupReport& g : *report->mutable_groups()) {
-    bool released = false;
-    v1::CommState now = state;
-    if (teardown.groups_size() > 0) {
-      for (const v1::GroupReport& r : teardown.groups()) {
-        if (r.kind() == g.kind() && r.index() == g.index()) {
-          released = true;
-          if (r.state() != v1::COMM_STATE_UNSPECIFIED) now = r.state();
-        }
-      }
-    } else {
-      released = teardown.scope() == v1::DESTROY_SCOPE_ALL || g.kind() != v1::GROUP_KIND_WORLD;
-    }
-    if (released) g.set_state(now);
-  }
 }
 
 }  // namespace
@@ -236,68 +184,6 @@ std::map<std::string, int64_t> Coordinator::RefusalCounts() const {
   return refusals_;
 }
 
-absl::Status Coordinator::CheckJoinRequest(const v1::JoinRequest& request) const {
-  const Limits& limits = options_.limits;
-  if (request.identity().empty()) {
-    return Refuse("identity", absl::InvalidArgumentError(
-                                  "join without an identity: set a stable identity such as the "
-                                  "pod name or host:gpu"));
-  }
-  if (request.incarnation().empty()) {
-    return Refuse("incarnation", absl::InvalidArgumentError(
-        "join without an incarnation: set a value unique to this process start"));
-  }
-  if (absl::Status s = CheckName("identity", request.identity(), limits.max_identity_length,
-                                 "max-identity-length");
-      !s.ok()) {
-    return Refuse("identity", s);
-  }
-  if (absl::Status s = CheckName("incarnation", request.incarnation(),
-                                 limits.max_identity_length, "max-identity-length");
-      !s.ok()) {
-    return Refuse("incarnation", s);
-  }
-  if (request.has_rank_hint() &&
-      (request.rank_hint() < -1 || request.rank_hint() >= limits.max_world_size)) {
-    return Refuse("rank-hint", absl::InvalidArgumentError(absl::StrCat(
-        "rank_hint ", request.rank_hint(), " is outside [0, ", limits.max_world_size,
-        ") (coordinator flag --max-world-size); use -1 or leave it unset for none")));
-  }
-  const v1::DeviceInfo& d = request.device();
-  for (const std::string* field :
-       {&d.host_address(), &d.hostname(), &d.gpu_uuid(), &d.pci_bus_id(),
-        &request.agent_version(), &request.nccl_version(), &request.previous_session_id()}) {
-    if (field->size() > 253) {
-      return Refuse("join-field", absl::InvalidArgumentError(absl::StrCat(
-          "a join field is ", field->size(), " bytes long (device addresses, names and "
-          "versions take at most 253)")));
-    }
-  }
-  if (request.backends_size() > 8) {
-    return Refuse("join-field", absl::InvalidArgumentError(absl::StrCat(
-        "join offers ", request.backends_size(), " backends; there are three (nccl, gloo, none)")));
-  }
-  for (const std::string& b : request.backends()) {
-    if (b.size() > 16) {
-      return Refuse("join-field", absl::InvalidArgumentError("a backend name is too long"));
-    }
-  }
-  if (request.held().holding()) {
-    if (request.held().world_size() > limits.max_world_size) {
-      return Refuse("max-world-size",
-                    LimitExceeded(absl::StrCat("held world_size ", request.held().world_size(),
-                                               " is larger than the largest world allowed"),
-                                  limits.max_world_size, "max-world-size"));
-    }
-    if (request.held().groups_size() > 64) {
-      return Refuse("held", absl::InvalidArgumentError(absl::StrCat(
-          "held state lists ", request.held().groups_size(), " groups; a rank is in at most ",
-          "one group of each kind")));
-    }
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<Coordinator::Pool*> Coordinator::FindOrCreatePool(const std::string& name,
                                                                  bool create) {
   if (Pool* pool = FindPool(name); pool != nullptr) return pool;
@@ -334,7 +220,10 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
   if (absl::Status s = Authorize(caller, Action::kJoin, PoolName(request.pool())); !s.ok()) {
     return s;
   }
-  if (absl::Status s = CheckJoinRequest(request); !s.ok()) return s;
+  if (std::optional<Refusal> refused = CheckJoinRequest(request, options_.limits);
+      refused.has_value()) {
+    return Refuse(refused->check, refused->status);
+  }
   Completions done;
   v1::JoinResponse response;
   {
@@ -804,27 +693,8 @@ void Coordinator::MaybeStart(Pool& pool, Completions& out) {
 }
 
 v1::Plan Coordinator::PlanFor(const Pool& pool, int rank) const {
-  v1::Plan plan;
-  plan.set_pool(pool.name);
-  plan.set_generation(pool.generation);
-  plan.set_rank(rank);
-  plan.set_world_size(pool.world_size);
-  *plan.mutable_config() = ToProto(*pool.config);
-  for (GroupKind kind : pool.layout->kinds()) {
-    v1::GroupSet* set = plan.mutable_layout()->add_group_sets();
-    set->set_kind(ToProto(kind));
-    v1::RankGroup* group = set->add_groups();
-    const RankList& ranks = pool.layout->GroupOf(kind, rank);
-    group->mutable_ranks()->Add(ranks.begin(), ranks.end());
-    group->set_index(pool.layout->GroupIndexOf(kind, rank));
-  }
-  plan.set_backend(BackendOf(pool.options));
-  plan.set_init_mode(pool.options.init_mode());
-  plan.set_deadline_ms(pool.options.deadline_ms() > 0
-                           ? pool.options.deadline_ms()
-                           : absl::ToInt64Milliseconds(options_.default_init_deadline));
-  plan.set_verify(!pool.options.has_verify() || pool.options.verify());
-  return plan;
+  return BuildPlan(pool.name, pool.generation, *pool.config, *pool.layout, pool.options,
+                   options_.default_init_deadline, rank);
 }
 
 void Coordinator::StartGeneration(Pool& pool, Completions& out) {
@@ -1076,27 +946,6 @@ absl::Status Coordinator::CheckKvGeneration(const Pool& pool, int64_t generation
   }
   return absl::OkStatus();
 }
-
-namespace {
-
-// INVALID_ARGUMENT unless a store request names 1..kMaxKeysPerRequest keys of sane length.
-absl::Status CheckKeys(int count, const std::function<const std::string&(int)>& key) {
-  if (count == 0) return absl::InvalidArgumentError("the request names no key");
-  if (count > kMaxKeysPerRequest) {
-    return absl::InvalidArgumentError(absl::StrCat("the request names ", count,
-                                                   " keys; at most ", kMaxKeysPerRequest));
-  }
-  for (int i = 0; i < count; ++i) {
-    if (key(i).empty() || key(i).size() > kMaxKeyLength) {
-      return absl::InvalidArgumentError(absl::StrCat("key ", i, " is ", key(i).size(),
-                                                     " bytes long; keys take 1 to ",
-                                                     kMaxKeyLength));
-    }
-  }
-  return absl::OkStatus();
-}
-
-}  // namespace
 
 absl::Status Coordinator::KvSet(const v1::KvSetRequest& request, const Caller& caller) {
   if (absl::Status s = Authorize(caller, Action::kStore, PoolName(request.pool())); !s.ok()) {

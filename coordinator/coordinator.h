@@ -1,30 +1,48 @@
-// Coordinator: membership, rank assignment, pools and generations, plans, reports, teardown and
-// the rendezvous store — the whole coordinator logic, with no gRPC types. The services in
-// agent_service.h / admin_service.h are thin adapters over it.
+// Coordinator: the facade of the coordinator's logic — membership, pools and generations,
+// plans, reports, teardown, recovery and the rendezvous store — with no gRPC types. It holds the
+// one lock and wires the parts together. The gRPC adapters (AgentServiceImpl and
+// AdminServiceImpl in services.h) turn RPCs into calls on it, with the Caller of each.
 //
-// Pool phases:
+// The parts, each with its own tests:
+//   Roster (roster.h)              a pool's members, rank assignment, standby promotion and
+//                                  reassignment plans, durable identity -> rank
+//   EventLog (event_log.h)         event numbering, bounded per-pool history, Watch streams and
+//                                  listeners (metrics, health)
+//   KvStore (kv_store.h)           one generation's rendezvous store and its waiters
+//   ShrinkDp, CanGrowBack          elastic dp as pure functions of the config (elastic_dp.h)
+//   BuildPlan (plan.h)             the plan each rank of a generation gets
+//   agent_input.h                  the checks and cleaning of what agents send
+//   StateStore, StatePersister     the durable state, saved outside the lock and coalesced
+//                                  (state_store.h, state_persister.h)
+//   Caller, Authorizer             who calls, and whether they may (caller.h, authorizer.h)
+// What stays here: pools and their phases (below), generations, sessions, heartbeats, timers,
+// teardown and recovery.
 //
-//     WAITING --(config set and every rank connected)--> INITIALIZING --(all READY)--> READY
-//        ^                                          |  (error report or deadline)  |     |
-//        +---------- Initialize ---------------- FAILED <------------------------+       |
-//        |                                          ^ (member lost during init or READY) |
-//        |                  DEGRADED <--------------+------------------------------------+
-//        |                     |  (rank refilled: same identity back, or a standby)
-//        |                     +--> INITIALIZING (next generation, same layout)
-//        +-- Initialize --- DESTROYED <-- all reported --- DESTROYING <------ Destroy
+// Pool phases (every change is an EVENT_KIND_PHASE event and a PoolState transition):
 //
-//     RECOVERING (a restarted coordinator): every rank back and holding the same READY
-//     generation -> READY at that generation, nothing rebuilt; otherwise (conflicting reports,
-//     or not all back within the attach timeout) holders abort and the next generation starts.
+//   WAITING --(a config, and every rank attached)--> INITIALIZING --(all READY)--> READY
+//   INITIALIZING --(an error report, or the deadline)--> FAILED
+//   INITIALIZING, READY --(a member lost)--> DEGRADED
+//   DEGRADED --(every rank attached again: the same identity back, or a standby)-->
+//       INITIALIZING (the next generation, same layout)
+//   DEGRADED --(elastic dp: a replica still missing after --elastic-dp-after)--> WAITING
+//       (dp shrunk); READY --(elastic dp: agents enough for the full config)--> DESTROYING -->
+//       WAITING (the full config back)
+//   INITIALIZING, READY, FAILED, DEGRADED (or DESTROYED keeping the world, scope ALL)
+//       --Destroy--> DESTROYING --(every report, or the teardown deadline)--> DESTROYED
+//   WAITING, FAILED, DEGRADED, DESTROYED --Initialize--> WAITING (the new config)
+//   RECOVERING (a restarted coordinator): every rank back and holding the same READY
+//       generation -> READY at that generation (DESTROYED when they hold only the world),
+//       nothing rebuilt; otherwise (conflicting reports, or not all back within the attach
+//       timeout) holders abort -> WAITING, and the next generation starts.
 //
-// Rank assignment (deterministic): a rank hint (e.g. a pod ordinal) wins when that rank is free
-// and inside the world; otherwise the lowest free rank (order of arrival); when every rank of a
-// known world is taken the agent becomes a standby. A new incarnation of an identity whose
-// session is gone takes that identity's old rank; a second live incarnation is refused.
+// Rank assignment: see roster.h. A new incarnation of an identity whose session is gone takes
+// that identity's old rank; a second live incarnation is refused.
 //
 // Thread safety: every public method may be called from any thread. Callbacks passed in (KV
-// gets, state waits) and SessionSink::Send run without the coordinator's lock held, except
-// Send, which is called under the lock and must only enqueue.
+// gets, state waits) run without the coordinator's lock held; SessionSink::Send, WatchSink::Send
+// and event listeners are called under the lock and must only enqueue. The durable state is
+// saved after the lock is released (FlushState).
 #ifndef COHORT_COORDINATOR_COORDINATOR_H_
 #define COHORT_COORDINATOR_COORDINATOR_H_
 
@@ -349,8 +367,6 @@ class Coordinator {
   absl::Status Authorize(const Caller& caller, Action action, const std::string& pool) const;
   // Counts a refusal by `check` and returns `status` (not OK).
   absl::Status Refuse(const std::string& check, absl::Status status) const;
-  // The checks of a JoinRequest that need no state: names, ranges, sizes.
-  absl::Status CheckJoinRequest(const v1::JoinRequest& request) const;
   // The pool `name`, created if allowed and under the pool limit. Errors: NOT_FOUND (creation
   // off), RESOURCE_EXHAUSTED (--max-pools), INVALID_ARGUMENT (a bad name).
   absl::StatusOr<Pool*> FindOrCreatePool(const std::string& name, bool create)
