@@ -279,14 +279,14 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
         }
       }
       if (!pool->config.has_value() && request.held().holding() &&
-          pool->phase == v1::POOL_PHASE_WAITING && pool->generation == 0) {
+          pool->phases.phase() == v1::POOL_PHASE_WAITING && pool->generation == 0) {
         // A pool this coordinator does not know, joined by an agent that holds communicators:
         // the coordinator restarted without a state file. Recover from the members' reports.
         StartRecovery(*pool);
       }
       member = &pool->roster.members()[request.identity()];
       member->identity = request.identity();
-      if (pool->phase == v1::POOL_PHASE_RECOVERING) {
+      if (pool->phases.phase() == v1::POOL_PHASE_RECOVERING) {
         // Held ranks are reserved for their holders until recovery ends; anyone else waits.
         member->rank = pool->roster.RecoveryRank(request, pool->world_size);
       } else {
@@ -313,13 +313,13 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
     // never noticed the old session go): it keeps its state.
     const bool still_ready = member->phase == v1::MEMBER_PHASE_READY &&
                              member->incarnation == request.incarnation() &&
-                             pool->phase == v1::POOL_PHASE_READY &&
+                             pool->phases.phase() == v1::POOL_PHASE_READY &&
                              request.held().holding() &&
                              request.held().generation() == pool->generation;
     // Otherwise a member of the running generation that comes back without it lost it: the
     // generation fails like on any loss, so the pool is never READY with a member that is not.
     if (!still_ready && member->rank >= 0 &&
-        (pool->phase == v1::POOL_PHASE_READY || pool->phase == v1::POOL_PHASE_INITIALIZING) &&
+        (pool->phases.phase() == v1::POOL_PHASE_READY || pool->phases.phase() == v1::POOL_PHASE_INITIALIZING) &&
         (member->phase == v1::MEMBER_PHASE_READY ||
          member->phase == v1::MEMBER_PHASE_INITIALIZING)) {
       LoseMember(*pool, *member,
@@ -417,14 +417,14 @@ absl::Status Coordinator::Attach(const std::string& session_id, SessionSink* sin
     }
     // Communicators held from a generation this coordinator has moved past (or never will
     // restore) are aborted; a RECOVERING pool decides once everyone is back.
-    if (member->held.holding() && !still_ready && pool->phase != v1::POOL_PHASE_RECOVERING) {
+    if (member->held.holding() && !still_ready && pool->phases.phase() != v1::POOL_PHASE_RECOVERING) {
       AbortHeld(*pool, *member,
                 absl::StrCat("generation ", member->held.generation(),
                              " is over: the coordinator declared this member lost"));
     }
     Touch(*pool, done);
     // A standby that attaches to a degraded pool refills a lost rank at once.
-    if (member->rank < 0 && pool->phase == v1::POOL_PHASE_DEGRADED) {
+    if (member->rank < 0 && pool->phases.phase() == v1::POOL_PHASE_DEGRADED) {
       std::vector<Member*> lost;
       for (auto& [identity, m] : pool->roster.members()) {
         if (m.rank >= 0 && m.sink == nullptr) lost.push_back(&m);
@@ -467,7 +467,7 @@ void Coordinator::LoseMember(Pool& pool, Member& member, const std::string& reas
   member.error = reason;
   const std::string what =
       absl::StrCat("rank ", member.rank, " (", member.identity, ") was lost: ", reason);
-  switch (pool.phase) {
+  switch (pool.phases.phase()) {
     case v1::POOL_PHASE_INITIALIZING:
     case v1::POOL_PHASE_READY:
       FailGeneration(pool, what, out, v1::POOL_PHASE_DEGRADED);
@@ -485,7 +485,7 @@ void Coordinator::LoseMember(Pool& pool, Member& member, const std::string& reas
                 Pool* p = FindPool(name);
                 if (p == nullptr) return;
                 p->elastic_timer = 0;
-                if (p->generation == generation && p->phase == v1::POOL_PHASE_DEGRADED &&
+                if (p->generation == generation && p->phases.phase() == v1::POOL_PHASE_DEGRADED &&
                     !p->roster.MissingRanks(p->world_size).empty()) {
                   ShrinkDp(*p, done);
                 }
@@ -594,10 +594,10 @@ absl::Status Coordinator::HandleAgentMessage(const std::string& session_id,
       case v1::AgentMessage::kTeardown:
         // Inspection shows what is gone: destroyed (or aborted) groups stop looking READY.
         ApplyTeardown(message.teardown(),
-                      pool->phase == v1::POOL_PHASE_DESTROYING ? v1::COMM_STATE_DESTROYED
+                      pool->phases.phase() == v1::POOL_PHASE_DESTROYING ? v1::COMM_STATE_DESTROYED
                                                                : v1::COMM_STATE_ABORTED,
                       &member->report);
-        if (pool->phase != v1::POOL_PHASE_DESTROYING) {
+        if (pool->phases.phase() != v1::POOL_PHASE_DESTROYING) {
           // The answer to an abort: recorded for inspection (time from failure to aborted).
           Emit(*pool, v1::EVENT_KIND_ABORT, member->rank, member->identity,
                absl::StrCat("aborted its communicators of generation ",
@@ -680,12 +680,12 @@ void Coordinator::Sweep(absl::Duration late) {
 // ---- Generations ----------------------------------------------------------------------------
 
 void Coordinator::MaybeStart(Pool& pool, Completions& out) {
-  if (pool.phase == v1::POOL_PHASE_RECOVERING) {
+  if (pool.phases.phase() == v1::POOL_PHASE_RECOVERING) {
     TryRecover(pool, /*give_up=*/false, out);
     return;
   }
   if (!pool.config.has_value() || pool.world_size == 0 ||
-      (pool.phase != v1::POOL_PHASE_WAITING && pool.phase != v1::POOL_PHASE_DEGRADED)) {
+      (pool.phases.phase() != v1::POOL_PHASE_WAITING && pool.phases.phase() != v1::POOL_PHASE_DEGRADED)) {
     return;
   }
   if (!pool.roster.MissingRanks(pool.world_size).empty()) return;
@@ -754,7 +754,7 @@ void Coordinator::OnGenerationDeadline(const std::string& pool_name, int64_t gen
     absl::MutexLock lock(&mu_);
     Pool* pool = FindPool(pool_name);
     if (pool == nullptr || pool->generation != generation ||
-        pool->phase != v1::POOL_PHASE_INITIALIZING) {
+        pool->phases.phase() != v1::POOL_PHASE_INITIALIZING) {
       return;
     }
     pool->deadline_timer = 0;
@@ -802,7 +802,7 @@ void Coordinator::FailGeneration(Pool& pool, const std::string& error, Completio
 
 void Coordinator::HandleReport(Pool& pool, Member& member, const v1::GenerationReport& report,
                                Completions& out) {
-  if (pool.phase != v1::POOL_PHASE_INITIALIZING) return;  // late, after a failure
+  if (pool.phases.phase() != v1::POOL_PHASE_INITIALIZING) return;  // late, after a failure
   member.report = report;
   member.generation = report.generation();
   if (!report.ok()) {
@@ -836,7 +836,7 @@ void Coordinator::HandleReport(Pool& pool, Member& member, const v1::GenerationR
 
 void Coordinator::HandleTeardownReport(Pool& pool, Member& member,
                                        const v1::TeardownReport& report, Completions& out) {
-  if (pool.phase != v1::POOL_PHASE_DESTROYING) return;  // the abort after a failure
+  if (pool.phases.phase() != v1::POOL_PHASE_DESTROYING) return;  // the abort after a failure
   member.teardown_reported = true;
   member.phase = v1::MEMBER_PHASE_JOINED;
   if (!report.ok()) {
@@ -852,7 +852,7 @@ void Coordinator::HandleTeardownReport(Pool& pool, Member& member,
 }
 
 void Coordinator::FinishTeardownIfDone(Pool& pool, bool force, Completions& out) {
-  if (pool.phase != v1::POOL_PHASE_DESTROYING) return;
+  if (pool.phases.phase() != v1::POOL_PHASE_DESTROYING) return;
   std::vector<Member*> waiting;
   for (auto& [identity, m] : pool.roster.members()) {
     if (m.rank >= 0 && m.sink != nullptr && !m.teardown_reported) waiting.push_back(&m);
@@ -939,9 +939,9 @@ absl::Status Coordinator::CheckKvGeneration(const Pool& pool, int64_t generation
   }
   // The store serves a generation while it is being built (and once READY); a failed or
   // degraded generation answers ABORTED at once, so nobody waits for a peer that is gone.
-  if (pool.phase != v1::POOL_PHASE_INITIALIZING && pool.phase != v1::POOL_PHASE_READY) {
+  if (pool.phases.phase() != v1::POOL_PHASE_INITIALIZING && pool.phases.phase() != v1::POOL_PHASE_READY) {
     return absl::AbortedError(absl::StrCat("generation ", generation, " of pool '", pool.name,
-                                           "' is over (", v1::PoolPhase_Name(pool.phase), ")",
+                                           "' is over (", v1::PoolPhase_Name(pool.phases.phase()), ")",
                                            pool.error.empty() ? "" : ": ", pool.error));
   }
   return absl::OkStatus();
@@ -1107,13 +1107,13 @@ absl::StatusOr<v1::InitializeResponse> Coordinator::Initialize(
     absl::StatusOr<Pool*> found = FindOrCreatePool(PoolName(request.pool()), /*create=*/true);
     if (!found.ok()) return found.status();
     Pool& pool = **found;
-    if (pool.phase == v1::POOL_PHASE_INITIALIZING || pool.phase == v1::POOL_PHASE_READY ||
-        pool.phase == v1::POOL_PHASE_DESTROYING || pool.phase == v1::POOL_PHASE_RECOVERING) {
+    if (pool.phases.phase() == v1::POOL_PHASE_INITIALIZING || pool.phases.phase() == v1::POOL_PHASE_READY ||
+        pool.phases.phase() == v1::POOL_PHASE_DESTROYING || pool.phases.phase() == v1::POOL_PHASE_RECOVERING) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "pool '", pool.name, "' is ", v1::PoolPhase_Name(pool.phase), " at generation ",
+          "pool '", pool.name, "' is ", v1::PoolPhase_Name(pool.phases.phase()), " at generation ",
           pool.generation, "; destroy it first (cohortctl destroy)"));
     }
-    if (request.keep_pending_config() && pool.phase == v1::POOL_PHASE_WAITING &&
+    if (request.keep_pending_config() && pool.phases.phase() == v1::POOL_PHASE_WAITING &&
         pool.config.has_value()) {
       return absl::FailedPreconditionError(absl::StrCat(
           "pool '", pool.name, "' already has a config waiting for members: ",
@@ -1156,7 +1156,7 @@ absl::StatusOr<v1::InitializeResponse> Coordinator::Initialize(
     response.set_generation(pool.generation + 1);
     Touch(pool, done);
     MaybeStart(pool, done);
-    response.set_started(pool.phase == v1::POOL_PHASE_INITIALIZING);
+    response.set_started(pool.phases.phase() == v1::POOL_PHASE_INITIALIZING);
   }
   Finish(done);
   return response;
@@ -1180,22 +1180,22 @@ absl::StatusOr<v1::DestroyResponse> Coordinator::Destroy(const v1::DestroyReques
     if (pool == nullptr) {
       return absl::NotFoundError(absl::StrCat("unknown pool '", PoolName(request.pool()), "'"));
     }
-    const bool has_groups = pool->phase == v1::POOL_PHASE_INITIALIZING ||
-                            pool->phase == v1::POOL_PHASE_READY ||
-                            pool->phase == v1::POOL_PHASE_FAILED ||
-                            pool->phase == v1::POOL_PHASE_DEGRADED;
+    const bool has_groups = pool->phases.phase() == v1::POOL_PHASE_INITIALIZING ||
+                            pool->phases.phase() == v1::POOL_PHASE_READY ||
+                            pool->phases.phase() == v1::POOL_PHASE_FAILED ||
+                            pool->phases.phase() == v1::POOL_PHASE_DEGRADED;
     const bool world_only = !has_groups && pool->world_alive &&
                             request.scope() == v1::DESTROY_SCOPE_ALL;
     if (!has_groups && !world_only) {
       return absl::FailedPreconditionError(absl::StrCat(
           "pool '", pool->name, "' has no communicators to destroy (it is ",
-          v1::PoolPhase_Name(pool->phase), ")"));
+          v1::PoolPhase_Name(pool->phases.phase()), ")"));
     }
     const int64_t generation = world_only ? pool->world_generation : pool->generation;
-    pool->teardown_from_ready = pool->phase == v1::POOL_PHASE_READY;
+    pool->teardown_from_ready = pool->phases.phase() == v1::POOL_PHASE_READY;
     pool->teardown_scope = request.scope();
     pool->teardown_ok = true;
-    const bool abort = pool->phase != v1::POOL_PHASE_READY && !world_only;
+    const bool abort = pool->phases.phase() != v1::POOL_PHASE_READY && !world_only;
     CancelTimer(pool->deadline_timer);
     SetPhase(*pool, v1::POOL_PHASE_DESTROYING);
     for (auto& [identity, m] : pool->roster.members()) {
@@ -1275,7 +1275,7 @@ absl::Status Coordinator::DeletePool(const std::string& name, bool force,
       done.push_back([fn = std::move(waiter.done), gone] { fn(gone); });
     }
     // A PHASE event first: health (cohort.pool.<name>) stops serving the pool.
-    if (pool->phase != v1::POOL_PHASE_DESTROYED) SetPhase(*pool, v1::POOL_PHASE_DESTROYED);
+    if (pool->phases.phase() != v1::POOL_PHASE_DESTROYED) SetPhase(*pool, v1::POOL_PHASE_DESTROYED);
     Emit(*pool, v1::EVENT_KIND_DESTROYED, -1, "", "pool deleted");
     events_.Forget(pool_name);
     pools_.erase(pool_name);

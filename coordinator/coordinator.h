@@ -69,6 +69,7 @@
 #include "coordinator/event_log.h"
 #include "coordinator/kv_store.h"
 #include "coordinator/limits.h"
+#include "coordinator/phase_history.h"
 #include "coordinator/roster.h"
 #include "coordinator/state_persister.h"
 #include "coordinator/state_store.h"
@@ -264,7 +265,8 @@ class Coordinator {
     std::optional<ParallelConfig> config;
     v1::InitOptions options;
     std::optional<Layout> layout;
-    v1::PoolPhase phase = v1::POOL_PHASE_WAITING;
+    // The phase, and the recent transitions (moved only by SetPhase).
+    PhaseHistory phases;
     int64_t generation = 0;
     int64_t version = 0;
     // Members, ranks and durable ranks.
@@ -285,7 +287,6 @@ class Coordinator {
     TimerQueue::TimerId teardown_timer = 0;
     std::map<uint64_t, StateWaiter> state_waiters;
     uint64_t next_waiter = 1;
-    std::deque<v1::PhaseTransition> transitions;
     TimerQueue::TimerId recovery_timer = 0;
     // Elastic dp: the config before the pool shrank (grow back to it when agents return).
     std::optional<ParallelConfig> full_config;

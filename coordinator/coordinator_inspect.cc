@@ -26,19 +26,12 @@ void Coordinator::Emit(Pool& pool, v1::EventKind kind, int rank, const std::stri
   // Nothing from the wire reaches a watcher's terminal raw, and no event is large.
   e.set_identity(Printable(identity, options_.limits.max_identity_length));
   e.set_message(Printable(message, kMaxEventMessage));
-  if (kind == v1::EVENT_KIND_PHASE) e.set_phase(pool.phase);
+  if (kind == v1::EVENT_KIND_PHASE) e.set_phase(pool.phases.phase());
   events_.Record(std::move(e));
 }
 
 void Coordinator::SetPhase(Pool& pool, v1::PoolPhase phase) {
-  if (pool.phase == phase) return;
-  pool.phase = phase;
-  v1::PhaseTransition t;
-  t.set_phase(phase);
-  t.set_unix_ms(absl::ToUnixMillis(clock_->Now()));
-  t.set_generation(pool.generation);
-  pool.transitions.push_back(t);
-  while (pool.transitions.size() > 32) pool.transitions.pop_front();
+  if (!pool.phases.Set(phase, clock_->Now(), pool.generation)) return;
   Emit(pool, v1::EVENT_KIND_PHASE, -1, "", v1::PoolPhase_Name(phase));
 }
 
@@ -92,7 +85,7 @@ std::vector<v1::PoolSummary> Coordinator::ListAllPools() {
   for (const auto& [name, pool] : pools_) {
     v1::PoolSummary s;
     s.set_pool(name);
-    s.set_phase(pool.phase);
+    s.set_phase(pool.phases.phase());
     s.set_generation(pool.generation);
     s.set_world_size(pool.world_size);
     s.set_members(static_cast<int>(pool.roster.members().size()));
@@ -250,9 +243,9 @@ absl::StatusOr<v1::CheckResponse> Coordinator::Check(const v1::CheckRequest& req
   if (pool == nullptr) {
     return absl::NotFoundError(absl::StrCat("unknown pool '", PoolName(request.pool()), "'"));
   }
-  if (pool->phase != v1::POOL_PHASE_READY) {
+  if (pool->phases.phase() != v1::POOL_PHASE_READY) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "pool '", pool->name, "' is ", v1::PoolPhase_Name(pool->phase), ", not READY"));
+        "pool '", pool->name, "' is ", v1::PoolPhase_Name(pool->phases.phase()), ", not READY"));
   }
   for (auto& [identity, m] : pool->roster.members()) {
     if (m.rank < 0 || m.sink == nullptr) continue;
@@ -268,7 +261,7 @@ absl::StatusOr<v1::CheckResponse> Coordinator::Check(const v1::CheckRequest& req
 v1::PoolState Coordinator::Snapshot(const Pool& pool) const {
   v1::PoolState s;
   s.set_pool(pool.name);
-  s.set_phase(pool.phase);
+  s.set_phase(pool.phases.phase());
   s.set_generation(pool.generation);
   s.set_version(pool.version);
   s.set_world_size(pool.world_size);
@@ -314,7 +307,7 @@ v1::PoolState Coordinator::Snapshot(const Pool& pool) const {
     if (m->phase == v1::MEMBER_PHASE_FAILED) s.set_members_failed(s.members_failed() + 1);
   }
   s.set_members_ready(ready);
-  for (const v1::PhaseTransition& t : pool.transitions) *s.add_transitions() = t;
+  for (const v1::PhaseTransition& t : pool.phases.transitions()) *s.add_transitions() = t;
   for (int r : pool.roster.MissingRanks(pool.world_size)) s.add_missing_ranks(r);
   s.set_error(pool.error);
   s.set_init_ms(pool.init_ms);

@@ -142,7 +142,7 @@ void Coordinator::ShrinkDp(Pool& pool, Completions& out) {
 
 void Coordinator::MaybeGrowDp(Pool& pool, Completions& out) {
   if (!pool.full_config.has_value() || pool.grow_after_teardown ||
-      pool.phase != v1::POOL_PHASE_READY) {
+      pool.phases.phase() != v1::POOL_PHASE_READY) {
     return;
   }
   int available = 0;
@@ -214,7 +214,7 @@ void Coordinator::StartRecovery(Pool& pool) {
     {
       absl::MutexLock lock(&mu_);
       Pool* p = FindPool(name);
-      if (p == nullptr || p->phase != v1::POOL_PHASE_RECOVERING) return;
+      if (p == nullptr || p->phases.phase() != v1::POOL_PHASE_RECOVERING) return;
       p->recovery_timer = 0;
       TryRecover(*p, /*give_up=*/true, done);
     }
