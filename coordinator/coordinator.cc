@@ -512,7 +512,7 @@ void Coordinator::LoseMember(Pool& pool, Member& member, const std::string& reas
       FinishTeardownIfDone(pool, /*force=*/false, out);
       break;
     default:
-      pool.world_alive = false;
+      pool.world.Drop();
       break;
   }
   Touch(pool, out);
@@ -706,13 +706,11 @@ void Coordinator::StartGeneration(Pool& pool, Completions& out) {
   }
   // The world communicator survives a model-parallel destroy; reuse it when the same processes
   // hold the same ranks with the same backend.
-  bool reuse = pool.world_alive;
-  for (int r = 0; reuse && r < pool.world_size; ++r) {
-    Member* m = pool.roster.AtRank(r);
-    auto it = pool.world_incarnations.find(r);
-    reuse = m != nullptr && it != pool.world_incarnations.end() && it->second == m->incarnation;
-  }
-  if (!reuse) pool.world_alive = false;
+  const bool reuse = pool.world.ReusableBy(pool.world_size, [&](int r) -> const std::string* {
+    const Member* m = pool.roster.AtRank(r);
+    return m != nullptr ? &m->incarnation : nullptr;
+  });
+  if (!reuse) pool.world.Drop();
   SetPhase(pool, v1::POOL_PHASE_INITIALIZING);
   pool.error.clear();
   pool.plans_sent_at = clock_->Now();
@@ -728,7 +726,7 @@ void Coordinator::StartGeneration(Pool& pool, Completions& out) {
     m->backend = message.plan().backend();
     if (reuse) {
       message.mutable_plan()->set_reuse_world(true);
-      message.mutable_plan()->set_reuse_world_generation(pool.world_generation);
+      message.mutable_plan()->set_reuse_world_generation(pool.world.generation());
     }
     m->sink->Send(message);
   }
@@ -778,7 +776,7 @@ void Coordinator::FailGeneration(Pool& pool, const std::string& error, Completio
   Emit(pool, v1::EVENT_KIND_FAILED, -1, "", error);
   SetPhase(pool, next);
   pool.error = error;
-  pool.world_alive = false;
+  pool.world.Drop();
   CancelTimer(pool.deadline_timer);
   // Agents still waiting on the rendezvous store of this generation stop waiting now.
   for (auto& fn : pool.kv.Reset(absl::AbortedError(
@@ -878,14 +876,15 @@ void Coordinator::FinishTeardownIfDone(Pool& pool, bool force, Completions& out)
   }
   CancelTimer(pool.teardown_timer);
   SetPhase(pool, v1::POOL_PHASE_DESTROYED);
-  pool.world_alive = pool.teardown_ok && pool.teardown_from_ready &&
-                     pool.teardown_scope == v1::DESTROY_SCOPE_MODEL_PARALLEL;
-  pool.world_incarnations.clear();
-  if (pool.world_alive) {
-    pool.world_generation = pool.generation;
+  if (pool.teardown_ok && pool.teardown_from_ready &&
+      pool.teardown_scope == v1::DESTROY_SCOPE_MODEL_PARALLEL) {
+    std::map<int, std::string> incarnations;
     for (const auto& [identity, m] : pool.roster.members()) {
-      if (m.rank >= 0) pool.world_incarnations[m.rank] = m.incarnation;
+      if (m.rank >= 0) incarnations[m.rank] = m.incarnation;
     }
+    pool.world.Keep(pool.generation, std::move(incarnations));
+  } else {
+    pool.world.Drop();
   }
   for (auto& [identity, m] : pool.roster.members()) {
     if (m.rank >= 0 && m.phase != v1::MEMBER_PHASE_FAILED) m.phase = v1::MEMBER_PHASE_JOINED;
@@ -1128,7 +1127,7 @@ absl::StatusOr<v1::InitializeResponse> Coordinator::Initialize(
             "'; it offers ", absl::StrJoin(b, ", ")));
       }
     }
-    if (pool.world_size != layout->world_size()) pool.world_alive = false;
+    if (pool.world_size != layout->world_size()) pool.world.Drop();
     // An operator's config replaces whatever elastic dp was doing.
     pool.full_config.reset();
     pool.grow_after_teardown = false;
@@ -1184,14 +1183,14 @@ absl::StatusOr<v1::DestroyResponse> Coordinator::Destroy(const v1::DestroyReques
                             pool->phases.phase() == v1::POOL_PHASE_READY ||
                             pool->phases.phase() == v1::POOL_PHASE_FAILED ||
                             pool->phases.phase() == v1::POOL_PHASE_DEGRADED;
-    const bool world_only = !has_groups && pool->world_alive &&
+    const bool world_only = !has_groups && pool->world.alive() &&
                             request.scope() == v1::DESTROY_SCOPE_ALL;
     if (!has_groups && !world_only) {
       return absl::FailedPreconditionError(absl::StrCat(
           "pool '", pool->name, "' has no communicators to destroy (it is ",
           v1::PoolPhase_Name(pool->phases.phase()), ")"));
     }
-    const int64_t generation = world_only ? pool->world_generation : pool->generation;
+    const int64_t generation = world_only ? pool->world.generation() : pool->generation;
     pool->teardown_from_ready = pool->phases.phase() == v1::POOL_PHASE_READY;
     pool->teardown_scope = request.scope();
     pool->teardown_ok = true;

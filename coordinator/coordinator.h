@@ -67,6 +67,7 @@
 #include "coordinator/authorizer.h"
 #include "coordinator/caller.h"
 #include "coordinator/event_log.h"
+#include "coordinator/kept_world.h"
 #include "coordinator/kv_store.h"
 #include "coordinator/limits.h"
 #include "coordinator/phase_history.h"
@@ -274,9 +275,7 @@ class Coordinator {
     std::string error;
     KvStore kv;
     // World communicator kept by a model-parallel destroy, and who held each rank then.
-    bool world_alive = false;
-    int64_t world_generation = 0;
-    std::map<int, std::string> world_incarnations;
+    KeptWorld world;
     absl::Time plans_sent_at;
     int64_t init_ms = 0;
     TimerQueue::TimerId deadline_timer = 0;

@@ -297,11 +297,11 @@ void Coordinator::TryRecover(Pool& pool, bool give_up, Completions& out) {
       }
     }
     if (reference->world_only()) {
-      pool.world_alive = true;
-      pool.world_generation = pool.generation;
+      std::map<int, std::string> incarnations;
       for (int r = 0; r < pool.world_size; ++r) {
-        pool.world_incarnations[r] = pool.roster.AtRank(r)->incarnation;
+        incarnations[r] = pool.roster.AtRank(r)->incarnation;
       }
+      pool.world.Keep(pool.generation, std::move(incarnations));
       SetPhase(pool, v1::POOL_PHASE_DESTROYED);
     } else {
       SetPhase(pool, v1::POOL_PHASE_READY);
