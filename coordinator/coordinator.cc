@@ -7,7 +7,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/layout_proto.h"
+#include "coordinator/agent_input.h"
 #include "coordinator/coordinator_internal.h"
+#include "coordinator/plan.h"
 #include "spdlog/spdlog.h"
 
 namespace cohort::coordinator {
@@ -25,60 +27,6 @@ std::string NewSessionId() {
                          absl::Uniform<uint64_t>(*gen));
 }
 
-// Cuts every free-text field of an agent message to kMaxFreeText printable bytes and bounds its
-// repeated fields (a rank is in at most one group of each kind).
-void CleanGroups(google::protobuf::RepeatedPtrField<v1::GroupReport>* groups) {
-  constexpr int kMaxGroups = 64;
-  while (groups->size() > kMaxGroups) groups->RemoveLast();
-  for (v1::GroupReport& g : *groups) {
-    if (!g.error().empty()) g.set_error(Printable(g.error()));
-    if (!g.async_error().empty()) g.set_async_error(Printable(g.async_error()));
-  }
-}
-
-void CleanAgentMessage(v1::AgentMessage* m) {
-  switch (m->kind_case()) {
-    case v1::AgentMessage::kReport:
-      m->mutable_report()->set_error(Printable(m->report().error()));
-      CleanGroups(m->mutable_report()->mutable_groups());
-      break;
-    case v1::AgentMessage::kProgress:
-      m->mutable_progress()->set_phase(Printable(m->progress().phase(), 64));
-      break;
-    case v1::AgentMessage::kGroupStates:
-      CleanGroups(m->mutable_group_states()->mutable_groups());
-      break;
-    case v1::AgentMessage::kTeardown:
-      m->mutable_teardown()->set_error(Printable(m->teardown().error()));
-      CleanGroups(m->mutable_teardown()->mutable_groups());
-      break;
-    default:
-      break;
-  }
-}
-
-// Records in `report` (a member's latest report of its groups) what a teardown released: the
-// groups the agent names, or, from an agent that names none, every group the scope covers.
-void ApplyTeardown(const v1::TeardownReport& teardown, v1::CommState state,
-                   v1::GenerationReport* report) {
-  if (report->generation() != teardown.generation()) return;  // not the groups it released
-  for (v1::GroupReport& g : *report->mutable_groups()) {
-    bool released = false;
-    v1::CommState now = state;
-    if (teardown.groups_size() > 0) {
-      for (const v1::GroupReport& r : teardown.groups()) {
-        if (r.kind() == g.kind() && r.index() == g.index()) {
-          released = true;
-          if (r.state() != v1::COMM_STATE_UNSPECIFIED) now = r.state();
-        }
-      }
-    } else {
-      released = teardown.scope() == v1::DESTROY_SCOPE_ALL || g.kind() != v1::GROUP_KIND_WORLD;
-    }
-    if (released) g.set_state(now);
-  }
-}
-
 }  // namespace
 
 void RunAll(std::vector<std::function<void()>>& completions) {
@@ -88,8 +36,27 @@ void RunAll(std::vector<std::function<void()>>& completions) {
   completions.clear();
 }
 
+namespace {
+
+std::unique_ptr<StateStore> FileStoreFor(const CoordinatorOptions& options) {
+  if (options.state_file.empty()) return nullptr;
+  return std::make_unique<FileStateStore>(options.state_file);
+}
+
+}  // namespace
+
 Coordinator::Coordinator(CoordinatorOptions options, Clock* clock, TimerQueue* timers)
-    : options_(std::move(options)), clock_(clock), timers_(timers) {
+    : Coordinator(options, clock, timers, FileStoreFor(options)) {}
+
+Coordinator::Coordinator(CoordinatorOptions options, Clock* clock, TimerQueue* timers,
+                         std::unique_ptr<StateStore> store)
+    : options_(std::move(options)),
+      authorizer_(options_.authorizer != nullptr ? options_.authorizer
+                                                 : std::make_shared<AllowAll>()),
+      clock_(clock),
+      timers_(timers),
+      store_(std::move(store)),
+      events_(options_.event_log_size, options_.limits.max_event_log_bytes) {
   absl::MutexLock lock(&mu_);
   for (const auto& startup : options_.pools) {
     // "" names the default pool, as in every request (fuzzing finding F1).
@@ -111,6 +78,7 @@ Coordinator::Coordinator(CoordinatorOptions options, Clock* clock, TimerQueue* t
 }
 
 Coordinator::~Coordinator() {
+  FlushState();
   absl::MutexLock lock(&mu_);
   shutting_down_ = true;
   CancelTimer(sweep_timer_);
@@ -160,53 +128,16 @@ Coordinator::Pool& Coordinator::GetOrCreatePool(const std::string& name) {
   return pool;
 }
 
-Coordinator::Member* Coordinator::FindMemberBySession(const std::string& session_id,
+Member* Coordinator::FindMemberBySession(const std::string& session_id,
                                                       Pool** pool_out) {
   auto it = sessions_.find(session_id);
   if (it == sessions_.end()) return nullptr;
   Pool* pool = FindPool(it->second.first);
   if (pool == nullptr) return nullptr;
-  auto m = pool->members.find(it->second.second);
-  if (m == pool->members.end() || m->second.session_id != session_id) return nullptr;
+  auto m = pool->roster.members().find(it->second.second);
+  if (m == pool->roster.members().end() || m->second.session_id != session_id) return nullptr;
   if (pool_out != nullptr) *pool_out = pool;
   return &m->second;
-}
-
-Coordinator::Member* Coordinator::MemberAtRank(Pool& pool, int rank) {
-  for (auto& [identity, m] : pool.members) {
-    if (m.rank == rank) return &m;
-  }
-  return nullptr;
-}
-
-int Coordinator::AssignRank(Pool& pool, std::optional<int> hint) {
-  std::vector<bool> taken;
-  for (const auto& [identity, m] : pool.members) {
-    if (m.rank < 0) continue;
-    if (static_cast<size_t>(m.rank) >= taken.size()) taken.resize(m.rank + 1, false);
-    taken[m.rank] = true;
-  }
-  auto is_free = [&](int r) { return static_cast<size_t>(r) >= taken.size() || !taken[r]; };
-  const int world = pool.world_size;
-  if (hint.has_value() && *hint >= 0 && (world == 0 || *hint < world) && is_free(*hint)) {
-    return *hint;
-  }
-  for (int r = 0; world == 0 || r < world; ++r) {
-    if (is_free(r)) return r;
-  }
-  return -1;  // standby
-}
-
-std::vector<int> Coordinator::MissingRanks(const Pool& pool) const {
-  std::vector<bool> present(pool.world_size, false);
-  for (const auto& [identity, m] : pool.members) {
-    if (m.rank >= 0 && m.rank < pool.world_size && m.sink != nullptr) present[m.rank] = true;
-  }
-  std::vector<int> missing;
-  for (int r = 0; r < pool.world_size; ++r) {
-    if (!present[r]) missing.push_back(r);
-  }
-  return missing;
 }
 
 void Coordinator::Touch(Pool& pool, Completions& out) {
@@ -232,6 +163,16 @@ void Coordinator::Touch(Pool& pool, Completions& out) {
 
 // ---- Agent-facing -------------------------------------------------------------------------
 
+absl::Status Coordinator::Authorize(const Caller& caller, Action action,
+                                    const std::string& pool) const {
+  absl::Status allowed = authorizer_->Authorize(caller, action, pool);
+  if (allowed.ok()) return allowed;
+  spdlog::warn("refused {} on pool '{}' to {}{}: {}", ActionName(action), Printable(pool, 64),
+               Printable(caller.identity, 253), caller.authenticated ? "" : " (unauthenticated)",
+               std::string(allowed.message()));
+  return Refuse("authorization", std::move(allowed));
+}
+
 absl::Status Coordinator::Refuse(const std::string& check, absl::Status status) const {
   absl::MutexLock lock(&refusals_mu_);
   ++refusals_[check];
@@ -241,68 +182,6 @@ absl::Status Coordinator::Refuse(const std::string& check, absl::Status status) 
 std::map<std::string, int64_t> Coordinator::RefusalCounts() const {
   absl::MutexLock lock(&refusals_mu_);
   return refusals_;
-}
-
-absl::Status Coordinator::CheckJoinRequest(const v1::JoinRequest& request) const {
-  const Limits& limits = options_.limits;
-  if (request.identity().empty()) {
-    return Refuse("identity", absl::InvalidArgumentError(
-                                  "join without an identity: set a stable identity such as the "
-                                  "pod name or host:gpu"));
-  }
-  if (request.incarnation().empty()) {
-    return Refuse("incarnation", absl::InvalidArgumentError(
-        "join without an incarnation: set a value unique to this process start"));
-  }
-  if (absl::Status s = CheckName("identity", request.identity(), limits.max_identity_length,
-                                 "max-identity-length");
-      !s.ok()) {
-    return Refuse("identity", s);
-  }
-  if (absl::Status s = CheckName("incarnation", request.incarnation(),
-                                 limits.max_identity_length, "max-identity-length");
-      !s.ok()) {
-    return Refuse("incarnation", s);
-  }
-  if (request.has_rank_hint() &&
-      (request.rank_hint() < -1 || request.rank_hint() >= limits.max_world_size)) {
-    return Refuse("rank-hint", absl::InvalidArgumentError(absl::StrCat(
-        "rank_hint ", request.rank_hint(), " is outside [0, ", limits.max_world_size,
-        ") (coordinator flag --max-world-size); use -1 or leave it unset for none")));
-  }
-  const v1::DeviceInfo& d = request.device();
-  for (const std::string* field :
-       {&d.host_address(), &d.hostname(), &d.gpu_uuid(), &d.pci_bus_id(),
-        &request.agent_version(), &request.nccl_version(), &request.previous_session_id()}) {
-    if (field->size() > 253) {
-      return Refuse("join-field", absl::InvalidArgumentError(absl::StrCat(
-          "a join field is ", field->size(), " bytes long (device addresses, names and "
-          "versions take at most 253)")));
-    }
-  }
-  if (request.backends_size() > 8) {
-    return Refuse("join-field", absl::InvalidArgumentError(absl::StrCat(
-        "join offers ", request.backends_size(), " backends; there are three (nccl, gloo, none)")));
-  }
-  for (const std::string& b : request.backends()) {
-    if (b.size() > 16) {
-      return Refuse("join-field", absl::InvalidArgumentError("a backend name is too long"));
-    }
-  }
-  if (request.held().holding()) {
-    if (request.held().world_size() > limits.max_world_size) {
-      return Refuse("max-world-size",
-                    LimitExceeded(absl::StrCat("held world_size ", request.held().world_size(),
-                                               " is larger than the largest world allowed"),
-                                  limits.max_world_size, "max-world-size"));
-    }
-    if (request.held().groups_size() > 64) {
-      return Refuse("held", absl::InvalidArgumentError(absl::StrCat(
-          "held state lists ", request.held().groups_size(), " groups; a rank is in at most ",
-          "one group of each kind")));
-    }
-  }
-  return absl::OkStatus();
 }
 
 absl::StatusOr<Coordinator::Pool*> Coordinator::FindOrCreatePool(const std::string& name,
@@ -336,16 +215,15 @@ absl::StatusOr<Coordinator::Pool*> Coordinator::FindOrCreatePool(const std::stri
   return &GetOrCreatePool(name);
 }
 
-void Coordinator::RememberRank(Pool& pool, const std::string& identity, int rank) {
-  for (auto it = pool.durable_ranks.begin(); it != pool.durable_ranks.end();) {
-    it = it->second == rank && it->first != identity ? pool.durable_ranks.erase(it)
-                                                      : std::next(it);
+absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& request,
+                                                   const Caller& caller) {
+  if (absl::Status s = Authorize(caller, Action::kJoin, PoolName(request.pool())); !s.ok()) {
+    return s;
   }
-  pool.durable_ranks[identity] = rank;
-}
-
-absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& request) {
-  if (absl::Status s = CheckJoinRequest(request); !s.ok()) return s;
+  if (std::optional<Refusal> refused = CheckJoinRequest(request, options_.limits);
+      refused.has_value()) {
+    return Refuse(refused->check, refused->status);
+  }
   Completions done;
   v1::JoinResponse response;
   {
@@ -354,9 +232,9 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
     absl::StatusOr<Pool*> found = FindOrCreatePool(pool_name, options_.create_pools_on_join);
     if (!found.ok()) return found.status();
     Pool* pool = *found;
-    auto it = pool->members.find(request.identity());
+    auto it = pool->roster.members().find(request.identity());
     Member* member = nullptr;
-    if (it != pool->members.end()) {
+    if (it != pool->roster.members().end()) {
       member = &it->second;
       // A live session is only ever replaced by the process that holds it: the same incarnation
       // naming its current session id (a secret only that process got from Join). Anyone
@@ -386,10 +264,10 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
       spdlog::info("pool {}: {} rejoins as incarnation {} (rank {})", pool_name,
                    request.identity(), request.incarnation(), member->rank);
     } else {
-      if (static_cast<int>(pool->members.size()) >= options_.limits.max_members_per_pool) {
+      if (static_cast<int>(pool->roster.members().size()) >= options_.limits.max_members_per_pool) {
         return Refuse("max-members-per-pool",
                       LimitExceeded(absl::StrCat("pool '", pool_name, "' has ",
-                                                 pool->members.size(), " members and standbys"),
+                                                 pool->roster.members().size(), " members and standbys"),
                                     options_.limits.max_members_per_pool,
                                     "max-members-per-pool"));
       }
@@ -401,26 +279,26 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
         }
       }
       if (!pool->config.has_value() && request.held().holding() &&
-          pool->phase == v1::POOL_PHASE_WAITING && pool->generation == 0) {
+          pool->phases.phase() == v1::POOL_PHASE_WAITING && pool->generation == 0) {
         // A pool this coordinator does not know, joined by an agent that holds communicators:
         // the coordinator restarted without a state file. Recover from the members' reports.
         StartRecovery(*pool);
       }
-      member = &pool->members[request.identity()];
+      member = &pool->roster.members()[request.identity()];
       member->identity = request.identity();
-      if (pool->phase == v1::POOL_PHASE_RECOVERING) {
+      if (pool->phases.phase() == v1::POOL_PHASE_RECOVERING) {
         // Held ranks are reserved for their holders until recovery ends; anyone else waits.
-        member->rank = RecoveryRank(*pool, request);
+        member->rank = pool->roster.RecoveryRank(request, pool->world_size);
       } else {
         std::optional<int> hint;
         if (request.has_rank_hint() && request.rank_hint() >= 0) hint = request.rank_hint();
         // What the agent holds beats the state file, which beats its hint.
-        if (auto it = pool->durable_ranks.find(request.identity());
-            it != pool->durable_ranks.end()) {
+        if (auto it = pool->roster.durable_ranks().find(request.identity());
+            it != pool->roster.durable_ranks().end()) {
           hint = it->second;
         }
         if (request.held().holding()) hint = request.held().rank();
-        member->rank = AssignRank(*pool, hint);
+        member->rank = pool->roster.FreeRank(hint, pool->world_size);
       }
       if (request.held().holding() && member->rank != request.held().rank()) {
         spdlog::warn("pool {}: {} reports holding rank {} but that rank is taken; it gets {}",
@@ -435,13 +313,13 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
     // never noticed the old session go): it keeps its state.
     const bool still_ready = member->phase == v1::MEMBER_PHASE_READY &&
                              member->incarnation == request.incarnation() &&
-                             pool->phase == v1::POOL_PHASE_READY &&
+                             pool->phases.phase() == v1::POOL_PHASE_READY &&
                              request.held().holding() &&
                              request.held().generation() == pool->generation;
     // Otherwise a member of the running generation that comes back without it lost it: the
     // generation fails like on any loss, so the pool is never READY with a member that is not.
     if (!still_ready && member->rank >= 0 &&
-        (pool->phase == v1::POOL_PHASE_READY || pool->phase == v1::POOL_PHASE_INITIALIZING) &&
+        (pool->phases.phase() == v1::POOL_PHASE_READY || pool->phases.phase() == v1::POOL_PHASE_INITIALIZING) &&
         (member->phase == v1::MEMBER_PHASE_READY ||
          member->phase == v1::MEMBER_PHASE_INITIALIZING)) {
       LoseMember(*pool, *member,
@@ -476,7 +354,7 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
                       member->held.holding()
                           ? absl::StrCat(", holding generation ", member->held.generation())
                           : ""));
-    if (member->rank >= 0) RememberRank(*pool, member->identity, member->rank);
+    if (member->rank >= 0) pool->roster.RememberRank(member->identity, member->rank);
     SaveState();
     // A session that never attaches gives its rank back.
     const std::string session_id = member->session_id;
@@ -491,10 +369,10 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
                      m->identity);
         sessions_.erase(session_id);
         Emit(*p, v1::EVENT_KIND_LEFT, m->rank, m->identity, "joined but never attached");
-        p->members.erase(m->identity);
+        p->roster.members().erase(m->identity);
         Touch(*p, late);
       }
-      RunAll(late);
+      Finish(late);
     });
     response.set_session_id(member->session_id);
     response.set_pool(pool_name);
@@ -503,11 +381,19 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
     response.set_heartbeat_interval_ms(absl::ToInt64Milliseconds(options_.heartbeat_interval));
     Touch(*pool, done);
   }
-  RunAll(done);
+  Finish(done);
   return response;
 }
 
-absl::Status Coordinator::Attach(const std::string& session_id, SessionSink* sink) {
+absl::Status Coordinator::Attach(const std::string& session_id, SessionSink* sink,
+                                const Caller& caller) {
+  std::string pool_name;
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = sessions_.find(session_id); it != sessions_.end()) pool_name = it->second.first;
+  }
+  // An unknown session is refused below, as before, once the caller may join at all.
+  if (absl::Status s = Authorize(caller, Action::kJoin, PoolName(pool_name)); !s.ok()) return s;
   Completions done;
   {
     absl::MutexLock lock(&mu_);
@@ -531,16 +417,16 @@ absl::Status Coordinator::Attach(const std::string& session_id, SessionSink* sin
     }
     // Communicators held from a generation this coordinator has moved past (or never will
     // restore) are aborted; a RECOVERING pool decides once everyone is back.
-    if (member->held.holding() && !still_ready && pool->phase != v1::POOL_PHASE_RECOVERING) {
+    if (member->held.holding() && !still_ready && pool->phases.phase() != v1::POOL_PHASE_RECOVERING) {
       AbortHeld(*pool, *member,
                 absl::StrCat("generation ", member->held.generation(),
                              " is over: the coordinator declared this member lost"));
     }
     Touch(*pool, done);
     // A standby that attaches to a degraded pool refills a lost rank at once.
-    if (member->rank < 0 && pool->phase == v1::POOL_PHASE_DEGRADED) {
+    if (member->rank < 0 && pool->phases.phase() == v1::POOL_PHASE_DEGRADED) {
       std::vector<Member*> lost;
-      for (auto& [identity, m] : pool->members) {
+      for (auto& [identity, m] : pool->roster.members()) {
         if (m.rank >= 0 && m.sink == nullptr) lost.push_back(&m);
       }
       for (Member* m : lost) RefillFromStandby(*pool, *m, done);
@@ -548,7 +434,7 @@ absl::Status Coordinator::Attach(const std::string& session_id, SessionSink* sin
     MaybeStart(*pool, done);
     MaybeGrowDp(*pool, done);
   }
-  RunAll(done);
+  Finish(done);
   return absl::OkStatus();
 }
 
@@ -564,7 +450,7 @@ void Coordinator::Detach(const std::string& session_id, SessionSink* sink,
     sessions_.erase(session_id);
     LoseMember(*pool, *member, reason, done);
   }
-  RunAll(done);
+  Finish(done);
 }
 
 void Coordinator::LoseMember(Pool& pool, Member& member, const std::string& reason,
@@ -573,7 +459,7 @@ void Coordinator::LoseMember(Pool& pool, Member& member, const std::string& reas
                reason);
   Emit(pool, v1::EVENT_KIND_MEMBER_LOST, member.rank, member.identity, reason);
   if (member.rank < 0) {
-    pool.members.erase(member.identity);  // standbys hold nothing worth remembering
+    pool.roster.members().erase(member.identity);  // standbys hold nothing worth remembering
     Touch(pool, out);
     return;
   }
@@ -581,7 +467,7 @@ void Coordinator::LoseMember(Pool& pool, Member& member, const std::string& reas
   member.error = reason;
   const std::string what =
       absl::StrCat("rank ", member.rank, " (", member.identity, ") was lost: ", reason);
-  switch (pool.phase) {
+  switch (pool.phases.phase()) {
     case v1::POOL_PHASE_INITIALIZING:
     case v1::POOL_PHASE_READY:
       FailGeneration(pool, what, out, v1::POOL_PHASE_DEGRADED);
@@ -599,12 +485,12 @@ void Coordinator::LoseMember(Pool& pool, Member& member, const std::string& reas
                 Pool* p = FindPool(name);
                 if (p == nullptr) return;
                 p->elastic_timer = 0;
-                if (p->generation == generation && p->phase == v1::POOL_PHASE_DEGRADED &&
-                    !MissingRanks(*p).empty()) {
+                if (p->generation == generation && p->phases.phase() == v1::POOL_PHASE_DEGRADED &&
+                    !p->roster.MissingRanks(p->world_size).empty()) {
                   ShrinkDp(*p, done);
                 }
               }
-              RunAll(done);
+              Finish(done);
             });
       }
       MaybeStart(pool, out);
@@ -626,7 +512,7 @@ void Coordinator::LoseMember(Pool& pool, Member& member, const std::string& reas
       FinishTeardownIfDone(pool, /*force=*/false, out);
       break;
     default:
-      pool.world_alive = false;
+      pool.world.Drop();
       break;
   }
   Touch(pool, out);
@@ -708,10 +594,10 @@ absl::Status Coordinator::HandleAgentMessage(const std::string& session_id,
       case v1::AgentMessage::kTeardown:
         // Inspection shows what is gone: destroyed (or aborted) groups stop looking READY.
         ApplyTeardown(message.teardown(),
-                      pool->phase == v1::POOL_PHASE_DESTROYING ? v1::COMM_STATE_DESTROYED
+                      pool->phases.phase() == v1::POOL_PHASE_DESTROYING ? v1::COMM_STATE_DESTROYED
                                                                : v1::COMM_STATE_ABORTED,
                       &member->report);
-        if (pool->phase != v1::POOL_PHASE_DESTROYING) {
+        if (pool->phases.phase() != v1::POOL_PHASE_DESTROYING) {
           // The answer to an abort: recorded for inspection (time from failure to aborted).
           Emit(*pool, v1::EVENT_KIND_ABORT, member->rank, member->identity,
                absl::StrCat("aborted its communicators of generation ",
@@ -741,7 +627,7 @@ absl::Status Coordinator::HandleAgentMessage(const std::string& session_id,
         break;
     }
   }
-  RunAll(done);
+  Finish(done);
   if (!status.ok()) {
     spdlog::warn("refused agent message: {}", status.ToString());
     absl::MutexLock lock(&mu_);
@@ -773,7 +659,7 @@ void Coordinator::Sweep(absl::Duration late) {
     }
     for (auto& [name, pool] : pools_) {
       std::vector<Member*> stale;
-      for (auto& [identity, m] : pool.members) {
+      for (auto& [identity, m] : pool.roster.members()) {
         const absl::Time heard = std::max(m.last_heartbeat, stalled_until_);
         if (m.sink != nullptr && now - heard > limit) stale.push_back(&m);
       }
@@ -788,46 +674,27 @@ void Coordinator::Sweep(absl::Duration late) {
       }
     }
   }
-  RunAll(done);
+  Finish(done);
 }
 
 // ---- Generations ----------------------------------------------------------------------------
 
 void Coordinator::MaybeStart(Pool& pool, Completions& out) {
-  if (pool.phase == v1::POOL_PHASE_RECOVERING) {
+  if (pool.phases.phase() == v1::POOL_PHASE_RECOVERING) {
     TryRecover(pool, /*give_up=*/false, out);
     return;
   }
   if (!pool.config.has_value() || pool.world_size == 0 ||
-      (pool.phase != v1::POOL_PHASE_WAITING && pool.phase != v1::POOL_PHASE_DEGRADED)) {
+      (pool.phases.phase() != v1::POOL_PHASE_WAITING && pool.phases.phase() != v1::POOL_PHASE_DEGRADED)) {
     return;
   }
-  if (!MissingRanks(pool).empty()) return;
+  if (!pool.roster.MissingRanks(pool.world_size).empty()) return;
   StartGeneration(pool, out);
 }
 
 v1::Plan Coordinator::PlanFor(const Pool& pool, int rank) const {
-  v1::Plan plan;
-  plan.set_pool(pool.name);
-  plan.set_generation(pool.generation);
-  plan.set_rank(rank);
-  plan.set_world_size(pool.world_size);
-  *plan.mutable_config() = ToProto(*pool.config);
-  for (GroupKind kind : pool.layout->kinds()) {
-    v1::GroupSet* set = plan.mutable_layout()->add_group_sets();
-    set->set_kind(ToProto(kind));
-    v1::RankGroup* group = set->add_groups();
-    const RankList& ranks = pool.layout->GroupOf(kind, rank);
-    group->mutable_ranks()->Add(ranks.begin(), ranks.end());
-    group->set_index(pool.layout->GroupIndexOf(kind, rank));
-  }
-  plan.set_backend(BackendOf(pool.options));
-  plan.set_init_mode(pool.options.init_mode());
-  plan.set_deadline_ms(pool.options.deadline_ms() > 0
-                           ? pool.options.deadline_ms()
-                           : absl::ToInt64Milliseconds(options_.default_init_deadline));
-  plan.set_verify(!pool.options.has_verify() || pool.options.verify());
-  return plan;
+  return BuildPlan(pool.name, pool.generation, *pool.config, *pool.layout, pool.options,
+                   options_.default_init_deadline, rank);
 }
 
 void Coordinator::StartGeneration(Pool& pool, Completions& out) {
@@ -839,19 +706,17 @@ void Coordinator::StartGeneration(Pool& pool, Completions& out) {
   }
   // The world communicator survives a model-parallel destroy; reuse it when the same processes
   // hold the same ranks with the same backend.
-  bool reuse = pool.world_alive;
-  for (int r = 0; reuse && r < pool.world_size; ++r) {
-    Member* m = MemberAtRank(pool, r);
-    auto it = pool.world_incarnations.find(r);
-    reuse = m != nullptr && it != pool.world_incarnations.end() && it->second == m->incarnation;
-  }
-  if (!reuse) pool.world_alive = false;
+  const bool reuse = pool.world.ReusableBy(pool.world_size, [&](int r) -> const std::string* {
+    const Member* m = pool.roster.AtRank(r);
+    return m != nullptr ? &m->incarnation : nullptr;
+  });
+  if (!reuse) pool.world.Drop();
   SetPhase(pool, v1::POOL_PHASE_INITIALIZING);
   pool.error.clear();
   pool.plans_sent_at = clock_->Now();
   pool.init_ms = 0;
   for (int r = 0; r < pool.world_size; ++r) {
-    Member* m = MemberAtRank(pool, r);
+    Member* m = pool.roster.AtRank(r);
     m->phase = v1::MEMBER_PHASE_INITIALIZING;
     m->report.Clear();
     m->progress.Clear();
@@ -861,7 +726,7 @@ void Coordinator::StartGeneration(Pool& pool, Completions& out) {
     m->backend = message.plan().backend();
     if (reuse) {
       message.mutable_plan()->set_reuse_world(true);
-      message.mutable_plan()->set_reuse_world_generation(pool.world_generation);
+      message.mutable_plan()->set_reuse_world_generation(pool.world.generation());
     }
     m->sink->Send(message);
   }
@@ -887,12 +752,12 @@ void Coordinator::OnGenerationDeadline(const std::string& pool_name, int64_t gen
     absl::MutexLock lock(&mu_);
     Pool* pool = FindPool(pool_name);
     if (pool == nullptr || pool->generation != generation ||
-        pool->phase != v1::POOL_PHASE_INITIALIZING) {
+        pool->phases.phase() != v1::POOL_PHASE_INITIALIZING) {
       return;
     }
     pool->deadline_timer = 0;
     std::vector<std::string> missing;
-    for (auto& [identity, m] : pool->members) {
+    for (auto& [identity, m] : pool->roster.members()) {
       if (m.rank >= 0 && m.phase != v1::MEMBER_PHASE_READY) {
         missing.push_back(absl::StrCat(m.rank, " (", identity, ")"));
       }
@@ -902,7 +767,7 @@ void Coordinator::OnGenerationDeadline(const std::string& pool_name, int64_t gen
                                 "READY: ", absl::StrJoin(missing, ", ")),
                    done);
   }
-  RunAll(done);
+  Finish(done);
 }
 
 void Coordinator::FailGeneration(Pool& pool, const std::string& error, Completions& out,
@@ -911,14 +776,14 @@ void Coordinator::FailGeneration(Pool& pool, const std::string& error, Completio
   Emit(pool, v1::EVENT_KIND_FAILED, -1, "", error);
   SetPhase(pool, next);
   pool.error = error;
-  pool.world_alive = false;
+  pool.world.Drop();
   CancelTimer(pool.deadline_timer);
   // Agents still waiting on the rendezvous store of this generation stop waiting now.
   for (auto& fn : pool.kv.Reset(absl::AbortedError(
            absl::StrCat("generation ", pool.generation, " failed: ", error)))) {
     out.push_back(std::move(fn));
   }
-  for (auto& [identity, m] : pool.members) {
+  for (auto& [identity, m] : pool.roster.members()) {
     if (m.rank < 0 || m.sink == nullptr) continue;
     v1::CoordinatorMessage message;
     v1::Teardown* teardown = message.mutable_teardown();
@@ -935,7 +800,7 @@ void Coordinator::FailGeneration(Pool& pool, const std::string& error, Completio
 
 void Coordinator::HandleReport(Pool& pool, Member& member, const v1::GenerationReport& report,
                                Completions& out) {
-  if (pool.phase != v1::POOL_PHASE_INITIALIZING) return;  // late, after a failure
+  if (pool.phases.phase() != v1::POOL_PHASE_INITIALIZING) return;  // late, after a failure
   member.report = report;
   member.generation = report.generation();
   if (!report.ok()) {
@@ -950,7 +815,7 @@ void Coordinator::HandleReport(Pool& pool, Member& member, const v1::GenerationR
   Emit(pool, v1::EVENT_KIND_MEMBER_READY, member.rank, member.identity,
        absl::StrCat("ready in ", report.total_us() / 1000, " ms"));
   int ready = 0;
-  for (const auto& [identity, m] : pool.members) {
+  for (const auto& [identity, m] : pool.roster.members()) {
     if (m.rank >= 0 && m.phase == v1::MEMBER_PHASE_READY) ++ready;
   }
   if (ready == pool.world_size) {
@@ -969,7 +834,7 @@ void Coordinator::HandleReport(Pool& pool, Member& member, const v1::GenerationR
 
 void Coordinator::HandleTeardownReport(Pool& pool, Member& member,
                                        const v1::TeardownReport& report, Completions& out) {
-  if (pool.phase != v1::POOL_PHASE_DESTROYING) return;  // the abort after a failure
+  if (pool.phases.phase() != v1::POOL_PHASE_DESTROYING) return;  // the abort after a failure
   member.teardown_reported = true;
   member.phase = v1::MEMBER_PHASE_JOINED;
   if (!report.ok()) {
@@ -985,9 +850,9 @@ void Coordinator::HandleTeardownReport(Pool& pool, Member& member,
 }
 
 void Coordinator::FinishTeardownIfDone(Pool& pool, bool force, Completions& out) {
-  if (pool.phase != v1::POOL_PHASE_DESTROYING) return;
+  if (pool.phases.phase() != v1::POOL_PHASE_DESTROYING) return;
   std::vector<Member*> waiting;
-  for (auto& [identity, m] : pool.members) {
+  for (auto& [identity, m] : pool.roster.members()) {
     if (m.rank >= 0 && m.sink != nullptr && !m.teardown_reported) waiting.push_back(&m);
   }
   if (!waiting.empty() && !force) return;
@@ -1011,16 +876,17 @@ void Coordinator::FinishTeardownIfDone(Pool& pool, bool force, Completions& out)
   }
   CancelTimer(pool.teardown_timer);
   SetPhase(pool, v1::POOL_PHASE_DESTROYED);
-  pool.world_alive = pool.teardown_ok && pool.teardown_from_ready &&
-                     pool.teardown_scope == v1::DESTROY_SCOPE_MODEL_PARALLEL;
-  pool.world_incarnations.clear();
-  if (pool.world_alive) {
-    pool.world_generation = pool.generation;
-    for (const auto& [identity, m] : pool.members) {
-      if (m.rank >= 0) pool.world_incarnations[m.rank] = m.incarnation;
+  if (pool.teardown_ok && pool.teardown_from_ready &&
+      pool.teardown_scope == v1::DESTROY_SCOPE_MODEL_PARALLEL) {
+    std::map<int, std::string> incarnations;
+    for (const auto& [identity, m] : pool.roster.members()) {
+      if (m.rank >= 0) incarnations[m.rank] = m.incarnation;
     }
+    pool.world.Keep(pool.generation, std::move(incarnations));
+  } else {
+    pool.world.Drop();
   }
-  for (auto& [identity, m] : pool.members) {
+  for (auto& [identity, m] : pool.roster.members()) {
     if (m.rank >= 0 && m.phase != v1::MEMBER_PHASE_FAILED) m.phase = v1::MEMBER_PHASE_JOINED;
   }
   if (pool.grow_after_teardown) {
@@ -1060,7 +926,7 @@ void Coordinator::OnTeardownDeadline(const std::string& pool_name, int64_t gener
     pool->teardown_timer = 0;
     FinishTeardownIfDone(*pool, /*force=*/true, done);
   }
-  RunAll(done);
+  Finish(done);
 }
 
 // ---- Rendezvous store -----------------------------------------------------------------------
@@ -1072,36 +938,18 @@ absl::Status Coordinator::CheckKvGeneration(const Pool& pool, int64_t generation
   }
   // The store serves a generation while it is being built (and once READY); a failed or
   // degraded generation answers ABORTED at once, so nobody waits for a peer that is gone.
-  if (pool.phase != v1::POOL_PHASE_INITIALIZING && pool.phase != v1::POOL_PHASE_READY) {
+  if (pool.phases.phase() != v1::POOL_PHASE_INITIALIZING && pool.phases.phase() != v1::POOL_PHASE_READY) {
     return absl::AbortedError(absl::StrCat("generation ", generation, " of pool '", pool.name,
-                                           "' is over (", v1::PoolPhase_Name(pool.phase), ")",
+                                           "' is over (", v1::PoolPhase_Name(pool.phases.phase()), ")",
                                            pool.error.empty() ? "" : ": ", pool.error));
   }
   return absl::OkStatus();
 }
 
-namespace {
-
-// INVALID_ARGUMENT unless a store request names 1..kMaxKeysPerRequest keys of sane length.
-absl::Status CheckKeys(int count, const std::function<const std::string&(int)>& key) {
-  if (count == 0) return absl::InvalidArgumentError("the request names no key");
-  if (count > kMaxKeysPerRequest) {
-    return absl::InvalidArgumentError(absl::StrCat("the request names ", count,
-                                                   " keys; at most ", kMaxKeysPerRequest));
+absl::Status Coordinator::KvSet(const v1::KvSetRequest& request, const Caller& caller) {
+  if (absl::Status s = Authorize(caller, Action::kStore, PoolName(request.pool())); !s.ok()) {
+    return s;
   }
-  for (int i = 0; i < count; ++i) {
-    if (key(i).empty() || key(i).size() > kMaxKeyLength) {
-      return absl::InvalidArgumentError(absl::StrCat("key ", i, " is ", key(i).size(),
-                                                     " bytes long; keys take 1 to ",
-                                                     kMaxKeyLength));
-    }
-  }
-  return absl::OkStatus();
-}
-
-}  // namespace
-
-absl::Status Coordinator::KvSet(const v1::KvSetRequest& request) {
   if (absl::Status s = CheckKeys(request.entries_size(),
                                  [&](int i) -> const std::string& {
                                    return request.entries(i).key();
@@ -1129,13 +977,17 @@ absl::Status Coordinator::KvSet(const v1::KvSetRequest& request) {
     }
     for (auto& fn : *set) done.push_back(std::move(fn));
   }
-  RunAll(done);
+  Finish(done);
   return absl::OkStatus();
 }
 
 Coordinator::Cancel Coordinator::KvGet(
     const v1::KvGetRequest& request,
-    std::function<void(absl::StatusOr<v1::KvGetResponse>)> reply) {
+    std::function<void(absl::StatusOr<v1::KvGetResponse>)> reply, const Caller& caller) {
+  if (absl::Status s = Authorize(caller, Action::kStore, PoolName(request.pool())); !s.ok()) {
+    reply(s);
+    return nullptr;
+  }
   absl::Status refused = CheckKeys(request.keys_size(), [&](int i) -> const std::string& {
     return request.keys(i);
   });
@@ -1216,7 +1068,11 @@ Coordinator::Cancel Coordinator::KvGet(
 // ---- Admin ----------------------------------------------------------------------------------
 
 absl::StatusOr<v1::InitializeResponse> Coordinator::Initialize(
-    const v1::InitializeRequest& request) {
+    const v1::InitializeRequest& request, const Caller& caller) {
+  if (absl::Status s = Authorize(caller, Action::kInitialize, PoolName(request.pool()));
+      !s.ok()) {
+    return s;
+  }
   const ParallelConfig config = FromProto(request.config());
   const Limits& limits = options_.limits;
   if (config.world_size > limits.max_world_size) {
@@ -1250,19 +1106,19 @@ absl::StatusOr<v1::InitializeResponse> Coordinator::Initialize(
     absl::StatusOr<Pool*> found = FindOrCreatePool(PoolName(request.pool()), /*create=*/true);
     if (!found.ok()) return found.status();
     Pool& pool = **found;
-    if (pool.phase == v1::POOL_PHASE_INITIALIZING || pool.phase == v1::POOL_PHASE_READY ||
-        pool.phase == v1::POOL_PHASE_DESTROYING || pool.phase == v1::POOL_PHASE_RECOVERING) {
+    if (pool.phases.phase() == v1::POOL_PHASE_INITIALIZING || pool.phases.phase() == v1::POOL_PHASE_READY ||
+        pool.phases.phase() == v1::POOL_PHASE_DESTROYING || pool.phases.phase() == v1::POOL_PHASE_RECOVERING) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "pool '", pool.name, "' is ", v1::PoolPhase_Name(pool.phase), " at generation ",
+          "pool '", pool.name, "' is ", v1::PoolPhase_Name(pool.phases.phase()), " at generation ",
           pool.generation, "; destroy it first (cohortctl destroy)"));
     }
-    if (request.keep_pending_config() && pool.phase == v1::POOL_PHASE_WAITING &&
+    if (request.keep_pending_config() && pool.phases.phase() == v1::POOL_PHASE_WAITING &&
         pool.config.has_value()) {
       return absl::FailedPreconditionError(absl::StrCat(
           "pool '", pool.name, "' already has a config waiting for members: ",
           pool.config->ShortString()));
     }
-    for (const auto& [identity, m] : pool.members) {
+    for (const auto& [identity, m] : pool.roster.members()) {
       if (m.rank < 0 || m.rank >= layout->world_size() || m.join.backends().empty()) continue;
       const auto& b = m.join.backends();
       if (std::find(b.begin(), b.end(), backend) == b.end()) {
@@ -1271,7 +1127,7 @@ absl::StatusOr<v1::InitializeResponse> Coordinator::Initialize(
             "'; it offers ", absl::StrJoin(b, ", ")));
       }
     }
-    if (pool.world_size != layout->world_size()) pool.world_alive = false;
+    if (pool.world_size != layout->world_size()) pool.world.Drop();
     // An operator's config replaces whatever elastic dp was doing.
     pool.full_config.reset();
     pool.grow_after_teardown = false;
@@ -1284,11 +1140,11 @@ absl::StatusOr<v1::InitializeResponse> Coordinator::Initialize(
     SetPhase(pool, v1::POOL_PHASE_WAITING);
     pool.error.clear();
     // Ranks outside the new world become standbys; standbys fill ranks inside it.
-    for (auto& [identity, m] : pool.members) {
+    for (auto& [identity, m] : pool.roster.members()) {
       if (m.rank >= pool.world_size) {
         m.rank = -1;
         m.phase = v1::MEMBER_PHASE_STANDBY;
-        pool.durable_ranks.erase(identity);
+        pool.roster.ForgetRank(identity);
       }
     }
     PromoteStandbys(pool, "standby promoted");
@@ -1299,13 +1155,17 @@ absl::StatusOr<v1::InitializeResponse> Coordinator::Initialize(
     response.set_generation(pool.generation + 1);
     Touch(pool, done);
     MaybeStart(pool, done);
-    response.set_started(pool.phase == v1::POOL_PHASE_INITIALIZING);
+    response.set_started(pool.phases.phase() == v1::POOL_PHASE_INITIALIZING);
   }
-  RunAll(done);
+  Finish(done);
   return response;
 }
 
-absl::StatusOr<v1::DestroyResponse> Coordinator::Destroy(const v1::DestroyRequest& request) {
+absl::StatusOr<v1::DestroyResponse> Coordinator::Destroy(const v1::DestroyRequest& request,
+                                                         const Caller& caller) {
+  if (absl::Status s = Authorize(caller, Action::kDestroy, PoolName(request.pool())); !s.ok()) {
+    return s;
+  }
   if (!v1::DestroyScope_IsValid(request.scope())) {
     return Refuse("enum", absl::InvalidArgumentError(absl::StrCat(
         "unknown destroy scope ", request.scope(),
@@ -1319,25 +1179,25 @@ absl::StatusOr<v1::DestroyResponse> Coordinator::Destroy(const v1::DestroyReques
     if (pool == nullptr) {
       return absl::NotFoundError(absl::StrCat("unknown pool '", PoolName(request.pool()), "'"));
     }
-    const bool has_groups = pool->phase == v1::POOL_PHASE_INITIALIZING ||
-                            pool->phase == v1::POOL_PHASE_READY ||
-                            pool->phase == v1::POOL_PHASE_FAILED ||
-                            pool->phase == v1::POOL_PHASE_DEGRADED;
-    const bool world_only = !has_groups && pool->world_alive &&
+    const bool has_groups = pool->phases.phase() == v1::POOL_PHASE_INITIALIZING ||
+                            pool->phases.phase() == v1::POOL_PHASE_READY ||
+                            pool->phases.phase() == v1::POOL_PHASE_FAILED ||
+                            pool->phases.phase() == v1::POOL_PHASE_DEGRADED;
+    const bool world_only = !has_groups && pool->world.alive() &&
                             request.scope() == v1::DESTROY_SCOPE_ALL;
     if (!has_groups && !world_only) {
       return absl::FailedPreconditionError(absl::StrCat(
           "pool '", pool->name, "' has no communicators to destroy (it is ",
-          v1::PoolPhase_Name(pool->phase), ")"));
+          v1::PoolPhase_Name(pool->phases.phase()), ")"));
     }
-    const int64_t generation = world_only ? pool->world_generation : pool->generation;
-    pool->teardown_from_ready = pool->phase == v1::POOL_PHASE_READY;
+    const int64_t generation = world_only ? pool->world.generation() : pool->generation;
+    pool->teardown_from_ready = pool->phases.phase() == v1::POOL_PHASE_READY;
     pool->teardown_scope = request.scope();
     pool->teardown_ok = true;
-    const bool abort = pool->phase != v1::POOL_PHASE_READY && !world_only;
+    const bool abort = pool->phases.phase() != v1::POOL_PHASE_READY && !world_only;
     CancelTimer(pool->deadline_timer);
     SetPhase(*pool, v1::POOL_PHASE_DESTROYING);
-    for (auto& [identity, m] : pool->members) {
+    for (auto& [identity, m] : pool->roster.members()) {
       m.teardown_reported = false;
       if (m.rank < 0 || m.sink == nullptr) continue;
       v1::CoordinatorMessage message;
@@ -1361,7 +1221,7 @@ absl::StatusOr<v1::DestroyResponse> Coordinator::Destroy(const v1::DestroyReques
     Touch(*pool, done);
     FinishTeardownIfDone(*pool, /*force=*/false, done);
   }
-  RunAll(done);
+  Finish(done);
   return response;
 }
 
@@ -1373,7 +1233,9 @@ TimerQueue::TimerId Coordinator::AfterAttachTimeout(std::function<void()> fn) {
 
 void Coordinator::CancelAttachTimer(TimerQueue::TimerId id) { CancelTimer(id); }
 
-absl::Status Coordinator::DeletePool(const std::string& name, bool force) {
+absl::Status Coordinator::DeletePool(const std::string& name, bool force,
+                                    const Caller& caller) {
+  if (absl::Status s = Authorize(caller, Action::kDeletePool, PoolName(name)); !s.ok()) return s;
   Completions done;
   {
     absl::MutexLock lock(&mu_);
@@ -1384,7 +1246,7 @@ absl::Status Coordinator::DeletePool(const std::string& name, bool force) {
           absl::StrCat("unknown pool '", Printable(pool_name, 64), "'"));
     }
     int attached = 0;
-    for (const auto& [identity, m] : pool->members) attached += m.sink != nullptr;
+    for (const auto& [identity, m] : pool->roster.members()) attached += m.sink != nullptr;
     if (attached > 0 && !force) {
       return absl::FailedPreconditionError(absl::StrCat(
           "pool '", pool_name, "' has ", attached,
@@ -1393,7 +1255,7 @@ absl::Status Coordinator::DeletePool(const std::string& name, bool force) {
     }
     spdlog::warn("pool {}: deleted{}", pool_name,
                  attached > 0 ? absl::StrCat(" (force: closing ", attached, " sessions)") : "");
-    for (auto& [identity, m] : pool->members) {
+    for (auto& [identity, m] : pool->roster.members()) {
       if (m.sink != nullptr) m.sink->Close(absl::StrCat("pool '", pool_name, "' was deleted"));
       m.sink = nullptr;
       sessions_.erase(m.session_id);
@@ -1412,12 +1274,13 @@ absl::Status Coordinator::DeletePool(const std::string& name, bool force) {
       done.push_back([fn = std::move(waiter.done), gone] { fn(gone); });
     }
     // A PHASE event first: health (cohort.pool.<name>) stops serving the pool.
-    if (pool->phase != v1::POOL_PHASE_DESTROYED) SetPhase(*pool, v1::POOL_PHASE_DESTROYED);
+    if (pool->phases.phase() != v1::POOL_PHASE_DESTROYED) SetPhase(*pool, v1::POOL_PHASE_DESTROYED);
     Emit(*pool, v1::EVENT_KIND_DESTROYED, -1, "", "pool deleted");
+    events_.Forget(pool_name);
     pools_.erase(pool_name);
     SaveState();
   }
-  RunAll(done);
+  Finish(done);
   return absl::OkStatus();
 }
 

@@ -1,30 +1,48 @@
-// Coordinator: membership, rank assignment, pools and generations, plans, reports, teardown and
-// the rendezvous store — the whole coordinator logic, with no gRPC types. The services in
-// agent_service.h / admin_service.h are thin adapters over it.
+// Coordinator: the facade of the coordinator's logic — membership, pools and generations,
+// plans, reports, teardown, recovery and the rendezvous store — with no gRPC types. It holds the
+// one lock and wires the parts together. The gRPC adapters (AgentServiceImpl and
+// AdminServiceImpl in services.h) turn RPCs into calls on it, with the Caller of each.
 //
-// Pool phases:
+// The parts, each with its own tests:
+//   Roster (roster.h)              a pool's members, rank assignment, standby promotion and
+//                                  reassignment plans, durable identity -> rank
+//   EventLog (event_log.h)         event numbering, bounded per-pool history, Watch streams and
+//                                  listeners (metrics, health)
+//   KvStore (kv_store.h)           one generation's rendezvous store and its waiters
+//   ShrinkDp, CanGrowBack          elastic dp as pure functions of the config (elastic_dp.h)
+//   BuildPlan (plan.h)             the plan each rank of a generation gets
+//   agent_input.h                  the checks and cleaning of what agents send
+//   StateStore, StatePersister     the durable state, saved outside the lock and coalesced
+//                                  (state_store.h, state_persister.h)
+//   Caller, Authorizer             who calls, and whether they may (caller.h, authorizer.h)
+// What stays here: pools and their phases (below), generations, sessions, heartbeats, timers,
+// teardown and recovery.
 //
-//     WAITING --(config set and every rank connected)--> INITIALIZING --(all READY)--> READY
-//        ^                                          |  (error report or deadline)  |     |
-//        +---------- Initialize ---------------- FAILED <------------------------+       |
-//        |                                          ^ (member lost during init or READY) |
-//        |                  DEGRADED <--------------+------------------------------------+
-//        |                     |  (rank refilled: same identity back, or a standby)
-//        |                     +--> INITIALIZING (next generation, same layout)
-//        +-- Initialize --- DESTROYED <-- all reported --- DESTROYING <------ Destroy
+// Pool phases (every change is an EVENT_KIND_PHASE event and a PoolState transition):
 //
-//     RECOVERING (a restarted coordinator): every rank back and holding the same READY
-//     generation -> READY at that generation, nothing rebuilt; otherwise (conflicting reports,
-//     or not all back within the attach timeout) holders abort and the next generation starts.
+//   WAITING --(a config, and every rank attached)--> INITIALIZING --(all READY)--> READY
+//   INITIALIZING --(an error report, or the deadline)--> FAILED
+//   INITIALIZING, READY --(a member lost)--> DEGRADED
+//   DEGRADED --(every rank attached again: the same identity back, or a standby)-->
+//       INITIALIZING (the next generation, same layout)
+//   DEGRADED --(elastic dp: a replica still missing after --elastic-dp-after)--> WAITING
+//       (dp shrunk); READY --(elastic dp: agents enough for the full config)--> DESTROYING -->
+//       WAITING (the full config back)
+//   INITIALIZING, READY, FAILED, DEGRADED (or DESTROYED keeping the world, scope ALL)
+//       --Destroy--> DESTROYING --(every report, or the teardown deadline)--> DESTROYED
+//   WAITING, FAILED, DEGRADED, DESTROYED --Initialize--> WAITING (the new config)
+//   RECOVERING (a restarted coordinator): every rank back and holding the same READY
+//       generation -> READY at that generation (DESTROYED when they hold only the world),
+//       nothing rebuilt; otherwise (conflicting reports, or not all back within the attach
+//       timeout) holders abort -> WAITING, and the next generation starts.
 //
-// Rank assignment (deterministic): a rank hint (e.g. a pod ordinal) wins when that rank is free
-// and inside the world; otherwise the lowest free rank (order of arrival); when every rank of a
-// known world is taken the agent becomes a standby. A new incarnation of an identity whose
-// session is gone takes that identity's old rank; a second live incarnation is refused.
+// Rank assignment: see roster.h. A new incarnation of an identity whose session is gone takes
+// that identity's old rank; a second live incarnation is refused.
 //
 // Thread safety: every public method may be called from any thread. Callbacks passed in (KV
-// gets, state waits) and SessionSink::Send run without the coordinator's lock held, except
-// Send, which is called under the lock and must only enqueue.
+// gets, state waits) run without the coordinator's lock held; SessionSink::Send, WatchSink::Send
+// and event listeners are called under the lock and must only enqueue. The durable state is
+// saved after the lock is released (FlushState).
 #ifndef COHORT_COORDINATOR_COORDINATOR_H_
 #define COHORT_COORDINATOR_COORDINATOR_H_
 
@@ -46,8 +64,16 @@
 #include "common/clock.h"
 #include "common/layout.h"
 #include "common/timer_queue.h"
+#include "coordinator/authorizer.h"
+#include "coordinator/caller.h"
+#include "coordinator/event_log.h"
+#include "coordinator/kept_world.h"
 #include "coordinator/kv_store.h"
 #include "coordinator/limits.h"
+#include "coordinator/phase_history.h"
+#include "coordinator/roster.h"
+#include "coordinator/state_persister.h"
+#include "coordinator/state_store.h"
 
 namespace cohort::coordinator {
 
@@ -59,15 +85,6 @@ class SessionSink {
   virtual void Send(const v1::CoordinatorMessage& message) = 0;
   // Ends the session from the coordinator's side (after queued messages are written).
   virtual void Close(const std::string& reason) = 0;
-};
-
-// Where the coordinator streams events to a watcher (the Watch RPC, or a test fake).
-class WatchSink {
- public:
-  virtual ~WatchSink() = default;
-  // Queues a message; must not block or call back into the Coordinator. Returns false if the
-  // watcher is gone or too far behind (it is then dropped).
-  virtual bool Send(const v1::WatchEvent& event) = 0;
 };
 
 struct CoordinatorOptions {
@@ -82,7 +99,8 @@ struct CoordinatorOptions {
   // How long Destroy waits for teardown reports before declaring the pool destroyed anyway.
   absl::Duration teardown_deadline = absl::Seconds(30);
   // Where the small durable state (pool configs, identity -> rank) is written atomically after
-  // every change, and read back at startup. Empty: nothing is persisted.
+  // every change (outside the lock, coalesced: see FlushState), and read back at startup.
+  // Empty: nothing is persisted. Used by the constructor that takes no StateStore.
   std::string state_file;
   // --state-file-reset: CoordinatorServer::Start checks the state file (StateFile::Open) before
   // it builds the Coordinator; a file that does not parse or validate is moved aside and the
@@ -100,6 +118,8 @@ struct CoordinatorOptions {
   // Create a pool when an agent joins an unknown one (otherwise only `pools` and those made by
   // Initialize exist). The coordinator's --auto-create-pools / --no-auto-create-pools.
   bool create_pools_on_join = true;
+  // Who may do what (authorizer.h); null: everyone may do everything.
+  std::shared_ptr<const Authorizer> authorizer;
   // Bounds on everything a client's input can grow (limits.h).
   Limits limits;
   // Pools configured at startup: they start themselves once their world is complete.
@@ -113,21 +133,35 @@ struct CoordinatorOptions {
 
 class Coordinator {
  public:
+  // Keeps its durable state in a FileStateStore at options.state_file (none when empty).
   Coordinator(CoordinatorOptions options, Clock* clock, TimerQueue* timers);
+  // Keeps its durable state in `store` (null: nothing is persisted; options.state_file is then
+  // not used). A store whose Load fails is never written: the coordinator logs and starts empty.
+  Coordinator(CoordinatorOptions options, Clock* clock, TimerQueue* timers,
+              std::unique_ptr<StateStore> store);
+  // Saves the last change to the durable state before returning.
   ~Coordinator();
   Coordinator(const Coordinator&) = delete;
   Coordinator& operator=(const Coordinator&) = delete;
+
+  // Every agent and admin entry point takes the Caller (caller.h) and asks the Authorizer
+  // (options.authorizer) first: a refusal is returned (or passed to the callback) before any
+  // state is read or changed. Errors, besides those listed per method: PERMISSION_DENIED or
+  // UNAUTHENTICATED from the Authorizer. The default Caller is Caller::InProcess().
 
   // ---- Agent-facing --------------------------------------------------------------------------
 
   // Admits an agent. Errors: INVALID_ARGUMENT (no identity or incarnation); ALREADY_EXISTS (a
   // different, still-connected incarnation holds the identity: retry after it is gone);
   // NOT_FOUND (unknown pool and pools are not created on join).
-  absl::StatusOr<v1::JoinResponse> Join(const v1::JoinRequest& request);
+  absl::StatusOr<v1::JoinResponse> Join(const v1::JoinRequest& request,
+                                        const Caller& caller = Caller::InProcess());
 
   // Binds a session stream to a joined member. Errors: NOT_FOUND (unknown or superseded
   // session id: join again).
-  absl::Status Attach(const std::string& session_id, SessionSink* sink);
+  // The caller needs Action::kJoin on the session's pool.
+  absl::Status Attach(const std::string& session_id, SessionSink* sink,
+                      const Caller& caller = Caller::InProcess());
 
   // The session stream ended (the agent went away or the transport broke). Idempotent; only
   // acts while `sink` is still the member's sink.
@@ -139,38 +173,46 @@ class Coordinator {
 
   // Rendezvous store. Errors: NOT_FOUND (pool); ABORTED (generation is not current);
   // ALREADY_EXISTS (set_once key written twice).
-  absl::Status KvSet(const v1::KvSetRequest& request);
+  absl::Status KvSet(const v1::KvSetRequest& request, const Caller& caller = Caller::InProcess());
   // Calls `done` exactly once: with the values, DEADLINE_EXCEEDED naming the missing keys, or
   // ABORTED if the generation changes first — unless the returned cancel function is called
   // first (the caller went away): the waiter is then dropped at once and `done` never called.
   // The cancel function is empty when `done` already ran.
   using Cancel = std::function<void()>;
   Cancel KvGet(const v1::KvGetRequest& request,
-               std::function<void(absl::StatusOr<v1::KvGetResponse>)> done);
+               std::function<void(absl::StatusOr<v1::KvGetResponse>)> done,
+               const Caller& caller = Caller::InProcess());
 
   // ---- Admin ---------------------------------------------------------------------------------
 
   // Errors: INVALID_ARGUMENT (bad config: the layout engine's message; unknown backend; a
   // backend some member cannot drive); FAILED_PRECONDITION (the pool is initializing, ready or
   // destroying: destroy first).
-  absl::StatusOr<v1::InitializeResponse> Initialize(const v1::InitializeRequest& request);
+  absl::StatusOr<v1::InitializeResponse> Initialize(const v1::InitializeRequest& request,
+                                                    const Caller& caller = Caller::InProcess());
   // Errors: NOT_FOUND (pool); FAILED_PRECONDITION (nothing to destroy).
-  absl::StatusOr<v1::DestroyResponse> Destroy(const v1::DestroyRequest& request);
+  absl::StatusOr<v1::DestroyResponse> Destroy(const v1::DestroyRequest& request,
+                                              const Caller& caller = Caller::InProcess());
   // Tells every member to run the verification all-reduce again. Errors: NOT_FOUND;
   // FAILED_PRECONDITION unless the pool is READY.
-  absl::StatusOr<v1::CheckResponse> Check(const v1::CheckRequest& request);
+  absl::StatusOr<v1::CheckResponse> Check(const v1::CheckRequest& request,
+                                          const Caller& caller = Caller::InProcess());
   // Errors: NOT_FOUND (pool). `rank` keeps only that member and the groups holding it; `kind`
   // keeps only groups of that kind.
   absl::StatusOr<v1::PoolState> GetState(const std::string& pool,
                                          std::optional<int> rank = std::nullopt,
-                                         std::optional<GroupKind> kind = std::nullopt);
-  std::vector<v1::PoolSummary> ListPools();
+                                         std::optional<GroupKind> kind = std::nullopt,
+                                         const Caller& caller = Caller::InProcess());
+  // The pools the caller may read (Action::kRead), by name.
+  std::vector<v1::PoolSummary> ListPools(const Caller& caller = Caller::InProcess());
   // Errors: NOT_FOUND (pool).
   absl::StatusOr<std::vector<v1::Event>> GetEvents(const std::string& pool, int64_t after_seq,
-                                                   int limit);
+                                                   int limit,
+                                                   const Caller& caller = Caller::InProcess());
   // Streams events of `pool` (empty: all pools) to `sink`, after a snapshot of each watched
   // pool when `snapshot`. Returns an id for RemoveWatcher. Errors: NOT_FOUND (pool).
-  absl::StatusOr<uint64_t> AddWatcher(const std::string& pool, bool snapshot, WatchSink* sink);
+  absl::StatusOr<uint64_t> AddWatcher(const std::string& pool, bool snapshot, WatchSink* sink,
+                                      const Caller& caller = Caller::InProcess());
   void RemoveWatcher(uint64_t id);
   // Called under the coordinator's lock for every event (metrics, health): must be quick and
   // must not call back into the Coordinator.
@@ -182,7 +224,8 @@ class Coordinator {
   // Errors passed to done: NOT_FOUND; RESOURCE_EXHAUSTED past --max-state-waiters. Like KvGet,
   // returns a cancel function for a caller that goes away.
   Cancel WaitForState(const std::string& pool, int64_t after_version, absl::Time deadline,
-                      std::function<void(absl::StatusOr<v1::PoolState>)> done);
+                      std::function<void(absl::StatusOr<v1::PoolState>)> done,
+                      const Caller& caller = Caller::InProcess());
 
   // Checks heartbeats now (the TimerQueue also runs this every heartbeat interval).
   void SweepHeartbeats();
@@ -194,34 +237,24 @@ class Coordinator {
 
   // Deletes a pool and everything it holds. Errors: NOT_FOUND; FAILED_PRECONDITION while
   // members are attached, unless `force` (their sessions are then closed).
-  absl::Status DeletePool(const std::string& pool, bool force);
+  absl::Status DeletePool(const std::string& pool, bool force,
+                          const Caller& caller = Caller::InProcess());
 
   // Requests refused at the door or past a limit, by the check that refused them (e.g.
   // "max-members-per-pool", "identity"): for the refusals metric.
   std::map<std::string, int64_t> RefusalCounts() const;
   const CoordinatorOptions& options() const { return options_; }
 
+  // Durable state: every change (a join that takes a rank, a plan, a destroy, a deleted pool) is
+  // snapshotted under the lock and saved after it is released, by the first call to get there
+  // (StatePersister; what a crash before the save loses is said there). A call that made a change
+  // and found nobody else saving returns after its own save. FlushState returns once every change
+  // made before it is saved (e.g. before reading the state file in a test or at shutdown).
+  void FlushState();
+  // Saves of the durable state so far (0 without a store).
+  int64_t StateSaves() const;
+
  private:
-  struct Member {
-    std::string identity;
-    std::string incarnation;
-    std::string session_id;
-    int rank = -1;  // -1: standby
-    v1::JoinRequest join;
-    v1::MemberPhase phase = v1::MEMBER_PHASE_JOINED;
-    SessionSink* sink = nullptr;
-    bool ever_attached = false;
-    absl::Time last_heartbeat;
-    int64_t generation = 0;
-    v1::GenerationReport report;
-    v1::Progress progress;
-    std::string error;
-    bool teardown_reported = false;
-    uint64_t join_seq = 0;  // arrival order, for promoting standbys
-    absl::Time attached_at;
-    std::string backend;  // of the last plan
-    v1::HeldState held;   // what it reported holding when it (re)joined
-  };
   struct StateWaiter {
     int64_t after_version;
     std::function<void(absl::StatusOr<v1::PoolState>)> done;
@@ -233,16 +266,16 @@ class Coordinator {
     std::optional<ParallelConfig> config;
     v1::InitOptions options;
     std::optional<Layout> layout;
-    v1::PoolPhase phase = v1::POOL_PHASE_WAITING;
+    // The phase, and the recent transitions (moved only by SetPhase).
+    PhaseHistory phases;
     int64_t generation = 0;
     int64_t version = 0;
-    std::map<std::string, Member> members;  // by identity
+    // Members, ranks and durable ranks.
+    Roster roster;
     std::string error;
     KvStore kv;
     // World communicator kept by a model-parallel destroy, and who held each rank then.
-    bool world_alive = false;
-    int64_t world_generation = 0;
-    std::map<int, std::string> world_incarnations;
+    KeptWorld world;
     absl::Time plans_sent_at;
     int64_t init_ms = 0;
     TimerQueue::TimerId deadline_timer = 0;
@@ -253,20 +286,11 @@ class Coordinator {
     TimerQueue::TimerId teardown_timer = 0;
     std::map<uint64_t, StateWaiter> state_waiters;
     uint64_t next_waiter = 1;
-    std::deque<v1::Event> events;
-    size_t event_bytes = 0;  // of `events`, bounded by --max-event-log-bytes
-    std::deque<v1::PhaseTransition> transitions;
-    // identity -> rank from the state file: returning agents get their old ranks.
-    std::map<std::string, int> durable_ranks;
     TimerQueue::TimerId recovery_timer = 0;
     // Elastic dp: the config before the pool shrank (grow back to it when agents return).
     std::optional<ParallelConfig> full_config;
     TimerQueue::TimerId elastic_timer = 0;
     bool grow_after_teardown = false;
-  };
-  struct Watcher {
-    std::string pool;  // empty: all
-    WatchSink* sink;
   };
   using Completions = std::vector<std::function<void()>>;
 
@@ -274,9 +298,6 @@ class Coordinator {
   Pool& GetOrCreatePool(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Member* FindMemberBySession(const std::string& session_id, Pool** pool)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  Member* MemberAtRank(Pool& pool, int rank) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  int AssignRank(Pool& pool, std::optional<int> hint) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::vector<int> MissingRanks(const Pool& pool) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Changes bump the version and wake state waiters (their completions go to `out`).
   void Touch(Pool& pool, Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Starts the next generation if the pool has a config, is waiting and its world is complete.
@@ -308,10 +329,6 @@ class Coordinator {
   // INVALID_ARGUMENT unless a joining agent's held state is self-consistent (world size, rank
   // inside it, a built generation, a valid config of that world).
   absl::Status ValidateHeld(const v1::HeldState& held) const;
-  // The rank of an agent joining a RECOVERING pool: the rank it holds, else its rank from the
-  // state file, unless another member claims it; otherwise -1 (a standby until recovery ends).
-  int RecoveryRank(const Pool& pool, const v1::JoinRequest& request) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Tells a member to abort what it holds.
   void AbortHeld(Pool& pool, Member& member, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -332,34 +349,39 @@ class Coordinator {
   // Elastic dp: once enough agents are back, tear down and rebuild the full config.
   void MaybeGrowDp(Pool& pool, Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LoadState() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Marks the durable state changed; it is saved once the lock is released (Finish).
   void SaveState() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // What the store gets: every pool's config, generation and identity -> rank. nullopt when it
+  // would not load back (StateFile::Validate).
+  std::optional<v1::DurableState> DurableSnapshot() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After the lock is released: runs the completions collected under it, then saves the durable
+  // state if it changed.
+  void Finish(std::vector<std::function<void()>>& completions) ABSL_LOCKS_EXCLUDED(mu_);
   void CancelTimer(TimerQueue::TimerId& id);
   // timers_->Schedule for a callback that uses this coordinator (see alive_).
   TimerQueue::TimerId Schedule(absl::Time when, std::function<void()> fn);
   v1::PoolState Snapshot(const Pool& pool) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Every pool's summary, unfiltered.
+  std::vector<v1::PoolSummary> ListAllPools() ABSL_LOCKS_EXCLUDED(mu_);
+  // The Authorizer's answer for `caller` doing `action` on `pool` (counted as a refusal).
+  absl::Status Authorize(const Caller& caller, Action action, const std::string& pool) const;
   // Counts a refusal by `check` and returns `status` (not OK).
   absl::Status Refuse(const std::string& check, absl::Status status) const;
-  // The checks of a JoinRequest that need no state: names, ranges, sizes.
-  absl::Status CheckJoinRequest(const v1::JoinRequest& request) const;
   // The pool `name`, created if allowed and under the pool limit. Errors: NOT_FOUND (creation
   // off), RESOURCE_EXHAUSTED (--max-pools), INVALID_ARGUMENT (a bad name).
   absl::StatusOr<Pool*> FindOrCreatePool(const std::string& name, bool create)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Records identity -> rank for returning agents; one identity per rank (older ones dropped),
-  // so the map never outgrows the world.
-  void RememberRank(Pool& pool, const std::string& identity, int rank)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Records an event, streams it to watchers and listeners.
   void Emit(Pool& pool, v1::EventKind kind, int rank, const std::string& identity,
             const std::string& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetPhase(Pool& pool, v1::PoolPhase phase) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Publish(const v1::WatchEvent& event, const std::string& pool)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ScheduleSweep() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The heartbeat sweep; `late` is how long after its due time the timer fired.
   void Sweep(absl::Duration late);
 
   const CoordinatorOptions options_;
+  // options_.authorizer, or AllowAll.
+  const std::shared_ptr<const Authorizer> authorizer_;
   Clock* const clock_;
   TimerQueue* const timers_;
   // Expires with the coordinator; every timer it schedules checks it first.
@@ -368,17 +390,18 @@ class Coordinator {
   std::map<std::string, Pool> pools_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::pair<std::string, std::string>> sessions_ ABSL_GUARDED_BY(mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
-  // The state file could not be loaded: it is left as it is and never written.
-  bool state_file_unusable_ ABSL_GUARDED_BY(mu_) = false;
+  // Where the durable state is kept (null: nowhere).
+  const std::unique_ptr<StateStore> store_;
+  // Saves store_ outside mu_. Null without a store, or when the store could not be loaded (it is
+  // then left as it is and never written). Set in the constructor, never changed after.
+  std::unique_ptr<StatePersister> persister_;
   TimerQueue::TimerId sweep_timer_ ABSL_GUARDED_BY(mu_) = 0;
   // When a late sweep last showed that the coordinator itself had stalled: heartbeat windows
   // count from here at the earliest.
   absl::Time stalled_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   uint64_t join_seq_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t event_seq_ ABSL_GUARDED_BY(mu_) = 0;
-  std::map<uint64_t, Watcher> watchers_ ABSL_GUARDED_BY(mu_);
-  uint64_t next_watcher_ ABSL_GUARDED_BY(mu_) = 1;
-  std::vector<std::function<void(const v1::Event&)>> listeners_ ABSL_GUARDED_BY(mu_);
+  // Every pool's events, the Watch streams and the listeners.
+  EventLog events_ ABSL_GUARDED_BY(mu_);
   mutable absl::Mutex refusals_mu_;
   mutable std::map<std::string, int64_t> refusals_ ABSL_GUARDED_BY(refusals_mu_);
 };

@@ -18,7 +18,6 @@ using internal::PoolName;
 void Coordinator::Emit(Pool& pool, v1::EventKind kind, int rank, const std::string& identity,
                        const std::string& message) {
   v1::Event e;
-  e.set_seq(++event_seq_);
   e.set_unix_ms(absl::ToUnixMillis(clock_->Now()));
   e.set_pool(pool.name);
   e.set_generation(pool.generation);
@@ -27,57 +26,30 @@ void Coordinator::Emit(Pool& pool, v1::EventKind kind, int rank, const std::stri
   // Nothing from the wire reaches a watcher's terminal raw, and no event is large.
   e.set_identity(Printable(identity, options_.limits.max_identity_length));
   e.set_message(Printable(message, kMaxEventMessage));
-  if (kind == v1::EVENT_KIND_PHASE) e.set_phase(pool.phase);
-  pool.event_bytes += e.ByteSizeLong();
-  pool.events.push_back(e);
-  while (!pool.events.empty() && (pool.events.size() > options_.event_log_size ||
-                                  pool.event_bytes > options_.limits.max_event_log_bytes)) {
-    pool.event_bytes -= std::min(pool.event_bytes, pool.events.front().ByteSizeLong());
-    pool.events.pop_front();
-  }
-  for (const auto& listener : listeners_) listener(e);
-  v1::WatchEvent w;
-  *w.mutable_event() = std::move(e);
-  Publish(w, pool.name);
-}
-
-void Coordinator::Publish(const v1::WatchEvent& event, const std::string& pool) {
-  for (auto it = watchers_.begin(); it != watchers_.end();) {
-    if (!it->second.pool.empty() && it->second.pool != pool) {
-      ++it;
-      continue;
-    }
-    // A watcher that is gone or cannot keep up is dropped rather than slowing the coordinator.
-    it = it->second.sink->Send(event) ? std::next(it) : watchers_.erase(it);
-  }
+  if (kind == v1::EVENT_KIND_PHASE) e.set_phase(pool.phases.phase());
+  events_.Record(std::move(e));
 }
 
 void Coordinator::SetPhase(Pool& pool, v1::PoolPhase phase) {
-  if (pool.phase == phase) return;
-  pool.phase = phase;
-  v1::PhaseTransition t;
-  t.set_phase(phase);
-  t.set_unix_ms(absl::ToUnixMillis(clock_->Now()));
-  t.set_generation(pool.generation);
-  pool.transitions.push_back(t);
-  while (pool.transitions.size() > 32) pool.transitions.pop_front();
+  if (!pool.phases.Set(phase, clock_->Now(), pool.generation)) return;
   Emit(pool, v1::EVENT_KIND_PHASE, -1, "", v1::PoolPhase_Name(phase));
 }
 
 void Coordinator::AddEventListener(std::function<void(const v1::Event&)> listener) {
   absl::MutexLock lock(&mu_);
-  listeners_.push_back(std::move(listener));
+  events_.AddListener(std::move(listener));
 }
 
 absl::StatusOr<uint64_t> Coordinator::AddWatcher(const std::string& pool_name, bool snapshot,
-                                                 WatchSink* sink) {
+                                                 WatchSink* sink, const Caller& caller) {
+  if (absl::Status s = Authorize(caller, Action::kRead, pool_name); !s.ok()) return s;
   absl::MutexLock lock(&mu_);
   if (!pool_name.empty() && FindPool(pool_name) == nullptr) {
     return absl::NotFoundError(absl::StrCat("unknown pool '", Printable(pool_name, 64), "'"));
   }
-  if (static_cast<int>(watchers_.size()) >= options_.limits.max_watchers) {
+  if (static_cast<int>(events_.watchers()) >= options_.limits.max_watchers) {
     return Refuse("max-watchers",
-                  LimitExceeded(absl::StrCat(watchers_.size(), " watchers are streaming"),
+                  LimitExceeded(absl::StrCat(events_.watchers(), " watchers are streaming"),
                                 options_.limits.max_watchers, "max-watchers"));
   }
   if (snapshot) {
@@ -88,28 +60,37 @@ absl::StatusOr<uint64_t> Coordinator::AddWatcher(const std::string& pool_name, b
       sink->Send(w);
     }
   }
-  const uint64_t id = next_watcher_++;
-  watchers_[id] = Watcher{pool_name, sink};
-  return id;
+  return events_.AddWatcher(pool_name, sink);
 }
 
 void Coordinator::RemoveWatcher(uint64_t id) {
   absl::MutexLock lock(&mu_);
-  watchers_.erase(id);
+  events_.RemoveWatcher(id);
 }
 
-std::vector<v1::PoolSummary> Coordinator::ListPools() {
+std::vector<v1::PoolSummary> Coordinator::ListPools(const Caller& caller) {
+  std::vector<v1::PoolSummary> out = ListAllPools();
+  // Pools the caller may not read are left out (not a refusal: the list is just shorter).
+  out.erase(std::remove_if(out.begin(), out.end(),
+                           [&](const v1::PoolSummary& s) {
+                             return !authorizer_->Authorize(caller, Action::kRead, s.pool()).ok();
+                           }),
+            out.end());
+  return out;
+}
+
+std::vector<v1::PoolSummary> Coordinator::ListAllPools() {
   absl::MutexLock lock(&mu_);
   std::vector<v1::PoolSummary> out;
   for (const auto& [name, pool] : pools_) {
     v1::PoolSummary s;
     s.set_pool(name);
-    s.set_phase(pool.phase);
+    s.set_phase(pool.phases.phase());
     s.set_generation(pool.generation);
     s.set_world_size(pool.world_size);
-    s.set_members(static_cast<int>(pool.members.size()));
+    s.set_members(static_cast<int>(pool.roster.members().size()));
     int ready = 0;
-    for (const auto& [identity, m] : pool.members) {
+    for (const auto& [identity, m] : pool.roster.members()) {
       if (m.rank >= 0 && m.phase == v1::MEMBER_PHASE_READY) ++ready;
     }
     s.set_members_ready(ready);
@@ -121,20 +102,15 @@ std::vector<v1::PoolSummary> Coordinator::ListPools() {
 }
 
 absl::StatusOr<std::vector<v1::Event>> Coordinator::GetEvents(const std::string& pool_name,
-                                                              int64_t after_seq, int limit) {
+                                                              int64_t after_seq, int limit,
+                                                              const Caller& caller) {
+  if (absl::Status s = Authorize(caller, Action::kRead, PoolName(pool_name)); !s.ok()) return s;
   absl::MutexLock lock(&mu_);
   Pool* pool = FindPool(PoolName(pool_name));
   if (pool == nullptr) {
     return absl::NotFoundError(absl::StrCat("unknown pool '", PoolName(pool_name), "'"));
   }
-  std::vector<v1::Event> out;
-  for (const v1::Event& e : pool->events) {
-    if (e.seq() > after_seq) out.push_back(e);
-  }
-  if (limit > 0 && out.size() > static_cast<size_t>(limit)) {
-    out.erase(out.begin(), out.end() - limit);
-  }
-  return out;
+  return events_.Since(pool->name, after_seq, limit);
 }
 
 std::vector<v1::PoolState> Coordinator::AllStates() {
@@ -146,7 +122,9 @@ std::vector<v1::PoolState> Coordinator::AllStates() {
 
 absl::StatusOr<v1::PoolState> Coordinator::GetState(const std::string& pool_name,
                                                     std::optional<int> rank,
-                                                    std::optional<GroupKind> kind) {
+                                                    std::optional<GroupKind> kind,
+                                                    const Caller& caller) {
+  if (absl::Status s = Authorize(caller, Action::kRead, PoolName(pool_name)); !s.ok()) return s;
   absl::MutexLock lock(&mu_);
   Pool* pool = FindPool(PoolName(pool_name));
   if (pool == nullptr) {
@@ -197,7 +175,11 @@ absl::StatusOr<v1::PoolState> Coordinator::GetState(const std::string& pool_name
 
 Coordinator::Cancel Coordinator::WaitForState(
     const std::string& pool_name, int64_t after_version, absl::Time deadline,
-    std::function<void(absl::StatusOr<v1::PoolState>)> done) {
+    std::function<void(absl::StatusOr<v1::PoolState>)> done, const Caller& caller) {
+  if (absl::Status s = Authorize(caller, Action::kRead, PoolName(pool_name)); !s.ok()) {
+    done(s);
+    return nullptr;
+  }
   std::function<void()> now;
   Cancel cancel;
   {
@@ -251,17 +233,21 @@ Coordinator::Cancel Coordinator::WaitForState(
   return cancel;
 }
 
-absl::StatusOr<v1::CheckResponse> Coordinator::Check(const v1::CheckRequest& request) {
+absl::StatusOr<v1::CheckResponse> Coordinator::Check(const v1::CheckRequest& request,
+                                                     const Caller& caller) {
+  if (absl::Status s = Authorize(caller, Action::kCheck, PoolName(request.pool())); !s.ok()) {
+    return s;
+  }
   absl::MutexLock lock(&mu_);
   Pool* pool = FindPool(PoolName(request.pool()));
   if (pool == nullptr) {
     return absl::NotFoundError(absl::StrCat("unknown pool '", PoolName(request.pool()), "'"));
   }
-  if (pool->phase != v1::POOL_PHASE_READY) {
+  if (pool->phases.phase() != v1::POOL_PHASE_READY) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "pool '", pool->name, "' is ", v1::PoolPhase_Name(pool->phase), ", not READY"));
+        "pool '", pool->name, "' is ", v1::PoolPhase_Name(pool->phases.phase()), ", not READY"));
   }
-  for (auto& [identity, m] : pool->members) {
+  for (auto& [identity, m] : pool->roster.members()) {
     if (m.rank < 0 || m.sink == nullptr) continue;
     v1::CoordinatorMessage message;
     message.mutable_check()->set_generation(pool->generation);
@@ -275,7 +261,7 @@ absl::StatusOr<v1::CheckResponse> Coordinator::Check(const v1::CheckRequest& req
 v1::PoolState Coordinator::Snapshot(const Pool& pool) const {
   v1::PoolState s;
   s.set_pool(pool.name);
-  s.set_phase(pool.phase);
+  s.set_phase(pool.phases.phase());
   s.set_generation(pool.generation);
   s.set_version(pool.version);
   s.set_world_size(pool.world_size);
@@ -283,7 +269,7 @@ v1::PoolState Coordinator::Snapshot(const Pool& pool) const {
   *s.mutable_options() = pool.options;
   if (pool.layout.has_value()) *s.mutable_layout() = ToProto(*pool.layout);
   std::vector<const Member*> members;
-  for (const auto& [identity, m] : pool.members) members.push_back(&m);
+  for (const auto& [identity, m] : pool.roster.members()) members.push_back(&m);
   std::sort(members.begin(), members.end(), [](const Member* a, const Member* b) {
     // Ranked members by rank, then standbys by arrival.
     if ((a->rank < 0) != (b->rank < 0)) return a->rank >= 0;
@@ -321,8 +307,8 @@ v1::PoolState Coordinator::Snapshot(const Pool& pool) const {
     if (m->phase == v1::MEMBER_PHASE_FAILED) s.set_members_failed(s.members_failed() + 1);
   }
   s.set_members_ready(ready);
-  for (const v1::PhaseTransition& t : pool.transitions) *s.add_transitions() = t;
-  for (int r : MissingRanks(pool)) s.add_missing_ranks(r);
+  for (const v1::PhaseTransition& t : pool.phases.transitions()) *s.add_transitions() = t;
+  for (int r : pool.roster.MissingRanks(pool.world_size)) s.add_missing_ranks(r);
   s.set_error(pool.error);
   s.set_init_ms(pool.init_ms);
   return s;

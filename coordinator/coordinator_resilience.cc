@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "common/layout_proto.h"
 #include "coordinator/coordinator_internal.h"
+#include "coordinator/elastic_dp.h"
 #include "coordinator/state_file.h"
 #include "spdlog/spdlog.h"
 #include "cohort/v1/state.pb.h"
@@ -18,26 +19,14 @@ namespace cohort::coordinator {
 
 using internal::PoolName;
 
-namespace {
-
-// A member's own rank hint (e.g. its pod ordinal), if it gave one inside a world of `world`.
-std::optional<int> HintOf(const v1::JoinRequest& join, int world) {
-  if (!join.has_rank_hint() || join.rank_hint() < 0 || join.rank_hint() >= world) {
-    return std::nullopt;
-  }
-  return join.rank_hint();
-}
-
-}  // namespace
-
 void Coordinator::GiveRank(Pool& pool, Member& m, int rank, const std::string& why) {
   if (m.rank == rank) return;
   m.rank = rank;
   m.phase = rank >= 0 ? v1::MEMBER_PHASE_JOINED : v1::MEMBER_PHASE_STANDBY;
   if (rank >= 0) {
-    RememberRank(pool, m.identity, rank);
+    pool.roster.RememberRank(m.identity, rank);
   } else {
-    pool.durable_ranks.erase(m.identity);
+    pool.roster.ForgetRank(m.identity);
   }
   if (m.sink != nullptr) {
     v1::CoordinatorMessage message;
@@ -48,74 +37,29 @@ void Coordinator::GiveRank(Pool& pool, Member& m, int rank, const std::string& w
 }
 
 void Coordinator::PromoteStandbys(Pool& pool, const std::string& why) {
-  std::vector<Member*> standbys;
-  for (auto& [identity, m] : pool.members) {
-    if (m.rank < 0 && m.sink != nullptr) standbys.push_back(&m);
-  }
-  std::sort(standbys.begin(), standbys.end(),
-            [](Member* a, Member* b) { return a->join_seq < b->join_seq; });
-  // A standby whose own hint is free takes it first (a pod gets its ordinal back), then the
-  // others take the lowest free ranks in order of arrival.
-  for (Member* m : standbys) {
-    const std::optional<int> hint = HintOf(m->join, pool.world_size);
-    if (hint.has_value() && AssignRank(pool, hint) == *hint) GiveRank(pool, *m, *hint, why);
-  }
-  for (Member* m : standbys) {
-    if (m->rank >= 0) continue;
-    const int rank = AssignRank(pool, std::nullopt);
-    if (rank < 0) break;
-    GiveRank(pool, *m, rank, why);
+  for (const auto& [identity, rank] : pool.roster.PlanPromotions(pool.world_size)) {
+    GiveRank(pool, *pool.roster.Find(identity), rank, why);
   }
 }
 
 void Coordinator::ReassignByHints(Pool& pool, const std::string& why) {
-  std::vector<Member*> attached;
-  for (auto& [identity, m] : pool.members) {
-    if (m.sink != nullptr) attached.push_back(&m);
-  }
-  std::sort(attached.begin(), attached.end(),
-            [](Member* a, Member* b) { return a->join_seq < b->join_seq; });
-  // Nothing is built: every rank is up for grabs. Hints first, then a member keeps its current
-  // rank if still free, then the lowest free ranks in order of arrival; the rest wait.
-  std::map<Member*, int> chosen;
-  std::vector<bool> taken(pool.world_size, false);
-  auto take = [&](Member* m, int r) {
-    chosen[m] = r;
-    taken[r] = true;
-  };
-  for (Member* m : attached) {
-    const std::optional<int> hint = HintOf(m->join, pool.world_size);
-    if (hint.has_value() && !taken[*hint]) take(m, *hint);
-  }
-  for (Member* m : attached) {
-    if (!chosen.count(m) && m->rank >= 0 && m->rank < pool.world_size && !taken[m->rank]) {
-      take(m, m->rank);
-    }
-  }
-  int next = 0;
-  for (Member* m : attached) {
-    if (chosen.count(m)) continue;
-    while (next < pool.world_size && taken[next]) ++next;
-    if (next < pool.world_size) {
-      take(m, next);
-    } else {
-      chosen[m] = -1;
-    }
-  }
+  const std::map<std::string, int> chosen = pool.roster.PlanReassignment(pool.world_size);
   // Members that are gone hold no rank in the rebuilt world.
-  for (auto& [identity, m] : pool.members) {
+  for (auto& [identity, m] : pool.roster.members()) {
     if (m.sink == nullptr && m.rank >= 0) {
       m.rank = -1;
       m.phase = v1::MEMBER_PHASE_LEFT;
-      pool.durable_ranks.erase(identity);
+      pool.roster.ForgetRank(identity);
     }
   }
   // Two passes so that no rank is ever held by two members in between.
-  for (auto& [m, r] : chosen) {
-    if (m->rank != r && r < 0) GiveRank(pool, *m, r, why);
+  for (const auto& [identity, r] : chosen) {
+    Member& m = *pool.roster.Find(identity);
+    if (m.rank != r && r < 0) GiveRank(pool, m, r, why);
   }
-  for (auto& [m, r] : chosen) {
-    if (m->rank != r && r >= 0) GiveRank(pool, *m, r, why);
+  for (const auto& [identity, r] : chosen) {
+    Member& m = *pool.roster.Find(identity);
+    if (m.rank != r && r >= 0) GiveRank(pool, m, r, why);
   }
 }
 
@@ -135,12 +79,7 @@ void Coordinator::AbortHeld(Pool& pool, Member& member, const std::string& reaso
 
 void Coordinator::RefillFromStandby(Pool& pool, Member& lost, Completions& out) {
   if (!options_.refill_from_standby || lost.rank < 0 || lost.sink != nullptr) return;
-  Member* standby = nullptr;
-  for (auto& [identity, m] : pool.members) {
-    if (m.rank < 0 && m.sink != nullptr && (standby == nullptr || m.join_seq < standby->join_seq)) {
-      standby = &m;
-    }
-  }
+  Member* standby = pool.roster.EarliestStandby();
   if (standby == nullptr) return;
   const int rank = lost.rank;
   lost.rank = -1;
@@ -153,34 +92,23 @@ void Coordinator::RefillFromStandby(Pool& pool, Member& lost, Completions& out) 
 }
 
 void Coordinator::ShrinkDp(Pool& pool, Completions& out) {
-  const ParallelConfig& config = *pool.config;
-  const int dp = static_cast<int>(config.data_parallel_size);
-  const int replica = pool.world_size / dp;  // dp is the outermost dimension
-  std::set<int> broken;
-  for (int r : MissingRanks(pool)) broken.insert(r / replica);
-  ParallelConfig smaller = config;
-  smaller.data_parallel_size = dp - static_cast<int>(broken.size());
-  smaller.world_size = smaller.data_parallel_size * replica;
-  absl::StatusOr<DerivedSizes> derived = ValidateParallelConfig(smaller);
-  if (smaller.data_parallel_size < 1 || !derived.ok() || derived->standalone_hsdp) {
+  const ParallelConfig config = *pool.config;
+  absl::StatusOr<DpShrink> shrink = cohort::coordinator::ShrinkDp(
+      config, pool.roster.MissingRanks(pool.world_size));
+  if (!shrink.ok()) {
     spdlog::warn("pool {}: elastic dp cannot shrink {}: {}", pool.name, config.ShortString(),
-                 smaller.data_parallel_size < 1 ? "no dp replica is complete"
-                                                : std::string(derived.status().message()));
+                 std::string(shrink.status().message()));
     return;
   }
-  // Surviving replicas keep their order; ranks above a dropped replica move down by one
-  // replica. Members of a dropped replica wait as standbys.
-  std::map<int, int> new_replica;
-  for (int d = 0, next = 0; d < dp; ++d) {
-    if (!broken.count(d)) new_replica[d] = next++;
-  }
-  for (auto& [identity, m] : pool.members) {
+  const ParallelConfig& smaller = shrink->config;
+  // Members of a dropped replica wait as standbys; the others move to their new ranks.
+  for (auto& [identity, m] : pool.roster.members()) {
     if (m.rank < 0) continue;
-    auto it = new_replica.find(m.rank / replica);
-    if (it == new_replica.end()) {
+    auto it = shrink->new_rank.find(m.rank);
+    if (it == shrink->new_rank.end()) {
       m.rank = -1;
       m.phase = m.sink != nullptr ? v1::MEMBER_PHASE_STANDBY : v1::MEMBER_PHASE_LEFT;
-      pool.durable_ranks.erase(identity);
+      pool.roster.ForgetRank(identity);
       if (m.sink != nullptr) {
         v1::CoordinatorMessage message;
         message.mutable_rank_assignment()->set_rank(-1);  // now a standby
@@ -188,14 +116,14 @@ void Coordinator::ShrinkDp(Pool& pool, Completions& out) {
       }
       continue;
     }
-    const int rank = it->second * replica + m.rank % replica;
+    const int rank = it->second;
     if (rank != m.rank && m.sink != nullptr) {
       v1::CoordinatorMessage message;
       message.mutable_rank_assignment()->set_rank(rank);
       m.sink->Send(message);
     }
     m.rank = rank;
-    RememberRank(pool, identity, rank);
+    pool.roster.RememberRank(identity, rank);
   }
   if (!pool.full_config.has_value()) pool.full_config = config;
   const std::string before = config.ShortString();
@@ -203,7 +131,7 @@ void Coordinator::ShrinkDp(Pool& pool, Completions& out) {
   pool.layout = *Layout::Build(smaller);
   pool.world_size = pool.layout->world_size();
   spdlog::warn("pool {}: elastic dp: {} -> {} (replicas lost: {})", pool.name, before,
-               smaller.ShortString(), broken.size());
+               smaller.ShortString(), shrink->replicas_dropped);
   Emit(pool, v1::EVENT_KIND_CONFIGURED, -1, "",
        absl::StrCat("elastic dp: shrunk ", before, " to ", smaller.ShortString()));
   SetPhase(pool, v1::POOL_PHASE_WAITING);
@@ -214,12 +142,12 @@ void Coordinator::ShrinkDp(Pool& pool, Completions& out) {
 
 void Coordinator::MaybeGrowDp(Pool& pool, Completions& out) {
   if (!pool.full_config.has_value() || pool.grow_after_teardown ||
-      pool.phase != v1::POOL_PHASE_READY) {
+      pool.phases.phase() != v1::POOL_PHASE_READY) {
     return;
   }
   int available = 0;
-  for (const auto& [identity, m] : pool.members) available += m.sink != nullptr;
-  if (available < pool.full_config->world_size) return;
+  for (const auto& [identity, m] : pool.roster.members()) available += m.sink != nullptr;
+  if (!CanGrowBack(*pool.full_config, available)) return;
   spdlog::info("pool {}: elastic dp: {} agents available, growing back to {}", pool.name,
                available, pool.full_config->ShortString());
   pool.grow_after_teardown = true;
@@ -227,7 +155,7 @@ void Coordinator::MaybeGrowDp(Pool& pool, Completions& out) {
   pool.teardown_scope = v1::DESTROY_SCOPE_ALL;
   pool.teardown_ok = true;
   SetPhase(pool, v1::POOL_PHASE_DESTROYING);
-  for (auto& [identity, m] : pool.members) {
+  for (auto& [identity, m] : pool.roster.members()) {
     m.teardown_reported = false;
     if (m.rank < 0 || m.sink == nullptr) continue;
     v1::CoordinatorMessage message;
@@ -270,36 +198,10 @@ absl::Status Coordinator::ValidateHeld(const v1::HeldState& held) const {
   return absl::OkStatus();
 }
 
-int Coordinator::RecoveryRank(const Pool& pool, const v1::JoinRequest& request) const {
-  const std::string& identity = request.identity();
-  const int world = pool.world_size;
-  auto in_world = [world](int r) { return r >= 0 && (world == 0 || r < world); };
-  // A rank is claimed by another present member that has it or holds communicators for it.
-  auto claimed = [&](int r) {
-    for (const auto& [id, m] : pool.members) {
-      if (id != identity && (m.rank == r || (m.held.holding() && m.held.rank() == r))) {
-        return true;
-      }
-    }
-    return false;
-  };
-  // What the agent holds wins: that is what the restored pool is made of.
-  if (request.held().holding() && in_world(request.held().rank()) &&
-      !claimed(request.held().rank())) {
-    return request.held().rank();
-  }
-  // Its rank from the state file (it may hold nothing after a restart: recovery then decides).
-  if (auto it = pool.durable_ranks.find(identity);
-      it != pool.durable_ranks.end() && in_world(it->second) && !claimed(it->second)) {
-    return it->second;
-  }
-  return -1;  // a standby until recovery ends
-}
-
 void Coordinator::StartRecovery(Pool& pool) {
   // Agents that joined this unknown pool before the first holder did hold nothing: they wait
   // as standbys, so that every held rank stays free for its holder.
-  for (auto& [identity, m] : pool.members) {
+  for (auto& [identity, m] : pool.roster.members()) {
     if (m.rank < 0 || m.held.holding()) continue;
     spdlog::info("pool {}: {} holds nothing; it waits as a standby while the pool recovers",
                  pool.name, identity);
@@ -312,17 +214,17 @@ void Coordinator::StartRecovery(Pool& pool) {
     {
       absl::MutexLock lock(&mu_);
       Pool* p = FindPool(name);
-      if (p == nullptr || p->phase != v1::POOL_PHASE_RECOVERING) return;
+      if (p == nullptr || p->phases.phase() != v1::POOL_PHASE_RECOVERING) return;
       p->recovery_timer = 0;
       TryRecover(*p, /*give_up=*/true, done);
     }
-    RunAll(done);
+    Finish(done);
   });
 }
 
 void Coordinator::TryRecover(Pool& pool, bool give_up, Completions& out) {
   // Adopt the held config (and its world) of the first holder when the state file had none.
-  for (auto& [identity, m] : pool.members) {
+  for (auto& [identity, m] : pool.roster.members()) {
     if (!m.held.holding() || pool.config.has_value() || !m.held.has_config()) continue;
     absl::StatusOr<Layout> layout = Layout::Build(FromProto(m.held.config()));
     if (!layout.ok()) continue;
@@ -334,11 +236,11 @@ void Coordinator::TryRecover(Pool& pool, bool give_up, Completions& out) {
   }
   if (pool.layout.has_value()) pool.world_size = pool.layout->world_size();
   // Once the world is known, a rank outside it makes a standby (e.g. a rank hint given before).
-  for (auto& [identity, m] : pool.members) {
+  for (auto& [identity, m] : pool.roster.members()) {
     if (m.rank < pool.world_size || pool.world_size == 0) continue;
     GiveRank(pool, m, -1, absl::StrCat("standby: outside the world of ", pool.world_size));
   }
-  const bool complete = pool.world_size > 0 && MissingRanks(pool).empty();
+  const bool complete = pool.world_size > 0 && pool.roster.MissingRanks(pool.world_size).empty();
   if (!complete && !give_up) return;
   CancelTimer(pool.recovery_timer);
 
@@ -350,7 +252,7 @@ void Coordinator::TryRecover(Pool& pool, bool give_up, Completions& out) {
   int64_t highest = pool.generation;
   std::vector<std::string> reports;
   for (int r = 0; r < pool.world_size && consistent; ++r) {
-    Member* m = MemberAtRank(pool, r);
+    Member* m = pool.roster.AtRank(r);
     if (m == nullptr || !m->held.holding()) {
       consistent = false;
       break;
@@ -365,7 +267,7 @@ void Coordinator::TryRecover(Pool& pool, bool give_up, Completions& out) {
                  google::protobuf::util::MessageDifferencer::Equals(m->held.config(),
                                                                     reference->config());
   }
-  for (auto& [identity, m] : pool.members) {
+  for (auto& [identity, m] : pool.roster.members()) {
     if (!m.held.holding()) continue;
     highest = std::max(highest, m.held.generation());
     reports.push_back(absl::StrCat(identity, ": rank ", m.held.rank(), " generation ",
@@ -376,7 +278,7 @@ void Coordinator::TryRecover(Pool& pool, bool give_up, Completions& out) {
                                                          ToProto(*pool.config))) {
     pool.generation = reference->generation();
     for (int r = 0; r < pool.world_size; ++r) {
-      Member* m = MemberAtRank(pool, r);
+      Member* m = pool.roster.AtRank(r);
       m->generation = pool.generation;
       m->backend = m->held.backend();
       if (!reference->world_only()) {
@@ -389,17 +291,17 @@ void Coordinator::TryRecover(Pool& pool, bool give_up, Completions& out) {
       m->held.Clear();
     }
     // A holder that did not get a rank back (its rank belongs to another) holds leftovers.
-    for (auto& [identity, m] : pool.members) {
+    for (auto& [identity, m] : pool.roster.members()) {
       if (m.rank < 0 && m.held.holding()) {
         AbortHeld(pool, m, "coordinator recovery: this agent's rank belongs to another member");
       }
     }
     if (reference->world_only()) {
-      pool.world_alive = true;
-      pool.world_generation = pool.generation;
+      std::map<int, std::string> incarnations;
       for (int r = 0; r < pool.world_size; ++r) {
-        pool.world_incarnations[r] = MemberAtRank(pool, r)->incarnation;
+        incarnations[r] = pool.roster.AtRank(r)->incarnation;
       }
+      pool.world.Keep(pool.generation, std::move(incarnations));
       SetPhase(pool, v1::POOL_PHASE_DESTROYED);
     } else {
       SetPhase(pool, v1::POOL_PHASE_READY);
@@ -417,7 +319,7 @@ void Coordinator::TryRecover(Pool& pool, bool give_up, Completions& out) {
                                absl::FormatDuration(options_.attach_timeout))
                 : absl::StrCat("conflicting reports (", absl::StrJoin(reports, "; "), ")");
   spdlog::warn("pool {}: cannot restore: {}; aborting what members hold", pool.name, why);
-  for (auto& [identity, m] : pool.members) {
+  for (auto& [identity, m] : pool.roster.members()) {
     if (m.held.holding()) AbortHeld(pool, m, absl::StrCat("coordinator recovery: ", why));
   }
   pool.generation = highest;
@@ -430,14 +332,17 @@ void Coordinator::TryRecover(Pool& pool, bool give_up, Completions& out) {
 }
 
 void Coordinator::SaveState() {
-  if (options_.state_file.empty() || state_file_unusable_) return;
+  if (persister_ != nullptr) persister_->MarkDirty();
+}
+
+std::optional<v1::DurableState> Coordinator::DurableSnapshot() const {
   v1::DurableState state;
   for (const auto& [name, pool] : pools_) {
     // Never write what StateFile::Load would refuse (it would stop the next start): names it
     // cannot hold, and ranks outside the world or held twice (a stale entry of an identity
     // that is gone) are left out. A member that has the rank now wins it.
     if (name.empty() || name.size() > StateFile::kMaxNameLength) {
-      spdlog::warn("state file {}: pool name of {} bytes not saved", options_.state_file,
+      spdlog::warn("state store {}: pool name of {} bytes not saved", store_->Describe(),
                    name.size());
       continue;
     }
@@ -450,38 +355,52 @@ void Coordinator::SaveState() {
     p->set_world_size(static_cast<int32_t>(world));
     p->set_generation(pool.generation);
     std::map<int, std::string> holder;  // rank -> identity
-    for (const auto& [identity, rank] : pool.durable_ranks) {
+    for (const auto& [identity, rank] : pool.roster.durable_ranks()) {
       const bool in_world = rank >= 0 && rank < (world > 0 ? world : kMaxWorldSize);
       if (identity.empty() || identity.size() > StateFile::kMaxNameLength || !in_world) continue;
       auto [it, inserted] = holder.emplace(rank, identity);
       if (inserted) continue;
-      auto member = pool.members.find(identity);
-      if (member != pool.members.end() && member->second.rank == rank) it->second = identity;
+      auto member = pool.roster.members().find(identity);
+      if (member != pool.roster.members().end() && member->second.rank == rank) it->second = identity;
     }
     for (const auto& [rank, identity] : holder) (*p->mutable_ranks())[identity] = rank;
   }
   if (absl::Status valid = StateFile::Validate(state); !valid.ok()) {
-    spdlog::error("state file {}: not written, the state would not load back: {}",
-                  options_.state_file, std::string(valid.message()));
-    return;
+    spdlog::error("state store {}: not written, the state would not load back: {}",
+                  store_->Describe(), std::string(valid.message()));
+    return std::nullopt;
   }
-  // Atomic, and never through a link: see StateFile::Save. Runs under mu_ (two fsyncs).
-  if (absl::Status s = StateFile::Save(options_.state_file, state); !s.ok()) {
-    spdlog::error("{}", std::string(s.message()));
-  }
+  return state;
+}
+
+void Coordinator::Finish(Completions& completions) {
+  RunAll(completions);
+  // Outside mu_: the snapshot takes it briefly, the store's Save (fsync, rename) runs unlocked.
+  if (persister_ != nullptr) persister_->WriteIfDirty();
+}
+
+void Coordinator::FlushState() {
+  if (persister_ != nullptr) persister_->Flush();
+}
+
+int64_t Coordinator::StateSaves() const {
+  return persister_ != nullptr ? persister_->saves() : 0;
 }
 
 void Coordinator::LoadState() {
-  if (options_.state_file.empty()) return;
+  if (store_ == nullptr) return;
   // CoordinatorServer::Start refused a bad file (or moved it aside) before building us; a
-  // Coordinator built directly over a bad file leaves it alone and does not persist.
-  absl::StatusOr<v1::DurableState> state = StateFile::Load(options_.state_file);
+  // Coordinator built directly over a bad store leaves it alone and does not persist.
+  absl::StatusOr<v1::DurableState> state = store_->Load();
   if (!state.ok()) {
     spdlog::error("{}; starting empty and not writing the state file",
                   std::string(state.status().message()));
-    state_file_unusable_ = true;
     return;
   }
+  persister_ = std::make_unique<StatePersister>(store_.get(), [this] {
+    absl::MutexLock lock(&mu_);
+    return DurableSnapshot();
+  });
   for (const v1::DurablePool& p : state->pools()) {
     // Validated: a config builds and its world is the pool's; ranks are inside it.
     Pool& pool = GetOrCreatePool(p.name());
@@ -495,11 +414,11 @@ void Coordinator::LoadState() {
     pool.options = p.options();
     pool.world_size = pool.layout.has_value() ? pool.layout->world_size() : 0;
     pool.generation = p.generation();
-    for (const auto& [identity, rank] : p.ranks()) pool.durable_ranks[identity] = rank;
+    for (const auto& [identity, rank] : p.ranks()) pool.roster.LoadRank(identity, rank);
     // Members that hold communicators report back; until then the pool is RECOVERING.
     StartRecovery(pool);
     spdlog::info("pool {}: loaded from {} (generation {}, {} known ranks); recovering",
-                 pool.name, options_.state_file, pool.generation, pool.durable_ranks.size());
+                 pool.name, store_->Describe(), pool.generation, pool.roster.durable_ranks().size());
   }
 }
 

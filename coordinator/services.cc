@@ -22,6 +22,24 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context, const absl
   return reactor;
 }
 
+// Who is calling, as the transport proved it: the peer identity of an authenticated channel (the
+// first identity property: for TLS, the verified client certificate's SAN or CN), otherwise the
+// peer address, unauthenticated (insecure credentials prove nothing).
+Caller CallerOf(const grpc::ServerContextBase& context) {
+  Caller caller;
+  caller.peer = context.peer();
+  const std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
+  if (auth != nullptr && auth->IsPeerAuthenticated()) {
+    const std::vector<grpc::string_ref> identities = auth->GetPeerIdentity();
+    if (!identities.empty()) {
+      caller.identity.assign(identities.front().data(), identities.front().size());
+      caller.authenticated = true;
+    }
+  }
+  if (!caller.authenticated) caller.identity = caller.peer;
+  return caller;
+}
+
 // Runs a handler's call into the Coordinator; an exception (none is expected: every input is
 // checked at the door) becomes INTERNAL instead of taking the process down.
 template <typename Fn>
@@ -205,8 +223,9 @@ class SessionReactor final
     : public grpc::ServerBidiReactor<v1::AgentMessage, v1::CoordinatorMessage>,
       public SessionSink {
  public:
-  explicit SessionReactor(Coordinator* coordinator)
+  SessionReactor(Coordinator* coordinator, Caller caller)
       : coordinator_(coordinator),
+        caller_(std::move(caller)),
         writes_(this, {.max_bytes = coordinator->options().limits.max_queue_bytes,
                        .overflow_message = "the session does not read its messages (queue past "
                                            "the coordinator's --max-queue-bytes); join again"}),
@@ -238,7 +257,7 @@ class SessionReactor final
       }
       const std::string session_id = in_.attach().session_id();
       session_id_ = session_id;
-      absl::Status attached = coordinator_->Attach(session_id, this);
+      absl::Status attached = coordinator_->Attach(session_id, this, caller_);
       if (!attached.ok()) {
         session_id_.clear();
         writes_.FinishOnce(ToGrpcStatus(attached));
@@ -277,6 +296,7 @@ class SessionReactor final
 
  private:
   Coordinator* const coordinator_;
+  const Caller caller_;
   // Touched only by the read reactions, which gRPC serializes.
   v1::AgentMessage in_;
   std::string session_id_;
@@ -297,7 +317,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEvent>, publ
  public:
   static constexpr size_t kMaxQueued = 10000;
 
-  WatchReactor(Coordinator* coordinator, const v1::WatchRequest& request)
+  WatchReactor(Coordinator* coordinator, const v1::WatchRequest& request, const Caller& caller)
       : coordinator_(coordinator),
         writes_(this, {.max_queued = kMaxQueued,
                        .max_bytes = coordinator->options().limits.max_queue_bytes,
@@ -305,7 +325,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEvent>, publ
                        .finish_on_write_error = true,
                        .stop_when_finished = true}) {
     absl::StatusOr<uint64_t> id =
-        coordinator_->AddWatcher(request.pool(), request.snapshot(), this);
+        coordinator_->AddWatcher(request.pool(), request.snapshot(), this, caller);
     if (!id.ok()) {
       writes_.FinishOnce(ToGrpcStatus(id.status()));
       return;
@@ -344,7 +364,7 @@ grpc::ServerUnaryReactor* AgentServiceImpl::Join(grpc::CallbackServerContext* co
                                                  v1::JoinResponse* response) {
   absl::StatusOr<v1::JoinResponse> joined = absl::UnknownError("");
   const absl::Status s = Guarded("Join", [&] {
-    joined = coordinator_->Join(*request);
+    joined = coordinator_->Join(*request, CallerOf(*context));
     return joined.status();
   });
   if (joined.ok()) *response = *std::move(joined);
@@ -352,24 +372,27 @@ grpc::ServerUnaryReactor* AgentServiceImpl::Join(grpc::CallbackServerContext* co
 }
 
 grpc::ServerBidiReactor<v1::AgentMessage, v1::CoordinatorMessage>* AgentServiceImpl::Session(
-    grpc::CallbackServerContext* /*context*/) {
-  return new SessionReactor(coordinator_);
+    grpc::CallbackServerContext* context) {
+  return new SessionReactor(coordinator_, CallerOf(*context));
 }
 
 grpc::ServerUnaryReactor* AgentServiceImpl::KvSet(grpc::CallbackServerContext* context,
                                                   const v1::KvSetRequest* request,
                                                   v1::KvSetResponse* /*response*/) {
-  return Reply(context, Guarded("KvSet", [&] { return coordinator_->KvSet(*request); }));
+  return Reply(context, Guarded("KvSet", [&] {
+                 return coordinator_->KvSet(*request, CallerOf(*context));
+               }));
 }
 
-grpc::ServerUnaryReactor* AgentServiceImpl::KvGet(grpc::CallbackServerContext* /*context*/,
+grpc::ServerUnaryReactor* AgentServiceImpl::KvGet(grpc::CallbackServerContext* context,
                                                   const v1::KvGetRequest* request,
                                                   v1::KvGetResponse* response) {
   auto [call, reactor] = WaitingCall::Start();
   call->SetCancel(coordinator_->KvGet(
       *request, [call = call, response](absl::StatusOr<v1::KvGetResponse> result) {
         call->Finish([&] { *response = *std::move(result); }, result.status());
-      }));
+      },
+      CallerOf(*context)));
   return reactor;
 }
 
@@ -378,7 +401,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::Initialize(grpc::CallbackServerConte
                                                        v1::InitializeResponse* response) {
   absl::StatusOr<v1::InitializeResponse> result = absl::UnknownError("");
   const absl::Status s = Guarded("Initialize", [&] {
-    result = coordinator_->Initialize(*request);
+    result = coordinator_->Initialize(*request, CallerOf(*context));
     return result.status();
   });
   if (result.ok()) *response = *std::move(result);
@@ -390,7 +413,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::Destroy(grpc::CallbackServerContext*
                                                     v1::DestroyResponse* response) {
   absl::StatusOr<v1::DestroyResponse> result = absl::UnknownError("");
   const absl::Status s = Guarded("Destroy", [&] {
-    result = coordinator_->Destroy(*request);
+    result = coordinator_->Destroy(*request, CallerOf(*context));
     return result.status();
   });
   if (result.ok()) *response = *std::move(result);
@@ -432,11 +455,12 @@ grpc::ServerUnaryReactor* AdminServiceImpl::GetState(grpc::CallbackServerContext
       }
       kind = *parsed;
     }
-    reply(coordinator_->GetState(request->pool(), rank, kind));
+    reply(coordinator_->GetState(request->pool(), rank, kind, CallerOf(*context)));
     return reactor;
   }
   if (!request->has_wait()) {
-    reply(coordinator_->GetState(request->pool()));
+    reply(coordinator_->GetState(request->pool(), std::nullopt, std::nullopt,
+                                 CallerOf(*context)));
     return reactor;
   }
   // Never wait past the caller's own deadline.
@@ -445,14 +469,17 @@ grpc::ServerUnaryReactor* AdminServiceImpl::GetState(grpc::CallbackServerContext
     deadline = std::min(deadline, absl::FromChrono(context->deadline()));
   }
   call->SetCancel(coordinator_->WaitForState(request->pool(), request->wait().after_version(),
-                                             deadline, std::move(reply)));
+                                             deadline, std::move(reply),
+                                             CallerOf(*context)));
   return reactor;
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ListPools(grpc::CallbackServerContext* context,
                                                       const v1::ListPoolsRequest* /*request*/,
                                                       v1::ListPoolsResponse* response) {
-  for (v1::PoolSummary& p : coordinator_->ListPools()) *response->add_pools() = std::move(p);
+  for (v1::PoolSummary& p : coordinator_->ListPools(CallerOf(*context))) {
+    *response->add_pools() = std::move(p);
+  }
   response->set_coordinator_version(COHORT_VERSION);
   return Reply(context, absl::OkStatus());
 }
@@ -465,7 +492,8 @@ grpc::ServerUnaryReactor* AdminServiceImpl::GetEvents(grpc::CallbackServerContex
                               "limit ", request->limit(), " is outside [0, 100000] (0: all)")));
   }
   absl::StatusOr<std::vector<v1::Event>> events =
-      coordinator_->GetEvents(request->pool(), request->after_seq(), request->limit());
+      coordinator_->GetEvents(request->pool(), request->after_seq(), request->limit(),
+                              CallerOf(*context));
   if (events.ok()) {
     for (v1::Event& e : *events) *response->add_events() = std::move(e);
   }
@@ -477,7 +505,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::Check(grpc::CallbackServerContext* c
                                                   v1::CheckResponse* response) {
   absl::StatusOr<v1::CheckResponse> result = absl::UnknownError("");
   const absl::Status s = Guarded("Check", [&] {
-    result = coordinator_->Check(*request);
+    result = coordinator_->Check(*request, CallerOf(*context));
     return result.status();
   });
   if (result.ok()) *response = *std::move(result);
@@ -485,15 +513,16 @@ grpc::ServerUnaryReactor* AdminServiceImpl::Check(grpc::CallbackServerContext* c
 }
 
 grpc::ServerWriteReactor<v1::WatchEvent>* AdminServiceImpl::Watch(
-    grpc::CallbackServerContext* /*context*/, const v1::WatchRequest* request) {
-  return new WatchReactor(coordinator_, *request);
+    grpc::CallbackServerContext* context, const v1::WatchRequest* request) {
+  return new WatchReactor(coordinator_, *request, CallerOf(*context));
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::DeletePool(grpc::CallbackServerContext* context,
                                                        const v1::DeletePoolRequest* request,
                                                        v1::DeletePoolResponse* /*response*/) {
   return Reply(context, Guarded("DeletePool", [&] {
-                 return coordinator_->DeletePool(request->pool(), request->force());
+                 return coordinator_->DeletePool(request->pool(), request->force(),
+                                                 CallerOf(*context));
                }));
 }
 

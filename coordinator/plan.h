@@ -1,0 +1,27 @@
+// The plan each rank of a generation gets: its pool, generation, rank, the config and its own
+// group of each kind (not the whole layout: a rank needs only its groups), the backend, init
+// mode, deadline and whether to verify. A pure function of the pool's settings.
+#ifndef COHORT_COORDINATOR_PLAN_H_
+#define COHORT_COORDINATOR_PLAN_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/time/time.h"
+#include "cohort/v1/admin.pb.h"
+#include "cohort/v1/agent.pb.h"
+#include "common/layout.h"
+#include "common/parallel_config.h"
+
+namespace cohort::coordinator {
+
+// `layout` is Layout::Build(config); `rank` is inside its world. The deadline is the options'
+// deadline_ms, or `default_deadline` when they give none; verify defaults to on; the backend to
+// gloo.
+v1::Plan BuildPlan(const std::string& pool_name, int64_t generation, const ParallelConfig& config,
+                   const Layout& layout, const v1::InitOptions& options,
+                   absl::Duration default_deadline, int rank);
+
+}  // namespace cohort::coordinator
+
+#endif  // COHORT_COORDINATOR_PLAN_H_

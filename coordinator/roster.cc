@@ -1,0 +1,191 @@
+#include "coordinator/roster.h"
+
+#include <algorithm>
+#include <iterator>
+
+namespace cohort::coordinator {
+namespace {
+
+bool IsFree(const std::vector<bool>& taken, int r) {
+  return static_cast<size_t>(r) >= taken.size() || !taken[r];
+}
+
+void Take(std::vector<bool>& taken, int r) {
+  if (static_cast<size_t>(r) >= taken.size()) taken.resize(r + 1, false);
+  taken[r] = true;
+}
+
+// FreeRank over a set of taken ranks.
+int FreeRankIn(const std::vector<bool>& taken, std::optional<int> hint, int world) {
+  if (hint.has_value() && *hint >= 0 && (world == 0 || *hint < world) && IsFree(taken, *hint)) {
+    return *hint;
+  }
+  for (int r = 0; world == 0 || r < world; ++r) {
+    if (IsFree(taken, r)) return r;
+  }
+  return -1;  // standby
+}
+
+}  // namespace
+
+std::optional<int> HintOf(const v1::JoinRequest& join, int world) {
+  if (!join.has_rank_hint() || join.rank_hint() < 0 || join.rank_hint() >= world) {
+    return std::nullopt;
+  }
+  return join.rank_hint();
+}
+
+Member* Roster::Find(const std::string& identity) {
+  auto it = members_.find(identity);
+  return it == members_.end() ? nullptr : &it->second;
+}
+
+Member* Roster::AtRank(int rank) {
+  for (auto& [identity, m] : members_) {
+    if (m.rank == rank) return &m;
+  }
+  return nullptr;
+}
+
+std::vector<bool> Roster::Taken() const {
+  std::vector<bool> taken;
+  for (const auto& [identity, m] : members_) {
+    if (m.rank >= 0) Take(taken, m.rank);
+  }
+  return taken;
+}
+
+int Roster::FreeRank(std::optional<int> hint, int world) const {
+  return FreeRankIn(Taken(), hint, world);
+}
+
+std::vector<int> Roster::MissingRanks(int world) const {
+  std::vector<bool> present(world, false);
+  for (const auto& [identity, m] : members_) {
+    if (m.rank >= 0 && m.rank < world && m.sink != nullptr) present[m.rank] = true;
+  }
+  std::vector<int> missing;
+  for (int r = 0; r < world; ++r) {
+    if (!present[r]) missing.push_back(r);
+  }
+  return missing;
+}
+
+int Roster::RecoveryRank(const v1::JoinRequest& request, int world) const {
+  const std::string& identity = request.identity();
+  auto in_world = [world](int r) { return r >= 0 && (world == 0 || r < world); };
+  // A rank is claimed by another present member that has it or holds communicators for it.
+  auto claimed = [&](int r) {
+    for (const auto& [id, m] : members_) {
+      if (id != identity && (m.rank == r || (m.held.holding() && m.held.rank() == r))) {
+        return true;
+      }
+    }
+    return false;
+  };
+  // What the agent holds wins: that is what the restored pool is made of.
+  if (request.held().holding() && in_world(request.held().rank()) &&
+      !claimed(request.held().rank())) {
+    return request.held().rank();
+  }
+  // Its rank from the state file (it may hold nothing after a restart: recovery then decides).
+  if (auto it = durable_ranks_.find(identity);
+      it != durable_ranks_.end() && in_world(it->second) && !claimed(it->second)) {
+    return it->second;
+  }
+  return -1;  // a standby until recovery ends
+}
+
+namespace {
+
+// Attached members passing `keep`, in order of arrival.
+template <typename Keep>
+std::vector<const Member*> ByArrival(const std::map<std::string, Member>& members, Keep keep) {
+  std::vector<const Member*> out;
+  for (const auto& [identity, m] : members) {
+    if (m.sink != nullptr && keep(m)) out.push_back(&m);
+  }
+  std::sort(out.begin(), out.end(),
+            [](const Member* a, const Member* b) { return a->join_seq < b->join_seq; });
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, int>> Roster::PlanPromotions(int world) const {
+  const std::vector<const Member*> standbys =
+      ByArrival(members_, [](const Member& m) { return m.rank < 0; });
+  std::vector<bool> taken = Taken();
+  std::vector<std::pair<std::string, int>> plan;
+  std::vector<bool> promoted(standbys.size(), false);
+  // A standby whose own hint is free takes it first (a pod gets its ordinal back), then the
+  // others take the lowest free ranks in order of arrival.
+  for (size_t i = 0; i < standbys.size(); ++i) {
+    const std::optional<int> hint = HintOf(standbys[i]->join, world);
+    if (hint.has_value() && FreeRankIn(taken, hint, world) == *hint) {
+      Take(taken, *hint);
+      promoted[i] = true;
+      plan.emplace_back(standbys[i]->identity, *hint);
+    }
+  }
+  for (size_t i = 0; i < standbys.size(); ++i) {
+    if (promoted[i]) continue;
+    const int rank = FreeRankIn(taken, std::nullopt, world);
+    if (rank < 0) break;
+    Take(taken, rank);
+    plan.emplace_back(standbys[i]->identity, rank);
+  }
+  return plan;
+}
+
+std::map<std::string, int> Roster::PlanReassignment(int world) const {
+  const std::vector<const Member*> attached =
+      ByArrival(members_, [](const Member&) { return true; });
+  // Nothing is built: every rank is up for grabs. Hints first, then a member keeps its current
+  // rank if still free, then the lowest free ranks in order of arrival; the rest wait.
+  std::map<std::string, int> chosen;
+  std::vector<bool> taken(world, false);
+  auto take = [&](const Member* m, int r) {
+    chosen[m->identity] = r;
+    taken[r] = true;
+  };
+  for (const Member* m : attached) {
+    const std::optional<int> hint = HintOf(m->join, world);
+    if (hint.has_value() && !taken[*hint]) take(m, *hint);
+  }
+  for (const Member* m : attached) {
+    if (!chosen.count(m->identity) && m->rank >= 0 && m->rank < world && !taken[m->rank]) {
+      take(m, m->rank);
+    }
+  }
+  int next = 0;
+  for (const Member* m : attached) {
+    if (chosen.count(m->identity)) continue;
+    while (next < world && taken[next]) ++next;
+    if (next < world) {
+      take(m, next);
+    } else {
+      chosen[m->identity] = -1;
+    }
+  }
+  return chosen;
+}
+
+Member* Roster::EarliestStandby() {
+  Member* standby = nullptr;
+  for (auto& [identity, m] : members_) {
+    if (m.rank < 0 && m.sink != nullptr && (standby == nullptr || m.join_seq < standby->join_seq)) {
+      standby = &m;
+    }
+  }
+  return standby;
+}
+
+void Roster::RememberRank(const std::string& identity, int rank) {
+  for (auto it = durable_ranks_.begin(); it != durable_ranks_.end();) {
+    it = it->second == rank && it->first != identity ? durable_ranks_.erase(it) : std::next(it);
+  }
+  durable_ranks_[identity] = rank;
+}
+
+}  // namespace cohort::coordinator
