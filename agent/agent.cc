@@ -77,8 +77,9 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
   std::unique_ptr<Agent> agent(new Agent(std::move(options)));
   Agent* a = agent.get();
   std::shared_ptr<grpc::Channel> channel = a->options_.channel;
-  if (channel == nullptr) channel = CreateCoordinatorChannel(a->options_.coordinator_address,
-                                                          a->options_.transport_security);
+  if (channel == nullptr)
+    channel =
+        CreateCoordinatorChannel(a->options_.coordinator_address, a->options_.transport_security);
   a->client_ = std::make_unique<CoordinatorClient>(channel, a->options_.rpc_timeout);
   CoordinatorClient* client = a->client_.get();
   a->runner_ = std::make_unique<GenerationRunner>(
@@ -129,9 +130,8 @@ void Agent::WorkerLoop() {
     v1::CoordinatorMessage message;
     {
       absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || !work_.empty();
-      };
+      auto ready = [this]()
+                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !work_.empty(); };
       mu_.Await(absl::Condition(&ready));
       if (stopping_) return;
       message = std::move(work_.front());

@@ -1,6 +1,5 @@
 #include "agent/agent_metrics.h"
 
-
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -15,9 +14,6 @@ using Labels = std::vector<prometheus::ClientMetric::Label>;
 
 constexpr CommState kCommStates[] = {CommState::kCreating, CommState::kReady, CommState::kError,
                                      CommState::kAborted, CommState::kDestroyed};
-
-
-
 
 }  // namespace
 
@@ -37,8 +33,8 @@ std::vector<prometheus::MetricFamily> AgentMetricsCollector::Collect() const {
   auto state = GaugeFamily("cohort_agent_group_state",
                            "1 for the communicator's current state, 0 for the others.");
   auto size = GaugeFamily("cohort_agent_group_size", "Ranks in the group.");
-  auto creation = GaugeFamily("cohort_agent_group_creation_seconds",
-                              "Time taken to form the communicator.");
+  auto creation =
+      GaugeFamily("cohort_agent_group_creation_seconds", "Time taken to form the communicator.");
   auto store_wait = GaugeFamily("cohort_agent_group_store_wait_seconds",
                                 "Part of the creation time spent blocked on the rendezvous store.");
   auto in_flight = GaugeFamily("cohort_agent_group_ops_in_flight",
@@ -55,9 +51,10 @@ std::vector<prometheus::MetricFamily> AgentMetricsCollector::Collect() const {
       const std::string index = absl::StrCat(group->index());
       const CommState current = comm.state();
       for (CommState s : kCommStates) {
-        AddGauge(state,
-                 with({{"index", index}, {"kind", kind_name}, {"state", std::string(CommStateName(s))}}),
-                 s == current ? 1 : 0);
+        AddGauge(
+            state,
+            with({{"index", index}, {"kind", kind_name}, {"state", std::string(CommStateName(s))}}),
+            s == current ? 1 : 0);
       }
       const Labels group_labels = with({{"index", index}, {"kind", kind_name}});
       const GroupTiming& timing = comm.creation_timing();
@@ -69,7 +66,8 @@ std::vector<prometheus::MetricFamily> AgentMetricsCollector::Collect() const {
   }
 
   std::vector<prometheus::MetricFamily> out;
-  for (auto* family : {&rank, &world_size, &ready, &state, &size, &creation, &store_wait, &in_flight}) {
+  for (auto* family :
+       {&rank, &world_size, &ready, &state, &size, &creation, &store_wait, &in_flight}) {
     if (!family->metric.empty()) out.push_back(std::move(*family));
   }
   return out;

@@ -7,7 +7,7 @@
 namespace cohort::agent {
 
 std::shared_ptr<grpc::Channel> CreateCoordinatorChannel(const std::string& address,
-                                                       const TransportSecurityOptions& security) {
+                                                        const TransportSecurityOptions& security) {
   grpc::ChannelArguments args;
   // Reconnect quickly after a coordinator restart (gRPC's default backoff starts at 1 s and
   // grows to 120 s): the first retry after 100 ms, growing by 1.6x (+-20% jitter) to 500 ms:
@@ -94,8 +94,7 @@ void CoordinatorClient::CancelJoins() {
   if (join_context_ != nullptr) join_context_->TryCancel();
 }
 
-absl::Status CoordinatorClient::KvSet(const v1::KvSetRequest& request,
-                                      RpcCanceller* canceller) {
+absl::Status CoordinatorClient::KvSet(const v1::KvSetRequest& request, RpcCanceller* canceller) {
   grpc::ClientContext context;
   SetDeadline(context);
   if (canceller != nullptr) {
@@ -111,7 +110,7 @@ absl::Status CoordinatorClient::KvSet(const v1::KvSetRequest& request,
 }
 
 absl::StatusOr<v1::KvGetResponse> CoordinatorClient::KvGet(const v1::KvGetRequest& request,
-                                                          RpcCanceller* canceller) {
+                                                           RpcCanceller* canceller) {
   grpc::ClientContext context;
   SetDeadline(context, absl::Milliseconds(request.timeout_ms()));
   if (canceller != nullptr) {
@@ -168,8 +167,8 @@ absl::StatusOr<v1::CheckResponse> CoordinatorClient::Check(const std::string& po
 }
 
 absl::StatusOr<v1::PoolState> CoordinatorClient::WaitForStateChange(const std::string& pool,
-                                                                   int64_t after_version,
-                                                                   absl::Duration timeout) {
+                                                                    int64_t after_version,
+                                                                    absl::Duration timeout) {
   grpc::ClientContext context;
   SetDeadline(context, timeout);
   v1::GetStateRequest request;

@@ -81,8 +81,8 @@ class CoordinatorClient {
   absl::StatusOr<v1::PoolState> GetState(const std::string& pool);
   absl::StatusOr<v1::CheckResponse> Check(const std::string& pool);
   // The pool's state once its version passes `after_version`, or at the timeout.
-  absl::StatusOr<v1::PoolState> WaitForStateChange(const std::string& pool,
-                                                   int64_t after_version, absl::Duration timeout);
+  absl::StatusOr<v1::PoolState> WaitForStateChange(const std::string& pool, int64_t after_version,
+                                                   absl::Duration timeout);
 
   // The session stream. Open() attaches; Read() blocks for the next message (false when the
   // stream ended; Finish() then tells why); Write() may be called from several threads.

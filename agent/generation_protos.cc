@@ -14,11 +14,16 @@ int64_t Micros(absl::Duration d) { return absl::ToInt64Microseconds(d); }
 
 v1::CommState ToProto(CommState state) {
   switch (state) {
-    case CommState::kCreating: return v1::COMM_STATE_CREATING;
-    case CommState::kReady: return v1::COMM_STATE_READY;
-    case CommState::kError: return v1::COMM_STATE_ERROR;
-    case CommState::kAborted: return v1::COMM_STATE_ABORTED;
-    case CommState::kDestroyed: return v1::COMM_STATE_DESTROYED;
+    case CommState::kCreating:
+      return v1::COMM_STATE_CREATING;
+    case CommState::kReady:
+      return v1::COMM_STATE_READY;
+    case CommState::kError:
+      return v1::COMM_STATE_ERROR;
+    case CommState::kAborted:
+      return v1::COMM_STATE_ABORTED;
+    case CommState::kDestroyed:
+      return v1::COMM_STATE_DESTROYED;
   }
   return v1::COMM_STATE_UNSPECIFIED;
 }

@@ -33,9 +33,9 @@ absl::StatusOr<Backend*> GenerationRunner::GetBackend(const std::string& name, v
   options.build_step_hook = options_.build_step_hook;
   options.nccl_group_mode = mode == v1::INIT_MODE_PER_GROUP_ID ? NcclGroupMode::kPerGroupUniqueId
                                                                : NcclGroupMode::kSplitFromWorld;
-  absl::StatusOr<std::unique_ptr<Backend>> backend =
-      options_.backend_factory ? options_.backend_factory(name, options)
-                               : MakeBackend(name, options);
+  absl::StatusOr<std::unique_ptr<Backend>> backend = options_.backend_factory
+                                                         ? options_.backend_factory(name, options)
+                                                         : MakeBackend(name, options);
   if (!backend.ok()) return backend.status();
   Backend* raw = backend->get();
   backends_[key] = *std::move(backend);
@@ -68,9 +68,9 @@ void GenerationRunner::Build(const v1::Plan& plan) {
     world_size_ = plan.world_size();
     building_generation_ = generation;
     abort_building_ = false;
-    reuse = plan.reuse_world() && world_ != nullptr && world_generation_ ==
-            plan.reuse_world_generation() && world_backend_ == plan.backend() &&
-            world_->state() == CommState::kReady;
+    reuse = plan.reuse_world() && world_ != nullptr &&
+            world_generation_ == plan.reuse_world_generation() &&
+            world_backend_ == plan.backend() && world_->state() == CommState::kReady;
     if (reuse) world = world_;
   }
   // Whether the coordinator aborted this build since it started (AbortNow cancelled it), or
@@ -128,10 +128,12 @@ void GenerationRunner::Build(const v1::Plan& plan) {
       return;
     }
     if (latest_plan_generation_ > generation) {
-      Log()->info("{}: generation {} was superseded by generation {} before it started; not "
-                  "building it", options_.identity, generation, latest_plan_generation_);
-      failed_[generation] = absl::AbortedError(
-          absl::StrCat("superseded by generation ", latest_plan_generation_));
+      Log()->info(
+          "{}: generation {} was superseded by generation {} before it started; not "
+          "building it",
+          options_.identity, generation, latest_plan_generation_);
+      failed_[generation] =
+          absl::AbortedError(absl::StrCat("superseded by generation ", latest_plan_generation_));
       return;
     }
     (*backend)->ResumeBuilds();
@@ -223,8 +225,8 @@ void GenerationRunner::Build(const v1::Plan& plan) {
             !sum.ok() ? absl::StrCat("verifying ", GroupKindName(comm->kind()), " group ",
                                      comm->group_index(), ": ", sum.status().message())
                       : absl::StrCat("verification of ", GroupKindName(comm->kind()), " group ",
-                                     comm->group_index(), " summed ", *sum, ", expected ",
-                                     expected, ": the communicator does not match the layout");
+                                     comm->group_index(), " summed ", *sum, ", expected ", expected,
+                                     ": the communicator does not match the layout");
         g->set_state(v1::COMM_STATE_ERROR);
         g->set_error(error);
         return fail(error, all);
@@ -256,8 +258,7 @@ void GenerationRunner::Build(const v1::Plan& plan) {
   }
   if (was_aborted) return fail("aborted by the coordinator while reporting READY", all);
   Log()->info("{}: generation {} READY as rank {} in {} ms ({} groups)", options_.identity,
-              generation, plan.rank(), absl::ToInt64Milliseconds(absl::Now() - start),
-              all.size());
+              generation, plan.rank(), absl::ToInt64Milliseconds(absl::Now() - start), all.size());
   Send(out);
 }
 
@@ -466,8 +467,7 @@ void GenerationRunner::ReportGroupStateChanges() {
       reported_states_[key] = now;
       v1::GroupReport* g = AddGroupReport(comm, states->mutable_groups());
       g->set_state(ToProto(now));
-      g->set_async_error(std::string(!async.ok() ? async.message()
-                                                 : comm.last_error().message()));
+      g->set_async_error(std::string(!async.ok() ? async.message() : comm.last_error().message()));
     }
   }
   // Only changes go out: a quiet pool costs one heartbeat per interval and nothing more.
@@ -572,9 +572,8 @@ absl::Status GenerationRunner::WaitForTeardown(absl::Duration timeout, int64_t g
     return torn_down_generation_ >= generation && (!world_too || world_torn_down_);
   };
   if (!mu_.AwaitWithTimeout(absl::Condition(&done), timeout)) {
-    return absl::DeadlineExceededError(absl::StrCat("generation ", generation,
-                                                    " was not torn down within ",
-                                                    absl::FormatDuration(timeout)));
+    return absl::DeadlineExceededError(absl::StrCat(
+        "generation ", generation, " was not torn down within ", absl::FormatDuration(timeout)));
   }
   return absl::OkStatus();
 }

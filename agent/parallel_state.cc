@@ -88,9 +88,9 @@ absl::Status initialize_model_parallel(const ModelParallelOptions& options) {
   int64_t generation = 0;
   while (true) {
     if (absl::Now() > deadline) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "initialize_model_parallel: the pool did not accept a config within ",
-          absl::FormatDuration(options.timeout)));
+      return absl::DeadlineExceededError(
+          absl::StrCat("initialize_model_parallel: the pool did not accept a config within ",
+                       absl::FormatDuration(options.timeout)));
     }
     absl::StatusOr<v1::InitializeResponse> init = a->client().Initialize(request);
     if (init.ok()) {
@@ -118,11 +118,11 @@ absl::Status initialize_model_parallel(const ModelParallelOptions& options) {
     const v1::ParallelConfig theirs = ToProto(FromProto(state->config()));
     if (!google::protobuf::util::MessageDifferencer::Equals(theirs, request.config()) ||
         state->options().backend() != options.backend) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "rank ", a->rank(), " asked for ", config.ShortString(), " on ", options.backend,
-          " but pool '", state->pool(), "' is being built with ",
-          FromProto(state->config()).ShortString(), " on ", state->options().backend(),
-          ": every rank must pass the same config"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("rank ", a->rank(), " asked for ", config.ShortString(), " on ",
+                       options.backend, " but pool '", state->pool(), "' is being built with ",
+                       FromProto(state->config()).ShortString(), " on ", state->options().backend(),
+                       ": every rank must pass the same config"));
     }
     // A config waiting for members becomes the next generation.
     generation = state->generation() + (state->phase() == v1::POOL_PHASE_WAITING ? 1 : 0);

@@ -13,8 +13,9 @@
 // Differences from the seed, on purpose: errors are absl::Status values, never asserts or hangs
 // (every call has a timeout); group getters return shared pointers (nullptr when not
 // initialized) that stay safe after a teardown (their collectives then fail with an error);
-// rank and size getters return -1 when not initialized; the world communicator is built together with the
-// model-parallel groups by initialize_model_parallel (init_distributed_environment only joins).
+// rank and size getters return -1 when not initialized; the world communicator is built together
+// with the model-parallel groups by initialize_model_parallel (init_distributed_environment only
+// joins).
 #ifndef COHORT_AGENT_PARALLEL_STATE_H_
 #define COHORT_AGENT_PARALLEL_STATE_H_
 

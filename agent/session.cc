@@ -44,8 +44,8 @@ absl::Status Session::JoinWithRetry(absl::Time deadline) {
     // soon as a (restarted) coordinator listens. In slices: what the agent holds is read again
     // right before each join, and Stop() is noticed.
     const absl::Duration left = std::max(deadline - clock_->Now(), absl::ZeroDuration());
-    const bool connected = client_->WaitForConnected(absl::Now() +
-                                                     std::min(left, kConnectWaitSlice));
+    const bool connected =
+        client_->WaitForConnected(absl::Now() + std::min(left, kConnectWaitSlice));
     *request.mutable_held() = listener_->Held();
     {
       absl::MutexLock lock(&mu_);
@@ -64,8 +64,8 @@ absl::Status Session::JoinWithRetry(absl::Time deadline) {
         absl::MutexLock lock(&mu_);
         session_id_ = joined->session_id();
         stream_ = std::shared_ptr<CoordinatorClient::Session>(*std::move(stream));
-        heartbeat_interval_ = std::max(kMinHeartbeatInterval,
-                                       absl::Milliseconds(joined->heartbeat_interval_ms()));
+        heartbeat_interval_ =
+            std::max(kMinHeartbeatInterval, absl::Milliseconds(joined->heartbeat_interval_ms()));
       }
       listener_->OnJoined(*joined);
       Log()->info("{} joined pool {} as {}", identity(), joined->pool(),

@@ -4,7 +4,8 @@
 // telling the coordinator what the agent holds. It owns nothing of the data plane: the listener
 // (the Agent) says what is held and acts on messages.
 //
-//   Join() --ok--> Start() --> [reading] --stream ends--> rejoin (connect_timeout) --ok--> [reading]
+//   Join() --ok--> Start() --> [reading] --stream ends--> rejoin (connect_timeout) --ok-->
+//   [reading]
 //     |                           |                          |
 //     refusal / unreachable       Stop()                     unreachable / refused
 //     v                           v                          v

@@ -25,9 +25,9 @@ using testing::ChildProcess;
 class Pool {
  public:
   Pool(const std::string& bin, int world) : bin_(bin) {
-    auto c = ChildProcess::Spawn({bin + "/cohort-coordinator", "--listen", "127.0.0.1:0",
-                                  "--log-level", "warn"},
-                                 "/dev/null");
+    auto c = ChildProcess::Spawn(
+        {bin + "/cohort-coordinator", "--listen", "127.0.0.1:0", "--log-level", "warn"},
+        "/dev/null");
     coordinator_ = std::make_unique<ChildProcess>(std::move(*c));
     std::optional<std::string> line = coordinator_->ReadLine(absl::Seconds(20));
     address_ = line->substr(line->rfind(' ') + 1);
@@ -42,10 +42,10 @@ class Pool {
   }
 
   void StartAgent(int r) {
-    auto a = ChildProcess::Spawn({bin_ + "/cohort-agent", "--coordinator", address_,
-                                  "--identity", absl::StrCat("bench-", r), "--rank-hint",
-                                  absl::StrCat(r), "--log-level", "warn"},
-                                 "/dev/null");
+    auto a = ChildProcess::Spawn(
+        {bin_ + "/cohort-agent", "--coordinator", address_, "--identity", absl::StrCat("bench-", r),
+         "--rank-hint", absl::StrCat(r), "--log-level", "warn"},
+        "/dev/null");
     agents_[r] = std::make_unique<ChildProcess>(std::move(*a));
   }
   ChildProcess& agent(int r) { return *agents_.at(r); }
@@ -132,8 +132,8 @@ namespace cohort {
 namespace {
 
 ParallelConfig ConfigFor(int world) {
-  ParallelConfig c{.world_size = world, .data_parallel_size = 2, .cfg_parallel_size = 2,
-                   .ulysses_degree = 2};
+  ParallelConfig c{
+      .world_size = world, .data_parallel_size = 2, .cfg_parallel_size = 2, .ulysses_degree = 2};
   if (world == 16) c.tensor_parallel_size = 2;
   return c;
 }
@@ -159,8 +159,7 @@ int RunWorld(const std::string& bin, int world, int repeat) {
   const ParallelConfig c = ConfigFor(world);
   std::printf("world %d (dp%d x cfg%d x ulysses%d x tp%d, Gloo), median of %d kills:\n", world,
               static_cast<int>(c.data_parallel_size), static_cast<int>(c.cfg_parallel_size),
-              static_cast<int>(c.ulysses_degree), static_cast<int>(c.tensor_parallel_size),
-              repeat);
+              static_cast<int>(c.ulysses_degree), static_cast<int>(c.tensor_parallel_size), repeat);
   std::printf("  kill -9 -> member lost (session closed)      %7.1f ms\n", Median(lost));
   std::printf("  kill -9 -> every survivor aborted            %7.1f ms\n", Median(aborted));
   std::printf("  replacement joined -> next generation READY  %7.1f ms\n", Median(back));

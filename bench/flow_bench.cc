@@ -57,18 +57,17 @@ absl::StatusOr<v1::PoolState> WaitPhase(agent::CoordinatorClient& client, v1::Po
 absl::StatusOr<std::vector<double>> RunCohort(const std::string& bin, const Case& c, int repeat) {
   const int n = static_cast<int>(c.config.world_size);
   auto coordinator = ChildProcess::Spawn(
-      {bin + "/cohort-coordinator", "--listen", "127.0.0.1:0", "--log-level", "warn"},
-      "/dev/null");
+      {bin + "/cohort-coordinator", "--listen", "127.0.0.1:0", "--log-level", "warn"}, "/dev/null");
   if (!coordinator.has_value()) return absl::InternalError("cannot start the coordinator");
   std::optional<std::string> line = coordinator->ReadLine(absl::Seconds(20));
   if (!line.has_value()) return absl::InternalError("the coordinator printed no address");
   const std::string address = line->substr(line->rfind(' ') + 1);
   std::vector<std::unique_ptr<ChildProcess>> agents;
   for (int r = 0; r < n; ++r) {
-    auto a = ChildProcess::Spawn({bin + "/cohort-agent", "--coordinator", address, "--identity",
-                                  absl::StrCat("bench-", r), "--rank-hint", absl::StrCat(r),
-                                  "--log-level", "warn"},
-                                 "/dev/null");
+    auto a = ChildProcess::Spawn(
+        {bin + "/cohort-agent", "--coordinator", address, "--identity", absl::StrCat("bench-", r),
+         "--rank-hint", absl::StrCat(r), "--log-level", "warn"},
+        "/dev/null");
     if (!a.has_value()) return absl::InternalError("cannot start an agent");
     agents.push_back(std::make_unique<ChildProcess>(std::move(*a)));
   }
@@ -109,8 +108,8 @@ absl::StatusOr<std::vector<double>> RunCohort(const std::string& bin, const Case
 }
 
 // Runs bench/torch_groups.py on the same layout; returns its best and median init-to-ready.
-absl::StatusOr<Stats> RunTorch(const std::string& bin, const std::string& script,
-                               const Case& c, int repeat) {
+absl::StatusOr<Stats> RunTorch(const std::string& bin, const std::string& script, const Case& c,
+                               int repeat) {
   absl::StatusOr<Layout> layout = Layout::Build(c.config);
   if (!layout.ok()) return layout.status();
   const std::string path = absl::StrCat("/tmp/cohort-flow-bench-", getpid(), "-", c.name, ".json");
@@ -160,7 +159,10 @@ int main(int argc, char** argv) {
       {"world8_dp2_cfg2_ulysses2",
        {.world_size = 8, .data_parallel_size = 2, .cfg_parallel_size = 2, .ulysses_degree = 2}},
       {"world16_dp2_cfg2_ulysses2_ring2",
-       {.world_size = 16, .data_parallel_size = 2, .cfg_parallel_size = 2, .ulysses_degree = 2,
+       {.world_size = 16,
+        .data_parallel_size = 2,
+        .cfg_parallel_size = 2,
+        .ulysses_degree = 2,
         .ring_degree = 2}},
   };
   std::printf("%-34s %12s %12s %12s %12s %8s\n", "layout (Initialize -> READY)", "cohort best",

@@ -13,9 +13,9 @@
 #include "absl/strings/str_cat.h"
 #include "benchmark/benchmark.h"
 #include "common/clock.h"
+#include "common/layout.h"
 #include "common/layout_proto.h"
 #include "common/timer_queue.h"
-#include "common/layout.h"
 #include "coordinator/coordinator.h"
 #include "spdlog/spdlog.h"
 
@@ -105,8 +105,7 @@ struct ReadyPool {
       (void)coordinator->HandleAgentMessage(sessions[r], report);
     }
     absl::StatusOr<v1::PoolState> state = coordinator->GetState("default");
-    if (!state.ok() || state->phase() != v1::POOL_PHASE_READY ||
-        state->members_ready() != kWorld) {
+    if (!state.ok() || state->phase() != v1::POOL_PHASE_READY || state->members_ready() != kWorld) {
       std::fprintf(stderr, "pool is not READY: %s\n",
                    state.ok() ? v1::PoolPhase_Name(state->phase()).c_str()
                               : state.status().ToString().c_str());

@@ -9,8 +9,12 @@ namespace {
 
 ParallelConfig World4096() {
   // tp8 x ulysses8 x ring4 x pp4 x cfg2 x dp2
-  return {.world_size = 4096, .data_parallel_size = 2, .cfg_parallel_size = 2,
-          .ulysses_degree = 8, .ring_degree = 4, .tensor_parallel_size = 8,
+  return {.world_size = 4096,
+          .data_parallel_size = 2,
+          .cfg_parallel_size = 2,
+          .ulysses_degree = 8,
+          .ring_degree = 4,
+          .tensor_parallel_size = 8,
           .pipeline_parallel_size = 4};
 }
 

@@ -27,9 +27,8 @@ using testing::ChildProcess;
 class Coordinator {
  public:
   Coordinator(const std::string& bin, const std::string& listen) {
-    auto c = ChildProcess::Spawn({bin + "/cohort-coordinator", "--listen", listen, "--log-level",
-                                  "warn"},
-                                 "/dev/null");
+    auto c = ChildProcess::Spawn(
+        {bin + "/cohort-coordinator", "--listen", listen, "--log-level", "warn"}, "/dev/null");
     if (!c.has_value()) return;
     process_ = std::make_unique<ChildProcess>(std::move(*c));
     std::optional<std::string> line = process_->ReadLine(absl::Seconds(30));
@@ -95,11 +94,17 @@ class Coordinator {
   int64_t listening_ms_ = 0;
 };
 
-std::unique_ptr<ChildProcess> StartAgent(const std::string& bin, const std::string& address,
-                                         int r, const std::string& backends) {
-  std::vector<std::string> argv = {bin + "/cohort-agent", "--coordinator", address,
-                                   "--identity", absl::StrCat("bench-", r), "--rank-hint",
-                                   absl::StrCat(r), "--log-level", "warn"};
+std::unique_ptr<ChildProcess> StartAgent(const std::string& bin, const std::string& address, int r,
+                                         const std::string& backends) {
+  std::vector<std::string> argv = {bin + "/cohort-agent",
+                                   "--coordinator",
+                                   address,
+                                   "--identity",
+                                   absl::StrCat("bench-", r),
+                                   "--rank-hint",
+                                   absl::StrCat(r),
+                                   "--log-level",
+                                   "warn"};
   if (!backends.empty()) argv.insert(argv.end(), {"--backends", backends});
   auto a = ChildProcess::Spawn(argv, "/dev/null");
   if (!a.has_value()) return nullptr;
@@ -140,8 +145,7 @@ std::vector<double> RestoreTimes(const std::string& bin, int repeat, absl::Durat
     coordinator->Kill();
     absl::SleepFor(outage);  // the coordinator stays down (a benchmark, not synchronisation)
     coordinator = std::make_unique<Coordinator>(bin, address);
-    if (!coordinator->ok() ||
-        !coordinator->WaitFor([](const v1::PoolState& s) {
+    if (!coordinator->ok() || !coordinator->WaitFor([](const v1::PoolState& s) {
           return s.phase() == v1::POOL_PHASE_READY && AllConnected(s, 8);
         })) {
       std::fprintf(stderr, "error: the pool was not restored\n");
@@ -157,8 +161,8 @@ std::vector<double> RestoreTimes(const std::string& bin, int repeat, absl::Durat
 }
 
 struct Storm {
-  double last_join_ms = -1;  // first spawn -> last join
-  double spawn_ms = 0;       // first spawn -> last spawn
+  double last_join_ms = -1;                   // first spawn -> last join
+  double spawn_ms = 0;                        // first spawn -> last spawn
   double p50_ms = 0, p90_ms = 0, max_ms = 0;  // one agent's spawn -> its join
 };
 
@@ -216,16 +220,20 @@ int main(int argc, char** argv) {
   std::vector<double> restore =
       cohort::RestoreTimes(argv[1], repeat, absl::Milliseconds(outage_ms));
   if (restore.empty()) return 1;
-  std::printf("coordinator kill -9, %d ms down, restart on the same port, world 8 (Gloo), "
-              "%d restarts:\n", outage_ms, repeat);
+  std::printf(
+      "coordinator kill -9, %d ms down, restart on the same port, world 8 (Gloo), "
+      "%d restarts:\n",
+      outage_ms, repeat);
   std::printf("  new coordinator listening -> pool READY again   median %7.1f ms, max %7.1f ms\n",
               cohort::Median(restore), *std::max_element(restore.begin(), restore.end()));
   const cohort::Storm storm = cohort::JoinStorm(argv[1], agents);
   if (storm.last_join_ms < 0) return 1;
   std::printf("%d agents (backend none) started at once (spawning them took %.0f ms):\n", agents,
               storm.spawn_ms);
-  std::printf("  one agent's start -> joined                      p50 %7.1f ms, p90 %7.1f ms, "
-              "max %7.1f ms\n", storm.p50_ms, storm.p90_ms, storm.max_ms);
+  std::printf(
+      "  one agent's start -> joined                      p50 %7.1f ms, p90 %7.1f ms, "
+      "max %7.1f ms\n",
+      storm.p50_ms, storm.p90_ms, storm.max_ms);
   std::printf("  first spawn -> every agent joined                %7.1f ms\n", storm.last_join_ms);
   return 0;
 }

@@ -38,8 +38,8 @@ int LayoutCommand::Run(std::ostream& out, std::ostream& err) const {
     return 2;
   }
   if (rank.has_value() && (*rank < 0 || *rank >= layout->world_size())) {
-    err << "error: --rank " << *rank << " is outside the world; use 0.."
-        << layout->world_size() - 1 << "\n";
+    err << "error: --rank " << *rank << " is outside the world; use 0.." << layout->world_size() - 1
+        << "\n";
     return 2;
   }
   std::optional<int> r;
@@ -74,8 +74,8 @@ void PrintLayoutTable(const Layout& layout, std::ostream& out) {
 
 void PrintRankTable(const Layout& layout, int rank, std::ostream& out) {
   const RankView v = layout.ViewOf(rank);
-  out << "rank " << rank << " of " << layout.world_size() << " in "
-      << layout.config().ShortString() << "\n\n";
+  out << "rank " << rank << " of " << layout.world_size() << " in " << layout.config().ShortString()
+      << "\n\n";
   Table table({"KIND", "GROUP", "RANK_IN_GROUP", "SIZE", "MEMBERS"});
   for (GroupKind kind : layout.kinds()) {
     const int k = static_cast<int>(kind);
@@ -86,9 +86,8 @@ void PrintRankTable(const Layout& layout, int rank, std::ostream& out) {
   table.Print(out);
   out << "\n";
   Table facts({"PROPERTY", "VALUE"});
-  facts.AddRow({"pipeline first/last stage",
-                absl::StrCat(YesNo(v.is_pipeline_first_stage), "/",
-                             YesNo(v.is_pipeline_last_stage))});
+  facts.AddRow({"pipeline first/last stage", absl::StrCat(YesNo(v.is_pipeline_first_stage), "/",
+                                                          YesNo(v.is_pipeline_last_stage))});
   facts.AddRow({"pp next/prev/skip rank",
                 absl::StrCat(v.pp_next_rank, "/", v.pp_prev_rank, "/", v.pp_skip_rank)});
   facts.AddRow({"is_dp_last_group", YesNo(v.is_dp_last_group)});

@@ -25,8 +25,8 @@ std::string Millis(int64_t us) { return absl::StrFormat("%.1f", us / 1000.0); }
 // ---- init -----------------------------------------------------------------------------------
 
 CLI::App* InitCommand::Register(CLI::App* app) {
-  CLI::App* cmd = app->add_subcommand(
-      "init", "Set a pool's parallel config and build its communicators");
+  CLI::App* cmd =
+      app->add_subcommand("init", "Set a pool's parallel config and build its communicators");
   cmd->footer(
       "Exit status: 0 READY (or accepted without --wait), 1 refused or FAILED, 2 invalid\n"
       "config, 3 --wait timed out, 4 coordinator unreachable.\n\n"
@@ -37,8 +37,7 @@ CLI::App* InitCommand::Register(CLI::App* app) {
   cmd->add_option("--backend", backend, "gloo, nccl or none")
       ->check(CLI::IsMember({"gloo", "nccl", "none"}))
       ->capture_default_str();
-  cmd->add_option("--init-mode", init_mode,
-                  "split (ncclCommSplit from the world) or per-group-id")
+  cmd->add_option("--init-mode", init_mode, "split (ncclCommSplit from the world) or per-group-id")
       ->check(CLI::IsMember({"split", "per-group-id"}))
       ->capture_default_str();
   cmd->add_option("--deadline-ms", deadline_ms, "Deadline of the whole generation")
@@ -80,26 +79,25 @@ int InitCommand::Run(std::ostream& out, std::ostream& err) const {
   int rc = WaitForPoolState(
       connection, timeout,
       [generation](const v1::PoolState& s) {
-        return s.generation() >= generation && (s.phase() == v1::POOL_PHASE_READY ||
-                                                s.phase() == v1::POOL_PHASE_FAILED);
+        return s.generation() >= generation &&
+               (s.phase() == v1::POOL_PHASE_READY || s.phase() == v1::POOL_PHASE_FAILED);
       },
       [&out, shown = std::string()](const v1::PoolState& s) mutable {
         std::string line = absl::StrCat("  ", PhaseName(s.phase()), ": ", s.members_ready(), "/",
                                         s.world_size(), " ready");
         if (s.missing_ranks_size() > 0) {
-          absl::StrAppend(&line, ", waiting for ranks ",
-                          FormatRanks(RankList(s.missing_ranks().begin(),
-                                               s.missing_ranks().end())));
+          absl::StrAppend(
+              &line, ", waiting for ranks ",
+              FormatRanks(RankList(s.missing_ranks().begin(), s.missing_ranks().end())));
         }
         if (line != shown) out << line << "\n";  // only when something a person sees changed
         shown = line;
       },
       &last, err);
   if (rc == kExitTimeout) {
-    err << "error: pool " << connection.pool << " not READY after "
-        << absl::FormatDuration(timeout) << " ("
-        << PhaseName(last.phase()) << ", " << last.members_ready() << "/" << last.world_size()
-        << " ready)\n";
+    err << "error: pool " << connection.pool << " not READY after " << absl::FormatDuration(timeout)
+        << " (" << PhaseName(last.phase()) << ", " << last.members_ready() << "/"
+        << last.world_size() << " ready)\n";
     return rc;
   }
   if (rc != kExitOk) return rc;
@@ -280,8 +278,8 @@ int DestroyCommand::Run(std::ostream& out, std::ostream& err) const {
   // The coordinator clears the pool's error on a clean teardown and otherwise names every
   // member that failed: lost during the teardown, reported a failure, or never reported.
   if (!last.error().empty()) {
-    err << "error: teardown of generation " << response.generation()
-        << " failed: " << last.error() << "\n";
+    err << "error: teardown of generation " << response.generation() << " failed: " << last.error()
+        << "\n";
     return kExitFailed;
   }
   return kExitOk;
@@ -314,8 +312,8 @@ int StateCommand::Run(std::ostream& out, std::ostream& err) const {
   if (output.structured()) {
     PrintDocument(response.state(), output.format(), out);
   } else {
-    PrintPoolState(response.state(), output.StyleFor(out),
-                   output.format() == OutputFormat::kWide, out);
+    PrintPoolState(response.state(), output.StyleFor(out), output.format() == OutputFormat::kWide,
+                   out);
   }
   return kExitOk;
 }
@@ -341,14 +339,13 @@ void PrintPoolState(const v1::PoolState& s, const Style& style, bool wide, std::
   header.push_back("ERROR");
   Table members(header);
   for (const v1::MemberState& m : s.members()) {
-    std::vector<std::string> row = {
-        m.rank() >= 0 ? absl::StrCat(m.rank()) : "standby",
-        m.identity(),
-        style.State(MemberPhaseName(m.phase())),
-        m.device().host_address(),
-        m.connected() ? absl::StrCat(m.heartbeat_age_ms(), "ms")
-                      : style.Paint("disconnected", Color::kRed),
-        m.ready_us() > 0 ? Millis(m.ready_us()) : "-"};
+    std::vector<std::string> row = {m.rank() >= 0 ? absl::StrCat(m.rank()) : "standby",
+                                    m.identity(),
+                                    style.State(MemberPhaseName(m.phase())),
+                                    m.device().host_address(),
+                                    m.connected() ? absl::StrCat(m.heartbeat_age_ms(), "ms")
+                                                  : style.Paint("disconnected", Color::kRed),
+                                    m.ready_us() > 0 ? Millis(m.ready_us()) : "-"};
     if (wide) {
       row.insert(row.end(), {DeviceText(m.device()), OrDash(m.incarnation()),
                              m.generation() > 0 ? absl::StrCat(m.generation()) : "-"});
@@ -378,8 +375,7 @@ void PrintPoolState(const v1::PoolState& s, const Style& style, bool wide, std::
     auto it = slowest.find(set.kind());
     absl::StatusOr<GroupKind> kind = FromProto(set.kind());
     groups.AddRow({kind.ok() ? std::string(GroupKindName(*kind)) : "?",
-                   absl::StrCat(set.groups_size()),
-                   absl::StrCat(set.groups(0).ranks_size()),
+                   absl::StrCat(set.groups_size()), absl::StrCat(set.groups(0).ranks_size()),
                    it != slowest.end() ? Millis(it->second.first) : "-",
                    it != slowest.end() ? Millis(it->second.second) : "-", members_text});
   }

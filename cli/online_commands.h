@@ -9,9 +9,9 @@
 #include "CLI/CLI.hpp"
 #include "absl/time/time.h"
 #include "cli/admin_rpc.h"
-#include "common/config_flags.h"
 #include "cli/output.h"
 #include "cohort/v1/admin.pb.h"
+#include "common/config_flags.h"
 
 namespace cohort::cli {
 

@@ -16,8 +16,7 @@ CLI::App* VersionCommand::Register(CLI::App* app) {
       "  cohortctl version --client");
   connection.Register(cmd);
   AddDurationOption(cmd, "--timeout,-t", &timeout, "How long to wait for the coordinator");
-  cmd->add_flag("--client", client_only,
-                "Only this client's version; do not call the coordinator");
+  cmd->add_flag("--client", client_only, "Only this client's version; do not call the coordinator");
   return cmd;
 }
 

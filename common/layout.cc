@@ -58,9 +58,9 @@ absl::StatusOr<Layout> Layout::Build(const ParallelConfig& config) {
   if (!(s = assign(GroupKind::kDp, gen->GetRanks("dp"))).ok()) return s;
   if (!(s = assign(GroupKind::kCfg, gen->GetRanks("cfg"))).ok()) return s;
   if (!(s = assign(GroupKind::kPp, gen->GetRanks("pp"))).ok()) return s;
-  absl::StatusOr<UlyssesRingGroups> split = SplitSequenceParallelGroups(
-      config.ulysses_degree, config.ring_degree, derived->dit_parallel_size,
-      &g[Index(GroupKind::kSp)]);
+  absl::StatusOr<UlyssesRingGroups> split =
+      SplitSequenceParallelGroups(config.ulysses_degree, config.ring_degree,
+                                  derived->dit_parallel_size, &g[Index(GroupKind::kSp)]);
   if (!split.ok()) return split.status();
   g[Index(GroupKind::kUlysses)] = std::move(split->ulysses);
   g[Index(GroupKind::kRing)] = std::move(split->ring);

@@ -11,10 +11,10 @@
 #include <array>
 #include <cstdint>
 #include <optional>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "common/parallel_config.h"
 #include "common/rank_generator.h"
 
@@ -37,9 +37,9 @@ inline constexpr int kNumGroupKinds = 11;
 
 // All kinds in creation order.
 inline constexpr std::array<GroupKind, kNumGroupKinds> kAllGroupKinds = {
-    GroupKind::kWorld, GroupKind::kDp,   GroupKind::kCfg, GroupKind::kPp,
-    GroupKind::kUlysses, GroupKind::kRing, GroupKind::kSp, GroupKind::kTp,
-    GroupKind::kFs,    GroupKind::kEp,   GroupKind::kDit};
+    GroupKind::kWorld,   GroupKind::kDp,   GroupKind::kCfg, GroupKind::kPp,
+    GroupKind::kUlysses, GroupKind::kRing, GroupKind::kSp,  GroupKind::kTp,
+    GroupKind::kFs,      GroupKind::kEp,   GroupKind::kDit};
 
 // "world", "dp", ..., as in the golden data.
 absl::string_view GroupKindName(GroupKind kind);

@@ -15,17 +15,28 @@ google::protobuf::ListValue ToListValue(const RankList& ranks) {
 google::protobuf::RepeatedPtrField<google::protobuf::ListValue>* DocumentGroupsField(
     v1::LayoutDocumentGroups& groups, GroupKind kind) {
   switch (kind) {
-    case GroupKind::kWorld: return groups.mutable_world();
-    case GroupKind::kDp: return groups.mutable_dp();
-    case GroupKind::kCfg: return groups.mutable_cfg();
-    case GroupKind::kPp: return groups.mutable_pp();
-    case GroupKind::kUlysses: return groups.mutable_ulysses();
-    case GroupKind::kRing: return groups.mutable_ring();
-    case GroupKind::kSp: return groups.mutable_sp();
-    case GroupKind::kTp: return groups.mutable_tp();
-    case GroupKind::kFs: return groups.mutable_fs();
-    case GroupKind::kEp: return groups.mutable_ep();
-    case GroupKind::kDit: return groups.mutable_dit();
+    case GroupKind::kWorld:
+      return groups.mutable_world();
+    case GroupKind::kDp:
+      return groups.mutable_dp();
+    case GroupKind::kCfg:
+      return groups.mutable_cfg();
+    case GroupKind::kPp:
+      return groups.mutable_pp();
+    case GroupKind::kUlysses:
+      return groups.mutable_ulysses();
+    case GroupKind::kRing:
+      return groups.mutable_ring();
+    case GroupKind::kSp:
+      return groups.mutable_sp();
+    case GroupKind::kTp:
+      return groups.mutable_tp();
+    case GroupKind::kFs:
+      return groups.mutable_fs();
+    case GroupKind::kEp:
+      return groups.mutable_ep();
+    case GroupKind::kDit:
+      return groups.mutable_dit();
   }
   return nullptr;
 }

@@ -23,8 +23,8 @@ prometheus::MetricFamily GaugeFamily(std::string name, std::string help) {
   return family;
 }
 
-void AddGauge(prometheus::MetricFamily& family,
-              std::vector<prometheus::ClientMetric::Label> labels, double value) {
+void AddGauge(prometheus::MetricFamily& family, std::vector<prometheus::ClientMetric::Label> labels,
+              double value) {
   prometheus::ClientMetric metric;
   metric.label = std::move(labels);
   metric.gauge.value = value;
@@ -75,8 +75,8 @@ absl::StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(
   std::unique_ptr<MetricsEndpoint> endpoint(new MetricsEndpoint());
   try {
     // civetweb reports a failed bind by throwing: caught here, at the edge.
-    endpoint->exposer_ = std::make_unique<prometheus::Exposer>(
-        absl::StrCat(bind_host, ":", port), static_cast<size_t>(num_threads));
+    endpoint->exposer_ = std::make_unique<prometheus::Exposer>(absl::StrCat(bind_host, ":", port),
+                                                               static_cast<size_t>(num_threads));
   } catch (const std::exception& e) {
     return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", address, " (", e.what(),
                                                "); is the port in use or the IP not local?"));

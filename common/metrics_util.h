@@ -16,8 +16,8 @@ namespace cohort {
 // Builders for scrape-time gauge families. Labels are given in name order, as Family<> emits
 // them.
 prometheus::MetricFamily GaugeFamily(std::string name, std::string help);
-void AddGauge(prometheus::MetricFamily& family,
-              std::vector<prometheus::ClientMetric::Label> labels, double value);
+void AddGauge(prometheus::MetricFamily& family, std::vector<prometheus::ClientMetric::Label> labels,
+              double value);
 
 // civetweb's listener thread polls its sockets every 2 s and sees a stop request only then, so
 // destroying an Exposer takes up to 2 s; a connection wakes it at once. Destroys `exposer`,
@@ -33,8 +33,7 @@ class MetricsEndpoint {
   // one. Errors: INVALID_ARGUMENT if it is not IP:PORT; UNAVAILABLE if it cannot be bound.
   static absl::StatusOr<std::unique_ptr<MetricsEndpoint>> Start(
       const std::string& address,
-      const std::vector<std::weak_ptr<prometheus::Collectable>>& collectables,
-      int num_threads = 2);
+      const std::vector<std::weak_ptr<prometheus::Collectable>>& collectables, int num_threads = 2);
   // Stops serving promptly (see DestroyExposerPromptly).
   ~MetricsEndpoint();
 

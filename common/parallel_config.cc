@@ -60,8 +60,8 @@ absl::StatusOr<DerivedSizes> ValidateParallelConfig(const ParallelConfig& c) {
   };
   for (const NamedDegree& d : degrees) {
     if (d.value < 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          d.field, " must be at least 1, got ", d.value, "; use 1 to leave that dimension unused"));
+      return absl::InvalidArgumentError(absl::StrCat(d.field, " must be at least 1, got ", d.value,
+                                                     "; use 1 to leave that dimension unused"));
     }
     if (d.value > kMaxWorldSize) {
       return absl::InvalidArgumentError(absl::StrCat(d.field, " is ", d.value,
@@ -72,36 +72,36 @@ absl::StatusOr<DerivedSizes> ValidateParallelConfig(const ParallelConfig& c) {
 
   DerivedSizes out;
   if (!CheckedProduct({c.ulysses_degree, c.ring_degree}, &out.sequence_parallel_size)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "ulysses_degree x ring_degree (", c.ulysses_degree, " x ", c.ring_degree,
-        ") exceeds the largest supported world (", kMaxWorldSize, " ranks)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("ulysses_degree x ring_degree (", c.ulysses_degree, " x ", c.ring_degree,
+                     ") exceeds the largest supported world (", kMaxWorldSize, " ranks)"));
   }
   if (c.sequence_parallel_size.has_value() &&
       *c.sequence_parallel_size != out.sequence_parallel_size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "sequence_parallel_size (", *c.sequence_parallel_size,
-        ") must equal ulysses_degree x ring_degree (", c.ulysses_degree, " x ", c.ring_degree,
-        " = ", out.sequence_parallel_size,
-        "); leave sequence_parallel_size unset to derive it, or change the degrees"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("sequence_parallel_size (", *c.sequence_parallel_size,
+                     ") must equal ulysses_degree x ring_degree (", c.ulysses_degree, " x ",
+                     c.ring_degree, " = ", out.sequence_parallel_size,
+                     "); leave sequence_parallel_size unset to derive it, or change the degrees"));
   }
 
   int64_t dit = 0;
   if (!CheckedProduct({c.data_parallel_size, c.cfg_parallel_size, out.sequence_parallel_size,
                        c.pipeline_parallel_size, c.tensor_parallel_size},
                       &dit)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the product of the degrees (dp ", c.data_parallel_size, " x cfg ", c.cfg_parallel_size,
-        " x sp ", out.sequence_parallel_size, " x pp ", c.pipeline_parallel_size, " x tp ",
-        c.tensor_parallel_size, ") exceeds the largest supported world (", kMaxWorldSize,
-        " ranks)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the product of the degrees (dp ", c.data_parallel_size, " x cfg ",
+                     c.cfg_parallel_size, " x sp ", out.sequence_parallel_size, " x pp ",
+                     c.pipeline_parallel_size, " x tp ", c.tensor_parallel_size,
+                     ") exceeds the largest supported world (", kMaxWorldSize, " ranks)"));
   }
   const int64_t fs = c.fully_shard_degree;
   const int64_t rep = c.hsdp_replicate_size;
   if (rep > 1 && fs == 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "hsdp_replicate_size (", rep,
-        ") needs fully_shard_degree > 1: HSDP replicates fully-sharded groups; set "
-        "fully_shard_degree to the shard size or hsdp_replicate_size to 1"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("hsdp_replicate_size (", rep,
+                     ") needs fully_shard_degree > 1: HSDP replicates fully-sharded groups; set "
+                     "fully_shard_degree to the shard size or hsdp_replicate_size to 1"));
   }
   out.standalone_hsdp = (dit == 1 && fs > 1);
   out.effective_dp_size = c.data_parallel_size;
@@ -121,28 +121,28 @@ absl::StatusOr<DerivedSizes> ValidateParallelConfig(const ParallelConfig& c) {
   out.dit_parallel_size = dit;
 
   if (c.world_size < dit) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "world_size (", c.world_size, ") is smaller than the product of the degrees (",
-        product_text, " = ", dit, "); set world_size to ", dit, " or lower a degree"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("world_size (", c.world_size, ") is smaller than the product of the degrees (",
+                     product_text, " = ", dit, "); set world_size to ", dit, " or lower a degree"));
   }
   if (c.world_size > dit) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "world_size (", c.world_size, ") is larger than the product of the degrees (",
-        product_text, " = ", dit, "): ranks ", dit, "..", c.world_size - 1,
-        " would belong to no group; set world_size to ", dit,
-        " or raise a degree (e.g. data_parallel_size) to cover every rank"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("world_size (", c.world_size, ") is larger than the product of the degrees (",
+                     product_text, " = ", dit, "): ranks ", dit, "..", c.world_size - 1,
+                     " would belong to no group; set world_size to ", dit,
+                     " or raise a degree (e.g. data_parallel_size) to cover every rank"));
   }
   if (!out.standalone_hsdp && fs > 1) {
     if (fs > dit) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "fully_shard_degree (", fs, ") exceeds the number of ranks (", dit,
-          "); set it to a divisor of ", dit));
+      return absl::InvalidArgumentError(absl::StrCat("fully_shard_degree (", fs,
+                                                     ") exceeds the number of ranks (", dit,
+                                                     "); set it to a divisor of ", dit));
     }
     if (dit % fs != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "fully_shard_degree (", fs, ") does not divide the number of ranks (", dit, "): ranks ",
-          dit - dit % fs, "..", dit - 1, " would be in no shard group; set it to a divisor of ",
-          dit));
+      return absl::InvalidArgumentError(
+          absl::StrCat("fully_shard_degree (", fs, ") does not divide the number of ranks (", dit,
+                       "): ranks ", dit - dit % fs, "..", dit - 1,
+                       " would be in no shard group; set it to a divisor of ", dit));
     }
     if (rep > 1 && fs * rep != dit) {
       return absl::InvalidArgumentError(absl::StrCat(

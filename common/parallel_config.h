@@ -1,8 +1,8 @@
 // ParallelConfig: the degrees of one parallel configuration, and its up-front validation.
 //
 // Field names follow vllm-omni's initialize_model_parallel (seed/SEMANTICS.md §5.1), plus the
-// world size (which the seed takes from torch.distributed) and is_moe (which the seed reads from its
-// forward context).
+// world size (which the seed takes from torch.distributed) and is_moe (which the seed reads from
+// its forward context).
 #ifndef COHORT_COMMON_PARALLEL_CONFIG_H_
 #define COHORT_COMMON_PARALLEL_CONFIG_H_
 

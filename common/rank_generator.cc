@@ -34,9 +34,8 @@ RankGroups ContiguousBlocks(int64_t count, int64_t block, int64_t offset) {
 absl::StatusOr<RankGroups> GenerateMaskedOrthogonalRankGroups(
     int64_t world_size, const std::vector<int64_t>& parallel_size, const std::vector<bool>& mask) {
   if (parallel_size.size() != mask.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("mask has ", mask.size(),
-                                                   " entries but there are ",
-                                                   parallel_size.size(), " dimensions"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "mask has ", mask.size(), " entries but there are ", parallel_size.size(), " dimensions"));
   }
   const size_t k = parallel_size.size();
   std::vector<int64_t> stride(k);
@@ -85,8 +84,7 @@ absl::StatusOr<RankGroups> GenerateMaskedOrthogonalRankGroups(
 }
 
 absl::StatusOr<RankGenerator> RankGenerator::Create(const RankGeneratorSizes& sizes,
-                                                    absl::string_view order,
-                                                    int64_t rank_offset) {
+                                                    absl::string_view order, int64_t rank_offset) {
   RankGenerator gen;
   gen.sizes_ = sizes;
   gen.rank_offset_ = rank_offset;
@@ -115,8 +113,8 @@ absl::StatusOr<RankGenerator> RankGenerator::Create(const RankGeneratorSizes& si
   for (const std::string& name : gen.order_names_) {
     int64_t* size = SizeByName(gen.sizes_, name);
     if (size == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "unknown dimension '", name, "' in order '", gen.order_, "'; use tp, sp, pp, cfg, dp"));
+      return absl::InvalidArgumentError(absl::StrCat("unknown dimension '", name, "' in order '",
+                                                     gen.order_, "'; use tp, sp, pp, cfg, dp"));
     }
     gen.ordered_size_.push_back(*size);
   }
@@ -159,10 +157,10 @@ absl::StatusOr<RankGroups> RankGenerator::GetRanks(absl::string_view token,
 }
 
 absl::StatusOr<UlyssesRingGroups> SplitSequenceParallelGroups(int64_t ulysses_degree,
-                                                             int64_t ring_degree,
-                                                             int64_t world_size,
-                                                             const RankGroups* sp_groups,
-                                                             bool use_ulysses_low) {
+                                                              int64_t ring_degree,
+                                                              int64_t world_size,
+                                                              const RankGroups* sp_groups,
+                                                              bool use_ulysses_low) {
   if (ulysses_degree < 1 || ring_degree < 1) {
     return absl::InvalidArgumentError(absl::StrCat("ulysses_degree (", ulysses_degree,
                                                    ") and ring_degree (", ring_degree,
@@ -193,8 +191,8 @@ absl::StatusOr<UlyssesRingGroups> SplitSequenceParallelGroups(int64_t ulysses_de
   comb_groups.reserve(sp_groups->size() * run);
   for (const RankList& g : *sp_groups) {
     if (static_cast<int64_t>(g.size()) != sp) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "sequence-parallel group of size ", g.size(), " where ", sp, " was expected"));
+      return absl::InvalidArgumentError(absl::StrCat("sequence-parallel group of size ", g.size(),
+                                                     " where ", sp, " was expected"));
     }
     for (int64_t i = 0; i < runs; ++i) {
       run_groups.emplace_back(g.begin() + i * run, g.begin() + (i + 1) * run);

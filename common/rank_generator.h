@@ -10,10 +10,10 @@
 
 #include <cstdint>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace cohort {
 
@@ -67,7 +67,8 @@ class RankGenerator {
   //  * anything else, including hyphenated tokens like "tp-dp": masked orthogonal groups.
   // rank_offset is added to every rank (for masked groups only when > 0, as in the seed).
   // Errors: INVALID_ARGUMENT for an unknown token.
-  absl::StatusOr<RankGroups> GetRanks(absl::string_view token, bool independent_ranks = false) const;
+  absl::StatusOr<RankGroups> GetRanks(absl::string_view token,
+                                      bool independent_ranks = false) const;
 
  private:
   RankGenerator() = default;
@@ -95,10 +96,10 @@ struct UlyssesRingGroups {
 // Errors: INVALID_ARGUMENT if a degree is < 1, world_size is not a multiple of ulysses*ring, or
 // the explicit groups do not number world_size/sp or are not all of size sp.
 absl::StatusOr<UlyssesRingGroups> SplitSequenceParallelGroups(int64_t ulysses_degree,
-                                                             int64_t ring_degree,
-                                                             int64_t world_size,
-                                                             const RankGroups* sp_groups,
-                                                             bool use_ulysses_low = true);
+                                                              int64_t ring_degree,
+                                                              int64_t world_size,
+                                                              const RankGroups* sp_groups,
+                                                              bool use_ulysses_low = true);
 
 }  // namespace cohort
 

@@ -28,8 +28,8 @@ namespace {
 
 constexpr int kWorld = 4;
 constexpr int kVictim = kWorld - 1;
-const ParallelConfig kConfig{.world_size = kWorld, .data_parallel_size = 2,
-                             .tensor_parallel_size = 2};
+const ParallelConfig kConfig{
+    .world_size = kWorld, .data_parallel_size = 2, .tensor_parallel_size = 2};
 constexpr absl::Duration kWait = absl::Seconds(30);
 // A hung agent (e.g. a lock taken twice by one thread: every later call blocks on it) must fail
 // the test, not stall it until the harness gives up.
@@ -44,13 +44,14 @@ v1::InitializeRequest InitRequest(const ParallelConfig& config) {
 // Aborts the process with a message if the test is still running at the deadline.
 class Watchdog {
  public:
-  explicit Watchdog(std::string what) : thread_([this, what = std::move(what)] {
-      if (!done_.WaitForNotificationWithTimeout(kWatchdog)) {
-        std::fprintf(stderr, "watchdog: %s still running after %s: an agent hangs\n",
-                     what.c_str(), absl::FormatDuration(kWatchdog).c_str());
-        std::abort();
-      }
-    }) {}
+  explicit Watchdog(std::string what)
+      : thread_([this, what = std::move(what)] {
+          if (!done_.WaitForNotificationWithTimeout(kWatchdog)) {
+            std::fprintf(stderr, "watchdog: %s still running after %s: an agent hangs\n",
+                         what.c_str(), absl::FormatDuration(kWatchdog).c_str());
+            std::abort();
+          }
+        }) {}
   ~Watchdog() {
     done_.Notify();
     thread_.join();
@@ -179,8 +180,7 @@ TEST_P(AbortDuringBuildTest, NoCrashNoHang_GenerationFailed_NothingKept_NextGene
 
 INSTANTIATE_TEST_SUITE_P(
     EveryStep, AbortDuringBuildTest,
-    ::testing::Values(StepCase{"BeforeTheWorld", "world"},
-                      StepCase{"BeforeTheGroups", "groups"},
+    ::testing::Values(StepCase{"BeforeTheWorld", "world"}, StepCase{"BeforeTheGroups", "groups"},
                       StepCase{"BetweenGroupKinds", "connected ", /*prefix=*/true},
                       StepCase{"AfterTheGroupsWereBuilt", "groups built"},
                       StepCase{"DuringVerification", "verify world"},
@@ -188,7 +188,8 @@ INSTANTIATE_TEST_SUITE_P(
                       StepCase{"WhileReportingReady", "report"}),
     [](const ::testing::TestParamInfo<StepCase>& info) { return info.param.name; });
 
-// --- An abort while the build waits on the rendezvous store ----------------------------------------
+// --- An abort while the build waits on the rendezvous store
+// ----------------------------------------
 
 class AbortDuringStoreWaitTest : public InProcessPoolTest {
  protected:
@@ -236,9 +237,8 @@ TEST_F(AbortDuringStoreWaitTest, DestroyWhileBuilding_EndsAWaitForAPeerWithTheAb
   EXPECT_EQ(agents_[1]->HeldCommunicators(), 0);
 
   // The pool was destroyed; the next generation is built.
-  ASSERT_TRUE(WaitFor([](const v1::PoolState& s) {
-                return s.phase() == v1::POOL_PHASE_DESTROYED;
-              }).ok());
+  ASSERT_TRUE(
+      WaitFor([](const v1::PoolState& s) { return s.phase() == v1::POOL_PHASE_DESTROYED; }).ok());
   ASSERT_TRUE(client_->Initialize(InitRequest(config)).ok());
   for (int r = 0; r < 2; ++r) {
     absl::StatusOr<int64_t> next = agents_[r]->WaitForReady(kWait, 2);
@@ -311,8 +311,8 @@ std::set<std::string> Describe(const agent::GroupMap& map, bool with_world) {
   for (const auto& [kind, group] : map.groups) {
     if (kind == GroupKind::kWorld && !with_world) continue;
     const agent::Communicator& c = group->comm();
-    out.insert(absl::StrCat(GroupKindName(c.kind()), "/", c.group_index(), " rank ", c.rank(),
-                            "/", c.size()));
+    out.insert(absl::StrCat(GroupKindName(c.kind()), "/", c.group_index(), " rank ", c.rank(), "/",
+                            c.size()));
   }
   return out;
 }
@@ -363,11 +363,9 @@ TEST_F(TeardownReportTest, ListsEveryCommunicatorReleased_DestroyedOrAborted) {
       recorder_.Await(1, v1::DESTROY_SCOPE_MODEL_PARALLEL, kWait);
   ASSERT_TRUE(destroyed.has_value());
   EXPECT_TRUE(destroyed->ok()) << destroyed->error();
-  EXPECT_EQ(Describe(*destroyed, v1::COMM_STATE_DESTROYED),
-            Describe(*first, /*with_world=*/false));
-  ASSERT_TRUE(WaitFor([](const v1::PoolState& s) {
-                return s.phase() == v1::POOL_PHASE_DESTROYED;
-              }).ok());
+  EXPECT_EQ(Describe(*destroyed, v1::COMM_STATE_DESTROYED), Describe(*first, /*with_world=*/false));
+  ASSERT_TRUE(
+      WaitFor([](const v1::PoolState& s) { return s.phase() == v1::POOL_PHASE_DESTROYED; }).ok());
 
   // Generation 2 (the world reused): the peer leaves, and the abort releases everything.
   ASSERT_TRUE(client_->Initialize(InitRequest(config)).ok());

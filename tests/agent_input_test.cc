@@ -57,7 +57,10 @@ TEST(CheckKeys, CountAndLengthBounded) {
 TEST(CleanAgentMessage, FreeTextCutAndPrintable_GroupsBounded) {
   v1::AgentMessage m;
   m.mutable_report()->set_error(std::string(100000, 'e') + "\x1b[31m");
-  for (int i = 0; i < 100; ++i) m.mutable_report()->add_groups()->set_error("\x07" "bell");
+  for (int i = 0; i < 100; ++i)
+    m.mutable_report()->add_groups()->set_error(
+        "\x07"
+        "bell");
   CleanAgentMessage(&m);
   EXPECT_LE(m.report().error().size(), kMaxFreeText + 16);
   EXPECT_EQ(m.report().error().find('\x1b'), std::string::npos);

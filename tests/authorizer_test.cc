@@ -83,7 +83,8 @@ TEST_F(AuthorizerTest, Join_AskedWithCallerActionAndPool_RefusalChangesNothing) 
   ASSERT_GE(asked.size(), 2u);
   EXPECT_EQ(asked.front(),
             std::make_tuple(std::string("intruder"), Action::kJoin, std::string("p")));
-  EXPECT_EQ(asked.back(), std::make_tuple(std::string("operator"), Action::kJoin, std::string("p")));
+  EXPECT_EQ(asked.back(),
+            std::make_tuple(std::string("operator"), Action::kJoin, std::string("p")));
   EXPECT_EQ(coordinator_->RefusalCounts().at("authorization"), 1);
 }
 
@@ -147,7 +148,7 @@ TEST_F(AuthorizerTest, StoreDestroyCheckDelete_AskedWithTheirActions) {
   std::vector<Action> actions;
   for (const auto& [who, action, pool] : authorizer_->asked()) actions.push_back(action);
   EXPECT_THAT(actions, ::testing::IsSupersetOf({Action::kStore, Action::kDestroy, Action::kCheck,
-                                               Action::kDeletePool}));
+                                                Action::kDeletePool}));
 }
 
 TEST(AllowAll, AllowsEveryoneEverything) {

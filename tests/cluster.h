@@ -51,8 +51,8 @@ class Cluster {
   // Starts agent process number r with identity agent-<r> (unless `extra` names another) and
   // rank hint `hint` (none when < 0).
   void StartAgent(int r, int hint, const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> argv = {std::string(COHORT_BIN_DIR) + "/cohort-agent",
-                                     "--coordinator", address_, "--log-level", "warn"};
+    std::vector<std::string> argv = {std::string(COHORT_BIN_DIR) + "/cohort-agent", "--coordinator",
+                                     address_, "--log-level", "warn"};
     if (std::find(extra.begin(), extra.end(), "--identity") == extra.end()) {
       argv.push_back("--identity");
       argv.push_back(absl::StrCat("agent-", r));
@@ -161,8 +161,8 @@ class Cluster {
     std::vector<std::string> argv = {CoordinatorBinary(), "--listen", listen, "--log-level",
                                      "info"};
     argv.insert(argv.end(), coordinator_flags_.begin(), coordinator_flags_.end());
-    auto child = ChildProcess::Spawn(argv, absl::StrCat(log_dir_, "/coordinator-",
-                                                        coordinator_starts_++, ".log"));
+    auto child = ChildProcess::Spawn(
+        argv, absl::StrCat(log_dir_, "/coordinator-", coordinator_starts_++, ".log"));
     EXPECT_TRUE(child.has_value()) << "cannot start the coordinator";
     if (!child.has_value()) return;
     coordinator_ = std::make_unique<ChildProcess>(std::move(*child));

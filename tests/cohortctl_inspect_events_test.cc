@@ -15,7 +15,6 @@ namespace cohort {
 namespace {
 
 using ::cohort::testing::CohortctlInspectTest;
-using ::cohort::testing::WatchedStream;
 using ::cohort::testing::Field;
 using ::cohort::testing::Ints;
 using ::cohort::testing::kWorld;
@@ -23,6 +22,7 @@ using ::cohort::testing::Lines;
 using ::cohort::testing::Num;
 using ::cohort::testing::ParseJsonOrDie;
 using ::cohort::testing::Result;
+using ::cohort::testing::WatchedStream;
 using ::google::protobuf::Value;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -162,7 +162,6 @@ TEST_F(CohortctlInspectTest, Wait_BadFlagsExit2_UnknownPoolExit1) {
   EXPECT_EQ(ghost.status, 1);
   EXPECT_THAT(ghost.err, StartsWith("error: unknown pool 'ghost'"));
 }
-
 
 }  // namespace
 }  // namespace cohort

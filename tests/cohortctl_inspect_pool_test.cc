@@ -263,6 +263,5 @@ TEST_F(CohortctlInspectTest, Describe_BadKindOrIndexOrRank_Exit2) {
   EXPECT_THAT(rank.err, HasSubstr("rank 9 is outside pool 'default'"));
 }
 
-
 }  // namespace
 }  // namespace cohort

@@ -55,7 +55,7 @@ std::string Compact(const google::protobuf::Value& v) {
 TEST(CohortctlLayout, Json_MatchesGoldenGroupsAndKeyOrder) {
   // tp2 x ulysses2 x ring2 x pp2 (world 16).
   Result r = RunCtl({"layout", "--world-size", "16", "--tp", "2", "--ulysses", "2", "--ring", "2",
-                  "--pp", "2", "-o", "json"});
+                     "--pp", "2", "-o", "json"});
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.err, "");
   auto doc = testing::ParseJsonOrDie(r.out);
@@ -77,19 +77,18 @@ TEST(CohortctlLayout, Json_MatchesGoldenGroupsAndKeyOrder) {
 
 TEST(CohortctlLayout, JsonWithRank_HasGoldenPerRankRecord) {
   Result r = RunCtl({"layout", "-n", "4", "--pp", "2", "--cfg", "2", "--ep", "--moe", "--rank", "3",
-                  "-o", "json"});
+                     "-o", "json"});
   ASSERT_EQ(r.status, 0) << r.err;
   auto doc = testing::ParseJsonOrDie(r.out);
   auto golden = GoldenCase("ep_pp2_cfg2");
   EXPECT_TRUE(SameJson(Field(doc, "groups"), Field(golden, "groups"))) << r.out;
-  EXPECT_TRUE(
-      SameJson(Field(doc, "per_rank"), Field(golden, "per_rank").list_value().values(3)))
+  EXPECT_TRUE(SameJson(Field(doc, "per_rank"), Field(golden, "per_rank").list_value().values(3)))
       << r.out;
 }
 
 TEST(CohortctlLayout, MaskedEpLayout) {
   Result r = RunCtl({"layout", "-n", "4", "--pp", "2", "--cfg", "2", "--ep", "--moe", "--ep-layout",
-                  "masked", "-o", "json"});
+                     "masked", "-o", "json"});
   ASSERT_EQ(r.status, 0) << r.err;
   auto doc = testing::ParseJsonOrDie(r.out);
   EXPECT_EQ(Compact(Field(Field(doc, "groups"), "ep")), "[[0,2],[1,3]]");
@@ -100,7 +99,8 @@ TEST(CohortctlLayout, Table_ListsEveryKind) {
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("dp2 x cfg2 x ulysses2 (world 8)"));
   EXPECT_THAT(r.out, HasSubstr("[0,4] [1,5] [2,6] [3,7]"));
-  for (const char* kind : {"world", "dp", "cfg", "pp", "ulysses", "ring", "sp", "tp", "fs", "dit"}) {
+  for (const char* kind :
+       {"world", "dp", "cfg", "pp", "ulysses", "ring", "sp", "tp", "fs", "dit"}) {
     EXPECT_THAT(r.out, HasSubstr(std::string("\n") + kind + " ")) << kind;
   }
 }
@@ -109,8 +109,8 @@ TEST(CohortctlLayout, TableWithRank_ShowsThatRanksGroups) {
   Result r = RunCtl({"layout", "-n", "8", "--dp", "2", "--cfg", "2", "--ulysses", "2", "-r", "5"});
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("rank 5 of 8"));
-  EXPECT_THAT(r.out, HasSubstr("[1,5]"));   // dp
-  EXPECT_THAT(r.out, HasSubstr("[5,7]"));   // cfg
+  EXPECT_THAT(r.out, HasSubstr("[1,5]"));  // dp
+  EXPECT_THAT(r.out, HasSubstr("[5,7]"));  // cfg
   EXPECT_THAT(r.out, HasSubstr("is_dp_last_group"));
 }
 
@@ -161,8 +161,8 @@ TEST(CohortctlBinary, InvalidConfig_ExitStatus2_StderrOnly) {
 
 TEST(CohortctlBinary, ValidConfig_PrintsJson) {
   const std::string dir = ::testing::TempDir();
-  const std::string cmd = std::string(COHORT_BIN_DIR) +
-                          "/cohortctl layout -n 2 --ring 2 -o json >" + dir + "/out2.txt";
+  const std::string cmd =
+      std::string(COHORT_BIN_DIR) + "/cohortctl layout -n 2 --ring 2 -o json >" + dir + "/out2.txt";
   const int raw = std::system(cmd.c_str());
   ASSERT_TRUE(WIFEXITED(raw));
   EXPECT_EQ(WEXITSTATUS(raw), 0);

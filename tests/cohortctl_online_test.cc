@@ -255,8 +255,8 @@ TEST_F(CohortctlOnlineTest, DestroyWait_CleanTeardown_Exit0) {
   ASSERT_TRUE(ReportReady(b, 1, 1).ok());
   Result destroyed;
   std::thread ctl([&] { destroyed = Ctl({"destroy", "--wait", "--timeout", "30"}); });
-  const bool sent = a.session->AwaitTeardown(absl::Seconds(30)) &&
-                    b.session->AwaitTeardown(absl::Seconds(30));
+  const bool sent =
+      a.session->AwaitTeardown(absl::Seconds(30)) && b.session->AwaitTeardown(absl::Seconds(30));
   if (sent) {
     EXPECT_TRUE(TeardownDone(a, 1).ok());
     EXPECT_TRUE(TeardownDone(b, 1).ok());

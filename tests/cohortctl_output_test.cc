@@ -14,9 +14,9 @@
 #include "common/cohort_config.h"
 #include "common/duration_flag.h"
 #include "google/protobuf/util/json_util.h"
-#include "yaml-cpp/yaml.h"
 #include "tests/cohortctl_inspect_fixture.h"
 #include "tests/test_util.h"
+#include "yaml-cpp/yaml.h"
 
 namespace cohort {
 namespace {
@@ -236,11 +236,10 @@ TEST(CohortctlVersionTest, VersionFlag_PrintsTheVersionAndExits0) {
 }
 
 TEST(CohortctlVersionTest, BadFlagsAndBadDurations_Exit2WithOneErrorLine) {
-  for (std::vector<const char*> argv :
-       {std::vector<const char*>{"cohortctl", "--no-such-flag"},
-        {"cohortctl", "status", "--no-such-flag"},
-        {"cohortctl", "wait", "--timeout", "soon"},
-        {"cohortctl", "version", "--timeout", "-1s"}}) {
+  for (std::vector<const char*> argv : {std::vector<const char*>{"cohortctl", "--no-such-flag"},
+                                        {"cohortctl", "status", "--no-such-flag"},
+                                        {"cohortctl", "wait", "--timeout", "soon"},
+                                        {"cohortctl", "version", "--timeout", "-1s"}}) {
     SCOPED_TRACE(absl::StrJoin(argv, " "));
     std::ostringstream out, err;
     EXPECT_EQ(cli::RunCohortctl(static_cast<int>(argv.size()), argv.data(), out, err), 2);
@@ -276,7 +275,6 @@ TEST_F(CohortctlInspectTest, Help_EveryCommandShowsAnExample) {
   Result rank = Ctl({"describe", "rank", "--help"});
   EXPECT_THAT(rank.out, HasSubstr("RANK"));
 }
-
 
 }  // namespace
 }  // namespace cohort

@@ -37,14 +37,14 @@ ParallelConfig ParseConfig(const std::string& text) {
   return c;
 }
 
-#define CHECK_OR_RETURN(cond, what)                                                   \
-  do {                                                                                \
-    if (!(cond)) return absl::InternalError(absl::StrCat("check failed: ", what));    \
+#define CHECK_OR_RETURN(cond, what)                                                \
+  do {                                                                             \
+    if (!(cond)) return absl::InternalError(absl::StrCat("check failed: ", what)); \
   } while (0)
-#define RETURN_IF_ERROR(expr)             \
-  do {                                    \
-    absl::Status _s = (expr);             \
-    if (!_s.ok()) return _s;              \
+#define RETURN_IF_ERROR(expr) \
+  do {                        \
+    absl::Status _s = (expr); \
+    if (!_s.ok()) return _s;  \
   } while (0)
 
 absl::Status CheckAndUse(const ParallelConfig& config, int rank) {
@@ -56,16 +56,12 @@ absl::Status CheckAndUse(const ParallelConfig& config, int rank) {
     GroupKind kind;
     std::shared_ptr<const agent::Group> group;
   };
-  const Getter getters[] = {{GroupKind::kWorld, get_world_group()},
-                            {GroupKind::kDp, get_dp_group()},
-                            {GroupKind::kCfg, get_cfg_group()},
-                            {GroupKind::kPp, get_pp_group()},
-                            {GroupKind::kUlysses, get_ulysses_group()},
-                            {GroupKind::kRing, get_ring_group()},
-                            {GroupKind::kSp, get_sp_group()},
-                            {GroupKind::kTp, get_tp_group()},
-                            {GroupKind::kFs, get_fs_group()},
-                            {GroupKind::kDit, get_dit_group()}};
+  const Getter getters[] = {
+      {GroupKind::kWorld, get_world_group()},     {GroupKind::kDp, get_dp_group()},
+      {GroupKind::kCfg, get_cfg_group()},         {GroupKind::kPp, get_pp_group()},
+      {GroupKind::kUlysses, get_ulysses_group()}, {GroupKind::kRing, get_ring_group()},
+      {GroupKind::kSp, get_sp_group()},           {GroupKind::kTp, get_tp_group()},
+      {GroupKind::kFs, get_fs_group()},           {GroupKind::kDit, get_dit_group()}};
   for (const Getter& g : getters) {
     CHECK_OR_RETURN(g.group != nullptr, GroupKindName(g.kind));
     CHECK_OR_RETURN(g.group->ranks() == layout->GroupOf(g.kind, rank),
@@ -76,9 +72,9 @@ absl::Status CheckAndUse(const ParallelConfig& config, int rank) {
   CHECK_OR_RETURN(get_tensor_model_parallel_world_size() == config.tensor_parallel_size, "tp size");
   CHECK_OR_RETURN(get_ulysses_parallel_rank() == view.ulysses_rank, "ulysses rank");
   CHECK_OR_RETURN(get_ring_parallel_rank() == view.ring_rank, "ring rank");
-  CHECK_OR_RETURN(get_pipeline_parallel_rank() ==
-                      view.rank_in_group[static_cast<int>(GroupKind::kPp)],
-                  "pp rank");
+  CHECK_OR_RETURN(
+      get_pipeline_parallel_rank() == view.rank_in_group[static_cast<int>(GroupKind::kPp)],
+      "pp rank");
   CHECK_OR_RETURN(is_pipeline_first_stage() == view.is_pipeline_first_stage, "first stage");
   CHECK_OR_RETURN(is_pipeline_last_stage() == view.is_pipeline_last_stage, "last stage");
   CHECK_OR_RETURN(is_dp_last_group() == view.is_dp_last_group, "is_dp_last_group");

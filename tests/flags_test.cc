@@ -53,12 +53,12 @@ class FlagsTest : public ::testing::Test {
 };
 
 TEST_F(FlagsTest, Durations_EveryUnitAndPlainSeconds) {
-  for (const auto& [text, want] : std::vector<std::pair<const char*, absl::Duration>>{
-           {"500ms", absl::Milliseconds(500)},
-           {"60s", absl::Seconds(60)},
-           {"2m", absl::Minutes(2)},
-           {"1h30m", absl::Minutes(90)},
-           {"0.25", absl::Milliseconds(250)}}) {
+  for (const auto& [text, want] :
+       std::vector<std::pair<const char*, absl::Duration>>{{"500ms", absl::Milliseconds(500)},
+                                                           {"60s", absl::Seconds(60)},
+                                                           {"2m", absl::Minutes(2)},
+                                                           {"1h30m", absl::Minutes(90)},
+                                                           {"0.25", absl::Milliseconds(250)}}) {
     SCOPED_TRACE(text);
     Parsed p = Parse({"--interval", text});
     EXPECT_EQ(p.exit_status, std::nullopt) << p.err;

@@ -15,8 +15,8 @@ TEST_F(GroupStateTest, CommunicatorAbortedAfterReady_ReportedWithoutAsking) {
   v1::InitializeRequest init;
   *init.mutable_config() = ToProto(ParallelConfig{.world_size = 2, .tensor_parallel_size = 2});
   ASSERT_TRUE(client_->Initialize(init).ok());
-  ASSERT_TRUE(WaitFor([](const v1::PoolState& s) { return s.phase() == v1::POOL_PHASE_READY; })
-                  .ok());
+  ASSERT_TRUE(
+      WaitFor([](const v1::PoolState& s) { return s.phase() == v1::POOL_PHASE_READY; }).ok());
   std::shared_ptr<const agent::GroupMap> groups = agents_[1]->groups();
   ASSERT_NE(groups, nullptr);
   // The engine's tp communicator on rank 1 fails (here: aborted locally).
@@ -56,8 +56,8 @@ TEST_F(GroupStateTest, EmbeddedAgentRefusesChecksUnlessTheEngineAllowsThem) {
   v1::InitializeRequest init;
   *init.mutable_config() = ToProto(ParallelConfig{.world_size = 2, .tensor_parallel_size = 2});
   ASSERT_TRUE(client_->Initialize(init).ok());
-  ASSERT_TRUE(WaitFor([](const v1::PoolState& s) { return s.phase() == v1::POOL_PHASE_READY; })
-                  .ok());
+  ASSERT_TRUE(
+      WaitFor([](const v1::PoolState& s) { return s.phase() == v1::POOL_PHASE_READY; }).ok());
   ASSERT_TRUE(client_->Check("default").ok());
   absl::StatusOr<v1::PoolState> answered = WaitFor([](const v1::PoolState& s) {
     for (const v1::MemberState& m : s.members()) {

@@ -78,7 +78,8 @@ absl::StatusOr<int> Check(grpc::Channel* channel, const std::string& service) {
   grpc::ByteBuffer response;
   grpc::Status s = grpc::internal::BlockingUnaryCall(channel, method, &context,
                                                      HealthRequest(service), &response);
-  if (!s.ok()) return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+  if (!s.ok())
+    return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
   return HealthStatus(response);
 }
 
@@ -110,8 +111,7 @@ bool WaitForHealth(grpc::Channel* channel, const std::string& service, int want,
 
 // grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo, one request, one response (its
 // bytes). Request fields: file_containing_symbol = 4, list_services = 7.
-absl::StatusOr<std::string> Reflect(grpc::Channel* channel, int field,
-                                                          const std::string& value) {
+absl::StatusOr<std::string> Reflect(grpc::Channel* channel, int field, const std::string& value) {
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
   const grpc::internal::RpcMethod method(
@@ -123,8 +123,8 @@ absl::StatusOr<std::string> Reflect(grpc::Channel* channel, int field,
   google::protobuf::UnknownFieldSet request;
   request.AddLengthDelimited(field, value);
   grpc::ByteBuffer response;
-  const bool ok = stream->Write(ToByteBuffer(request)) && stream->WritesDone() &&
-                  stream->Read(&response);
+  const bool ok =
+      stream->Write(ToByteBuffer(request)) && stream->WritesDone() && stream->Read(&response);
   grpc::Status s = stream->Finish();
   if (!ok) return absl::UnavailableError(absl::StrCat("reflection: ", s.error_message()));
   return FromByteBuffer(response);
@@ -143,8 +143,8 @@ std::vector<std::string> Get(const std::string& message, int number) {
   return out;
 }
 
-const ParallelConfig kDp2Cfg2U2{.world_size = 8, .data_parallel_size = 2,
-                                .cfg_parallel_size = 2, .ulysses_degree = 2};
+const ParallelConfig kDp2Cfg2U2{
+    .world_size = 8, .data_parallel_size = 2, .cfg_parallel_size = 2, .ulysses_degree = 2};
 
 class HealthTest : public testing::InProcessPoolTest {};
 
@@ -177,8 +177,7 @@ TEST_F(HealthTest, Health_PoolServingOnlyWhileReady) {
 
 TEST_F(HealthTest, Health_OverallServing_UnknownPoolNotFound) {
   EXPECT_EQ(Check(channel_.get(), "").value_or(-1), kServing);
-  EXPECT_EQ(Check(channel_.get(), "cohort.pool.nope").status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(Check(channel_.get(), "cohort.pool.nope").status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(HealthTest, Health_StartupPool_NotServingFromTheStart) {
@@ -188,8 +187,8 @@ TEST_F(HealthTest, Health_StartupPool_NotServingFromTheStart) {
   ASSERT_TRUE(server.ok()) << server.status();
   auto channel = grpc::CreateChannel((*server)->address(), grpc::InsecureChannelCredentials());
   int last = -1;
-  EXPECT_TRUE(WaitForHealth(channel.get(), "cohort.pool.jobs", kNotServing, absl::Seconds(10),
-                            &last))
+  EXPECT_TRUE(
+      WaitForHealth(channel.get(), "cohort.pool.jobs", kNotServing, absl::Seconds(10), &last))
       << last;
 }
 

@@ -43,8 +43,8 @@ TEST(IdentityTest, HostnameDeviceIdentity_IsHostColonDevice) {
 
 TEST(IdentityTest, Start_ProviderError_IsReturnedBeforeAnyJoin) {
   AgentOptions options;
-  auto provider = std::make_shared<FixedIdentity>(
-      absl::FailedPreconditionError("POD_NAME is not set"));
+  auto provider =
+      std::make_shared<FixedIdentity>(absl::FailedPreconditionError("POD_NAME is not set"));
   options.identity_provider = provider;
 
   EXPECT_THAT(Agent::Start(options),

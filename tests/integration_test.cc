@@ -75,17 +75,23 @@ INSTANTIATE_TEST_SUITE_P(
         FlowCase{"world2_tp2_then_cfg2",
                  {.world_size = 2, .tensor_parallel_size = 2},
                  {.world_size = 2, .cfg_parallel_size = 2}},
-        FlowCase{"world8_dp2cfg2u2_then_tp2u2r2",
-                 {.world_size = 8, .data_parallel_size = 2, .cfg_parallel_size = 2,
-                  .ulysses_degree = 2},
-                 {.world_size = 8, .ulysses_degree = 2, .ring_degree = 2,
-                  .tensor_parallel_size = 2}},
+        FlowCase{
+            "world8_dp2cfg2u2_then_tp2u2r2",
+            {.world_size = 8, .data_parallel_size = 2, .cfg_parallel_size = 2, .ulysses_degree = 2},
+            {.world_size = 8, .ulysses_degree = 2, .ring_degree = 2, .tensor_parallel_size = 2}},
         FlowCase{"world16_tp2u2r2pp2_then_docstring16_ep",
-                 {.world_size = 16, .ulysses_degree = 2, .ring_degree = 2,
-                  .tensor_parallel_size = 2, .pipeline_parallel_size = 2},
-                 {.world_size = 16, .data_parallel_size = 2, .cfg_parallel_size = 2,
-                  .ulysses_degree = 2, .pipeline_parallel_size = 2,
-                  .enable_expert_parallel = true, .is_moe = true}}),
+                 {.world_size = 16,
+                  .ulysses_degree = 2,
+                  .ring_degree = 2,
+                  .tensor_parallel_size = 2,
+                  .pipeline_parallel_size = 2},
+                 {.world_size = 16,
+                  .data_parallel_size = 2,
+                  .cfg_parallel_size = 2,
+                  .ulysses_degree = 2,
+                  .pipeline_parallel_size = 2,
+                  .enable_expert_parallel = true,
+                  .is_moe = true}}),
     [](const ::testing::TestParamInfo<FlowCase>& info) { return info.param.name; });
 
 TEST(Flow, StartupPool_StartsItselfWhenTheWorldIsComplete) {
@@ -96,9 +102,9 @@ TEST(Flow, StartupPool_StartsItselfWhenTheWorldIsComplete) {
       cluster.WaitForPhase(v1::POOL_PHASE_READY, 1, absl::Seconds(60));
   ASSERT_TRUE(ready.ok()) << ready.status();
   ASSERT_EQ(ready->phase(), v1::POOL_PHASE_READY) << ready->error();
-  ExpectReportsMatchLayout(*ready,
-                           *Layout::Build({.world_size = 4, .data_parallel_size = 2,
-                                           .tensor_parallel_size = 2}));
+  ExpectReportsMatchLayout(
+      *ready,
+      *Layout::Build({.world_size = 4, .data_parallel_size = 2, .tensor_parallel_size = 2}));
 }
 
 TEST(Flow, AgentBeyondTheWorld_WaitsAsStandby) {
@@ -122,9 +128,10 @@ TEST(Flow, DuplicateIdentity_SecondProcessIsRefusedAndExits) {
   Cluster cluster;
   ASSERT_TRUE(cluster.ok());
   cluster.StartAgent(0, 0);
-  ASSERT_TRUE(cluster.WaitFor([](const v1::PoolState& s) { return s.members_size() == 1; },
-                              absl::Seconds(30))
-                  .ok());
+  ASSERT_TRUE(
+      cluster
+          .WaitFor([](const v1::PoolState& s) { return s.members_size() == 1; }, absl::Seconds(30))
+          .ok());
   // Same identity, new process: refused while the first is alive. It retries for its connect
   // timeout (the first might be dying), then gives up with the coordinator's message.
   cluster.StartAgent(1, -1, {"--identity", "agent-0", "--connect-timeout-ms", "1500"});

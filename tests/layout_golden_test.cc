@@ -122,7 +122,8 @@ TEST_P(GoldenTest, MatchesSeed) {
     const int rank = AsInt(Field(expected, "rank"));
     SCOPED_TRACE("rank " + std::to_string(rank));
     const RankView v = layout->ViewOf(rank);
-    for (const auto& [kind_name, value] : Field(expected, "rank_in_group").struct_value().fields()) {
+    for (const auto& [kind_name, value] :
+         Field(expected, "rank_in_group").struct_value().fields()) {
       const int k = static_cast<int>(*ParseGroupKind(kind_name));
       EXPECT_EQ(v.rank_in_group[k], AsInt(value)) << kind_name;
       EXPECT_EQ(v.group_size[k], AsInt(Field(Field(expected, "group_world_size"), kind_name)))

@@ -15,9 +15,9 @@ namespace {
 // A random valid config: degrees drawn from small factors while the world stays <= 4096.
 ParallelConfig RandomConfig(std::mt19937& rng) {
   ParallelConfig c;
-  std::vector<int64_t*> dims = {&c.data_parallel_size, &c.cfg_parallel_size, &c.ulysses_degree,
-                                &c.ring_degree,        &c.tensor_parallel_size,
-                                &c.pipeline_parallel_size};
+  std::vector<int64_t*> dims = {&c.data_parallel_size,   &c.cfg_parallel_size,
+                                &c.ulysses_degree,       &c.ring_degree,
+                                &c.tensor_parallel_size, &c.pipeline_parallel_size};
   const int64_t factors[] = {1, 1, 2, 2, 3, 4, 8};
   int64_t world = 1;
   for (int64_t* d : dims) {
@@ -139,10 +139,9 @@ TEST(LayoutProperties, RandomConfigsUpToWorld4096) {
       }
       EXPECT_EQ(std::count(seen.begin(), seen.end(), 1), W);
       if (kind != GroupKind::kUlysses && kind != GroupKind::kRing) {
-        EXPECT_TRUE(std::is_sorted(groups.begin(), groups.end(),
-                                   [](const RankList& a, const RankList& b) {
-                                     return a.front() < b.front();
-                                   }));
+        EXPECT_TRUE(std::is_sorted(
+            groups.begin(), groups.end(),
+            [](const RankList& a, const RankList& b) { return a.front() < b.front(); }));
       }
     }
     // Ulysses x ring compose sp; ulysses/ring groups follow SP-group order.
@@ -164,12 +163,11 @@ TEST(LayoutProperties, RandomConfigsUpToWorld4096) {
     }
     // Closed forms, rank by rank.
     for (int r = 0; r < W; ++r) {
-      for (GroupKind kind : {GroupKind::kDp, GroupKind::kCfg, GroupKind::kPp, GroupKind::kSp,
-                             GroupKind::kTp, GroupKind::kUlysses, GroupKind::kRing,
-                             GroupKind::kFs}) {
+      for (GroupKind kind :
+           {GroupKind::kDp, GroupKind::kCfg, GroupKind::kPp, GroupKind::kSp, GroupKind::kTp,
+            GroupKind::kUlysses, GroupKind::kRing, GroupKind::kFs}) {
         auto [group, index] = ClosedForm(cfg, kind, r);
-        ASSERT_EQ(layout->GroupOf(kind, r), group)
-            << GroupKindName(kind) << " of rank " << r;
+        ASSERT_EQ(layout->GroupOf(kind, r), group) << GroupKindName(kind) << " of rank " << r;
         ASSERT_EQ(layout->RankInGroup(kind, r), index) << GroupKindName(kind) << " of rank " << r;
       }
       if (cfg.enable_expert_parallel && cfg.ep_layout == EpLayout::kSeed) {
@@ -190,8 +188,12 @@ TEST(LayoutProperties, RandomConfigsUpToWorld4096) {
 }
 
 TEST(LayoutProperties, LargestBenchmarkConfig) {
-  ParallelConfig cfg{.world_size = 4096, .data_parallel_size = 2, .cfg_parallel_size = 2,
-                     .ulysses_degree = 8, .ring_degree = 4, .tensor_parallel_size = 8,
+  ParallelConfig cfg{.world_size = 4096,
+                     .data_parallel_size = 2,
+                     .cfg_parallel_size = 2,
+                     .ulysses_degree = 8,
+                     .ring_degree = 4,
+                     .tensor_parallel_size = 8,
                      .pipeline_parallel_size = 4};
   absl::StatusOr<Layout> layout = Layout::Build(cfg);
   ASSERT_TRUE(layout.ok()) << layout.status();

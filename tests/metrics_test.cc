@@ -52,7 +52,8 @@ absl::StatusOr<std::string> HttpGetMetrics(int port) {
     return absl::UnavailableError(absl::StrCat("cannot connect to 127.0.0.1:", port));
   }
   const std::string request = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-  if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
+  if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(request.size())) {
     close(fd);
     return absl::UnavailableError("short write");
   }
@@ -132,8 +133,8 @@ int Count(const std::vector<Sample>& samples, const std::string& name) {
 
 // ---- A pool of 8 in-process Gloo agents around a CoordinatorServer with metrics on -----------
 
-const ParallelConfig kDp2Cfg2U2{.world_size = 8, .data_parallel_size = 2,
-                                .cfg_parallel_size = 2, .ulysses_degree = 2};
+const ParallelConfig kDp2Cfg2U2{
+    .world_size = 8, .data_parallel_size = 2, .cfg_parallel_size = 2, .ulysses_degree = 2};
 
 class MetricsPoolTest : public testing::InProcessPoolTest {
  protected:
@@ -237,8 +238,8 @@ TEST_F(MetricsPoolTest, Metrics_UniqueIdsRelayed_CountsStoredNcclIdKeysOnly) {
   request.set_pool("default");
   request.set_generation(1);
   request.set_set_once(true);
-  for (const char* key : {"metrics_test/world/0/nccl_id", "metrics_test/tp/1/nccl_id",
-                          "metrics_test/other"}) {
+  for (const char* key :
+       {"metrics_test/world/0/nccl_id", "metrics_test/tp/1/nccl_id", "metrics_test/other"}) {
     v1::KvEntry* e = request.add_entries();
     e->set_key(key);
     e->set_value("x");
@@ -328,8 +329,8 @@ class NullSink : public coordinator::SessionSink {
 TEST(MetricsEventsTest, Metrics_TimeToReadyAndLostMembers_FromEvents) {
   FakeClock clock;
   TimerQueue timers(&clock);
-  auto coord = std::make_unique<coordinator::Coordinator>(coordinator::CoordinatorOptions{},
-                                                          &clock, &timers);
+  auto coord = std::make_unique<coordinator::Coordinator>(coordinator::CoordinatorOptions{}, &clock,
+                                                          &timers);
   coordinator::CoordinatorMetrics metrics(coord.get());
   NullSink sink;
   std::vector<std::string> sessions;

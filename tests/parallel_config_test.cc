@@ -45,8 +45,8 @@ TEST(Validate, ZeroAndNegativeDegrees_NameTheField) {
 }
 
 TEST(Validate, HugeProducts_DoNotOverflow) {
-  ParallelConfig c{.world_size = 1 << 20, .data_parallel_size = 1 << 20,
-                   .tensor_parallel_size = 1 << 20};
+  ParallelConfig c{
+      .world_size = 1 << 20, .data_parallel_size = 1 << 20, .tensor_parallel_size = 1 << 20};
   EXPECT_THAT(Check(c).message(), HasSubstr("exceeds the largest supported world"));
   ParallelConfig big{.world_size = 4, .ulysses_degree = int64_t{1} << 40};
   EXPECT_THAT(Check(big).message(), HasSubstr("ulysses_degree is"));
@@ -71,8 +71,8 @@ TEST(Validate, ReplicateWithoutFullyShard) {
 }
 
 TEST(Validate, CombinedHsdpReplicateContradictingDit) {
-  ParallelConfig c{.world_size = 8, .ulysses_degree = 8, .fully_shard_degree = 4,
-                   .hsdp_replicate_size = 4};
+  ParallelConfig c{
+      .world_size = 8, .ulysses_degree = 8, .fully_shard_degree = 4, .hsdp_replicate_size = 4};
   EXPECT_THAT(Check(c).message(), HasSubstr("set hsdp_replicate_size to 2"));
 }
 
@@ -99,8 +99,8 @@ TEST(Validate, EpLayoutNames) {
 }
 
 TEST(Validate, ShortStringNamesTheDegrees) {
-  ParallelConfig c{.world_size = 8, .data_parallel_size = 2, .cfg_parallel_size = 2,
-                   .ulysses_degree = 2};
+  ParallelConfig c{
+      .world_size = 8, .data_parallel_size = 2, .cfg_parallel_size = 2, .ulysses_degree = 2};
   EXPECT_EQ(c.ShortString(), "dp2 x cfg2 x ulysses2 (world 8)");
 }
 

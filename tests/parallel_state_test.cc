@@ -48,10 +48,9 @@ TEST(ParallelState, RanksDisagreeOnTheConfig_OneIsToldWhy) {
   ASSERT_TRUE(cluster.ok());
   auto a = StartRanks(cluster, 1, "world=2,tp=2", "world=2,tp=2");
   // The second rank asks for a different config once the first one's is in place.
-  ASSERT_TRUE(cluster
-                  .WaitFor([](const v1::PoolState& s) { return s.has_config(); },
-                           absl::Seconds(30))
-                  .ok());
+  ASSERT_TRUE(
+      cluster.WaitFor([](const v1::PoolState& s) { return s.has_config(); }, absl::Seconds(30))
+          .ok());
   auto child = ChildProcess::Spawn({std::string(COHORT_BIN_DIR) + "/embedded_rank",
                                     cluster.address(), "1", "world=2,dp=2", "world=2,dp=2"},
                                    cluster.log_dir() + "/embedded-mismatch.log");

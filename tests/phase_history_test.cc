@@ -32,8 +32,8 @@ TEST(PhaseHistory, EachChangeRecordedWithTimeAndGeneration_SamePhaseIgnored) {
 TEST(PhaseHistory, BoundedOldestDropped) {
   PhaseHistory h;
   for (int i = 0; i < 100; ++i) {
-    h.Set(i % 2 == 0 ? v1::POOL_PHASE_INITIALIZING : v1::POOL_PHASE_FAILED,
-          kT0 + absl::Seconds(i), i);
+    h.Set(i % 2 == 0 ? v1::POOL_PHASE_INITIALIZING : v1::POOL_PHASE_FAILED, kT0 + absl::Seconds(i),
+          i);
   }
   ASSERT_EQ(h.transitions().size(), PhaseHistory::kMaxTransitions);
   EXPECT_EQ(h.transitions().back().generation(), 99);

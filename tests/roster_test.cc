@@ -41,8 +41,8 @@ class RosterTest : public ::testing::Test {
 TEST_F(RosterTest, FreeRank_HintWinsWhenFreeAndInside_OtherwiseLowestFree) {
   EXPECT_EQ(roster_.FreeRank(3, 4), 3);
   Add("a", 3);
-  EXPECT_EQ(roster_.FreeRank(3, 4), 0);   // taken
-  EXPECT_EQ(roster_.FreeRank(7, 4), 0);   // outside the world
+  EXPECT_EQ(roster_.FreeRank(3, 4), 0);  // taken
+  EXPECT_EQ(roster_.FreeRank(7, 4), 0);  // outside the world
   EXPECT_EQ(roster_.FreeRank(-1, 4), 0);
   EXPECT_EQ(roster_.FreeRank(std::nullopt, 4), 0);
   EXPECT_EQ(roster_.FreeRank(100, 0), 100);  // no world yet: no upper bound

@@ -50,11 +50,26 @@ class RecordingListener : public SessionListener {
     over_status_ = why;
   }
 
-  int joins() const { absl::MutexLock lock(&mu_); return joins_; }
-  int heartbeats() const { absl::MutexLock lock(&mu_); return heartbeats_; }
-  int lost() const { absl::MutexLock lock(&mu_); return lost_; }
-  int over() const { absl::MutexLock lock(&mu_); return over_; }
-  absl::Status over_status() const { absl::MutexLock lock(&mu_); return over_status_; }
+  int joins() const {
+    absl::MutexLock lock(&mu_);
+    return joins_;
+  }
+  int heartbeats() const {
+    absl::MutexLock lock(&mu_);
+    return heartbeats_;
+  }
+  int lost() const {
+    absl::MutexLock lock(&mu_);
+    return lost_;
+  }
+  int over() const {
+    absl::MutexLock lock(&mu_);
+    return over_;
+  }
+  absl::Status over_status() const {
+    absl::MutexLock lock(&mu_);
+    return over_status_;
+  }
 
  private:
   mutable absl::Mutex mu_;
@@ -140,8 +155,7 @@ TEST_F(SessionTest, Stop_EndsTheSession_WaitIsOk) {
 TEST_F(SessionTest, Join_Refused_ReturnsTheRefusalAtOnce) {
   Session session(Options(""), client_.get(), &listener_, &clock_, &timers_);
 
-  EXPECT_THAT(session.Join(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("identity")));
+  EXPECT_THAT(session.Join(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("identity")));
   EXPECT_EQ(listener_.joins(), 0);
 }
 

@@ -141,16 +141,16 @@ TEST(StateFileCoordinator, WorldSizeDifferentFromTheConfig_NotLoaded) {
 // ---- The cohort-coordinator process ----------------------------------------------------------
 
 struct Outcome {
-  bool started = false;         // printed "listening on"
-  std::optional<int> status;    // waitpid status once it exited
+  bool started = false;       // printed "listening on"
+  std::optional<int> status;  // waitpid status once it exited
   std::string stderr_text;
 };
 
 // Runs cohort-coordinator with `args`; a coordinator that starts is stopped with SIGTERM.
 Outcome RunCoordinator(const ScratchDir& dir, std::vector<std::string> args) {
   const std::string err = dir / "coordinator.err";
-  std::vector<std::string> argv = {std::string(COHORT_BIN_DIR) + "/cohort-coordinator",
-                                   "--listen", "127.0.0.1:0"};
+  std::vector<std::string> argv = {std::string(COHORT_BIN_DIR) + "/cohort-coordinator", "--listen",
+                                   "127.0.0.1:0"};
   argv.insert(argv.end(), args.begin(), args.end());
   std::optional<ChildProcess> child = ChildProcess::Spawn(argv, err);
   Outcome out;
@@ -182,8 +182,8 @@ TEST(StateFileProcess, DirectoryAtThePath_ExitsNonZero_NamingThePath) {
   ASSERT_EQ(mkdir(path.c_str(), 0700), 0);
   Outcome out = RunCoordinator(dir, {"--state-file", path});
   ExpectRefusedToStart(out);
-  EXPECT_THAT(out.stderr_text, AllOf(HasSubstr("error: "), HasSubstr(path),
-                                     HasSubstr("is a directory")));
+  EXPECT_THAT(out.stderr_text,
+              AllOf(HasSubstr("error: "), HasSubstr(path), HasSubstr("is a directory")));
 }
 
 TEST(StateFileProcess, FileInAMissingDirectory_ExitsNonZero_NamingTheFix) {
@@ -191,8 +191,8 @@ TEST(StateFileProcess, FileInAMissingDirectory_ExitsNonZero_NamingTheFix) {
   const std::string path = dir / "missing/state.json";
   Outcome out = RunCoordinator(dir, {"--state-file", path});
   ExpectRefusedToStart(out);
-  EXPECT_THAT(out.stderr_text, AllOf(HasSubstr(path), HasSubstr("does not exist"),
-                                     HasSubstr("mkdir -p")));
+  EXPECT_THAT(out.stderr_text,
+              AllOf(HasSubstr(path), HasSubstr("does not exist"), HasSubstr("mkdir -p")));
 }
 
 TEST(StateFileProcess, SymlinkAtThePath_ExitsNonZero) {
@@ -232,8 +232,8 @@ TEST(StateFileProcess, CorruptFile_WithReset_StartsEmpty_KeepsTheCopy) {
   ASSERT_EQ(copies.size(), 1u) << ::testing::PrintToString(dir.List());
   EXPECT_EQ(ScratchDir::Read(dir / copies[0]), "{\"pools\": [{\"name\": \"default\", ");
   EXPECT_EQ(ScratchDir::Read(path), "<missing>");  // nothing changed after an empty start
-  EXPECT_THAT(out.stderr_text, AllOf(HasSubstr(dir / copies[0]),
-                                     HasSubstr("starting with an empty state")));
+  EXPECT_THAT(out.stderr_text,
+              AllOf(HasSubstr(dir / copies[0]), HasSubstr("starting with an empty state")));
 }
 
 TEST(StateFileProcess, WorldSizeDifferentFromTheConfig_ExitsNonZero_NoCrash) {

@@ -133,9 +133,9 @@ TEST(StateFileLoad, MissingFile_IsAnEmptyState) {
 
 TEST(StateFileLoad, CorruptTruncatedOrEmptyFile_IsDataLoss_NamingThePath) {
   const std::string json = Json(ValidState());
-  for (const std::string& text : {std::string("not json at all"), json.substr(0, json.size() / 2),
-                                  std::string(), std::string("{\"pools\": 7}"),
-                                  std::string("{\"unknownField\": 1}")}) {
+  for (const std::string& text :
+       {std::string("not json at all"), json.substr(0, json.size() / 2), std::string(),
+        std::string("{\"pools\": 7}"), std::string("{\"unknownField\": 1}")}) {
     SCOPED_TRACE(text);
     ScratchDir dir;
     const std::string path = dir / "state.json";
@@ -187,47 +187,31 @@ struct BadCase {
 TEST(StateFileValidate, EveryRule_RefusedWithAClearMessage) {
   auto pool = [](v1::DurableState& s) { return s.mutable_pools(0); };
   const std::vector<BadCase> cases = {
-      {"world differs from the config",
-       [&](auto& s) { pool(s)->set_world_size(16); },
+      {"world differs from the config", [&](auto& s) { pool(s)->set_world_size(16); },
        "pool 'default': worldSize 16 differs from its config's world of 8"},
-      {"rank at the world size",
-       [&](auto& s) { (*pool(s)->mutable_ranks())["e"] = 8; },
+      {"rank at the world size", [&](auto& s) { (*pool(s)->mutable_ranks())["e"] = 8; },
        "pool 'default': rank 8 of 'e' is outside the world [0, 8)"},
-      {"negative rank",
-       [&](auto& s) { (*pool(s)->mutable_ranks())["e"] = -1; },
+      {"negative rank", [&](auto& s) { (*pool(s)->mutable_ranks())["e"] = -1; },
        "rank -1 of 'e' is outside the world [0, 8)"},
-      {"negative generation",
-       [&](auto& s) { pool(s)->set_generation(-2); },
+      {"negative generation", [&](auto& s) { pool(s)->set_generation(-2); },
        "pool 'default': generation -2 is negative"},
-      {"invalid config",
-       [&](auto& s) { pool(s)->mutable_config()->set_data_parallel_size(3); },
+      {"invalid config", [&](auto& s) { pool(s)->mutable_config()->set_data_parallel_size(3); },
        "pool 'default': its config is invalid"},
-      {"negative world",
-       [&](auto& s) { pool(s)->set_world_size(-1); },
-       "worldSize -1 is outside"},
-      {"world without a config",
-       [&](auto& s) { pool(s)->clear_config(); },
+      {"negative world", [&](auto& s) { pool(s)->set_world_size(-1); }, "worldSize -1 is outside"},
+      {"world without a config", [&](auto& s) { pool(s)->clear_config(); },
        "worldSize 8 without a config"},
-      {"two identities on one rank",
-       [&](auto& s) { (*pool(s)->mutable_ranks())["e"] = 5; },
+      {"two identities on one rank", [&](auto& s) { (*pool(s)->mutable_ranks())["e"] = 5; },
        "pool 'default': rank 5 is held by both 'c' and 'e'"},
-      {"empty identity",
-       [&](auto& s) { (*pool(s)->mutable_ranks())[""] = 2; },
+      {"empty identity", [&](auto& s) { (*pool(s)->mutable_ranks())[""] = 2; },
        "an identity is empty"},
-      {"long identity",
-       [&](auto& s) { (*pool(s)->mutable_ranks())[std::string(2000, 'x')] = 2; },
+      {"long identity", [&](auto& s) { (*pool(s)->mutable_ranks())[std::string(2000, 'x')] = 2; },
        "an identity is 2000 bytes long"},
-      {"empty pool name",
-       [&](auto& s) { pool(s)->set_name(""); },
-       "a pool has an empty name"},
-      {"long pool name",
-       [&](auto& s) { pool(s)->set_name(std::string(1025, 'p')); },
+      {"empty pool name", [&](auto& s) { pool(s)->set_name(""); }, "a pool has an empty name"},
+      {"long pool name", [&](auto& s) { pool(s)->set_name(std::string(1025, 'p')); },
        "a pool name is 1025 bytes long"},
-      {"two pools of one name",
-       [&](auto& s) { *s.add_pools() = s.pools(0); },
+      {"two pools of one name", [&](auto& s) { *s.add_pools() = s.pools(0); },
        "pool 'default' appears twice"},
-      {"unknown backend",
-       [&](auto& s) { pool(s)->mutable_options()->set_backend("mpi"); },
+      {"unknown backend", [&](auto& s) { pool(s)->mutable_options()->set_backend("mpi"); },
        "unknown backend 'mpi'"},
   };
   COHORT_ASSERT_OK(StateFile::Validate(ValidState()));
@@ -269,8 +253,8 @@ TEST(StateFileCheckUsable, DirectoryAtThePath_Refused) {
   ASSERT_EQ(mkdir(path.c_str(), 0700), 0);
   absl::Status s = StateFile::CheckUsable(path);
   EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
-  EXPECT_THAT(s.message(), AllOf(HasSubstr(path), HasSubstr("is a directory"),
-                                 HasSubstr(path + "/state.json")));
+  EXPECT_THAT(s.message(),
+              AllOf(HasSubstr(path), HasSubstr("is a directory"), HasSubstr(path + "/state.json")));
 }
 
 TEST(StateFileCheckUsable, MissingDirectory_Refused_NamingTheFix) {
@@ -301,8 +285,8 @@ TEST(StateFileCheckUsable, SymlinkAtThePath_Refused_NamingItsTarget) {
 
 // ---- Open (startup: check, load, refuse or reset) ---------------------------------------------
 
-const absl::Time kNow = absl::FromCivil(absl::CivilSecond(2026, 11, 30, 10, 5, 7),
-                                        absl::UTCTimeZone());
+const absl::Time kNow =
+    absl::FromCivil(absl::CivilSecond(2026, 11, 30, 10, 5, 7), absl::UTCTimeZone());
 
 TEST(StateFileOpen, CorruptPathIsUtcTimestamped) {
   EXPECT_EQ(StateFile::CorruptPath("/x/state.json", kNow),
@@ -377,7 +361,6 @@ TEST(StateFileOpen, UnusablePath_RefusedEvenWithReset) {
   EXPECT_TRUE(absl::IsFailedPrecondition(opened.status())) << opened.status();
   EXPECT_THAT(opened.status().message(), HasSubstr("is a directory"));
 }
-
 
 // ---- What the Coordinator writes always loads back --------------------------------------------
 

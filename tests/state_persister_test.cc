@@ -30,7 +30,8 @@ class FakeStore : public StateStore {
     saved_.push_back(state);
     if (!block_) return absl::OkStatus();
     ++blocked_;
-    mu_.Await(absl::Condition(+[](bool* released) { return *released; }, &released_));
+    mu_.Await(absl::Condition(
+        +[](bool* released) { return *released; }, &released_));
     return absl::OkStatus();
   }
   std::string Describe() const override { return "fake"; }
@@ -42,7 +43,8 @@ class FakeStore : public StateStore {
   // Waits until a Save is blocked.
   void AwaitBlocked() {
     absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(+[](int* n) { return *n > 0; }, &blocked_));
+    mu_.Await(absl::Condition(
+        +[](int* n) { return *n > 0; }, &blocked_));
   }
   void Release() {
     absl::MutexLock lock(&mu_);

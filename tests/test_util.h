@@ -37,10 +37,10 @@ inline const google::protobuf::Value& Field(const google::protobuf::Value& objec
   return it == fields.end() ? kNull : it->second;
 }
 
-#define COHORT_ASSERT_OK(expr)                               \
-  do {                                                       \
-    const auto& _cohort_status = (expr);                     \
-    ASSERT_TRUE(_cohort_status.ok()) << _cohort_status;      \
+#define COHORT_ASSERT_OK(expr)                          \
+  do {                                                  \
+    const auto& _cohort_status = (expr);                \
+    ASSERT_TRUE(_cohort_status.ok()) << _cohort_status; \
   } while (0)
 
 }  // namespace cohort::testing

@@ -1,12 +1,13 @@
 // The transport-security seam: the default options are insecure, validate, and give server and
 // channel credentials that talk to each other (a real socket on 127.0.0.1:0).
+#include "common/transport_security.h"
+
 #include <memory>
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "common/transport_security.h"
-#include "grpcpp/grpcpp.h"
 #include "grpcpp/generic/async_generic_service.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 
 namespace cohort {

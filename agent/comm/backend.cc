@@ -17,7 +17,8 @@ namespace cohort::agent {
 
 absl::Status ValidateWorldSpec(const WorldSpec& spec) {
   if (spec.world_size < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("world_size must be >= 1, got ", spec.world_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat("world_size must be >= 1, got ", spec.world_size));
   }
   if (spec.rank < 0 || spec.rank >= spec.world_size) {
     return absl::InvalidArgumentError(
@@ -105,9 +106,9 @@ TeardownReport Backend::DestroyAll(std::vector<Communicator*> comms, bool abort)
     if (failed++ == 0) report.status = s;
   }
   if (failed > 1) {
-    report.status = absl::Status(report.status.code(),
-                                 absl::StrCat(report.status.message(), " (and ", failed - 1,
-                                              " more teardown failure(s))"));
+    report.status = absl::Status(
+        report.status.code(),
+        absl::StrCat(report.status.message(), " (and ", failed - 1, " more teardown failure(s))"));
   }
   return report;
 }

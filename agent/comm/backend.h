@@ -73,10 +73,10 @@ struct GroupSet {
 };
 
 struct TeardownReport {
-  absl::Status status;                  // first failure (OK if all succeeded), with a count
-  std::vector<absl::Status> per_comm;   // same order as the input
+  absl::Status status;                 // first failure (OK if all succeeded), with a count
+  std::vector<absl::Status> per_comm;  // same order as the input
   std::vector<absl::Duration> durations;
-  absl::Duration total;                 // wall time of the whole (parallel) teardown
+  absl::Duration total;  // wall time of the whole (parallel) teardown
 };
 
 class Backend {

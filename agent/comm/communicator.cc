@@ -27,43 +27,62 @@ bool LeavesStateAlone(const absl::Status& s) {
 
 size_t DataTypeSize(DataType dtype) {
   switch (dtype) {
-    case DataType::kFloat32: return 4;
-    case DataType::kFloat64: return 8;
-    case DataType::kInt32: return 4;
-    case DataType::kInt64: return 8;
-    case DataType::kUInt8: return 1;
+    case DataType::kFloat32:
+      return 4;
+    case DataType::kFloat64:
+      return 8;
+    case DataType::kInt32:
+      return 4;
+    case DataType::kInt64:
+      return 8;
+    case DataType::kUInt8:
+      return 1;
   }
   return 0;
 }
 
 absl::string_view DataTypeName(DataType dtype) {
   switch (dtype) {
-    case DataType::kFloat32: return "float32";
-    case DataType::kFloat64: return "float64";
-    case DataType::kInt32: return "int32";
-    case DataType::kInt64: return "int64";
-    case DataType::kUInt8: return "uint8";
+    case DataType::kFloat32:
+      return "float32";
+    case DataType::kFloat64:
+      return "float64";
+    case DataType::kInt32:
+      return "int32";
+    case DataType::kInt64:
+      return "int64";
+    case DataType::kUInt8:
+      return "uint8";
   }
   return "unknown";
 }
 
 absl::string_view ReduceOpName(ReduceOp op) {
   switch (op) {
-    case ReduceOp::kSum: return "sum";
-    case ReduceOp::kMax: return "max";
-    case ReduceOp::kMin: return "min";
-    case ReduceOp::kProd: return "prod";
+    case ReduceOp::kSum:
+      return "sum";
+    case ReduceOp::kMax:
+      return "max";
+    case ReduceOp::kMin:
+      return "min";
+    case ReduceOp::kProd:
+      return "prod";
   }
   return "unknown";
 }
 
 absl::string_view CommStateName(CommState state) {
   switch (state) {
-    case CommState::kCreating: return "creating";
-    case CommState::kReady: return "ready";
-    case CommState::kError: return "error";
-    case CommState::kAborted: return "aborted";
-    case CommState::kDestroyed: return "destroyed";
+    case CommState::kCreating:
+      return "creating";
+    case CommState::kReady:
+      return "ready";
+    case CommState::kError:
+      return "error";
+    case CommState::kAborted:
+      return "aborted";
+    case CommState::kDestroyed:
+      return "destroyed";
   }
   return "unknown";
 }
@@ -127,9 +146,8 @@ absl::Status Communicator::RunOp(absl::string_view name, Timeout timeout_arg,
                                  absl::FunctionRef<absl::Status(absl::Duration)> op) {
   const absl::Duration timeout = timeout_arg.value_or(default_timeout_);
   if (timeout <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(Describe(), name, ": timeout must be positive, got ",
-                     absl::FormatDuration(timeout)));
+    return absl::InvalidArgumentError(absl::StrCat(
+        Describe(), name, ": timeout must be positive, got ", absl::FormatDuration(timeout)));
   }
   const absl::Time deadline = absl::Now() + timeout;
   {
@@ -144,8 +162,8 @@ absl::Status Communicator::RunOp(absl::string_view name, Timeout timeout_arg,
             Describe(), name, ": communicator failed earlier: ", last_error_.message()));
       case CommState::kCreating:
       case CommState::kDestroyed:
-        return absl::FailedPreconditionError(absl::StrCat(
-            Describe(), name, ": communicator is ", CommStateName(state_)));
+        return absl::FailedPreconditionError(
+            absl::StrCat(Describe(), name, ": communicator is ", CommStateName(state_)));
     }
     ++in_flight_;
   }
@@ -211,11 +229,11 @@ absl::Status CheckCount(size_t count, DataType dtype, size_t factor) {
 
 }  // namespace
 
-#define COHORT_COMM_CHECK(expr)                                                       \
-  do {                                                                                \
-    if (absl::Status _s = (expr); !_s.ok()) {                                         \
-      return absl::InvalidArgumentError(absl::StrCat(Describe(), _s.message()));      \
-    }                                                                                 \
+#define COHORT_COMM_CHECK(expr)                                                  \
+  do {                                                                           \
+    if (absl::Status _s = (expr); !_s.ok()) {                                    \
+      return absl::InvalidArgumentError(absl::StrCat(Describe(), _s.message())); \
+    }                                                                            \
   } while (0)
 
 absl::Status Communicator::AllReduce(void* buf, size_t count, DataType dtype, ReduceOp op,
@@ -223,9 +241,8 @@ absl::Status Communicator::AllReduce(void* buf, size_t count, DataType dtype, Re
   COHORT_COMM_CHECK(CheckCount(count, dtype, 1));
   if (count == 0) return absl::OkStatus();
   COHORT_COMM_CHECK(CheckBuffer(buf, "AllReduce buffer"));
-  return RunOp("AllReduce", timeout, [&](absl::Duration t) {
-    return DoAllReduce(buf, count, dtype, op, t);
-  });
+  return RunOp("AllReduce", timeout,
+               [&](absl::Duration t) { return DoAllReduce(buf, count, dtype, op, t); });
 }
 
 absl::StatusOr<int64_t> Communicator::SumOverGroup(int64_t value) {
@@ -239,9 +256,8 @@ absl::Status Communicator::AllGather(const void* in, void* out, size_t count, Da
   if (count == 0) return absl::OkStatus();
   COHORT_COMM_CHECK(CheckBuffer(in, "AllGather input"));
   COHORT_COMM_CHECK(CheckBuffer(out, "AllGather output"));
-  return RunOp("AllGather", timeout, [&](absl::Duration t) {
-    return DoAllGather(in, out, count, dtype, t);
-  });
+  return RunOp("AllGather", timeout,
+               [&](absl::Duration t) { return DoAllGather(in, out, count, dtype, t); });
 }
 
 absl::Status Communicator::Broadcast(void* buf, size_t count, DataType dtype, int root,
@@ -250,9 +266,8 @@ absl::Status Communicator::Broadcast(void* buf, size_t count, DataType dtype, in
   COHORT_COMM_CHECK(CheckRank(root, size(), "Broadcast root"));
   if (count == 0) return absl::OkStatus();
   COHORT_COMM_CHECK(CheckBuffer(buf, "Broadcast buffer"));
-  return RunOp("Broadcast", timeout, [&](absl::Duration t) {
-    return DoBroadcast(buf, count, dtype, root, t);
-  });
+  return RunOp("Broadcast", timeout,
+               [&](absl::Duration t) { return DoBroadcast(buf, count, dtype, root, t); });
 }
 
 absl::Status Communicator::Barrier(Timeout timeout) {
@@ -266,9 +281,8 @@ absl::Status Communicator::Send(const void* buf, size_t count, DataType dtype, i
   if (peer == rank()) return absl::InvalidArgumentError(absl::StrCat(Describe(), "Send to self"));
   if (count == 0) return absl::OkStatus();
   COHORT_COMM_CHECK(CheckBuffer(buf, "Send buffer"));
-  return RunOp("Send", timeout, [&](absl::Duration t) {
-    return DoSend(buf, count, dtype, peer, t);
-  });
+  return RunOp("Send", timeout,
+               [&](absl::Duration t) { return DoSend(buf, count, dtype, peer, t); });
 }
 
 absl::Status Communicator::Recv(void* buf, size_t count, DataType dtype, int peer,
@@ -280,9 +294,8 @@ absl::Status Communicator::Recv(void* buf, size_t count, DataType dtype, int pee
   }
   if (count == 0) return absl::OkStatus();
   COHORT_COMM_CHECK(CheckBuffer(buf, "Recv buffer"));
-  return RunOp("Recv", timeout, [&](absl::Duration t) {
-    return DoRecv(buf, count, dtype, peer, t);
-  });
+  return RunOp("Recv", timeout,
+               [&](absl::Duration t) { return DoRecv(buf, count, dtype, peer, t); });
 }
 
 absl::Status Communicator::AllToAll(const void* in, void* out, size_t count_per_peer,
@@ -291,9 +304,8 @@ absl::Status Communicator::AllToAll(const void* in, void* out, size_t count_per_
   if (count_per_peer == 0) return absl::OkStatus();
   COHORT_COMM_CHECK(CheckBuffer(in, "AllToAll input"));
   COHORT_COMM_CHECK(CheckBuffer(out, "AllToAll output"));
-  return RunOp("AllToAll", timeout, [&](absl::Duration t) {
-    return DoAllToAll(in, out, count_per_peer, dtype, t);
-  });
+  return RunOp("AllToAll", timeout,
+               [&](absl::Duration t) { return DoAllToAll(in, out, count_per_peer, dtype, t); });
 }
 
 #undef COHORT_COMM_CHECK
@@ -333,9 +345,10 @@ void Communicator::Abort() {
     ok = mu_.AwaitWithTimeout(absl::Condition(&drained), kAbortDrainTimeout);
   }
   if (!ok) {
-    Log()->error("{}ops still in flight {} after Abort; leaking the transport rather than "
-                 "freeing it under them",
-                 Describe(), absl::FormatDuration(kAbortDrainTimeout));
+    Log()->error(
+        "{}ops still in flight {} after Abort; leaking the transport rather than "
+        "freeing it under them",
+        Describe(), absl::FormatDuration(kAbortDrainTimeout));
     return;
   }
   if (absl::Status s = ReleaseOnce(/*abort=*/true, absl::Now() + kAbortReleaseTimeout); !s.ok()) {
@@ -381,7 +394,8 @@ void Communicator::ReleaseOnDestruction() {
     }
     abort = state_ != CommState::kReady || aborting_;
   }
-  absl::Status s = ReleaseOnce(abort, absl::Now() + (abort ? kAbortReleaseTimeout : default_timeout_));
+  absl::Status s =
+      ReleaseOnce(abort, absl::Now() + (abort ? kAbortReleaseTimeout : default_timeout_));
   if (!s.ok()) Log()->warn("{}release on destruction: {}", Describe(), s.ToString());
 }
 

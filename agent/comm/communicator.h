@@ -208,8 +208,8 @@ class Communicator {
                               absl::Duration timeout) = 0;
   virtual absl::Status DoRecv(void* buf, size_t count, DataType dtype, int peer,
                               absl::Duration timeout) = 0;
-  virtual absl::Status DoAllToAll(const void* in, void* out, size_t count_per_peer,
-                                  DataType dtype, absl::Duration timeout) = 0;
+  virtual absl::Status DoAllToAll(const void* in, void* out, size_t count_per_peer, DataType dtype,
+                                  absl::Duration timeout) = 0;
   // Makes in-flight Do* calls return promptly with an error. Must be thread-safe against them.
   // Called at most once, never concurrently with Release.
   virtual void Interrupt() = 0;

@@ -1,13 +1,13 @@
 #include "agent/comm/gloo_backend.h"
 
 #include <arpa/inet.h>
-#include <csignal>
 #include <net/if.h>
 #include <netdb.h>
 #include <sys/socket.h>
 
 #include <algorithm>
 #include <charconv>
+#include <csignal>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -105,8 +105,8 @@ std::optional<int> GroupRankOfKey(absl::string_view key) {
 absl::Status CheckAddress(const BackendOptions& options) {
   if (!options.gloo_interface.empty()) {
     if (if_nametoindex(options.gloo_interface.c_str()) == 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "gloo_interface '", options.gloo_interface, "' does not exist on this host"));
+      return absl::InvalidArgumentError(absl::StrCat("gloo_interface '", options.gloo_interface,
+                                                     "' does not exist on this host"));
     }
     return absl::OkStatus();
   }
@@ -155,7 +155,8 @@ absl::StatusOr<std::unique_ptr<GlooBackend>> GlooBackend::Create(BackendOptions 
     device = gloo::transport::tcp::CreateDevice(attr);
   });
   if (!s.ok()) {
-    return absl::UnavailableError(absl::StrCat("gloo: cannot create the TCP device: ", s.message()));
+    return absl::UnavailableError(
+        absl::StrCat("gloo: cannot create the TCP device: ", s.message()));
   }
   return std::unique_ptr<GlooBackend>(new GlooBackend(std::move(options), std::move(device)));
 }
@@ -223,8 +224,8 @@ absl::StatusOr<std::unique_ptr<Communicator>> GlooBackend::CreateGroup(const Gro
       const std::vector<char> all = adapter.get(key);
       // Peer i published the addresses of its pairs with every rank but itself, in rank order.
       if (all.empty() || all.size() % (size - 1) != 0) {
-        throw gloo::IoException(absl::StrCat("malformed addresses of group rank ", i, " (",
-                                             all.size(), " bytes)"));
+        throw gloo::IoException(
+            absl::StrCat("malformed addresses of group rank ", i, " (", all.size(), " bytes)"));
       }
       const size_t one = all.size() / (size - 1);
       const size_t at = static_cast<size_t>(rank < i ? rank : rank - 1) * one;
@@ -252,12 +253,12 @@ absl::StatusOr<std::unique_ptr<Communicator>> GlooBackend::CreateGroup(const Gro
         }
       }
       const absl::Status& e = adapter.error();
-      return absl::Status(
-          e.code(), absl::StrCat("gloo ", label, ": ",
-                                 who.empty() ? "rendezvous failed"
-                                             : absl::StrCat(absl::StrJoin(who, ", "),
-                                                            " did not join in time"),
-                                 ": ", e.message()));
+      return absl::Status(e.code(),
+                          absl::StrCat("gloo ", label, ": ",
+                                       who.empty() ? "rendezvous failed"
+                                                   : absl::StrCat(absl::StrJoin(who, ", "),
+                                                                  " did not join in time"),
+                                       ": ", e.message()));
     }
     return absl::Status(s.code(), absl::StrCat("gloo ", label, ": connect: ", s.message()));
   }
@@ -304,8 +305,8 @@ absl::StatusOr<GroupSet> GlooBackend::CreateGroups(Communicator& world,
                                                    RendezvousStore& store, absl::Time deadline) {
   if (absl::Status s = ValidateGroupRequests(world, requests); !s.ok()) return s;
   if (world.state() != CommState::kReady) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "gloo: the world communicator is ", CommStateName(world.state()), ", not ready"));
+    return absl::FailedPreconditionError(absl::StrCat("gloo: the world communicator is ",
+                                                      CommStateName(world.state()), ", not ready"));
   }
   // Groups are independent contexts, so form them concurrently: each one mostly waits for its
   // peers, and the waits overlap instead of adding up.
@@ -340,9 +341,9 @@ absl::StatusOr<GroupSet> GlooBackend::CreateGroups(Communicator& world,
   for (auto& comm : set.comms) created.push_back(comm.get());
   DestroyAll(created, /*abort=*/true);
   if (failures > 1) {
-    first_error = absl::Status(first_error.code(),
-                               absl::StrCat(first_error.message(), " (and ", failures - 1,
-                                            " more group(s) failed)"));
+    first_error = absl::Status(
+        first_error.code(),
+        absl::StrCat(first_error.message(), " (and ", failures - 1, " more group(s) failed)"));
   }
   return first_error;
 }

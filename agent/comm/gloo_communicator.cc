@@ -20,8 +20,10 @@
 // Gloo's abort path" below).
 #if defined(__GXX_ABI_VERSION) && defined(_GLIBCXX_USE_CXX11_ABI) && _GLIBCXX_USE_CXX11_ABI
 #define COHORT_GLOO_CAN_SIGNAL 1
-std::exception_ptr CohortGlooTcpPairSignalExceptionExternal(void* tcp_pair, const std::string& msg)
-    __asm__("_ZN4gloo9transport3tcp4Pair23signalExceptionExternalERKNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEEE");
+std::exception_ptr
+CohortGlooTcpPairSignalExceptionExternal(void* tcp_pair, const std::string& msg) __asm__(
+    "_ZN4gloo9transport3tcp4Pair23signalExceptionExternalERKNSt7__cxx1112basic_stringIcSt11char_"
+    "traitsIcESaIcEEE");
 #else
 #define COHORT_GLOO_CAN_SIGNAL 0
 #endif
@@ -63,11 +65,10 @@ struct GlooContextAccess : gloo::Context {
   // What connectFullMesh does at its end: the context now uses `transport` over `device`.
   static void Install(gloo::Context& context, std::shared_ptr<gloo::transport::Device> device,
                       std::shared_ptr<gloo::transport::Context> transport) {
-    context.*&GlooContextAccess::device_ = std::move(device);
-    context.*&GlooContextAccess::transportContext_ = std::move(transport);
+    context.*& GlooContextAccess::device_ = std::move(device);
+    context.*& GlooContextAccess::transportContext_ = std::move(transport);
   }
 };
-
 
 // (The declaration of the exported symbol is at file scope, above: it needs external linkage.)
 
@@ -82,11 +83,16 @@ bool SignalGlooContext(gloo::Context& context, const std::string& msg) {
 template <typename F>
 absl::Status WithType(DataType dtype, F&& f) {
   switch (dtype) {
-    case DataType::kFloat32: return f(float{});
-    case DataType::kFloat64: return f(double{});
-    case DataType::kInt32: return f(int32_t{});
-    case DataType::kInt64: return f(int64_t{});
-    case DataType::kUInt8: return f(uint8_t{});
+    case DataType::kFloat32:
+      return f(float{});
+    case DataType::kFloat64:
+      return f(double{});
+    case DataType::kInt32:
+      return f(int32_t{});
+    case DataType::kInt64:
+      return f(int64_t{});
+    case DataType::kUInt8:
+      return f(uint8_t{});
   }
   return absl::InvalidArgumentError("unknown data type");
 }
@@ -96,10 +102,14 @@ using ReduceFn = void (*)(void*, const void*, const void*, size_t);
 template <typename T>
 ReduceFn ReduceFunction(ReduceOp op) {
   switch (op) {
-    case ReduceOp::kSum: return static_cast<ReduceFn>(&gloo::sum<T>);
-    case ReduceOp::kMax: return static_cast<ReduceFn>(&gloo::max<T>);
-    case ReduceOp::kMin: return static_cast<ReduceFn>(&gloo::min<T>);
-    case ReduceOp::kProd: return static_cast<ReduceFn>(&gloo::product<T>);
+    case ReduceOp::kSum:
+      return static_cast<ReduceFn>(&gloo::sum<T>);
+    case ReduceOp::kMax:
+      return static_cast<ReduceFn>(&gloo::max<T>);
+    case ReduceOp::kMin:
+      return static_cast<ReduceFn>(&gloo::min<T>);
+    case ReduceOp::kProd:
+      return static_cast<ReduceFn>(&gloo::product<T>);
   }
   return nullptr;
 }

@@ -85,15 +85,14 @@ absl::StatusOr<ncclComm_t> InitRank(const ncclUniqueId& id, int nranks, int rank
                                     absl::Time deadline, const std::string& name) {
   ncclConfig_t config = NonBlockingConfig(name.c_str());
   ncclComm_t comm = nullptr;
-  absl::Status s =
-      NcclToStatus(ncclCommInitRankConfig(&comm, nranks, id, rank, &config),
-                   "ncclCommInitRankConfig", comm);
+  absl::Status s = NcclToStatus(ncclCommInitRankConfig(&comm, nranks, id, rank, &config),
+                                "ncclCommInitRankConfig", comm);
   if (s.ok()) s = AwaitComm(comm, deadline, "ncclCommInitRankConfig", PlainPause);
   if (!s.ok()) {
     if (comm != nullptr) ncclCommAbort(comm);
     if (s.code() == absl::StatusCode::kDeadlineExceeded) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          s.message(), " (not every one of the ", nranks, " ranks joined; aborted)"));
+      return absl::DeadlineExceededError(
+          absl::StrCat(s.message(), " (not every one of the ", nranks, " ranks joined; aborted)"));
     }
     return s;
   }
@@ -104,8 +103,8 @@ absl::StatusOr<ncclComm_t> Split(ncclComm_t parent, int color, int key, absl::Ti
                                  const std::string& name) {
   ncclConfig_t config = NonBlockingConfig(name.c_str());
   ncclComm_t comm = nullptr;
-  absl::Status s = NcclToStatus(ncclCommSplit(parent, color, key, &comm, &config),
-                                "ncclCommSplit", parent);
+  absl::Status s =
+      NcclToStatus(ncclCommSplit(parent, color, key, &comm, &config), "ncclCommSplit", parent);
   // Non-blocking split: both the parent and the new communicator report progress through their
   // async state.
   if (s.ok()) s = AwaitComm(parent, deadline, "ncclCommSplit (parent)", PlainPause);
@@ -120,21 +119,30 @@ absl::StatusOr<ncclComm_t> Split(ncclComm_t parent, int color, int key, absl::Ti
 
 ncclDataType_t ToNccl(DataType dtype) {
   switch (dtype) {
-    case DataType::kFloat32: return ncclFloat32;
-    case DataType::kFloat64: return ncclFloat64;
-    case DataType::kInt32: return ncclInt32;
-    case DataType::kInt64: return ncclInt64;
-    case DataType::kUInt8: return ncclUint8;
+    case DataType::kFloat32:
+      return ncclFloat32;
+    case DataType::kFloat64:
+      return ncclFloat64;
+    case DataType::kInt32:
+      return ncclInt32;
+    case DataType::kInt64:
+      return ncclInt64;
+    case DataType::kUInt8:
+      return ncclUint8;
   }
   return ncclFloat32;
 }
 
 ncclRedOp_t ToNccl(ReduceOp op) {
   switch (op) {
-    case ReduceOp::kSum: return ncclSum;
-    case ReduceOp::kMax: return ncclMax;
-    case ReduceOp::kMin: return ncclMin;
-    case ReduceOp::kProd: return ncclProd;
+    case ReduceOp::kSum:
+      return ncclSum;
+    case ReduceOp::kMax:
+      return ncclMax;
+    case ReduceOp::kMin:
+      return ncclMin;
+    case ReduceOp::kProd:
+      return ncclProd;
   }
   return ncclSum;
 }
@@ -144,9 +152,9 @@ class NcclCommunicator final : public Communicator {
   // Takes ownership of the ready `comm`; creates the stream and the barrier scratch word. On
   // failure aborts `comm`.
   static absl::StatusOr<std::unique_ptr<NcclCommunicator>> Wrap(GroupSpec group,
-                                                               absl::Duration timeout, int device,
-                                                               ncclComm_t comm,
-                                                               GroupTiming timing) {
+                                                                absl::Duration timeout, int device,
+                                                                ncclComm_t comm,
+                                                                GroupTiming timing) {
     std::unique_ptr<NcclCommunicator> c(
         new NcclCommunicator(std::move(group), timeout, device, comm));
     absl::Status s = CudaToStatus(cudaSetDevice(device), "cudaSetDevice");
@@ -209,16 +217,14 @@ class NcclCommunicator final : public Communicator {
 
   absl::Status DoAllGather(const void* in, void* out, size_t count, DataType dtype,
                            absl::Duration timeout) override {
-    return Run("ncclAllGather", timeout, [&] {
-      return ncclAllGather(in, out, count, ToNccl(dtype), comm_, stream_);
-    });
+    return Run("ncclAllGather", timeout,
+               [&] { return ncclAllGather(in, out, count, ToNccl(dtype), comm_, stream_); });
   }
 
   absl::Status DoBroadcast(void* buf, size_t count, DataType dtype, int root,
                            absl::Duration timeout) override {
-    return Run("ncclBroadcast", timeout, [&] {
-      return ncclBroadcast(buf, buf, count, ToNccl(dtype), root, comm_, stream_);
-    });
+    return Run("ncclBroadcast", timeout,
+               [&] { return ncclBroadcast(buf, buf, count, ToNccl(dtype), root, comm_, stream_); });
   }
 
   absl::Status DoBarrier(absl::Duration timeout) override {
@@ -253,8 +259,8 @@ class NcclCommunicator final : public Communicator {
       for (int peer = 0; peer < size(); ++peer) {
         keep(ncclSend(static_cast<const char*>(in) + peer * block, count_per_peer, ToNccl(dtype),
                       peer, comm_, stream_));
-        keep(ncclRecv(static_cast<char*>(out) + peer * block, count_per_peer, ToNccl(dtype),
-                      peer, comm_, stream_));
+        keep(ncclRecv(static_cast<char*>(out) + peer * block, count_per_peer, ToNccl(dtype), peer,
+                      comm_, stream_));
       }
       r = ncclGroupEnd();  // always close the group, even after an error inside it
       return first != ncclSuccess ? first : r;
@@ -321,8 +327,8 @@ class NcclCommunicator final : public Communicator {
       if (state != ncclSuccess && state != ncclInProgress) return NcclToStatus(state, what, comm_);
       const absl::Time now = absl::Now();
       if (now >= deadline) {
-        return absl::DeadlineExceededError(absl::StrCat(
-            what, " did not complete within ", absl::FormatDuration(timeout)));
+        return absl::DeadlineExceededError(
+            absl::StrCat(what, " did not complete within ", absl::FormatDuration(timeout)));
       }
       if (pause(std::min(interval, deadline - now))) {
         return absl::AbortedError(absl::StrCat(what, ": aborted"));
@@ -379,9 +385,8 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeNcclBackend(const BackendOptions& o
 namespace {
 
 // Rank `rank_in_group` 0 creates and publishes the id under `key`; the others wait for it.
-absl::StatusOr<ncclUniqueId> ExchangeId(RendezvousStore& store, absl::string_view key,
-                                        bool creator, absl::Time deadline,
-                                        absl::Duration* store_wait) {
+absl::StatusOr<ncclUniqueId> ExchangeId(RendezvousStore& store, absl::string_view key, bool creator,
+                                        absl::Time deadline, absl::Duration* store_wait) {
   if (creator) {
     absl::StatusOr<std::string> id = NewNcclUniqueId();
     if (!id.ok()) return id.status();
@@ -431,12 +436,11 @@ absl::StatusOr<GroupSet> NcclBackend::CreateGroups(Communicator& world,
   auto* nccl_world = dynamic_cast<NcclCommunicator*>(&world);
   if (nccl_world == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "nccl: CreateGroups needs an NCCL world communicator, got backend ",
-        world.backend_name()));
+        "nccl: CreateGroups needs an NCCL world communicator, got backend ", world.backend_name()));
   }
   if (world.state() != CommState::kReady || nccl_world->comm() == nullptr) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "nccl: the world communicator is ", CommStateName(world.state()), ", not ready"));
+    return absl::FailedPreconditionError(absl::StrCat("nccl: the world communicator is ",
+                                                      CommStateName(world.state()), ", not ready"));
   }
   if (absl::Status s = CudaToStatus(cudaSetDevice(nccl_world->device()), "cudaSetDevice");
       !s.ok()) {
@@ -466,15 +470,15 @@ absl::StatusOr<GroupSet> NcclBackend::CreateGroups(Communicator& world,
     } else {
       timing.method = "unique_id";
       absl::StatusOr<ncclUniqueId> id =
-          ExchangeId(store, GroupNcclIdKey(r.kind, r.group_index), r.rank_in_group == 0,
-                     deadline, &timing.store_wait);
+          ExchangeId(store, GroupNcclIdKey(r.kind, r.group_index), r.rank_in_group == 0, deadline,
+                     &timing.store_wait);
       if (!id.ok()) return fail(r, id.status());
       comm = InitRank(*id, static_cast<int>(r.ranks.size()), r.rank_in_group, deadline, name);
     }
     if (!comm.ok()) return fail(r, comm.status());
     timing.total = absl::Now() - start;
-    absl::StatusOr<std::unique_ptr<NcclCommunicator>> wrapped = NcclCommunicator::Wrap(
-        r, options().op_timeout, nccl_world->device(), *comm, timing);
+    absl::StatusOr<std::unique_ptr<NcclCommunicator>> wrapped =
+        NcclCommunicator::Wrap(r, options().op_timeout, nccl_world->device(), *comm, timing);
     if (!wrapped.ok()) return fail(r, wrapped.status());
     set.timings.push_back(timing);
     set.comms.push_back(*std::move(wrapped));

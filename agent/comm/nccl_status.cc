@@ -25,10 +25,10 @@ absl::Status NcclToStatus(ncclResult_t result, absl::string_view expr, ncclComm_
   // ncclGetLastError is a thread-local/comm-local string with the detail NCCL logged; it is the
   // part that says *why* (e.g. "Duplicate GPU detected").
   const char* last = ncclGetLastError(comm);
-  return absl::Status(code, absl::StrCat(expr, ": ", ncclGetErrorString(result),
-                                         (last != nullptr && *last != '\0')
-                                             ? absl::StrCat(" (", last, ")")
-                                             : std::string()));
+  return absl::Status(
+      code, absl::StrCat(expr, ": ", ncclGetErrorString(result),
+                         (last != nullptr && *last != '\0') ? absl::StrCat(" (", last, ")")
+                                                            : std::string()));
 }
 
 absl::Status CudaToStatus(cudaError_t result, absl::string_view expr) {
@@ -38,8 +38,8 @@ absl::Status CudaToStatus(cudaError_t result, absl::string_view expr) {
        result == cudaErrorInvalidDevice)
           ? absl::StatusCode::kFailedPrecondition
           : absl::StatusCode::kInternal;
-  return absl::Status(code, absl::StrCat(expr, ": ", cudaGetErrorName(result), ": ",
-                                         cudaGetErrorString(result)));
+  return absl::Status(
+      code, absl::StrCat(expr, ": ", cudaGetErrorName(result), ": ", cudaGetErrorString(result)));
 }
 
 }  // namespace cohort::agent

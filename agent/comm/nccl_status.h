@@ -31,12 +31,12 @@ absl::Status CudaToStatus(cudaError_t result, absl::string_view expr);
 
 // Returns from the enclosing function (returning absl::Status or StatusOr) when the NCCL call
 // fails; ncclInProgress passes (poll afterwards).
-#define COHORT_NCCL_RETURN_IF_ERROR(expr, comm)                                          \
-  do {                                                                                   \
+#define COHORT_NCCL_RETURN_IF_ERROR(expr, comm)                                                  \
+  do {                                                                                           \
     if (absl::Status _cohort_nccl_status = ::cohort::agent::NcclToStatus((expr), #expr, (comm)); \
-        !_cohort_nccl_status.ok()) {                                                     \
-      return _cohort_nccl_status;                                                        \
-    }                                                                                    \
+        !_cohort_nccl_status.ok()) {                                                             \
+      return _cohort_nccl_status;                                                                \
+    }                                                                                            \
   } while (0)
 
 #define COHORT_CUDA_RETURN_IF_ERROR(expr)                                                \

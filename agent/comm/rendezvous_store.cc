@@ -62,15 +62,15 @@ absl::StatusOr<std::vector<std::string>> InMemoryRendezvousStore::MultiGet(
   // Mutex::AwaitWithTimeout re-evaluates the condition on every unlock of mu_ (i.e. every Set),
   // so waiters wake as soon as the last key lands, with no polling interval.
   absl::MutexLock lock(&mu_);
-  if (!mu_.AwaitWithTimeout(absl::Condition(&all_present), std::max(timeout, absl::ZeroDuration()))) {
+  if (!mu_.AwaitWithTimeout(absl::Condition(&all_present),
+                            std::max(timeout, absl::ZeroDuration()))) {
     std::vector<absl::string_view> missing;
     for (const std::string& k : keys) {
       if (!values_.contains(k)) missing.push_back(k);
     }
-    return absl::DeadlineExceededError(
-        absl::StrCat("rendezvous: key", missing.size() == 1 ? " '" : "s '",
-                     absl::StrJoin(missing, "', '"), "' not set within ",
-                     absl::FormatDuration(timeout)));
+    return absl::DeadlineExceededError(absl::StrCat(
+        "rendezvous: key", missing.size() == 1 ? " '" : "s '", absl::StrJoin(missing, "', '"),
+        "' not set within ", absl::FormatDuration(timeout)));
   }
   std::vector<std::string> values;
   values.reserve(keys.size());

@@ -44,8 +44,7 @@ class RendezvousStore {
 
   // Batched Set. The default implementation calls Set once per pair, stopping at the first error.
   // Errors: as Set.
-  virtual absl::Status MultiSet(
-      absl::Span<const std::pair<std::string, std::string>> key_values);
+  virtual absl::Status MultiSet(absl::Span<const std::pair<std::string, std::string>> key_values);
 
   // Batched Get: waits until every key exists (one shared `timeout`) and returns the values in the
   // order of `keys`. The default implementation calls Get once per key with the remaining time.
@@ -70,8 +69,7 @@ class InMemoryRendezvousStore final : public RendezvousStore {
   // Errors: DEADLINE_EXCEEDED naming the key.
   absl::StatusOr<std::string> Get(absl::string_view key, absl::Duration timeout) override;
   // Sets all pairs atomically (waiters see all of them or none). Never fails.
-  absl::Status MultiSet(
-      absl::Span<const std::pair<std::string, std::string>> key_values) override;
+  absl::Status MultiSet(absl::Span<const std::pair<std::string, std::string>> key_values) override;
   // Errors: DEADLINE_EXCEEDED naming every key still missing at the deadline.
   absl::StatusOr<std::vector<std::string>> MultiGet(absl::Span<const std::string> keys,
                                                     absl::Duration timeout) override;
@@ -100,8 +98,7 @@ class PrefixedRendezvousStore final : public RendezvousStore {
   // Errors: those of the base store.
   absl::Status Set(absl::string_view key, absl::string_view value) override;
   absl::StatusOr<std::string> Get(absl::string_view key, absl::Duration timeout) override;
-  absl::Status MultiSet(
-      absl::Span<const std::pair<std::string, std::string>> key_values) override;
+  absl::Status MultiSet(absl::Span<const std::pair<std::string, std::string>> key_values) override;
   absl::StatusOr<std::vector<std::string>> MultiGet(absl::Span<const std::string> keys,
                                                     absl::Duration timeout) override;
 

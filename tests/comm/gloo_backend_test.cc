@@ -118,8 +118,7 @@ TEST(Gloo, AllReduce_SumsAcrossRanks) {
     EXPECT_THAT(w.world(r).AllReduce(&m, 1, DataType::kInt32, ReduceOp::kMin), IsOk());
     EXPECT_EQ(m, 5);
     std::vector<uint8_t> u(1000, static_cast<uint8_t>(r));  // several elements, uint8
-    EXPECT_THAT(w.world(r).AllReduce(u.data(), u.size(), DataType::kUInt8, ReduceOp::kSum),
-                IsOk());
+    EXPECT_THAT(w.world(r).AllReduce(u.data(), u.size(), DataType::kUInt8, ReduceOp::kSum), IsOk());
     EXPECT_EQ(u[999], 6);
   });
 }
@@ -374,8 +373,8 @@ TEST(Gloo, CancelBuilds_InterruptsAConnectWaitingForAPeer) {
 
   absl::Status result = absl::UnknownError("not run");
   std::thread build([&] {
-    result = backend.value()->CreateWorld({0, 2, 0}, store, absl::Now() + absl::Seconds(60))
-                 .status();
+    result =
+        backend.value()->CreateWorld({0, 2, 0}, store, absl::Now() + absl::Seconds(60)).status();
   });
   // Rank 0 has published its own address: it is connecting, or about to.
   EXPECT_THAT(store.Get("world/0/0", absl::Seconds(30)), IsOk());

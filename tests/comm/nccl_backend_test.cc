@@ -1,6 +1,8 @@
 // NCCL backend, world of one rank on GPU 0 (two ranks cannot share a GPU up to NCCL 2.29).
 // Labelled `gpu`. Without a visible CUDA device the tests skip, unless COHORT_REQUIRE_GPU=1
 // (set it on GPU hosts so a broken driver fails instead of skipping).
+#include "agent/comm/nccl_backend.h"
+
 #include <cuda_runtime_api.h>
 
 #include <cstdlib>
@@ -8,7 +10,6 @@
 #include <vector>
 
 #include "agent/comm/backend.h"
-#include "agent/comm/nccl_backend.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/comm/status_matchers.h"
@@ -91,9 +92,8 @@ TEST_F(NcclTest, WorldOfOne_CreateAllReduceSplitDestroy) {
   EXPECT_THAT(w.AllToAll(in.get(), out2.get(), 2, DataType::kInt32), IsOk());
   EXPECT_THAT(out2.Read(), ElementsAre(7, 8));
 
-  std::vector<GroupRequest> requests = {{GroupKind::kTp, 0, {0}, 0},
-                                        {GroupKind::kDp, 0, {0}, 0},
-                                        {GroupKind::kPp, 0, {0}, 0}};
+  std::vector<GroupRequest> requests = {
+      {GroupKind::kTp, 0, {0}, 0}, {GroupKind::kDp, 0, {0}, 0}, {GroupKind::kPp, 0, {0}, 0}};
   absl::StatusOr<GroupSet> groups =
       backend->CreateGroups(w, requests, store, absl::Now() + kCreateTimeout);
   ASSERT_THAT(groups, IsOk());
@@ -139,9 +139,9 @@ TEST_F(NcclTest, PerGroupUniqueIds_PublishAndAbortInParallel) {
   absl::StatusOr<std::unique_ptr<Communicator>> world =
       backend->CreateWorld({0, 1, 0}, store, absl::Now() + kCreateTimeout);
   ASSERT_THAT(world, IsOk());
-  absl::StatusOr<GroupSet> groups = backend->CreateGroups(
-      **world, {{GroupKind::kTp, 0, {0}, 0}, {GroupKind::kSp, 0, {0}, 0}}, store,
-      absl::Now() + kCreateTimeout);
+  absl::StatusOr<GroupSet> groups =
+      backend->CreateGroups(**world, {{GroupKind::kTp, 0, {0}, 0}, {GroupKind::kSp, 0, {0}, 0}},
+                            store, absl::Now() + kCreateTimeout);
   ASSERT_THAT(groups, IsOk());
   EXPECT_TRUE(store.Contains("tp/0/nccl_id"));
   EXPECT_TRUE(store.Contains("sp/0/nccl_id"));

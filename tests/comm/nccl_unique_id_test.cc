@@ -46,10 +46,10 @@ TEST(NcclStatus, ErrorsCarryExpressionAndNcclText) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ncclAllReduce(buf)")));
   EXPECT_THAT(NcclToStatus(ncclRemoteError, "x"), StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_THAT(NcclToStatus(ncclSystemError, "x"), StatusIs(absl::StatusCode::kUnavailable));
-  EXPECT_THAT(NcclToStatus(ncclInvalidUsage, "x"),
-              StatusIs(absl::StatusCode::kFailedPrecondition));
-  EXPECT_THAT(NcclToStatus(ncclInternalError, "x"),
-              StatusIs(absl::StatusCode::kInternal, HasSubstr(ncclGetErrorString(ncclInternalError))));
+  EXPECT_THAT(NcclToStatus(ncclInvalidUsage, "x"), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(
+      NcclToStatus(ncclInternalError, "x"),
+      StatusIs(absl::StatusCode::kInternal, HasSubstr(ncclGetErrorString(ncclInternalError))));
 }
 
 absl::Status ReturnsViaMacro(ncclResult_t r) {

@@ -121,8 +121,9 @@ TEST(ValidateGroupRequests, RejectsMalformedRequests) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("outside the world")));
   EXPECT_THAT(check({GroupKind::kTp, 0, {}, 0}), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(check({GroupKind::kTp, -1, {1}, 0}), StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(ValidateGroupRequests(*world, {{GroupKind::kTp, 0, {1}, 0}, {GroupKind::kTp, 1, {1}, 0}}),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("twice")));
+  EXPECT_THAT(
+      ValidateGroupRequests(*world, {{GroupKind::kTp, 0, {1}, 0}, {GroupKind::kTp, 1, {1}, 0}}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("twice")));
 }
 
 TEST(None, SizeOneGroup_OpsActLocally) {
@@ -148,7 +149,8 @@ TEST(None, LargerGroup_OpsUnimplementedAndStayReady) {
   EXPECT_THAT(world->AllReduce(&x, 1, DataType::kFloat32, ReduceOp::kSum),
               StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("no data plane")));
   EXPECT_THAT(world->Barrier(), StatusIs(absl::StatusCode::kUnimplemented));
-  EXPECT_THAT(world->Send(&x, 1, DataType::kFloat32, 1), StatusIs(absl::StatusCode::kUnimplemented));
+  EXPECT_THAT(world->Send(&x, 1, DataType::kFloat32, 1),
+              StatusIs(absl::StatusCode::kUnimplemented));
   EXPECT_EQ(world->state(), CommState::kReady);
 }
 

@@ -75,8 +75,7 @@ TEST(InMemoryStore, Values_AreBinarySafe) {
 TEST(InMemoryStore, MultiGet_ReturnsValuesInOrder) {
   InMemoryRendezvousStore store;
   ASSERT_THAT(store.MultiSet({{"b", "2"}, {"a", "1"}, {"c", "3"}}), IsOk());
-  absl::StatusOr<std::vector<std::string>> got =
-      store.MultiGet({"c", "a", "b"}, absl::Seconds(1));
+  absl::StatusOr<std::vector<std::string>> got = store.MultiGet({"c", "a", "b"}, absl::Seconds(1));
   ASSERT_THAT(got, IsOk());
   EXPECT_THAT(*got, ElementsAre("3", "1", "2"));
 }

@@ -35,9 +35,9 @@ MATCHER_P2(StatusIs, code, message_matcher, "has code " + absl::StatusCodeToStri
 
 }  // namespace cohort::testing
 
-#define COHORT_ASSERT_OK_AND_ASSIGN(lhs, expr)            \
-  auto COHORT_CONCAT_(_so_, __LINE__) = (expr);           \
-  ASSERT_TRUE(COHORT_CONCAT_(_so_, __LINE__).ok())        \
+#define COHORT_ASSERT_OK_AND_ASSIGN(lhs, expr)               \
+  auto COHORT_CONCAT_(_so_, __LINE__) = (expr);              \
+  ASSERT_TRUE(COHORT_CONCAT_(_so_, __LINE__).ok())           \
       << COHORT_CONCAT_(_so_, __LINE__).status().ToString(); \
   lhs = *std::move(COHORT_CONCAT_(_so_, __LINE__))
 #define COHORT_CONCAT_(a, b) COHORT_CONCAT_INNER_(a, b)

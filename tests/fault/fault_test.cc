@@ -12,8 +12,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-const ParallelConfig kConfig{.world_size = 8, .data_parallel_size = 2, .cfg_parallel_size = 2,
-                             .ulysses_degree = 2};
+const ParallelConfig kConfig{
+    .world_size = 8, .data_parallel_size = 2, .cfg_parallel_size = 2, .ulysses_degree = 2};
 constexpr absl::Duration kDeadline = absl::Seconds(60);
 // Faster heartbeats keep the heartbeat scenarios short (a frozen agent is caught after 1.5 s);
 // six misses leave room for a loaded 2-core CI machine. The defaults (1 s x 3) behave the same.
@@ -82,9 +82,11 @@ TEST(Fault, KillAgent_SurvivorsAbort_RestartedAgentGetsItsRank_NextGenerationRea
   cluster.agent(3).Signal(SIGKILL);
   ASSERT_TRUE(cluster.WaitFor(InPhase(v1::POOL_PHASE_DEGRADED), kDeadline).ok());
   // Every survivor aborted generation 1.
-  ASSERT_TRUE(cluster.WaitFor([&](const v1::PoolState&) {
-                       return AbortedRanks(cluster, 1).size() == 7;
-                     }, kDeadline).ok());
+  ASSERT_TRUE(
+      cluster
+          .WaitFor([&](const v1::PoolState&) { return AbortedRanks(cluster, 1).size() == 7; },
+                   kDeadline)
+          .ok());
   EXPECT_EQ(AbortedRanks(cluster, 1), (std::set<int>{0, 1, 2, 4, 5, 6, 7}));
   cluster.agent(3).WaitExit(absl::Seconds(10));
   cluster.StartAgent(3, -1);  // no hint: the identity alone brings rank 3 back
@@ -164,12 +166,16 @@ TEST(Fault, KillAgentDuringInit_AfterItPublished_NoHang_NextGenerationReady) {
   // Rank 7 frozen: rank 0 builds its side of the world (publishes) and waits for rank 7.
   cluster.agent(7).Signal(SIGSTOP);
   ASSERT_TRUE(cluster.Initialize(kConfig).ok());
-  ASSERT_TRUE(cluster.WaitFor([](const v1::PoolState& s) {
-                       for (const v1::MemberState& m : s.members()) {
-                         if (m.rank() == 0) return m.progress().phase() == "world";
-                       }
-                       return false;
-                     }, kDeadline).ok());
+  ASSERT_TRUE(cluster
+                  .WaitFor(
+                      [](const v1::PoolState& s) {
+                        for (const v1::MemberState& m : s.members()) {
+                          if (m.rank() == 0) return m.progress().phase() == "world";
+                        }
+                        return false;
+                      },
+                      kDeadline)
+                  .ok());
   cluster.agent(0).Signal(SIGKILL);
   cluster.agent(7).Signal(SIGCONT);
   ASSERT_TRUE(cluster.WaitFor(InPhase(v1::POOL_PHASE_DEGRADED), kDeadline).ok());
@@ -310,9 +316,13 @@ TEST(Fault, TwoAgentsDie_OneReturns_StandbyFillsTheOther) {
   cluster.agent(6).Signal(SIGKILL);
   cluster.agent(1).WaitExit(absl::Seconds(10));
   cluster.agent(6).WaitExit(absl::Seconds(10));
-  ASSERT_TRUE(cluster.WaitFor([](const v1::PoolState& s) {
-                       return s.phase() == v1::POOL_PHASE_DEGRADED && s.missing_ranks_size() == 1;
-                     }, kDeadline).ok());
+  ASSERT_TRUE(cluster
+                  .WaitFor(
+                      [](const v1::PoolState& s) {
+                        return s.phase() == v1::POOL_PHASE_DEGRADED && s.missing_ranks_size() == 1;
+                      },
+                      kDeadline)
+                  .ok());
   absl::StatusOr<v1::PoolState> s = cluster.client().GetState("default");
   ASSERT_TRUE(s.ok());
   const int missing = s->missing_ranks(0);

@@ -81,8 +81,7 @@ inline std::vector<std::string> Flags(const FlagList& limits) {
 
 // ---- Small helpers --------------------------------------------------------------------------
 
-inline std::unique_ptr<grpc::ClientContext> Context(
-    absl::Duration timeout = absl::Seconds(10)) {
+inline std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout = absl::Seconds(10)) {
   auto context = std::make_unique<grpc::ClientContext>();
   context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   return context;
@@ -93,8 +92,7 @@ inline std::string Describe(const grpc::Status& s) {
 }
 
 // Refused with `code` and a message containing `needle`.
-inline void ExpectRefused(const grpc::Status& s, grpc::StatusCode code,
-                          const std::string& needle) {
+inline void ExpectRefused(const grpc::Status& s, grpc::StatusCode code, const std::string& needle) {
   EXPECT_EQ(s.error_code(), code) << Describe(s);
   EXPECT_THAT(s.error_message(), HasSubstr(needle));
 }
@@ -181,7 +179,7 @@ inline double Refusals(const std::string& scrape, const std::string& check) {
 // grpc.health.v1.Health/Watch of `service` until it reports `want` (1: SERVING); false if it has
 // not by `timeout`. HealthCheckRequest and HealthCheckResponse are encoded by hand (field 1).
 inline bool WaitForHealth(grpc::Channel* channel, const std::string& service, int want,
-                   absl::Duration timeout) {
+                          absl::Duration timeout) {
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   std::string request = "\x0a";
@@ -234,13 +232,12 @@ class Calls {
       statuses_.emplace_back();
       finished_.push_back(false);
     }
-    start_(contexts_[i].get(), requests_[i].get(), responses_[i].get(),
-           [this, i](grpc::Status s) {
-             absl::MutexLock lock(&mu_);
-             statuses_[i] = std::move(s);
-             finished_[i] = true;
-             ++done_;
-           });
+    start_(contexts_[i].get(), requests_[i].get(), responses_[i].get(), [this, i](grpc::Status s) {
+      absl::MutexLock lock(&mu_);
+      statuses_[i] = std::move(s);
+      finished_[i] = true;
+      ++done_;
+    });
     return i;
   }
 
@@ -430,9 +427,9 @@ class Hostile : public ::testing::Test {
       // Say why: a coordinator that crashed shows its signal.
       const std::optional<int> exit = cluster_->coordinator().WaitExit(absl::Seconds(5));
       FAIL() << state.status() << "; the coordinator "
-             << (!exit.has_value()         ? std::string("still runs")
-                 : WIFSIGNALED(*exit)      ? absl::StrCat("was killed by signal ", WTERMSIG(*exit))
-                                           : absl::StrCat("exited with ", WEXITSTATUS(*exit)));
+             << (!exit.has_value()    ? std::string("still runs")
+                 : WIFSIGNALED(*exit) ? absl::StrCat("was killed by signal ", WTERMSIG(*exit))
+                                      : absl::StrCat("exited with ", WEXITSTATUS(*exit)));
     }
     ASSERT_EQ(state->phase(), v1::POOL_PHASE_READY) << state->error();
     EXPECT_EQ(state->generation(), generation_);
@@ -473,7 +470,6 @@ class Hostile : public ::testing::Test {
   std::unique_ptr<v1::AdminService::Stub> admin_;
   int64_t generation_ = 0;
 };
-
 
 }  // namespace cohort::testing
 

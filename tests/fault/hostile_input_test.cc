@@ -107,6 +107,5 @@ TEST_F(Hostile, Item8_UnknownEnum_BadDeadlines_HugeMissingKeys_Garbage) {
   ExpectPoolIntact();
 }
 
-
 }  // namespace
 }  // namespace cohort::testing

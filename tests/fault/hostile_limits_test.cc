@@ -21,10 +21,8 @@ TEST_F(Hostile, Item5_PoolsPastMaxPools_Refused_DeletePool) {
   ASSERT_TRUE(Initialize(SmallPool("p1")).ok());
   ASSERT_TRUE(Join(Joiner("p2", "lonely")).ok());
   ASSERT_TRUE(Initialize(SmallPool("p3")).ok());
-  ExpectRefused(Join(Joiner("p4", "lonely")), grpc::StatusCode::RESOURCE_EXHAUSTED,
-                "--max-pools");
-  ExpectRefused(Initialize(SmallPool("p5")), grpc::StatusCode::RESOURCE_EXHAUSTED,
-                "--max-pools");
+  ExpectRefused(Join(Joiner("p4", "lonely")), grpc::StatusCode::RESOURCE_EXHAUSTED, "--max-pools");
+  ExpectRefused(Initialize(SmallPool("p5")), grpc::StatusCode::RESOURCE_EXHAUSTED, "--max-pools");
   v1::ListPoolsResponse pools;
   ASSERT_TRUE(admin_->ListPools(Context().get(), v1::ListPoolsRequest(), &pools).ok());
   EXPECT_EQ(pools.pools_size(), 4);
@@ -44,22 +42,22 @@ TEST_F(Hostile, Item5_PoolsPastMaxPools_Refused_DeletePool) {
 // Members per pool, identity length and charset, pool-name length and charset, a held world of
 // 2*10^7; every refusal counted in cohort_coordinator_limit_refusals_total.
 TEST_F(Hostile, Item5_MembersNamesHeldWorld_Refused_AndCounted) {
-  ASSERT_NO_FATAL_FAILURE(StartPool(
-      {{"--max-members-per-pool", "8"}, {"--metrics-listen", "127.0.0.1:0"}}));
+  ASSERT_NO_FATAL_FAILURE(
+      StartPool({{"--max-members-per-pool", "8"}, {"--metrics-listen", "127.0.0.1:0"}}));
   for (int i = 0; i < 4; ++i) {
     grpc::Status s = Join(Joiner("default", absl::StrCat("standby-", i)));
     ASSERT_TRUE(s.ok()) << Describe(s);
   }
   ExpectRefused(Join(Joiner("default", "standby-4")), grpc::StatusCode::RESOURCE_EXHAUSTED,
                 "--max-members-per-pool");
-  ExpectRefused(Join(Joiner("default", std::string(300, 'a'))),
-                grpc::StatusCode::INVALID_ARGUMENT, "--max-identity-length");
+  ExpectRefused(Join(Joiner("default", std::string(300, 'a'))), grpc::StatusCode::INVALID_ARGUMENT,
+                "--max-identity-length");
   ExpectRefused(Join(Joiner("default", "evil\nname")), grpc::StatusCode::INVALID_ARGUMENT,
                 kAllowedCharacters);
   ExpectRefused(Join(Joiner("default", "\x1b[31mred")), grpc::StatusCode::INVALID_ARGUMENT,
                 kAllowedCharacters);
-  ExpectRefused(Join(Joiner(std::string(100, 'p'), "pooled")),
-                grpc::StatusCode::INVALID_ARGUMENT, "--max-pool-name-length");
+  ExpectRefused(Join(Joiner(std::string(100, 'p'), "pooled")), grpc::StatusCode::INVALID_ARGUMENT,
+                "--max-pool-name-length");
   ExpectRefused(Join(Joiner("a/b", "pooled")), grpc::StatusCode::INVALID_ARGUMENT,
                 kAllowedCharacters);
   ExpectRefused(Initialize(SmallPool("bad pool")), grpc::StatusCode::INVALID_ARGUMENT,
@@ -212,9 +210,9 @@ TEST_F(Hostile, Item5_GroupStatesOfThousandsOfFakeGroups_NoFlood_DeletePoolForce
   world->set_size(1);
   world->set_state(v1::COMM_STATE_READY);
   ASSERT_TRUE(session.Write(report));
-  absl::StatusOr<v1::PoolState> ready = cluster_->WaitFor(
-      [](const v1::PoolState& st) { return st.phase() == v1::POOL_PHASE_READY; }, kDeadline,
-      "flood");
+  absl::StatusOr<v1::PoolState> ready =
+      cluster_->WaitFor([](const v1::PoolState& st) { return st.phase() == v1::POOL_PHASE_READY; },
+                        kDeadline, "flood");
   ASSERT_TRUE(ready.ok()) << ready.status();
   const int64_t version = ready->version();
   const int64_t after = Events("flood").back().seq();
@@ -249,7 +247,6 @@ TEST_F(Hostile, Item5_GroupStatesOfThousandsOfFakeGroups_NoFlood_DeletePoolForce
   RecordRss();
   ExpectPoolIntact();
 }
-
 
 }  // namespace
 }  // namespace cohort::testing

@@ -96,8 +96,8 @@ TEST_F(Hostile, Item2_JoinWithPublishedIdentityAndIncarnation_RefusedRealSession
       EXPECT_EQ(m.phase(), v1::MEMBER_PHASE_READY);
     }
   }
-  EXPECT_TRUE(WaitForHealth(channel_.get(), "cohort.pool.default", /*SERVING=*/1,
-                            absl::Seconds(10)));
+  EXPECT_TRUE(
+      WaitForHealth(channel_.get(), "cohort.pool.default", /*SERVING=*/1, absl::Seconds(10)));
   ExpectPoolIntact();
 }
 
@@ -188,7 +188,6 @@ TEST_F(Hostile, StandbyReportForTheCurrentGeneration_DoesNotFailIt) {
   EXPECT_EQ(done->phase(), v1::POOL_PHASE_READY) << done->error();
   ExpectPoolIntact();
 }
-
 
 }  // namespace
 }  // namespace cohort::testing

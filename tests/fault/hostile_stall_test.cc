@@ -84,7 +84,8 @@ TEST_F(Hostile, Item4_LongPollsDoNotStallAJoin_CancelledWaitsDoNotPileUp) {
     EXPECT_EQ(waits.done(), 0);
     waits.CancelAll();
     ASSERT_TRUE(waits.WaitDone(60, absl::Seconds(30)));
-    for (int i = 0; i < 60; ++i) EXPECT_EQ(waits.status(i).error_code(), grpc::StatusCode::CANCELLED);
+    for (int i = 0; i < 60; ++i)
+      EXPECT_EQ(waits.status(i).error_code(), grpc::StatusCode::CANCELLED);
   }
   // 60 more are accepted (each waits, then times out naming its key) once the coordinator has
   // seen the cancellations (they travel as RST_STREAM frames: a round may still meet some).
@@ -109,7 +110,6 @@ TEST_F(Hostile, Item4_LongPollsDoNotStallAJoin_CancelledWaitsDoNotPileUp) {
   EXPECT_TRUE(accepted) << "a wait after the cancellations was refused: " << last;
   ExpectPoolIntact();
 }
-
 
 }  // namespace
 }  // namespace cohort::testing

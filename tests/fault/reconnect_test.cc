@@ -27,13 +27,13 @@ const char kNoBackupPoller[] = "GRPC_CLIENT_CHANNEL_BACKUP_POLL_INTERVAL_MS=6000
 
 // cohort-agent number `r` (identity agent-<r>, rank hint r) against `address`, started through
 // env(1) with `env` added to its environment.
-std::unique_ptr<ChildProcess> StartAgent(const Cluster& cluster, const std::string& address,
-                                         int r, const std::vector<std::string>& env) {
+std::unique_ptr<ChildProcess> StartAgent(const Cluster& cluster, const std::string& address, int r,
+                                         const std::vector<std::string>& env) {
   std::vector<std::string> argv = {"/usr/bin/env"};
   argv.insert(argv.end(), env.begin(), env.end());
-  argv.insert(argv.end(), {std::string(COHORT_BIN_DIR) + "/cohort-agent", "--coordinator",
-                           address, "--identity", absl::StrCat("agent-", r), "--rank-hint",
-                           absl::StrCat(r), "--log-level", "info"});
+  argv.insert(argv.end(), {std::string(COHORT_BIN_DIR) + "/cohort-agent", "--coordinator", address,
+                           "--identity", absl::StrCat("agent-", r), "--rank-hint", absl::StrCat(r),
+                           "--log-level", "info"});
   auto child = ChildProcess::Spawn(argv, absl::StrCat(cluster.log_dir(), "/agent-", r, ".log"));
   if (!child.has_value()) return nullptr;
   return std::make_unique<ChildProcess>(std::move(*child));
@@ -70,8 +70,7 @@ TEST(Reconnect, KillCoordinatorOfReadyPool_AgentsWithoutBackupPoller_RestoredSam
         return s.phase() == v1::POOL_PHASE_READY && AllConnected(kConfig.world_size)(s);
       },
       kDeadline);
-  ASSERT_TRUE(restored.ok()) << restored.status() << " (agent logs in " << cluster.log_dir()
-                             << ")";
+  ASSERT_TRUE(restored.ok()) << restored.status() << " (agent logs in " << cluster.log_dir() << ")";
   EXPECT_EQ(restored->generation(), 1);
   ExpectReportsMatchLayout(*restored, *Layout::Build(kConfig));
   for (const v1::Event& e : cluster.Events()) {
@@ -169,8 +168,8 @@ class SlowHandshakeProxy {
         fds.push_back({c.server, POLLIN, 0});
         if (!c.to_client.empty()) timeout = std::min(timeout, c.release - now);
       }
-      const int ms = static_cast<int>(
-          absl::ToInt64Milliseconds(std::max(timeout, absl::ZeroDuration())) + 1);
+      const int ms =
+          static_cast<int>(absl::ToInt64Milliseconds(std::max(timeout, absl::ZeroDuration())) + 1);
       if (poll(fds.data(), fds.size(), ms) < 0) return;
       if (fds[0].revents != 0) return;
       for (size_t i = 0; i < connections_.size(); ++i) {
