@@ -2,9 +2,7 @@
 
 #include <algorithm>
 
-#include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/layout_proto.h"
 #include "coordinator/agent_input.h"
@@ -18,14 +16,6 @@ namespace {
 using internal::BackendOf;
 using internal::IsKnownBackend;
 using internal::PoolName;
-
-std::string NewSessionId() {
-  static absl::Mutex mu(absl::kConstInit);
-  static absl::BitGen* gen = new absl::BitGen();
-  absl::MutexLock lock(&mu);
-  return absl::StrFormat("%016x%016x", absl::Uniform<uint64_t>(*gen),
-                         absl::Uniform<uint64_t>(*gen));
-}
 
 }  // namespace
 
@@ -56,6 +46,7 @@ Coordinator::Coordinator(CoordinatorOptions options, Clock* clock, TimerQueue* t
       clock_(clock),
       timers_(timers),
       store_(std::move(store)),
+      heartbeats_(options_.heartbeat_interval, options_.heartbeat_misses),
       events_(options_.event_log_size, options_.limits.max_event_log_bytes) {
   absl::MutexLock lock(&mu_);
   for (const auto& startup : options_.pools) {
@@ -87,7 +78,7 @@ Coordinator::~Coordinator() {
     CancelTimer(pool.teardown_timer);
     CancelTimer(pool.recovery_timer);
     CancelTimer(pool.elastic_timer);
-    for (auto& [id, waiter] : pool.state_waiters) CancelTimer(waiter.timer);
+    for (TimerQueue::TimerId timer : pool.state_waiters.timers()) CancelTimer(timer);
   }
 }
 
@@ -130,11 +121,11 @@ Coordinator::Pool& Coordinator::GetOrCreatePool(const std::string& name) {
 
 Member* Coordinator::FindMemberBySession(const std::string& session_id,
                                                       Pool** pool_out) {
-  auto it = sessions_.find(session_id);
-  if (it == sessions_.end()) return nullptr;
-  Pool* pool = FindPool(it->second.first);
+  const SessionTable::Owner* owner = sessions_.Find(session_id);
+  if (owner == nullptr) return nullptr;
+  Pool* pool = FindPool(owner->pool);
   if (pool == nullptr) return nullptr;
-  auto m = pool->roster.members().find(it->second.second);
+  auto m = pool->roster.members().find(owner->identity);
   if (m == pool->roster.members().end() || m->second.session_id != session_id) return nullptr;
   if (pool_out != nullptr) *pool_out = pool;
   return &m->second;
@@ -142,15 +133,10 @@ Member* Coordinator::FindMemberBySession(const std::string& session_id,
 
 void Coordinator::Touch(Pool& pool, Completions& out) {
   ++pool.version;
-  std::vector<std::function<void(absl::StatusOr<v1::PoolState>)>> due;
-  for (auto it = pool.state_waiters.begin(); it != pool.state_waiters.end();) {
-    if (it->second.after_version < pool.version) {
-      CancelTimer(it->second.timer);
-      due.push_back(std::move(it->second.done));
-      it = pool.state_waiters.erase(it);
-    } else {
-      ++it;
-    }
+  std::vector<StateWaiters::Done> due;
+  for (StateWaiters::Waiter& waiter : pool.state_waiters.Release(pool.version)) {
+    CancelTimer(waiter.timer);
+    due.push_back(std::move(waiter.done));
   }
   if (due.empty()) return;
   // One snapshot for all of them, built after this change's lock is released (it shows this
@@ -260,7 +246,7 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
         member->sink->Close("superseded by a new session of the same agent");
         member->sink = nullptr;
       }
-      sessions_.erase(member->session_id);
+      sessions_.Close(member->session_id);
       spdlog::info("pool {}: {} rejoins as incarnation {} (rank {})", pool_name,
                    request.identity(), request.incarnation(), member->rank);
     } else {
@@ -341,13 +327,12 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
       for (std::string& b : *member->join.mutable_backends()) b = Printable(b, 16);
     }
     member->held = request.held();
-    member->session_id = NewSessionId();
+    member->session_id = sessions_.Open(pool_name, request.identity());
     if (!still_ready) {
       member->phase = member->rank >= 0 ? v1::MEMBER_PHASE_JOINED : v1::MEMBER_PHASE_STANDBY;
     }
     member->ever_attached = false;
     member->error.clear();
-    sessions_[member->session_id] = {pool_name, request.identity()};
     Emit(*pool, v1::EVENT_KIND_JOINED, member->rank, member->identity,
          absl::StrCat("incarnation ", member->incarnation,
                       member->rank >= 0 ? absl::StrCat(", rank ", member->rank) : ", standby",
@@ -367,7 +352,7 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
         if (m == nullptr || m->ever_attached) return;
         spdlog::warn("pool {}: {} joined but never attached its session; dropping it", p->name,
                      m->identity);
-        sessions_.erase(session_id);
+        sessions_.Close(session_id);
         Emit(*p, v1::EVENT_KIND_LEFT, m->rank, m->identity, "joined but never attached");
         p->roster.members().erase(m->identity);
         Touch(*p, late);
@@ -390,7 +375,9 @@ absl::Status Coordinator::Attach(const std::string& session_id, SessionSink* sin
   std::string pool_name;
   {
     absl::MutexLock lock(&mu_);
-    if (auto it = sessions_.find(session_id); it != sessions_.end()) pool_name = it->second.first;
+    if (const SessionTable::Owner* owner = sessions_.Find(session_id); owner != nullptr) {
+      pool_name = owner->pool;
+    }
   }
   // An unknown session is refused below, as before, once the caller may join at all.
   if (absl::Status s = Authorize(caller, Action::kJoin, PoolName(pool_name)); !s.ok()) return s;
@@ -447,7 +434,7 @@ void Coordinator::Detach(const std::string& session_id, SessionSink* sink,
     Member* member = FindMemberBySession(session_id, &pool);
     if (member == nullptr || member->sink == nullptr || member->sink != sink) return;
     member->sink = nullptr;
-    sessions_.erase(session_id);
+    sessions_.Close(session_id);
     LoseMember(*pool, *member, reason, done);
   }
   Finish(done);
@@ -505,9 +492,7 @@ void Coordinator::LoseMember(Pool& pool, Member& member, const std::string& reas
         member.teardown_reported = true;
         const std::string failure = absl::StrCat("rank ", member.rank, " (", member.identity,
                                                  ") was lost during the teardown: ", reason);
-        // The teardown's first failure replaces the error the pool had before the destroy.
-        pool.error = pool.teardown_ok ? failure : absl::StrCat(pool.error, "; ", failure);
-        pool.teardown_ok = false;
+        pool.error = pool.teardown.Fail(pool.error, failure);
       }
       FinishTeardownIfDone(pool, /*force=*/false, out);
       break;
@@ -646,13 +631,9 @@ void Coordinator::Sweep(absl::Duration late) {
   {
     absl::MutexLock lock(&mu_);
     const absl::Time now = clock_->Now();
-    const absl::Duration limit = options_.heartbeat_interval * options_.heartbeat_misses;
-    if (late > options_.heartbeat_interval) {
-      // The sweep ran a whole interval late: this process was not running (SIGSTOP, a paused
-      // VM, CPU throttling), and the heartbeats sent meanwhile are still unread in its sockets.
-      // The coordinator's own absence is not the agents' fault: nobody is declared lost until
-      // they have had a full window of live reading again.
-      stalled_until_ = now;
+    const absl::Duration limit = heartbeats_.window();
+    if (heartbeats_.StartSweep(now, late)) {
+      // The coordinator's own absence is not the agents' fault (heartbeat_monitor.h).
       spdlog::warn("heartbeat sweep ran {} late (the coordinator was not running); every member "
                    "gets a full heartbeat window ({}) before it can be declared lost",
                    absl::FormatDuration(late), absl::FormatDuration(limit));
@@ -660,13 +641,12 @@ void Coordinator::Sweep(absl::Duration late) {
     for (auto& [name, pool] : pools_) {
       std::vector<Member*> stale;
       for (auto& [identity, m] : pool.roster.members()) {
-        const absl::Time heard = std::max(m.last_heartbeat, stalled_until_);
-        if (m.sink != nullptr && now - heard > limit) stale.push_back(&m);
+        if (m.sink != nullptr && heartbeats_.Overdue(m.last_heartbeat, now)) stale.push_back(&m);
       }
       for (Member* m : stale) {
         m->sink->Close("missed heartbeats");
         m->sink = nullptr;
-        sessions_.erase(m->session_id);
+        sessions_.Close(m->session_id);
         LoseMember(pool, *m,
                    absl::StrCat("no heartbeat for ",
                                 absl::FormatDuration(now - m->last_heartbeat)),
@@ -841,9 +821,7 @@ void Coordinator::HandleTeardownReport(Pool& pool, Member& member,
     member.error = report.error().empty() ? "teardown failed (no error given)" : report.error();
     const std::string failure = absl::StrCat("rank ", member.rank, " (", member.identity,
                                              ") failed its teardown: ", member.error);
-    // The teardown's first failure replaces the error the pool had before the destroy.
-    pool.error = pool.teardown_ok ? failure : absl::StrCat(pool.error, "; ", failure);
-    pool.teardown_ok = false;
+    pool.error = pool.teardown.Fail(pool.error, failure);
   }
   FinishTeardownIfDone(pool, /*force=*/false, out);
   Touch(pool, out);
@@ -866,18 +844,16 @@ void Coordinator::FinishTeardownIfDone(Pool& pool, bool force, Completions& out)
       m->error = why;
       names.push_back(absl::StrCat("rank ", m->rank, " (", m->identity, ")"));
     }
-    const std::string failure = absl::StrCat(why, " from ", absl::StrJoin(names, ", "));
-    pool.error = pool.teardown_ok ? failure : absl::StrCat(pool.error, "; ", failure);
-    pool.teardown_ok = false;
-  } else if (pool.teardown_ok) {
+    pool.error = pool.teardown.Fail(
+        pool.error, absl::StrCat(why, " from ", absl::StrJoin(names, ", ")));
+  } else if (pool.teardown.ok()) {
     // A clean teardown: the error that came before the destroy is history (in the events), and
     // an error on a DESTROYED pool means that the teardown failed.
     pool.error.clear();
   }
   CancelTimer(pool.teardown_timer);
   SetPhase(pool, v1::POOL_PHASE_DESTROYED);
-  if (pool.teardown_ok && pool.teardown_from_ready &&
-      pool.teardown_scope == v1::DESTROY_SCOPE_MODEL_PARALLEL) {
+  if (pool.teardown.KeepsWorld()) {
     std::map<int, std::string> incarnations;
     for (const auto& [identity, m] : pool.roster.members()) {
       if (m.rank >= 0) incarnations[m.rank] = m.incarnation;
@@ -907,13 +883,11 @@ void Coordinator::FinishTeardownIfDone(Pool& pool, bool force, Completions& out)
     return;
   }
   Emit(pool, v1::EVENT_KIND_DESTROYED, -1, "",
-       absl::StrCat(pool.teardown_scope == v1::DESTROY_SCOPE_ALL ? "everything"
-                                                                 : "model-parallel groups",
-                    pool.teardown_ok ? "" : absl::StrCat(", with errors: ", pool.error)));
+       absl::StrCat(pool.teardown.What(),
+                    pool.teardown.ok() ? "" : absl::StrCat(", with errors: ", pool.error)));
   spdlog::info("pool {}: generation {} destroyed ({}{})", pool.name, pool.generation,
-               pool.teardown_scope == v1::DESTROY_SCOPE_ALL ? "everything"
-                                                            : "model-parallel groups",
-               pool.teardown_ok ? "" : absl::StrCat(", with errors: ", pool.error));
+               pool.teardown.What(),
+               pool.teardown.ok() ? "" : absl::StrCat(", with errors: ", pool.error));
   Touch(pool, out);
 }
 
@@ -1191,9 +1165,7 @@ absl::StatusOr<v1::DestroyResponse> Coordinator::Destroy(const v1::DestroyReques
           v1::PoolPhase_Name(pool->phases.phase()), ")"));
     }
     const int64_t generation = world_only ? pool->world.generation() : pool->generation;
-    pool->teardown_from_ready = pool->phases.phase() == v1::POOL_PHASE_READY;
-    pool->teardown_scope = request.scope();
-    pool->teardown_ok = true;
+    pool->teardown.Start(request.scope(), pool->phases.phase() == v1::POOL_PHASE_READY);
     const bool abort = pool->phases.phase() != v1::POOL_PHASE_READY && !world_only;
     CancelTimer(pool->deadline_timer);
     SetPhase(*pool, v1::POOL_PHASE_DESTROYING);
@@ -1258,7 +1230,7 @@ absl::Status Coordinator::DeletePool(const std::string& name, bool force,
     for (auto& [identity, m] : pool->roster.members()) {
       if (m.sink != nullptr) m.sink->Close(absl::StrCat("pool '", pool_name, "' was deleted"));
       m.sink = nullptr;
-      sessions_.erase(m.session_id);
+      sessions_.Close(m.session_id);
     }
     CancelTimer(pool->deadline_timer);
     CancelTimer(pool->teardown_timer);
@@ -1269,7 +1241,7 @@ absl::Status Coordinator::DeletePool(const std::string& name, bool force,
       done.push_back(std::move(fn));
     }
     const absl::Status gone = absl::NotFoundError(absl::StrCat("pool '", pool_name, "' was deleted"));
-    for (auto& [id, waiter] : pool->state_waiters) {
+    for (StateWaiters::Waiter& waiter : pool->state_waiters.TakeAll()) {
       CancelTimer(waiter.timer);
       done.push_back([fn = std::move(waiter.done), gone] { fn(gone); });
     }

@@ -67,13 +67,17 @@
 #include "coordinator/authorizer.h"
 #include "coordinator/caller.h"
 #include "coordinator/event_log.h"
+#include "coordinator/heartbeat_monitor.h"
 #include "coordinator/kept_world.h"
 #include "coordinator/kv_store.h"
 #include "coordinator/limits.h"
 #include "coordinator/phase_history.h"
 #include "coordinator/roster.h"
+#include "coordinator/session_table.h"
 #include "coordinator/state_persister.h"
 #include "coordinator/state_store.h"
+#include "coordinator/state_waiters.h"
+#include "coordinator/teardown.h"
 
 namespace cohort::coordinator {
 
@@ -255,11 +259,6 @@ class Coordinator {
   int64_t StateSaves() const;
 
  private:
-  struct StateWaiter {
-    int64_t after_version;
-    std::function<void(absl::StatusOr<v1::PoolState>)> done;
-    TimerQueue::TimerId timer = 0;
-  };
   struct Pool {
     std::string name;
     int world_size = 0;
@@ -280,12 +279,10 @@ class Coordinator {
     int64_t init_ms = 0;
     TimerQueue::TimerId deadline_timer = 0;
     // The teardown in progress (phase DESTROYING).
-    v1::DestroyScope teardown_scope = v1::DESTROY_SCOPE_MODEL_PARALLEL;
-    bool teardown_from_ready = false;
-    bool teardown_ok = true;
+    Teardown teardown;
     TimerQueue::TimerId teardown_timer = 0;
-    std::map<uint64_t, StateWaiter> state_waiters;
-    uint64_t next_waiter = 1;
+    // WaitForState long-polls.
+    StateWaiters state_waiters;
     TimerQueue::TimerId recovery_timer = 0;
     // Elastic dp: the config before the pool shrank (grow back to it when agents return).
     std::optional<ParallelConfig> full_config;
@@ -388,7 +385,8 @@ class Coordinator {
   const std::shared_ptr<int> alive_ = std::make_shared<int>(0);
   mutable absl::Mutex mu_;
   std::map<std::string, Pool> pools_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::pair<std::string, std::string>> sessions_ ABSL_GUARDED_BY(mu_);
+  // Live session ids -> their pool and identity.
+  SessionTable sessions_ ABSL_GUARDED_BY(mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   // Where the durable state is kept (null: nowhere).
   const std::unique_ptr<StateStore> store_;
@@ -396,9 +394,8 @@ class Coordinator {
   // then left as it is and never written). Set in the constructor, never changed after.
   std::unique_ptr<StatePersister> persister_;
   TimerQueue::TimerId sweep_timer_ ABSL_GUARDED_BY(mu_) = 0;
-  // When a late sweep last showed that the coordinator itself had stalled: heartbeat windows
-  // count from here at the earliest.
-  absl::Time stalled_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // Who is overdue, and when the coordinator itself last stalled.
+  HeartbeatMonitor heartbeats_ ABSL_GUARDED_BY(mu_);
   uint64_t join_seq_ ABSL_GUARDED_BY(mu_) = 0;
   // Every pool's events, the Watch streams and the listeners.
   EventLog events_ ABSL_GUARDED_BY(mu_);

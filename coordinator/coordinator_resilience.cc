@@ -151,9 +151,7 @@ void Coordinator::MaybeGrowDp(Pool& pool, Completions& out) {
   spdlog::info("pool {}: elastic dp: {} agents available, growing back to {}", pool.name,
                available, pool.full_config->ShortString());
   pool.grow_after_teardown = true;
-  pool.teardown_from_ready = true;
-  pool.teardown_scope = v1::DESTROY_SCOPE_ALL;
-  pool.teardown_ok = true;
+  pool.teardown.Start(v1::DESTROY_SCOPE_ALL, /*from_ready=*/true);
   SetPhase(pool, v1::POOL_PHASE_DESTROYING);
   for (auto& [identity, m] : pool.roster.members()) {
     m.teardown_reported = false;
