@@ -693,8 +693,7 @@ void Coordinator::StartGeneration(Pool& pool, Completions& out) {
   if (!reuse) pool.world.Drop();
   SetPhase(pool, v1::POOL_PHASE_INITIALIZING);
   pool.error.clear();
-  pool.plans_sent_at = clock_->Now();
-  pool.init_ms = 0;
+  pool.build.Start(pool.world_size, clock_->Now());
   for (int r = 0; r < pool.world_size; ++r) {
     Member* m = pool.roster.AtRank(r);
     m->phase = v1::MEMBER_PHASE_INITIALIZING;
@@ -794,17 +793,16 @@ void Coordinator::HandleReport(Pool& pool, Member& member, const v1::GenerationR
   member.phase = v1::MEMBER_PHASE_READY;
   Emit(pool, v1::EVENT_KIND_MEMBER_READY, member.rank, member.identity,
        absl::StrCat("ready in ", report.total_us() / 1000, " ms"));
-  int ready = 0;
-  for (const auto& [identity, m] : pool.roster.members()) {
-    if (m.rank >= 0 && m.phase == v1::MEMBER_PHASE_READY) ++ready;
-  }
-  if (ready == pool.world_size) {
+  // Only a member planned into this generation, still building it, gets here (see
+  // HandleAgentMessage), and ranks do not move while it is built: the tracker's count is the
+  // number of READY members.
+  if (pool.build.MarkReady(member.rank, clock_->Now())) {
     SetPhase(pool, v1::POOL_PHASE_READY);
-    pool.init_ms = absl::ToInt64Milliseconds(clock_->Now() - pool.plans_sent_at);
     CancelTimer(pool.deadline_timer);
     spdlog::info("pool {}: generation {} READY in {} ms", pool.name, pool.generation,
-                 pool.init_ms);
-    Emit(pool, v1::EVENT_KIND_READY, -1, "", absl::StrCat("READY in ", pool.init_ms, " ms"));
+                 pool.build.init_ms());
+    Emit(pool, v1::EVENT_KIND_READY, -1, "",
+         absl::StrCat("READY in ", pool.build.init_ms(), " ms"));
     MaybeGrowDp(pool, out);
   }
   Touch(pool, out);

@@ -15,8 +15,17 @@
 //   StateStore, StatePersister     the durable state, saved outside the lock and coalesced
 //                                  (state_store.h, state_persister.h)
 //   Caller, Authorizer             who calls, and whether they may (caller.h, authorizer.h)
-// What stays here: pools and their phases (below), generations, sessions, heartbeats, timers,
-// teardown and recovery.
+//   SessionTable (session_table.h) live session ids -> pool and identity; the ids themselves
+//   HeartbeatMonitor               which members are overdue, and the coordinator's own stalls
+//                                  (heartbeat_monitor.h)
+//   GenerationTracker              the ranks READY in the generation being built, its build time
+//                                  (generation_tracker.h)
+//   Teardown (teardown.h)          the teardown in progress: scope, origin, failures -> the
+//                                  pool's error, whether the world is kept
+//   StateWaiters (state_waiters.h) a pool's WaitForState long-polls
+// What stays here: pools and their phases (below), and applying what the parts decide: the
+// messages to agents, events, timers, the durable state and recovery. The parts are plain
+// classes with no lock of their own, used only under mu_.
 //
 // Pool phases (every change is an EVENT_KIND_PHASE event and a PoolState transition):
 //
@@ -67,6 +76,7 @@
 #include "coordinator/authorizer.h"
 #include "coordinator/caller.h"
 #include "coordinator/event_log.h"
+#include "coordinator/generation_tracker.h"
 #include "coordinator/heartbeat_monitor.h"
 #include "coordinator/kept_world.h"
 #include "coordinator/kv_store.h"
@@ -275,8 +285,8 @@ class Coordinator {
     KvStore kv;
     // World communicator kept by a model-parallel destroy, and who held each rank then.
     KeptWorld world;
-    absl::Time plans_sent_at;
-    int64_t init_ms = 0;
+    // Which ranks of the generation being built are READY, and how long the last build took.
+    GenerationTracker build;
     TimerQueue::TimerId deadline_timer = 0;
     // The teardown in progress (phase DESTROYING).
     Teardown teardown;

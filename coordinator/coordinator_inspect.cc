@@ -305,7 +305,7 @@ v1::PoolState Coordinator::Snapshot(const Pool& pool) const {
   for (const v1::PhaseTransition& t : pool.phases.transitions()) *s.add_transitions() = t;
   for (int r : pool.roster.MissingRanks(pool.world_size)) s.add_missing_ranks(r);
   s.set_error(pool.error);
-  s.set_init_ms(pool.init_ms);
+  s.set_init_ms(pool.build.init_ms());
   return s;
 }
 
