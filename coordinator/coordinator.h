@@ -10,6 +10,8 @@
 //                                  listeners (metrics, health)
 //   KvStore (kv_store.h)           one generation's rendezvous store and its waiters
 //   ShrinkDp, CanGrowBack          elastic dp as pure functions of the config (elastic_dp.h)
+//   ElasticDpState                 the config to grow back to, and a grow-back in progress
+//                                  (elastic_dp_state.h)
 //   BuildPlan (plan.h)             the plan each rank of a generation gets
 //   agent_input.h                  the checks and cleaning of what agents send
 //   StateStore, StatePersister     the durable state, saved outside the lock and coalesced
@@ -75,6 +77,7 @@
 #include "common/timer_queue.h"
 #include "coordinator/authorizer.h"
 #include "coordinator/caller.h"
+#include "coordinator/elastic_dp_state.h"
 #include "coordinator/event_log.h"
 #include "coordinator/generation_tracker.h"
 #include "coordinator/heartbeat_monitor.h"
@@ -294,10 +297,10 @@ class Coordinator {
     // WaitForState long-polls.
     StateWaiters state_waiters;
     TimerQueue::TimerId recovery_timer = 0;
-    // Elastic dp: the config before the pool shrank (grow back to it when agents return).
-    std::optional<ParallelConfig> full_config;
+    // Elastic dp: the config before the pool shrank (grow back to it when agents return), and
+    // whether it is growing back.
+    ElasticDpState elastic;
     TimerQueue::TimerId elastic_timer = 0;
-    bool grow_after_teardown = false;
   };
   using Completions = std::vector<std::function<void()>>;
 

@@ -79,8 +79,7 @@ absl::StatusOr<v1::InitializeResponse> Coordinator::Initialize(
     }
     if (pool.world_size != layout->world_size()) pool.world.Drop();
     // An operator's config replaces whatever elastic dp was doing.
-    pool.full_config.reset();
-    pool.grow_after_teardown = false;
+    pool.elastic.Reset();
     CancelTimer(pool.elastic_timer);
     pool.config = config;
     pool.layout = *std::move(layout);

@@ -220,11 +220,9 @@ void Coordinator::FinishTeardownIfDone(Pool& pool, bool force, Completions& out)
   for (auto& [identity, m] : pool.roster.members()) {
     if (m.rank >= 0 && m.phase != v1::MEMBER_PHASE_FAILED) m.phase = v1::MEMBER_PHASE_JOINED;
   }
-  if (pool.grow_after_teardown) {
+  if (std::optional<ParallelConfig> grown = pool.elastic.FinishGrowing(); grown.has_value()) {
     // Elastic dp grows back: the full config, the current ranks kept, standbys fill the rest.
-    pool.grow_after_teardown = false;
-    const ParallelConfig full = *pool.full_config;
-    pool.full_config.reset();
+    const ParallelConfig full = *grown;
     pool.config = full;
     pool.layout = *Layout::Build(full);
     pool.world_size = pool.layout->world_size();

@@ -125,7 +125,7 @@ void Coordinator::ShrinkDp(Pool& pool, Completions& out) {
     m.rank = rank;
     pool.roster.RememberRank(identity, rank);
   }
-  if (!pool.full_config.has_value()) pool.full_config = config;
+  pool.elastic.Shrunk(config);
   const std::string before = config.ShortString();
   pool.config = smaller;
   pool.layout = *Layout::Build(smaller);
@@ -141,16 +141,13 @@ void Coordinator::ShrinkDp(Pool& pool, Completions& out) {
 }
 
 void Coordinator::MaybeGrowDp(Pool& pool, Completions& out) {
-  if (!pool.full_config.has_value() || pool.grow_after_teardown ||
-      pool.phases.phase() != v1::POOL_PHASE_READY) {
-    return;
-  }
+  if (pool.phases.phase() != v1::POOL_PHASE_READY) return;
   int available = 0;
   for (const auto& [identity, m] : pool.roster.members()) available += m.sink != nullptr;
-  if (!CanGrowBack(*pool.full_config, available)) return;
+  if (!pool.elastic.ShouldGrow(available)) return;
   spdlog::info("pool {}: elastic dp: {} agents available, growing back to {}", pool.name,
-               available, pool.full_config->ShortString());
-  pool.grow_after_teardown = true;
+               available, pool.elastic.full_config()->ShortString());
+  pool.elastic.StartGrowing();
   pool.teardown.Start(v1::DESTROY_SCOPE_ALL, /*from_ready=*/true);
   SetPhase(pool, v1::POOL_PHASE_DESTROYING);
   for (auto& [identity, m] : pool.roster.members()) {
