@@ -25,6 +25,8 @@
 //   Teardown (teardown.h)          the teardown in progress: scope, origin, failures -> the
 //                                  pool's error, whether the world is kept
 //   StateWaiters (state_waiters.h) a pool's WaitForState long-polls
+//   JudgeRecovery (recovery.h)     whether a restarted coordinator can restore a pool from what
+//                                  its members hold
 // What stays here: pools and their phases (below), and applying what the parts decide: the
 // messages to agents, events, timers, the durable state and recovery. The parts are plain
 // classes with no lock of their own, used only under mu_.

@@ -10,10 +10,10 @@
 #include "common/layout_proto.h"
 #include "coordinator/coordinator_internal.h"
 #include "coordinator/elastic_dp.h"
+#include "coordinator/recovery.h"
 #include "coordinator/state_file.h"
 #include "spdlog/spdlog.h"
 #include "cohort/v1/state.pb.h"
-#include "google/protobuf/util/message_differencer.h"
 
 namespace cohort::coordinator {
 
@@ -239,38 +239,14 @@ void Coordinator::TryRecover(Pool& pool, bool give_up, Completions& out) {
   if (!complete && !give_up) return;
   CancelTimer(pool.recovery_timer);
 
-  // The rule: the pool is restored only if every rank is back and holds the same generation,
-  // config and backend (all READY, or all world-only). Anything else is a conflict: every
-  // holder aborts and the next generation starts after the highest one reported.
-  std::optional<v1::HeldState> reference;
-  bool consistent = complete && pool.config.has_value();
-  int64_t highest = pool.generation;
-  std::vector<std::string> reports;
-  for (int r = 0; r < pool.world_size && consistent; ++r) {
-    Member* m = pool.roster.AtRank(r);
-    if (m == nullptr || !m->held.holding()) {
-      consistent = false;
-      break;
-    }
-    if (!reference.has_value()) {
-      reference = m->held;
-      continue;
-    }
-    consistent = m->held.generation() == reference->generation() &&
-                 m->held.world_only() == reference->world_only() &&
-                 m->held.backend() == reference->backend() &&
-                 google::protobuf::util::MessageDifferencer::Equals(m->held.config(),
-                                                                    reference->config());
-  }
-  for (auto& [identity, m] : pool.roster.members()) {
-    if (!m.held.holding()) continue;
-    highest = std::max(highest, m.held.generation());
-    reports.push_back(absl::StrCat(identity, ": rank ", m.held.rank(), " generation ",
-                                   m.held.generation(), m.held.world_only() ? " (world only)" : ""));
-  }
-  if (consistent && reference.has_value() &&
-      google::protobuf::util::MessageDifferencer::Equals(reference->config(),
-                                                         ToProto(*pool.config))) {
+  // The rule (recovery.h): restored only if every rank is back and all hold the same thing;
+  // otherwise every holder aborts and the next generation starts after the highest reported.
+  const RecoveryVerdict verdict =
+      JudgeRecovery(pool.roster, pool.world_size, complete, pool.config, pool.generation);
+  const int64_t highest = verdict.highest_generation;
+  const std::vector<std::string>& reports = verdict.reports;
+  if (verdict.restore.has_value()) {
+    const std::optional<v1::HeldState>& reference = verdict.restore;
     pool.generation = reference->generation();
     for (int r = 0; r < pool.world_size; ++r) {
       Member* m = pool.roster.AtRank(r);
