@@ -10,13 +10,26 @@
 //                                  listeners (metrics, health)
 //   KvStore (kv_store.h)           one generation's rendezvous store and its waiters
 //   ShrinkDp, CanGrowBack          elastic dp as pure functions of the config (elastic_dp.h)
+//   ElasticDpState                 the config to grow back to, and a grow-back in progress
+//                                  (elastic_dp_state.h)
 //   BuildPlan (plan.h)             the plan each rank of a generation gets
 //   agent_input.h                  the checks and cleaning of what agents send
 //   StateStore, StatePersister     the durable state, saved outside the lock and coalesced
 //                                  (state_store.h, state_persister.h)
 //   Caller, Authorizer             who calls, and whether they may (caller.h, authorizer.h)
-// What stays here: pools and their phases (below), generations, sessions, heartbeats, timers,
-// teardown and recovery.
+//   SessionTable (session_table.h) live session ids -> pool and identity; the ids themselves
+//   HeartbeatMonitor               which members are overdue, and the coordinator's own stalls
+//                                  (heartbeat_monitor.h)
+//   GenerationTracker              the ranks READY in the generation being built, its build time
+//                                  (generation_tracker.h)
+//   Teardown (teardown.h)          the teardown in progress: scope, origin, failures -> the
+//                                  pool's error, whether the world is kept
+//   StateWaiters (state_waiters.h) a pool's WaitForState long-polls
+//   JudgeRecovery (recovery.h)     whether a restarted coordinator can restore a pool from what
+//                                  its members hold
+// What stays here: pools and their phases (below), and applying what the parts decide: the
+// messages to agents, events, timers, the durable state and recovery. The parts are plain
+// classes with no lock of their own, used only under mu_.
 //
 // Pool phases (every change is an EVENT_KIND_PHASE event and a PoolState transition):
 //
@@ -66,14 +79,20 @@
 #include "common/timer_queue.h"
 #include "coordinator/authorizer.h"
 #include "coordinator/caller.h"
+#include "coordinator/elastic_dp_state.h"
 #include "coordinator/event_log.h"
+#include "coordinator/generation_tracker.h"
+#include "coordinator/heartbeat_monitor.h"
 #include "coordinator/kept_world.h"
 #include "coordinator/kv_store.h"
 #include "coordinator/limits.h"
 #include "coordinator/phase_history.h"
 #include "coordinator/roster.h"
+#include "coordinator/session_table.h"
 #include "coordinator/state_persister.h"
 #include "coordinator/state_store.h"
+#include "coordinator/state_waiters.h"
+#include "coordinator/teardown.h"
 
 namespace cohort::coordinator {
 
@@ -255,11 +274,6 @@ class Coordinator {
   int64_t StateSaves() const;
 
  private:
-  struct StateWaiter {
-    int64_t after_version;
-    std::function<void(absl::StatusOr<v1::PoolState>)> done;
-    TimerQueue::TimerId timer = 0;
-  };
   struct Pool {
     std::string name;
     int world_size = 0;
@@ -276,21 +290,19 @@ class Coordinator {
     KvStore kv;
     // World communicator kept by a model-parallel destroy, and who held each rank then.
     KeptWorld world;
-    absl::Time plans_sent_at;
-    int64_t init_ms = 0;
+    // Which ranks of the generation being built are READY, and how long the last build took.
+    GenerationTracker build;
     TimerQueue::TimerId deadline_timer = 0;
     // The teardown in progress (phase DESTROYING).
-    v1::DestroyScope teardown_scope = v1::DESTROY_SCOPE_MODEL_PARALLEL;
-    bool teardown_from_ready = false;
-    bool teardown_ok = true;
+    Teardown teardown;
     TimerQueue::TimerId teardown_timer = 0;
-    std::map<uint64_t, StateWaiter> state_waiters;
-    uint64_t next_waiter = 1;
+    // WaitForState long-polls.
+    StateWaiters state_waiters;
     TimerQueue::TimerId recovery_timer = 0;
-    // Elastic dp: the config before the pool shrank (grow back to it when agents return).
-    std::optional<ParallelConfig> full_config;
+    // Elastic dp: the config before the pool shrank (grow back to it when agents return), and
+    // whether it is growing back.
+    ElasticDpState elastic;
     TimerQueue::TimerId elastic_timer = 0;
-    bool grow_after_teardown = false;
   };
   using Completions = std::vector<std::function<void()>>;
 
@@ -388,7 +400,8 @@ class Coordinator {
   const std::shared_ptr<int> alive_ = std::make_shared<int>(0);
   mutable absl::Mutex mu_;
   std::map<std::string, Pool> pools_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::pair<std::string, std::string>> sessions_ ABSL_GUARDED_BY(mu_);
+  // Live session ids -> their pool and identity.
+  SessionTable sessions_ ABSL_GUARDED_BY(mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   // Where the durable state is kept (null: nowhere).
   const std::unique_ptr<StateStore> store_;
@@ -396,9 +409,8 @@ class Coordinator {
   // then left as it is and never written). Set in the constructor, never changed after.
   std::unique_ptr<StatePersister> persister_;
   TimerQueue::TimerId sweep_timer_ ABSL_GUARDED_BY(mu_) = 0;
-  // When a late sweep last showed that the coordinator itself had stalled: heartbeat windows
-  // count from here at the earliest.
-  absl::Time stalled_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // Who is overdue, and when the coordinator itself last stalled.
+  HeartbeatMonitor heartbeats_ ABSL_GUARDED_BY(mu_);
   uint64_t join_seq_ ABSL_GUARDED_BY(mu_) = 0;
   // Every pool's events, the Watch streams and the listeners.
   EventLog events_ ABSL_GUARDED_BY(mu_);

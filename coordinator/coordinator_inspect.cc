@@ -200,32 +200,27 @@ Coordinator::Cancel Coordinator::WaitForState(
                         options_.limits.max_state_waiters, "max-state-waiters"));
       now = [done, s] { done(s); };
     } else {
-      const uint64_t id = pool->next_waiter++;
-      StateWaiter& waiter = pool->state_waiters[id];
-      waiter.after_version = after_version;
-      waiter.done = std::move(done);
+      const uint64_t id = pool->state_waiters.Add(after_version, std::move(done));
       const std::string name = pool->name;
-      waiter.timer = Schedule(deadline, [this, name, id] {
-        std::function<void(absl::StatusOr<v1::PoolState>)> fire;
+      pool->state_waiters.SetTimer(id, Schedule(deadline, [this, name, id] {
+        StateWaiters::Done fire;
         {
           absl::MutexLock lock(&mu_);
           Pool* p = FindPool(name);
           if (p == nullptr) return;
-          auto it = p->state_waiters.find(id);
-          if (it == p->state_waiters.end()) return;
-          fire = std::move(it->second.done);
-          p->state_waiters.erase(it);
+          std::optional<StateWaiters::Waiter> waiter = p->state_waiters.Take(id);
+          if (!waiter.has_value()) return;
+          fire = std::move(waiter->done);
         }
         fire(GetState(name));
-      });
+      }));
       cancel = [this, name, id] {
         absl::MutexLock lock(&mu_);
         Pool* p = FindPool(name);
         if (p == nullptr) return;
-        auto it = p->state_waiters.find(id);
-        if (it == p->state_waiters.end()) return;
-        CancelTimer(it->second.timer);
-        p->state_waiters.erase(it);
+        std::optional<StateWaiters::Waiter> waiter = p->state_waiters.Take(id);
+        if (!waiter.has_value()) return;
+        CancelTimer(waiter->timer);
       };
     }
   }
@@ -310,7 +305,7 @@ v1::PoolState Coordinator::Snapshot(const Pool& pool) const {
   for (const v1::PhaseTransition& t : pool.phases.transitions()) *s.add_transitions() = t;
   for (int r : pool.roster.MissingRanks(pool.world_size)) s.add_missing_ranks(r);
   s.set_error(pool.error);
-  s.set_init_ms(pool.init_ms);
+  s.set_init_ms(pool.build.init_ms());
   return s;
 }
 

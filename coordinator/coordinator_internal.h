@@ -1,5 +1,5 @@
-// Small helpers shared by the files that implement Coordinator (coordinator.cc,
-// coordinator_inspect.cc, coordinator_resilience.cc) and plan.cc. Not part of the public API.
+// Small helpers shared by the files that implement Coordinator (coordinator*.cc) and plan.cc.
+// Not part of the public API.
 #ifndef COHORT_COORDINATOR_COORDINATOR_INTERNAL_H_
 #define COHORT_COORDINATOR_COORDINATOR_INTERNAL_H_
 

@@ -10,10 +10,10 @@
 #include "common/layout_proto.h"
 #include "coordinator/coordinator_internal.h"
 #include "coordinator/elastic_dp.h"
+#include "coordinator/recovery.h"
 #include "coordinator/state_file.h"
 #include "spdlog/spdlog.h"
 #include "cohort/v1/state.pb.h"
-#include "google/protobuf/util/message_differencer.h"
 
 namespace cohort::coordinator {
 
@@ -125,7 +125,7 @@ void Coordinator::ShrinkDp(Pool& pool, Completions& out) {
     m.rank = rank;
     pool.roster.RememberRank(identity, rank);
   }
-  if (!pool.full_config.has_value()) pool.full_config = config;
+  pool.elastic.Shrunk(config);
   const std::string before = config.ShortString();
   pool.config = smaller;
   pool.layout = *Layout::Build(smaller);
@@ -141,19 +141,14 @@ void Coordinator::ShrinkDp(Pool& pool, Completions& out) {
 }
 
 void Coordinator::MaybeGrowDp(Pool& pool, Completions& out) {
-  if (!pool.full_config.has_value() || pool.grow_after_teardown ||
-      pool.phases.phase() != v1::POOL_PHASE_READY) {
-    return;
-  }
+  if (pool.phases.phase() != v1::POOL_PHASE_READY) return;
   int available = 0;
   for (const auto& [identity, m] : pool.roster.members()) available += m.sink != nullptr;
-  if (!CanGrowBack(*pool.full_config, available)) return;
+  if (!pool.elastic.ShouldGrow(available)) return;
   spdlog::info("pool {}: elastic dp: {} agents available, growing back to {}", pool.name,
-               available, pool.full_config->ShortString());
-  pool.grow_after_teardown = true;
-  pool.teardown_from_ready = true;
-  pool.teardown_scope = v1::DESTROY_SCOPE_ALL;
-  pool.teardown_ok = true;
+               available, pool.elastic.full_config()->ShortString());
+  pool.elastic.StartGrowing();
+  pool.teardown.Start(v1::DESTROY_SCOPE_ALL, /*from_ready=*/true);
   SetPhase(pool, v1::POOL_PHASE_DESTROYING);
   for (auto& [identity, m] : pool.roster.members()) {
     m.teardown_reported = false;
@@ -244,38 +239,14 @@ void Coordinator::TryRecover(Pool& pool, bool give_up, Completions& out) {
   if (!complete && !give_up) return;
   CancelTimer(pool.recovery_timer);
 
-  // The rule: the pool is restored only if every rank is back and holds the same generation,
-  // config and backend (all READY, or all world-only). Anything else is a conflict: every
-  // holder aborts and the next generation starts after the highest one reported.
-  std::optional<v1::HeldState> reference;
-  bool consistent = complete && pool.config.has_value();
-  int64_t highest = pool.generation;
-  std::vector<std::string> reports;
-  for (int r = 0; r < pool.world_size && consistent; ++r) {
-    Member* m = pool.roster.AtRank(r);
-    if (m == nullptr || !m->held.holding()) {
-      consistent = false;
-      break;
-    }
-    if (!reference.has_value()) {
-      reference = m->held;
-      continue;
-    }
-    consistent = m->held.generation() == reference->generation() &&
-                 m->held.world_only() == reference->world_only() &&
-                 m->held.backend() == reference->backend() &&
-                 google::protobuf::util::MessageDifferencer::Equals(m->held.config(),
-                                                                    reference->config());
-  }
-  for (auto& [identity, m] : pool.roster.members()) {
-    if (!m.held.holding()) continue;
-    highest = std::max(highest, m.held.generation());
-    reports.push_back(absl::StrCat(identity, ": rank ", m.held.rank(), " generation ",
-                                   m.held.generation(), m.held.world_only() ? " (world only)" : ""));
-  }
-  if (consistent && reference.has_value() &&
-      google::protobuf::util::MessageDifferencer::Equals(reference->config(),
-                                                         ToProto(*pool.config))) {
+  // The rule (recovery.h): restored only if every rank is back and all hold the same thing;
+  // otherwise every holder aborts and the next generation starts after the highest reported.
+  const RecoveryVerdict verdict =
+      JudgeRecovery(pool.roster, pool.world_size, complete, pool.config, pool.generation);
+  const int64_t highest = verdict.highest_generation;
+  const std::vector<std::string>& reports = verdict.reports;
+  if (verdict.restore.has_value()) {
+    const std::optional<v1::HeldState>& reference = verdict.restore;
     pool.generation = reference->generation();
     for (int r = 0; r < pool.world_size; ++r) {
       Member* m = pool.roster.AtRank(r);

@@ -47,6 +47,13 @@ Member* Roster::AtRank(int rank) {
   return nullptr;
 }
 
+const Member* Roster::AtRank(int rank) const {
+  for (const auto& [identity, m] : members_) {
+    if (m.rank == rank) return &m;
+  }
+  return nullptr;
+}
+
 std::vector<bool> Roster::Taken() const {
   std::vector<bool> taken;
   for (const auto& [identity, m] : members_) {

@@ -60,6 +60,7 @@ class Roster {
   Member* Find(const std::string& identity);
   // The member holding `rank`, or null.
   Member* AtRank(int rank);
+  const Member* AtRank(int rank) const;
 
   // The rank a newcomer gets in a world of `world` (0: unbounded): `hint` when it is free and
   // inside the world, else the lowest free rank; -1 (standby) when every rank is taken.
