@@ -63,42 +63,47 @@ void ApplyTeardown(const v1::TeardownReport& teardown, v1::CommState state,
 std::optional<Refusal> CheckJoinRequest(const v1::JoinRequest& request, const Limits& limits) {
   if (request.identity().empty()) {
     return Refusal("identity", absl::InvalidArgumentError(
-                                  "join without an identity: set a stable identity such as the "
-                                  "pod name or host:gpu"));
+                                   "join without an identity: set a stable identity such as the "
+                                   "pod name or host:gpu"));
   }
   if (request.incarnation().empty()) {
-    return Refusal("incarnation", absl::InvalidArgumentError(
-        "join without an incarnation: set a value unique to this process start"));
+    return Refusal("incarnation",
+                   absl::InvalidArgumentError(
+                       "join without an incarnation: set a value unique to this process start"));
   }
   if (absl::Status s = CheckName("identity", request.identity(), limits.max_identity_length,
                                  "max-identity-length");
       !s.ok()) {
     return Refusal("identity", s);
   }
-  if (absl::Status s = CheckName("incarnation", request.incarnation(),
-                                 limits.max_identity_length, "max-identity-length");
+  if (absl::Status s = CheckName("incarnation", request.incarnation(), limits.max_identity_length,
+                                 "max-identity-length");
       !s.ok()) {
     return Refusal("incarnation", s);
   }
   if (request.has_rank_hint() &&
       (request.rank_hint() < -1 || request.rank_hint() >= limits.max_world_size)) {
-    return Refusal("rank-hint", absl::InvalidArgumentError(absl::StrCat(
-        "rank_hint ", request.rank_hint(), " is outside [0, ", limits.max_world_size,
-        ") (coordinator flag --max-world-size); use -1 or leave it unset for none")));
+    return Refusal(
+        "rank-hint",
+        absl::InvalidArgumentError(absl::StrCat(
+            "rank_hint ", request.rank_hint(), " is outside [0, ", limits.max_world_size,
+            ") (coordinator flag --max-world-size); use -1 or leave it unset for none")));
   }
   const v1::DeviceInfo& d = request.device();
   for (const std::string* field :
-       {&d.host_address(), &d.hostname(), &d.gpu_uuid(), &d.pci_bus_id(),
-        &request.agent_version(), &request.nccl_version(), &request.previous_session_id()}) {
+       {&d.host_address(), &d.hostname(), &d.gpu_uuid(), &d.pci_bus_id(), &request.agent_version(),
+        &request.nccl_version(), &request.previous_session_id()}) {
     if (field->size() > 253) {
-      return Refusal("join-field", absl::InvalidArgumentError(absl::StrCat(
-          "a join field is ", field->size(), " bytes long (device addresses, names and "
-          "versions take at most 253)")));
+      return Refusal("join-field", absl::InvalidArgumentError(
+                                       absl::StrCat("a join field is ", field->size(),
+                                                    " bytes long (device addresses, names and "
+                                                    "versions take at most 253)")));
     }
   }
   if (request.backends_size() > 8) {
     return Refusal("join-field", absl::InvalidArgumentError(absl::StrCat(
-        "join offers ", request.backends_size(), " backends; there are three (nccl, gloo, none)")));
+                                     "join offers ", request.backends_size(),
+                                     " backends; there are three (nccl, gloo, none)")));
   }
   for (const std::string& b : request.backends()) {
     if (b.size() > 16) {
@@ -108,14 +113,14 @@ std::optional<Refusal> CheckJoinRequest(const v1::JoinRequest& request, const Li
   if (request.held().holding()) {
     if (request.held().world_size() > limits.max_world_size) {
       return Refusal("max-world-size",
-                    LimitExceeded(absl::StrCat("held world_size ", request.held().world_size(),
-                                               " is larger than the largest world allowed"),
-                                  limits.max_world_size, "max-world-size"));
+                     LimitExceeded(absl::StrCat("held world_size ", request.held().world_size(),
+                                                " is larger than the largest world allowed"),
+                                   limits.max_world_size, "max-world-size"));
     }
     if (request.held().groups_size() > 64) {
       return Refusal("held", absl::InvalidArgumentError(absl::StrCat(
-          "held state lists ", request.held().groups_size(), " groups; a rank is in at most ",
-          "one group of each kind")));
+                                 "held state lists ", request.held().groups_size(),
+                                 " groups; a rank is in at most ", "one group of each kind")));
     }
   }
   return std::nullopt;
@@ -124,14 +129,13 @@ std::optional<Refusal> CheckJoinRequest(const v1::JoinRequest& request, const Li
 absl::Status CheckKeys(int count, const std::function<const std::string&(int)>& key) {
   if (count == 0) return absl::InvalidArgumentError("the request names no key");
   if (count > kMaxKeysPerRequest) {
-    return absl::InvalidArgumentError(absl::StrCat("the request names ", count,
-                                                   " keys; at most ", kMaxKeysPerRequest));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the request names ", count, " keys; at most ", kMaxKeysPerRequest));
   }
   for (int i = 0; i < count; ++i) {
     if (key(i).empty() || key(i).size() > kMaxKeyLength) {
-      return absl::InvalidArgumentError(absl::StrCat("key ", i, " is ", key(i).size(),
-                                                     " bytes long; keys take 1 to ",
-                                                     kMaxKeyLength));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "key ", i, " is ", key(i).size(), " bytes long; keys take 1 to ", kMaxKeyLength));
     }
   }
   return absl::OkStatus();

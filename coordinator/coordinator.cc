@@ -117,8 +117,7 @@ Coordinator::Pool& Coordinator::GetOrCreatePool(const std::string& name) {
   return pool;
 }
 
-Member* Coordinator::FindMemberBySession(const std::string& session_id,
-                                                      Pool** pool_out) {
+Member* Coordinator::FindMemberBySession(const std::string& session_id, Pool** pool_out) {
   const SessionTable::Owner* owner = sessions_.Find(session_id);
   if (owner == nullptr) return nullptr;
   Pool* pool = FindPool(owner->pool);
@@ -206,12 +205,17 @@ absl::Status Coordinator::CheckKvGeneration(const Pool& pool, int64_t generation
     return absl::AbortedError(absl::StrCat("generation ", generation, " is stale; pool '",
                                            pool.name, "' is at generation ", pool.generation));
   }
-  // The store serves a generation while it is being built (and once READY); a failed or
-  // degraded generation answers ABORTED at once, so nobody waits for a peer that is gone.
-  if (pool.phases.phase() != v1::POOL_PHASE_INITIALIZING && pool.phases.phase() != v1::POOL_PHASE_READY) {
+  // The store serves a generation while it is being built (and once READY); a failed, degraded
+  // or destroyed generation answers ABORTED at once, so nobody waits for a peer that is gone. The
+  // reason is the one the members' abort carries: a destroy's while DESTROYING (the pool's error
+  // then is an older failure), else the failure that ended the generation.
+  const v1::PoolPhase phase = pool.phases.phase();
+  if (phase != v1::POOL_PHASE_INITIALIZING && phase != v1::POOL_PHASE_READY) {
+    const std::string& why =
+        phase == v1::POOL_PHASE_DESTROYING ? pool.teardown.reason() : pool.error;
     return absl::AbortedError(absl::StrCat("generation ", generation, " of pool '", pool.name,
-                                           "' is over (", v1::PoolPhase_Name(pool.phases.phase()), ")",
-                                           pool.error.empty() ? "" : ": ", pool.error));
+                                           "' is over (", v1::PoolPhase_Name(phase), ")",
+                                           why.empty() ? "" : ": ", why));
   }
   return absl::OkStatus();
 }
@@ -220,10 +224,9 @@ absl::Status Coordinator::KvSet(const v1::KvSetRequest& request, const Caller& c
   if (absl::Status s = Authorize(caller, Action::kStore, PoolName(request.pool())); !s.ok()) {
     return s;
   }
-  if (absl::Status s = CheckKeys(request.entries_size(),
-                                 [&](int i) -> const std::string& {
-                                   return request.entries(i).key();
-                                 });
+  if (absl::Status s =
+          CheckKeys(request.entries_size(),
+                    [&](int i) -> const std::string& { return request.entries(i).key(); });
       !s.ok()) {
     return Refuse("store-request", s);
   }
@@ -237,8 +240,8 @@ absl::Status Coordinator::KvSet(const v1::KvSetRequest& request, const Caller& c
     if (absl::Status s = CheckKvGeneration(*pool, request.generation()); !s.ok()) return s;
     std::vector<std::pair<std::string, std::string>> entries;
     for (const v1::KvEntry& e : request.entries()) entries.emplace_back(e.key(), e.value());
-    absl::StatusOr<std::vector<KvStore::Completion>> set = pool->kv.Set(entries,
-                                                                         request.set_once());
+    absl::StatusOr<std::vector<KvStore::Completion>> set =
+        pool->kv.Set(entries, request.set_once());
     if (!set.ok()) {
       if (set.status().code() == absl::StatusCode::kResourceExhausted) {
         return Refuse("max-store", set.status());
@@ -251,20 +254,20 @@ absl::Status Coordinator::KvSet(const v1::KvSetRequest& request, const Caller& c
   return absl::OkStatus();
 }
 
-Coordinator::Cancel Coordinator::KvGet(
-    const v1::KvGetRequest& request,
-    std::function<void(absl::StatusOr<v1::KvGetResponse>)> reply, const Caller& caller) {
+Coordinator::Cancel Coordinator::KvGet(const v1::KvGetRequest& request,
+                                       std::function<void(absl::StatusOr<v1::KvGetResponse>)> reply,
+                                       const Caller& caller) {
   if (absl::Status s = Authorize(caller, Action::kStore, PoolName(request.pool())); !s.ok()) {
     reply(s);
     return nullptr;
   }
-  absl::Status refused = CheckKeys(request.keys_size(), [&](int i) -> const std::string& {
-    return request.keys(i);
-  });
+  absl::Status refused =
+      CheckKeys(request.keys_size(), [&](int i) -> const std::string& { return request.keys(i); });
   if (refused.ok() && request.timeout_ms() > absl::ToInt64Milliseconds(options_.limits.max_wait)) {
     refused = absl::InvalidArgumentError(absl::StrCat(
         "timeout_ms ", request.timeout_ms(), " is longer than the longest wait allowed (",
-        absl::ToInt64Milliseconds(options_.limits.max_wait), " ms: coordinator flag --max-wait-ms)"));
+        absl::ToInt64Milliseconds(options_.limits.max_wait),
+        " ms: coordinator flag --max-wait-ms)"));
   }
   if (!refused.ok()) {
     reply(Refuse("store-request", refused));
@@ -312,8 +315,8 @@ Coordinator::Cancel Coordinator::KvGet(
       } else {
         const std::string name = pool->name;
         const uint64_t id = result.waiter_id;
-        const TimerQueue::TimerId timer = Schedule(
-            clock_->Now() + absl::Milliseconds(request.timeout_ms()), [this, name, id] {
+        const TimerQueue::TimerId timer =
+            Schedule(clock_->Now() + absl::Milliseconds(request.timeout_ms()), [this, name, id] {
               KvStore::Completion fn;
               {
                 absl::MutexLock lock(&mu_);

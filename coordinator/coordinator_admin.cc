@@ -1,11 +1,10 @@
 // Coordinator: the admin commands that change a pool — Initialize, Destroy and DeletePool.
-#include "coordinator/coordinator.h"
-
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/layout_proto.h"
+#include "coordinator/coordinator.h"
 #include "coordinator/coordinator_internal.h"
 #include "spdlog/spdlog.h"
 
@@ -17,10 +16,9 @@ using internal::PoolName;
 
 // ---- Admin ----------------------------------------------------------------------------------
 
-absl::StatusOr<v1::InitializeResponse> Coordinator::Initialize(
-    const v1::InitializeRequest& request, const Caller& caller) {
-  if (absl::Status s = Authorize(caller, Action::kInitialize, PoolName(request.pool()));
-      !s.ok()) {
+absl::StatusOr<v1::InitializeResponse> Coordinator::Initialize(const v1::InitializeRequest& request,
+                                                               const Caller& caller) {
+  if (absl::Status s = Authorize(caller, Action::kInitialize, PoolName(request.pool())); !s.ok()) {
     return s;
   }
   const ParallelConfig config = FromProto(request.config());
@@ -33,21 +31,24 @@ absl::StatusOr<v1::InitializeResponse> Coordinator::Initialize(
   }
   const v1::InitOptions& init = request.options();
   if (!v1::InitMode_IsValid(init.init_mode())) {
-    return Refuse("enum", absl::InvalidArgumentError(absl::StrCat(
-        "unknown init_mode ", init.init_mode(), "; use INIT_MODE_SPLIT or INIT_MODE_PER_GROUP_ID")));
+    return Refuse("enum", absl::InvalidArgumentError(
+                              absl::StrCat("unknown init_mode ", init.init_mode(),
+                                           "; use INIT_MODE_SPLIT or INIT_MODE_PER_GROUP_ID")));
   }
   if (init.deadline_ms() < 0 || init.deadline_ms() > absl::ToInt64Milliseconds(limits.max_wait)) {
-    return Refuse("max-wait", absl::InvalidArgumentError(absl::StrCat(
-        "deadline_ms ", init.deadline_ms(), " is outside [0, ",
-        absl::ToInt64Milliseconds(limits.max_wait),
-        "] (0: the coordinator's default; upper limit: coordinator flag --max-wait)")));
+    return Refuse(
+        "max-wait",
+        absl::InvalidArgumentError(absl::StrCat(
+            "deadline_ms ", init.deadline_ms(), " is outside [0, ",
+            absl::ToInt64Milliseconds(limits.max_wait),
+            "] (0: the coordinator's default; upper limit: coordinator flag --max-wait)")));
   }
   absl::StatusOr<Layout> layout = Layout::Build(config);
   if (!layout.ok()) return layout.status();
   const std::string backend = BackendOf(request.options());
   if (!IsKnownBackend(backend)) {
-    return absl::InvalidArgumentError(absl::StrCat("unknown backend '", Printable(backend, 32),
-                                                   "'; use gloo, nccl or none"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown backend '", Printable(backend, 32), "'; use gloo, nccl or none"));
   }
   Completions done;
   v1::InitializeResponse response;
@@ -56,25 +57,27 @@ absl::StatusOr<v1::InitializeResponse> Coordinator::Initialize(
     absl::StatusOr<Pool*> found = FindOrCreatePool(PoolName(request.pool()), /*create=*/true);
     if (!found.ok()) return found.status();
     Pool& pool = **found;
-    if (pool.phases.phase() == v1::POOL_PHASE_INITIALIZING || pool.phases.phase() == v1::POOL_PHASE_READY ||
-        pool.phases.phase() == v1::POOL_PHASE_DESTROYING || pool.phases.phase() == v1::POOL_PHASE_RECOVERING) {
+    if (pool.phases.phase() == v1::POOL_PHASE_INITIALIZING ||
+        pool.phases.phase() == v1::POOL_PHASE_READY ||
+        pool.phases.phase() == v1::POOL_PHASE_DESTROYING ||
+        pool.phases.phase() == v1::POOL_PHASE_RECOVERING) {
       return absl::FailedPreconditionError(absl::StrCat(
           "pool '", pool.name, "' is ", v1::PoolPhase_Name(pool.phases.phase()), " at generation ",
           pool.generation, "; destroy it first (cohortctl destroy)"));
     }
     if (request.keep_pending_config() && pool.phases.phase() == v1::POOL_PHASE_WAITING &&
         pool.config.has_value()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "pool '", pool.name, "' already has a config waiting for members: ",
-          pool.config->ShortString()));
+      return absl::FailedPreconditionError(
+          absl::StrCat("pool '", pool.name,
+                       "' already has a config waiting for members: ", pool.config->ShortString()));
     }
     for (const auto& [identity, m] : pool.roster.members()) {
       if (m.rank < 0 || m.rank >= layout->world_size() || m.join.backends().empty()) continue;
       const auto& b = m.join.backends();
       if (std::find(b.begin(), b.end(), backend) == b.end()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "rank ", m.rank, " (", identity, ") cannot drive backend '", backend,
-            "'; it offers ", absl::StrJoin(b, ", ")));
+        return absl::InvalidArgumentError(absl::StrCat("rank ", m.rank, " (", identity,
+                                                       ") cannot drive backend '", backend,
+                                                       "'; it offers ", absl::StrJoin(b, ", ")));
       }
     }
     if (pool.world_size != layout->world_size()) pool.world.Drop();
@@ -117,8 +120,8 @@ absl::StatusOr<v1::DestroyResponse> Coordinator::Destroy(const v1::DestroyReques
   }
   if (!v1::DestroyScope_IsValid(request.scope())) {
     return Refuse("enum", absl::InvalidArgumentError(absl::StrCat(
-        "unknown destroy scope ", request.scope(),
-        "; use DESTROY_SCOPE_MODEL_PARALLEL or DESTROY_SCOPE_ALL")));
+                              "unknown destroy scope ", request.scope(),
+                              "; use DESTROY_SCOPE_MODEL_PARALLEL or DESTROY_SCOPE_ALL")));
   }
   Completions done;
   v1::DestroyResponse response;
@@ -132,12 +135,12 @@ absl::StatusOr<v1::DestroyResponse> Coordinator::Destroy(const v1::DestroyReques
                             pool->phases.phase() == v1::POOL_PHASE_READY ||
                             pool->phases.phase() == v1::POOL_PHASE_FAILED ||
                             pool->phases.phase() == v1::POOL_PHASE_DEGRADED;
-    const bool world_only = !has_groups && pool->world.alive() &&
-                            request.scope() == v1::DESTROY_SCOPE_ALL;
+    const bool world_only =
+        !has_groups && pool->world.alive() && request.scope() == v1::DESTROY_SCOPE_ALL;
     if (!has_groups && !world_only) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "pool '", pool->name, "' has no communicators to destroy (it is ",
-          v1::PoolPhase_Name(pool->phases.phase()), ")"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("pool '", pool->name, "' has no communicators to destroy (it is ",
+                       v1::PoolPhase_Name(pool->phases.phase()), ")"));
     }
     const int64_t generation = world_only ? pool->world.generation() : pool->generation;
     pool->teardown.Start(request.scope(), pool->phases.phase() == v1::POOL_PHASE_READY);
@@ -152,19 +155,19 @@ absl::StatusOr<v1::DestroyResponse> Coordinator::Destroy(const v1::DestroyReques
       teardown->set_generation(generation);
       teardown->set_scope(request.scope());
       teardown->set_abort(abort);
-      teardown->set_reason("destroy requested");
+      teardown->set_reason(pool->teardown.reason());
       m.sink->Send(message);
     }
     const std::string name = pool->name;
     const int64_t current = pool->generation;
-    pool->teardown_timer =
-        Schedule(clock_->Now() + options_.teardown_deadline,
-                          [this, name, current] { OnTeardownDeadline(name, current); });
+    pool->teardown_timer = Schedule(clock_->Now() + options_.teardown_deadline,
+                                    [this, name, current] { OnTeardownDeadline(name, current); });
     response.set_generation(generation);
     Emit(*pool, v1::EVENT_KIND_DESTROY, -1, "",
-         absl::StrCat("destroy ", request.scope() == v1::DESTROY_SCOPE_ALL ? "everything"
-                                                                            : "model-parallel groups",
-                      abort ? " (abort)" : ""));
+         absl::StrCat(
+             "destroy ",
+             request.scope() == v1::DESTROY_SCOPE_ALL ? "everything" : "model-parallel groups",
+             abort ? " (abort)" : ""));
     Touch(*pool, done);
     FinishTeardownIfDone(*pool, /*force=*/false, done);
   }
@@ -174,8 +177,7 @@ absl::StatusOr<v1::DestroyResponse> Coordinator::Destroy(const v1::DestroyReques
 
 // ---- Pool deletion ---------------------------------------------------------------------------
 
-absl::Status Coordinator::DeletePool(const std::string& name, bool force,
-                                    const Caller& caller) {
+absl::Status Coordinator::DeletePool(const std::string& name, bool force, const Caller& caller) {
   if (absl::Status s = Authorize(caller, Action::kDeletePool, PoolName(name)); !s.ok()) return s;
   Completions done;
   {
@@ -183,8 +185,7 @@ absl::Status Coordinator::DeletePool(const std::string& name, bool force,
     const std::string pool_name = PoolName(name);
     Pool* pool = FindPool(pool_name);
     if (pool == nullptr) {
-      return absl::NotFoundError(
-          absl::StrCat("unknown pool '", Printable(pool_name, 64), "'"));
+      return absl::NotFoundError(absl::StrCat("unknown pool '", Printable(pool_name, 64), "'"));
     }
     int attached = 0;
     for (const auto& [identity, m] : pool->roster.members()) attached += m.sink != nullptr;
@@ -205,11 +206,12 @@ absl::Status Coordinator::DeletePool(const std::string& name, bool force,
     CancelTimer(pool->teardown_timer);
     CancelTimer(pool->recovery_timer);
     CancelTimer(pool->elastic_timer);
-    for (auto& fn : pool->kv.Reset(
-             absl::AbortedError(absl::StrCat("pool '", pool_name, "' was deleted")))) {
+    for (auto& fn :
+         pool->kv.Reset(absl::AbortedError(absl::StrCat("pool '", pool_name, "' was deleted")))) {
       done.push_back(std::move(fn));
     }
-    const absl::Status gone = absl::NotFoundError(absl::StrCat("pool '", pool_name, "' was deleted"));
+    const absl::Status gone =
+        absl::NotFoundError(absl::StrCat("pool '", pool_name, "' was deleted"));
     for (StateWaiters::Waiter& waiter : pool->state_waiters.TakeAll()) {
       CancelTimer(waiter.timer);
       done.push_back([fn = std::move(waiter.done), gone] { fn(gone); });

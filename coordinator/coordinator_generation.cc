@@ -1,11 +1,10 @@
 // Coordinator: generations (start, plans, reports, deadline, failure) and teardowns (reports,
 // deadline, the end of a destroy).
-#include "coordinator/coordinator.h"
-
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "coordinator/coordinator.h"
 #include "coordinator/coordinator_internal.h"
 #include "coordinator/plan.h"
 #include "spdlog/spdlog.h"
@@ -22,7 +21,8 @@ void Coordinator::MaybeStart(Pool& pool, Completions& out) {
     return;
   }
   if (!pool.config.has_value() || pool.world_size == 0 ||
-      (pool.phases.phase() != v1::POOL_PHASE_WAITING && pool.phases.phase() != v1::POOL_PHASE_DEGRADED)) {
+      (pool.phases.phase() != v1::POOL_PHASE_WAITING &&
+       pool.phases.phase() != v1::POOL_PHASE_DEGRADED)) {
     return;
   }
   if (!pool.roster.MissingRanks(pool.world_size).empty()) return;
@@ -70,8 +70,9 @@ void Coordinator::StartGeneration(Pool& pool, Completions& out) {
       absl::Milliseconds(PlanFor(pool, 0).deadline_ms()) + absl::Seconds(1);
   const std::string name = pool.name;
   const int64_t generation = pool.generation;
-  pool.deadline_timer = Schedule(
-      clock_->Now() + deadline, [this, name, generation] { OnGenerationDeadline(name, generation); });
+  pool.deadline_timer = Schedule(clock_->Now() + deadline, [this, name, generation] {
+    OnGenerationDeadline(name, generation);
+  });
   spdlog::info("pool {}: generation {} started: {} ({}, {} ranks{})", pool.name, pool.generation,
                pool.config->ShortString(), BackendOf(pool.options), pool.world_size,
                reuse ? ", reusing the world communicator" : "");
@@ -99,8 +100,10 @@ void Coordinator::OnGenerationDeadline(const std::string& pool_name, int64_t gen
       }
     }
     FailGeneration(*pool,
-                   absl::StrCat("generation ", generation, " missed its deadline; ranks not "
-                                "READY: ", absl::StrJoin(missing, ", ")),
+                   absl::StrCat("generation ", generation,
+                                " missed its deadline; ranks not "
+                                "READY: ",
+                                absl::StrJoin(missing, ", ")),
                    done);
   }
   Finish(done);
@@ -115,8 +118,8 @@ void Coordinator::FailGeneration(Pool& pool, const std::string& error, Completio
   pool.world.Drop();
   CancelTimer(pool.deadline_timer);
   // Agents still waiting on the rendezvous store of this generation stop waiting now.
-  for (auto& fn : pool.kv.Reset(absl::AbortedError(
-           absl::StrCat("generation ", pool.generation, " failed: ", error)))) {
+  for (auto& fn : pool.kv.Reset(
+           absl::AbortedError(absl::StrCat("generation ", pool.generation, " failed: ", error)))) {
     out.push_back(std::move(fn));
   }
   for (auto& [identity, m] : pool.roster.members()) {
@@ -142,8 +145,8 @@ void Coordinator::HandleReport(Pool& pool, Member& member, const v1::GenerationR
   if (!report.ok()) {
     member.phase = v1::MEMBER_PHASE_FAILED;
     member.error = report.error();
-    FailGeneration(pool, absl::StrCat("rank ", member.rank, " (", member.identity, "): ",
-                                      report.error()),
+    FailGeneration(pool,
+                   absl::StrCat("rank ", member.rank, " (", member.identity, "): ", report.error()),
                    out);
     return;
   }
@@ -167,8 +170,8 @@ void Coordinator::HandleReport(Pool& pool, Member& member, const v1::GenerationR
 
 // ---- Teardown -------------------------------------------------------------------------------
 
-void Coordinator::HandleTeardownReport(Pool& pool, Member& member,
-                                       const v1::TeardownReport& report, Completions& out) {
+void Coordinator::HandleTeardownReport(Pool& pool, Member& member, const v1::TeardownReport& report,
+                                       Completions& out) {
   if (pool.phases.phase() != v1::POOL_PHASE_DESTROYING) return;  // the abort after a failure
   member.teardown_reported = true;
   member.phase = v1::MEMBER_PHASE_JOINED;
@@ -199,8 +202,8 @@ void Coordinator::FinishTeardownIfDone(Pool& pool, bool force, Completions& out)
       m->error = why;
       names.push_back(absl::StrCat("rank ", m->rank, " (", m->identity, ")"));
     }
-    pool.error = pool.teardown.Fail(
-        pool.error, absl::StrCat(why, " from ", absl::StrJoin(names, ", ")));
+    pool.error =
+        pool.teardown.Fail(pool.error, absl::StrCat(why, " from ", absl::StrJoin(names, ", ")));
   } else if (pool.teardown.ok()) {
     // A clean teardown: the error that came before the destroy is history (in the events), and
     // an error on a DESTROYED pool means that the teardown failed.

@@ -1,13 +1,12 @@
 // Coordinator: events, watchers, phases and the inspection queries (GetState, ListPools,
 // GetEvents, WaitForState, Check, snapshots).
-#include "coordinator/coordinator.h"
-
 #include <algorithm>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/layout_proto.h"
+#include "coordinator/coordinator.h"
 #include "coordinator/coordinator_internal.h"
 #include "spdlog/spdlog.h"
 
@@ -131,9 +130,8 @@ absl::StatusOr<v1::PoolState> Coordinator::GetState(const std::string& pool_name
     return absl::NotFoundError(absl::StrCat("unknown pool '", PoolName(pool_name), "'"));
   }
   if (rank.has_value() && (*rank < 0 || *rank >= pool->world_size)) {
-    return absl::InvalidArgumentError(absl::StrCat("rank ", *rank, " is outside pool '",
-                                                   pool->name, "' (world size ",
-                                                   pool->world_size, ")"));
+    return absl::InvalidArgumentError(absl::StrCat("rank ", *rank, " is outside pool '", pool->name,
+                                                   "' (world size ", pool->world_size, ")"));
   }
   v1::PoolState s = Snapshot(*pool);
   if (rank.has_value()) {
@@ -191,29 +189,29 @@ Coordinator::Cancel Coordinator::WaitForState(
       now = [done, s] { done(s); };
     } else if (pool->version > after_version || deadline <= clock_->Now()) {
       now = [done, state = Snapshot(*pool)] { done(state); };
-    } else if (static_cast<int>(pool->state_waiters.size()) >=
-               options_.limits.max_state_waiters) {
-      absl::Status s = Refuse(
-          "max-state-waiters",
-          LimitExceeded(absl::StrCat("pool '", pool->name, "' has ", pool->state_waiters.size(),
-                                     " long-polls waiting"),
-                        options_.limits.max_state_waiters, "max-state-waiters"));
+    } else if (static_cast<int>(pool->state_waiters.size()) >= options_.limits.max_state_waiters) {
+      absl::Status s =
+          Refuse("max-state-waiters",
+                 LimitExceeded(absl::StrCat("pool '", pool->name, "' has ",
+                                            pool->state_waiters.size(), " long-polls waiting"),
+                               options_.limits.max_state_waiters, "max-state-waiters"));
       now = [done, s] { done(s); };
     } else {
       const uint64_t id = pool->state_waiters.Add(after_version, std::move(done));
       const std::string name = pool->name;
       pool->state_waiters.SetTimer(id, Schedule(deadline, [this, name, id] {
-        StateWaiters::Done fire;
-        {
-          absl::MutexLock lock(&mu_);
-          Pool* p = FindPool(name);
-          if (p == nullptr) return;
-          std::optional<StateWaiters::Waiter> waiter = p->state_waiters.Take(id);
-          if (!waiter.has_value()) return;
-          fire = std::move(waiter->done);
-        }
-        fire(GetState(name));
-      }));
+                                     StateWaiters::Done fire;
+                                     {
+                                       absl::MutexLock lock(&mu_);
+                                       Pool* p = FindPool(name);
+                                       if (p == nullptr) return;
+                                       std::optional<StateWaiters::Waiter> waiter =
+                                           p->state_waiters.Take(id);
+                                       if (!waiter.has_value()) return;
+                                       fire = std::move(waiter->done);
+                                     }
+                                     fire(GetState(name));
+                                   }));
       cancel = [this, name, id] {
         absl::MutexLock lock(&mu_);
         Pool* p = FindPool(name);

@@ -1,19 +1,18 @@
 // Coordinator: what keeps a pool alive through failures — standby promotion and refill, aborting
 // what members hold, elastic dp, recovery after a coordinator restart, and the state file.
-#include "coordinator/coordinator.h"
-
 #include <algorithm>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "cohort/v1/state.pb.h"
 #include "common/layout_proto.h"
+#include "coordinator/coordinator.h"
 #include "coordinator/coordinator_internal.h"
 #include "coordinator/elastic_dp.h"
 #include "coordinator/recovery.h"
 #include "coordinator/state_file.h"
 #include "spdlog/spdlog.h"
-#include "cohort/v1/state.pb.h"
 
 namespace cohort::coordinator {
 
@@ -93,8 +92,8 @@ void Coordinator::RefillFromStandby(Pool& pool, Member& lost, Completions& out) 
 
 void Coordinator::ShrinkDp(Pool& pool, Completions& out) {
   const ParallelConfig config = *pool.config;
-  absl::StatusOr<DpShrink> shrink = cohort::coordinator::ShrinkDp(
-      config, pool.roster.MissingRanks(pool.world_size));
+  absl::StatusOr<DpShrink> shrink =
+      cohort::coordinator::ShrinkDp(config, pool.roster.MissingRanks(pool.world_size));
   if (!shrink.ok()) {
     spdlog::warn("pool {}: elastic dp cannot shrink {}: {}", pool.name, config.ShortString(),
                  std::string(shrink.status().message()));
@@ -145,10 +144,10 @@ void Coordinator::MaybeGrowDp(Pool& pool, Completions& out) {
   int available = 0;
   for (const auto& [identity, m] : pool.roster.members()) available += m.sink != nullptr;
   if (!pool.elastic.ShouldGrow(available)) return;
-  spdlog::info("pool {}: elastic dp: {} agents available, growing back to {}", pool.name,
-               available, pool.elastic.full_config()->ShortString());
+  spdlog::info("pool {}: elastic dp: {} agents available, growing back to {}", pool.name, available,
+               pool.elastic.full_config()->ShortString());
   pool.elastic.StartGrowing();
-  pool.teardown.Start(v1::DESTROY_SCOPE_ALL, /*from_ready=*/true);
+  pool.teardown.Start(v1::DESTROY_SCOPE_ALL, /*from_ready=*/true, "elastic dp grows back");
   SetPhase(pool, v1::POOL_PHASE_DESTROYING);
   for (auto& [identity, m] : pool.roster.members()) {
     m.teardown_reported = false;
@@ -156,7 +155,7 @@ void Coordinator::MaybeGrowDp(Pool& pool, Completions& out) {
     v1::CoordinatorMessage message;
     message.mutable_teardown()->set_generation(pool.generation);
     message.mutable_teardown()->set_scope(v1::DESTROY_SCOPE_ALL);
-    message.mutable_teardown()->set_reason("elastic dp grows back");
+    message.mutable_teardown()->set_reason(pool.teardown.reason());
     m.sink->Send(message);
   }
   Emit(pool, v1::EVENT_KIND_DESTROY, -1, "", "elastic dp grows back: rebuilding the full world");
@@ -165,17 +164,18 @@ void Coordinator::MaybeGrowDp(Pool& pool, Completions& out) {
 
 absl::Status Coordinator::ValidateHeld(const v1::HeldState& held) const {
   auto refuse = [&](const std::string& what) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "held state refused: ", what, "; an agent reports only what it really holds (restart "
-        "the agent without communicators to join fresh)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("held state refused: ", what,
+                     "; an agent reports only what it really holds (restart "
+                     "the agent without communicators to join fresh)"));
   };
   if (held.world_size() < 1 || held.world_size() > kMaxWorldSize) {
-    return refuse(absl::StrCat("world_size ", held.world_size(), " is outside [1, ",
-                               kMaxWorldSize, "]"));
+    return refuse(
+        absl::StrCat("world_size ", held.world_size(), " is outside [1, ", kMaxWorldSize, "]"));
   }
   if (held.rank() < 0 || held.rank() >= held.world_size()) {
-    return refuse(absl::StrCat("rank ", held.rank(), " is outside the world of ",
-                               held.world_size()));
+    return refuse(
+        absl::StrCat("rank ", held.rank(), " is outside the world of ", held.world_size()));
   }
   if (held.generation() < 1) {
     return refuse(absl::StrCat("generation ", held.generation(), " was never built"));
@@ -277,8 +277,8 @@ void Coordinator::TryRecover(Pool& pool, bool give_up, Completions& out) {
     } else {
       SetPhase(pool, v1::POOL_PHASE_READY);
     }
-    spdlog::info("pool {}: recovered at generation {} from {} members, nothing rebuilt",
-                 pool.name, pool.generation, pool.world_size);
+    spdlog::info("pool {}: recovered at generation {} from {} members, nothing rebuilt", pool.name,
+                 pool.generation, pool.world_size);
     Emit(pool, v1::EVENT_KIND_RECOVERED, -1, "",
          absl::StrCat("restored generation ", pool.generation, " from the members' reports"));
     SaveState();
@@ -332,7 +332,8 @@ std::optional<v1::DurableState> Coordinator::DurableSnapshot() const {
       auto [it, inserted] = holder.emplace(rank, identity);
       if (inserted) continue;
       auto member = pool.roster.members().find(identity);
-      if (member != pool.roster.members().end() && member->second.rank == rank) it->second = identity;
+      if (member != pool.roster.members().end() && member->second.rank == rank)
+        it->second = identity;
     }
     for (const auto& [rank, identity] : holder) (*p->mutable_ranks())[identity] = rank;
   }
@@ -354,9 +355,7 @@ void Coordinator::FlushState() {
   if (persister_ != nullptr) persister_->Flush();
 }
 
-int64_t Coordinator::StateSaves() const {
-  return persister_ != nullptr ? persister_->saves() : 0;
-}
+int64_t Coordinator::StateSaves() const { return persister_ != nullptr ? persister_->saves() : 0; }
 
 void Coordinator::LoadState() {
   if (store_ == nullptr) return;
@@ -388,8 +387,8 @@ void Coordinator::LoadState() {
     for (const auto& [identity, rank] : p.ranks()) pool.roster.LoadRank(identity, rank);
     // Members that hold communicators report back; until then the pool is RECOVERING.
     StartRecovery(pool);
-    spdlog::info("pool {}: loaded from {} (generation {}, {} known ranks); recovering",
-                 pool.name, store_->Describe(), pool.generation, pool.roster.durable_ranks().size());
+    spdlog::info("pool {}: loaded from {} (generation {}, {} known ranks); recovering", pool.name,
+                 store_->Describe(), pool.generation, pool.roster.durable_ranks().size());
   }
 }
 

@@ -1,12 +1,11 @@
 // Coordinator: agent sessions — Join, Attach, Detach, the messages agents send, losing a member
 // and the heartbeat sweep.
-#include "coordinator/coordinator.h"
-
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "coordinator/agent_input.h"
+#include "coordinator/coordinator.h"
 #include "coordinator/coordinator_internal.h"
 #include "spdlog/spdlog.h"
 
@@ -39,9 +38,8 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
       // naming its current session id (a secret only that process got from Join). Anyone
       // else — another incarnation, or a client that copied the identity and incarnation
       // from GetState — is refused while the session lives.
-      if (member->sink != nullptr &&
-          (member->incarnation != request.incarnation() ||
-           request.previous_session_id() != member->session_id)) {
+      if (member->sink != nullptr && (member->incarnation != request.incarnation() ||
+                                      request.previous_session_id() != member->session_id)) {
         const bool same = member->incarnation == request.incarnation();
         const std::string why = absl::StrCat(
             "identity '", request.identity(), "' is held by a live agent (",
@@ -60,15 +58,15 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
         member->sink = nullptr;
       }
       sessions_.Close(member->session_id);
-      spdlog::info("pool {}: {} rejoins as incarnation {} (rank {})", pool_name,
-                   request.identity(), request.incarnation(), member->rank);
+      spdlog::info("pool {}: {} rejoins as incarnation {} (rank {})", pool_name, request.identity(),
+                   request.incarnation(), member->rank);
     } else {
       if (static_cast<int>(pool->roster.members().size()) >= options_.limits.max_members_per_pool) {
-        return Refuse("max-members-per-pool",
-                      LimitExceeded(absl::StrCat("pool '", pool_name, "' has ",
-                                                 pool->roster.members().size(), " members and standbys"),
-                                    options_.limits.max_members_per_pool,
-                                    "max-members-per-pool"));
+        return Refuse(
+            "max-members-per-pool",
+            LimitExceeded(absl::StrCat("pool '", pool_name, "' has ", pool->roster.members().size(),
+                                       " members and standbys"),
+                          options_.limits.max_members_per_pool, "max-members-per-pool"));
       }
       if (request.held().holding()) {
         if (absl::Status s = ValidateHeld(request.held()); !s.ok()) {
@@ -110,21 +108,21 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
     }
     // The same agent back on a new session while the coordinator still counts it READY (it
     // never noticed the old session go): it keeps its state.
-    const bool still_ready = member->phase == v1::MEMBER_PHASE_READY &&
-                             member->incarnation == request.incarnation() &&
-                             pool->phases.phase() == v1::POOL_PHASE_READY &&
-                             request.held().holding() &&
-                             request.held().generation() == pool->generation;
+    const bool still_ready =
+        member->phase == v1::MEMBER_PHASE_READY && member->incarnation == request.incarnation() &&
+        pool->phases.phase() == v1::POOL_PHASE_READY && request.held().holding() &&
+        request.held().generation() == pool->generation;
     // Otherwise a member of the running generation that comes back without it lost it: the
     // generation fails like on any loss, so the pool is never READY with a member that is not.
     if (!still_ready && member->rank >= 0 &&
-        (pool->phases.phase() == v1::POOL_PHASE_READY || pool->phases.phase() == v1::POOL_PHASE_INITIALIZING) &&
+        (pool->phases.phase() == v1::POOL_PHASE_READY ||
+         pool->phases.phase() == v1::POOL_PHASE_INITIALIZING) &&
         (member->phase == v1::MEMBER_PHASE_READY ||
          member->phase == v1::MEMBER_PHASE_INITIALIZING)) {
-      LoseMember(*pool, *member,
-                 absl::StrCat("rejoined without the communicators of generation ",
-                              pool->generation),
-                 done);
+      LoseMember(
+          *pool, *member,
+          absl::StrCat("rejoined without the communicators of generation ", pool->generation),
+          done);
     }
     member->incarnation = request.incarnation();
     member->join = request;
@@ -184,7 +182,7 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
 }
 
 absl::Status Coordinator::Attach(const std::string& session_id, SessionSink* sink,
-                                const Caller& caller) {
+                                 const Caller& caller) {
   std::string pool_name;
   {
     absl::MutexLock lock(&mu_);
@@ -217,7 +215,8 @@ absl::Status Coordinator::Attach(const std::string& session_id, SessionSink* sin
     }
     // Communicators held from a generation this coordinator has moved past (or never will
     // restore) are aborted; a RECOVERING pool decides once everyone is back.
-    if (member->held.holding() && !still_ready && pool->phases.phase() != v1::POOL_PHASE_RECOVERING) {
+    if (member->held.holding() && !still_ready &&
+        pool->phases.phase() != v1::POOL_PHASE_RECOVERING) {
       AbortHeld(*pool, *member,
                 absl::StrCat("generation ", member->held.generation(),
                              " is over: the coordinator declared this member lost"));
@@ -255,8 +254,7 @@ void Coordinator::Detach(const std::string& session_id, SessionSink* sink,
 
 void Coordinator::LoseMember(Pool& pool, Member& member, const std::string& reason,
                              Completions& out) {
-  spdlog::warn("pool {}: {} (rank {}) lost: {}", pool.name, member.identity, member.rank,
-               reason);
+  spdlog::warn("pool {}: {} (rank {}) lost: {}", pool.name, member.identity, member.rank, reason);
   Emit(pool, v1::EVENT_KIND_MEMBER_LOST, member.rank, member.identity, reason);
   if (member.rank < 0) {
     pool.roster.members().erase(member.identity);  // standbys hold nothing worth remembering
@@ -277,8 +275,8 @@ void Coordinator::LoseMember(Pool& pool, Member& member, const std::string& reas
         CancelTimer(pool.elastic_timer);
         const std::string name = pool.name;
         const int64_t generation = pool.generation;
-        pool.elastic_timer = Schedule(
-            clock_->Now() + options_.elastic_dp_after, [this, name, generation] {
+        pool.elastic_timer =
+            Schedule(clock_->Now() + options_.elastic_dp_after, [this, name, generation] {
               Completions done;
               {
                 absl::MutexLock lock(&mu_);
@@ -335,8 +333,7 @@ absl::Status Coordinator::HandleAgentMessage(const std::string& session_id,
       clean = raw;
       CleanAgentMessage(&clean);
     }
-    const v1::AgentMessage& message =
-        raw.kind_case() == v1::AgentMessage::kHeartbeat ? raw : clean;
+    const v1::AgentMessage& message = raw.kind_case() == v1::AgentMessage::kHeartbeat ? raw : clean;
     switch (message.kind_case()) {
       case v1::AgentMessage::kHeartbeat:
         // Deliberately no Touch: heartbeats must cost idle watchers nothing.
@@ -365,26 +362,25 @@ absl::Status Coordinator::HandleAgentMessage(const std::string& session_id,
                  absl::StrCat(v1::GroupKind_Name(changed.kind()), " ", changed.index(), ": ",
                               v1::CommState_Name(changed.state()),
                               changed.error().empty() ? "" : " error: ", changed.error(),
-                              changed.async_error().empty() ? "" : " ",
-                              changed.async_error()));
+                              changed.async_error().empty() ? "" : " ", changed.async_error()));
           }
           Touch(*pool, done);
         }
         break;
       case v1::AgentMessage::kReport:
         if (message.report().generation() != pool->generation) {
-          status = absl::AbortedError(absl::StrCat(
-              "report for generation ", message.report().generation(), " but pool '",
-              pool->name, "' is at generation ", pool->generation, "; ignored"));
+          status = absl::AbortedError(
+              absl::StrCat("report for generation ", message.report().generation(), " but pool '",
+                           pool->name, "' is at generation ", pool->generation, "; ignored"));
           break;
         }
         // Only a member planned into this generation reports on it (not a standby, not a
         // member that already reported).
         if (member->rank < 0 || member->phase != v1::MEMBER_PHASE_INITIALIZING) {
-          status = absl::FailedPreconditionError(absl::StrCat(
-              "report for generation ", pool->generation, " from ",
-              member->rank < 0 ? "a standby" : "a member that is not building it",
-              " (", v1::MemberPhase_Name(member->phase), "); ignored"));
+          status = absl::FailedPreconditionError(
+              absl::StrCat("report for generation ", pool->generation, " from ",
+                           member->rank < 0 ? "a standby" : "a member that is not building it",
+                           " (", v1::MemberPhase_Name(member->phase), "); ignored"));
           break;
         }
         HandleReport(*pool, *member, message.report(), done);
@@ -393,7 +389,7 @@ absl::Status Coordinator::HandleAgentMessage(const std::string& session_id,
         // Inspection shows what is gone: destroyed (or aborted) groups stop looking READY.
         ApplyTeardown(message.teardown(),
                       pool->phases.phase() == v1::POOL_PHASE_DESTROYING ? v1::COMM_STATE_DESTROYED
-                                                               : v1::COMM_STATE_ABORTED,
+                                                                        : v1::COMM_STATE_ABORTED,
                       &member->report);
         if (pool->phases.phase() != v1::POOL_PHASE_DESTROYING) {
           // The answer to an abort: recorded for inspection (time from failure to aborted).
@@ -406,8 +402,8 @@ absl::Status Coordinator::HandleAgentMessage(const std::string& session_id,
         }
         if (message.teardown().generation() != pool->generation) {
           status = absl::AbortedError(absl::StrCat(
-              "teardown report for generation ", message.teardown().generation(),
-              " but pool '", pool->name, "' is at generation ", pool->generation, "; ignored"));
+              "teardown report for generation ", message.teardown().generation(), " but pool '",
+              pool->name, "' is at generation ", pool->generation, "; ignored"));
           break;
         }
         if (member->rank < 0) {
@@ -447,9 +443,10 @@ void Coordinator::Sweep(absl::Duration late) {
     const absl::Duration limit = heartbeats_.window();
     if (heartbeats_.StartSweep(now, late)) {
       // The coordinator's own absence is not the agents' fault (heartbeat_monitor.h).
-      spdlog::warn("heartbeat sweep ran {} late (the coordinator was not running); every member "
-                   "gets a full heartbeat window ({}) before it can be declared lost",
-                   absl::FormatDuration(late), absl::FormatDuration(limit));
+      spdlog::warn(
+          "heartbeat sweep ran {} late (the coordinator was not running); every member "
+          "gets a full heartbeat window ({}) before it can be declared lost",
+          absl::FormatDuration(late), absl::FormatDuration(limit));
     }
     for (auto& [name, pool] : pools_) {
       std::vector<Member*> stale;
@@ -461,8 +458,7 @@ void Coordinator::Sweep(absl::Duration late) {
         m->sink = nullptr;
         sessions_.Close(m->session_id);
         LoseMember(pool, *m,
-                   absl::StrCat("no heartbeat for ",
-                                absl::FormatDuration(now - m->last_heartbeat)),
+                   absl::StrCat("no heartbeat for ", absl::FormatDuration(now - m->last_heartbeat)),
                    done);
       }
     }

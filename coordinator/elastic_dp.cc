@@ -35,9 +35,9 @@ absl::StatusOr<DpShrink> ShrinkDp(const ParallelConfig& config,
   absl::StatusOr<DerivedSizes> derived = ValidateParallelConfig(out.config);
   if (!derived.ok()) return absl::FailedPreconditionError(derived.status().message());
   if (derived->standalone_hsdp) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the smaller config ", out.config.ShortString(),
-        " would be a standalone HSDP layout, with other groups"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("the smaller config ", out.config.ShortString(),
+                     " would be a standalone HSDP layout, with other groups"));
   }
   for (int d = 0, next = 0; d < dp; ++d) {
     if (broken.count(d)) continue;
@@ -47,8 +47,6 @@ absl::StatusOr<DpShrink> ShrinkDp(const ParallelConfig& config,
   return out;
 }
 
-bool CanGrowBack(const ParallelConfig& full, int available) {
-  return available >= full.world_size;
-}
+bool CanGrowBack(const ParallelConfig& full, int available) { return available >= full.world_size; }
 
 }  // namespace cohort::coordinator

@@ -30,8 +30,7 @@ class KeptWorld {
   // Whether a generation of `world` ranks can reuse the kept world: it is alive and every rank
   // of [0, world) is held by the incarnation that held it when kept. `incarnation_at(r)`: the
   // incarnation holding rank r now, or null when nobody does.
-  bool ReusableBy(int world,
-                  const std::function<const std::string*(int)>& incarnation_at) const;
+  bool ReusableBy(int world, const std::function<const std::string*(int)>& incarnation_at) const;
 
  private:
   bool alive_ = false;

@@ -45,14 +45,14 @@ absl::StatusOr<std::vector<KvStore::Completion>> KvStore::Set(
     }
   }
   if (keys > max_keys_) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "the rendezvous store of this generation would hold ", keys, " keys (limit ", max_keys_,
-        ": coordinator flag --max-store-keys)"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the rendezvous store of this generation would hold ", keys, " keys (limit ",
+                     max_keys_, ": coordinator flag --max-store-keys)"));
   }
   if (bytes > max_bytes_) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "the rendezvous store of this generation would hold ", bytes, " bytes (limit ",
-        max_bytes_, ": coordinator flag --max-store-bytes)"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the rendezvous store of this generation would hold ", bytes, " bytes (limit ",
+                     max_bytes_, ": coordinator flag --max-store-bytes)"));
   }
   for (const auto& [key, value] : entries) values_[key] = value;
   bytes_ = bytes;
@@ -88,8 +88,8 @@ KvStore::Completion KvStore::Expire(uint64_t waiter_id) {
   }
   // A few keys name the problem; thousands would not fit in a status (gRPC metadata limits).
   constexpr size_t kNamed = 16;
-  std::string named = absl::StrJoin(missing.begin(),
-                                    missing.begin() + std::min(missing.size(), kNamed), ", ");
+  std::string named =
+      absl::StrJoin(missing.begin(), missing.begin() + std::min(missing.size(), kNamed), ", ");
   if (missing.size() > kNamed) {
     absl::StrAppend(&named, " and ", missing.size() - kNamed, " more");
   }

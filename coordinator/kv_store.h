@@ -38,8 +38,8 @@ class KvStore {
   // If every key exists, returns a completion delivering the values now. Otherwise registers a
   // waiter and returns its id (> 0); the caller schedules Expire(id) at the deadline.
   struct GetResult {
-    uint64_t waiter_id = 0;         // 0 when answered at once
-    Completion immediate;           // set when answered at once
+    uint64_t waiter_id = 0;  // 0 when answered at once
+    Completion immediate;    // set when answered at once
   };
   GetResult Get(const std::vector<std::string>& keys, Callback callback);
 

@@ -19,16 +19,16 @@ absl::Status CheckName(absl::string_view what, absl::string_view value, size_t m
     return absl::InvalidArgumentError(absl::StrCat(what, " is empty"));
   }
   if (value.size() > max_length) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, " is ", value.size(), " bytes long (limit ", max_length,
-                     ": coordinator flag --", flag, ")"));
+    return absl::InvalidArgumentError(absl::StrCat(what, " is ", value.size(),
+                                                   " bytes long (limit ", max_length,
+                                                   ": coordinator flag --", flag, ")"));
   }
   for (size_t i = 0; i < value.size(); ++i) {
     if (!NameChar(value[i])) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          what, " '", Printable(value.substr(0, 64)), "' has the character ",
-          Printable(value.substr(i, 1)), " at byte ", i,
-          "; use letters, digits and . _ : - (e.g. a pod name or host:gpu)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " '", Printable(value.substr(0, 64)), "' has the character ",
+                       Printable(value.substr(i, 1)), " at byte ", i,
+                       "; use letters, digits and . _ : - (e.g. a pod name or host:gpu)"));
     }
   }
   return absl::OkStatus();

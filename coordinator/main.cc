@@ -75,38 +75,62 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   auto positive = CLI::PositiveNumber;
   app.add_option("--max-pools", limits.max_pools, "Pools on this coordinator")
-      ->capture_default_str()->check(positive)->group("Limits");
+      ->capture_default_str()
+      ->check(positive)
+      ->group("Limits");
   app.add_option("--max-members-per-pool", limits.max_members_per_pool,
                  "Members plus standbys of one pool")
-      ->capture_default_str()->check(positive)->group("Limits");
+      ->capture_default_str()
+      ->check(positive)
+      ->group("Limits");
   app.add_option("--max-world-size", limits.max_world_size,
                  "World size of one pool (also bounds rank hints)")
-      ->capture_default_str()->check(CLI::Range(int64_t{1}, cohort::kMaxWorldSize))->group("Limits");
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, cohort::kMaxWorldSize))
+      ->group("Limits");
   app.add_option("--max-identity-length", limits.max_identity_length,
                  "Bytes of an agent identity or incarnation")
-      ->capture_default_str()->check(CLI::Range(size_t{1}, size_t{4096}))->group("Limits");
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{4096}))
+      ->group("Limits");
   app.add_option("--max-pool-name-length", limits.max_pool_name_length, "Bytes of a pool name")
-      ->capture_default_str()->check(CLI::Range(size_t{1}, size_t{253}))->group("Limits");
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{253}))
+      ->group("Limits");
   app.add_option("--max-store-bytes", limits.max_store_bytes,
                  "Key and value bytes in the rendezvous store of one pool generation")
-      ->capture_default_str()->check(positive)->group("Limits");
+      ->capture_default_str()
+      ->check(positive)
+      ->group("Limits");
   app.add_option("--max-store-keys", limits.max_store_keys,
                  "Keys in the rendezvous store of one pool generation")
-      ->capture_default_str()->check(positive)->group("Limits");
+      ->capture_default_str()
+      ->check(positive)
+      ->group("Limits");
   app.add_option("--max-state-waiters", limits.max_state_waiters,
                  "Waiting GetState long-polls per pool")
-      ->capture_default_str()->check(positive)->group("Limits");
+      ->capture_default_str()
+      ->check(positive)
+      ->group("Limits");
   app.add_option("--max-kv-waiters", limits.max_kv_waiters, "Waiting store gets per pool")
-      ->capture_default_str()->check(positive)->group("Limits");
+      ->capture_default_str()
+      ->check(positive)
+      ->group("Limits");
   app.add_option("--max-watchers", limits.max_watchers, "Watch streams in all")
-      ->capture_default_str()->check(positive)->group("Limits");
+      ->capture_default_str()
+      ->check(positive)
+      ->group("Limits");
   app.add_option("--max-event-log-bytes", limits.max_event_log_bytes,
                  "Bytes of one pool's event log (the oldest events go first)")
-      ->capture_default_str()->check(positive)->group("Limits");
+      ->capture_default_str()
+      ->check(positive)
+      ->group("Limits");
   app.add_option("--max-queue-bytes", limits.max_queue_bytes,
                  "Bytes queued for a session or watch stream that does not read (past it: "
                  "the session is closed, the watcher dropped)")
-      ->capture_default_str()->check(positive)->group("Limits");
+      ->capture_default_str()
+      ->check(positive)
+      ->group("Limits");
   cohort::AddDurationOption(&app, "--max-wait", &limits.max_wait,
                             "The longest generation deadline, store-get or long-poll timeout a "
                             "request may ask for")
@@ -115,7 +139,8 @@ int main(int argc, char** argv) {
   cohort::AddMillisecondsAlias(&app, "--max-wait-ms", &limits.max_wait, "--max-wait")
       ->check(cohort::DurationRange(absl::Milliseconds(1), absl::InfiniteDuration(),
                                     /*milliseconds=*/true));
-  app.add_option("--log-level", log_level, "trace|debug|info|warn|error (default: $COHORT_LOG_LEVEL or info)");
+  app.add_option("--log-level", log_level,
+                 "trace|debug|info|warn|error (default: $COHORT_LOG_LEVEL or info)");
   // An optional startup pool: it starts itself once its world is complete.
   cohort::ConfigFlags config_flags;
   config_flags.Register(&app, /*world_size_required=*/false);
@@ -134,8 +159,9 @@ int main(int argc, char** argv) {
   }
   if (config_flags.world_size > 0) {
     absl::StatusOr<cohort::ParallelConfig> config = config_flags.ToConfig();
-    absl::StatusOr<cohort::Layout> layout =
-        config.ok() ? cohort::Layout::Build(*config) : absl::StatusOr<cohort::Layout>(config.status());
+    absl::StatusOr<cohort::Layout> layout = config.ok()
+                                                ? cohort::Layout::Build(*config)
+                                                : absl::StatusOr<cohort::Layout>(config.status());
     if (!layout.ok()) {
       std::cerr << "error: startup pool: " << layout.status().message() << "\n";
       return 2;
@@ -148,7 +174,8 @@ int main(int argc, char** argv) {
     spdlog::info("startup pool {}: {} on {}", pool, config->ShortString(), backend);
   }
   // Options that differ from their defaults.
-  if (options.listen_address != defaults.listen_address) spdlog::info("option --listen={}", options.listen_address);
+  if (options.listen_address != defaults.listen_address)
+    spdlog::info("option --listen={}", options.listen_address);
   if (options.coordinator.heartbeat_interval != defaults.coordinator.heartbeat_interval) {
     spdlog::info("option --heartbeat-interval={}",
                  absl::FormatDuration(options.coordinator.heartbeat_interval));

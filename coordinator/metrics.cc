@@ -1,7 +1,5 @@
 #include "coordinator/metrics.h"
 
-#include "common/metrics_util.h"
-
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "cohort/v1/agent.pb.h"
+#include "common/metrics_util.h"
 #include "prometheus/exposer.h"
 #include "prometheus/metric_family.h"
 #include "prometheus/text_serializer.h"
@@ -82,7 +81,6 @@ std::pair<std::string, std::string> SplitMethod(absl::string_view path) {
   return {std::string(path.substr(0, slash)), std::string(path.substr(slash + 1))};
 }
 
-
 template <typename Enum>
 std::vector<Enum> ValidPhases(bool (*is_valid)(int), int min, int max) {
   std::vector<Enum> out;
@@ -116,9 +114,9 @@ class RpcMetricsInterceptor final : public grpc::experimental::Interceptor {
       if (const auto* request = static_cast<const v1::KvSetRequest*>(methods->GetRecvMessage())) {
         pool_ = request->pool().empty() ? kDefaultPool : request->pool();
         entries_ = request->entries_size();
-        unique_ids_ = static_cast<int>(
-            std::count_if(request->entries().begin(), request->entries().end(),
-                          [](const v1::KvEntry& e) { return absl::EndsWith(e.key(), kUniqueIdSuffix); }));
+        unique_ids_ = static_cast<int>(std::count_if(
+            request->entries().begin(), request->entries().end(),
+            [](const v1::KvEntry& e) { return absl::EndsWith(e.key(), kUniqueIdSuffix); }));
       }
     }
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
@@ -220,8 +218,9 @@ class CoordinatorMetrics::StateCollector final : public prometheus::Collectable 
     // time: it only grows).
     prometheus::MetricFamily refusals;
     refusals.name = "cohort_coordinator_limit_refusals_total";
-    refusals.help = "Requests refused by an input check or past a limit, by check (the "
-                    "coordinator flag of the limit, or the field checked).";
+    refusals.help =
+        "Requests refused by an input check or past a limit, by check (the "
+        "coordinator flag of the limit, or the field checked).";
     refusals.type = prometheus::MetricType::Counter;
     for (const auto& [check, count] : coordinator_->RefusalCounts()) {
       prometheus::ClientMetric metric;
@@ -326,8 +325,8 @@ void CoordinatorMetrics::RecordEvent(const v1::Event& event) {
   }
 }
 
-void CoordinatorMetrics::RecordRpc(absl::string_view method_path, grpc::StatusCode code,
-                                   bool unary, absl::Duration latency) {
+void CoordinatorMetrics::RecordRpc(absl::string_view method_path, grpc::StatusCode code, bool unary,
+                                   absl::Duration latency) {
   // A client may ask for any method name: unknown ones share one series, so that label
   // values stay bounded.
   auto [service, method] = code == grpc::StatusCode::UNIMPLEMENTED
@@ -345,6 +344,5 @@ void CoordinatorMetrics::RecordKvSet(const std::string& pool, int entries, int u
   // Added even when zero, so that the series exists (0) for every pool that used the store.
   unique_ids_.Add({{"pool", pool}}).Increment(unique_ids);
 }
-
 
 }  // namespace cohort::coordinator

@@ -26,9 +26,8 @@ v1::Plan BuildPlan(const std::string& pool_name, int64_t generation, const Paral
   }
   plan.set_backend(BackendOf(options));
   plan.set_init_mode(options.init_mode());
-  plan.set_deadline_ms(options.deadline_ms() > 0
-                           ? options.deadline_ms()
-                           : absl::ToInt64Milliseconds(default_deadline));
+  plan.set_deadline_ms(options.deadline_ms() > 0 ? options.deadline_ms()
+                                                 : absl::ToInt64Milliseconds(default_deadline));
   plan.set_verify(!options.has_verify() || options.verify());
   return plan;
 }

@@ -21,8 +21,7 @@ void EnableHealthAndReflection() {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
-    ServerOptions options) {
+absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(ServerOptions options) {
   if (absl::Status s = options.transport_security.Validate(); !s.ok()) return s;
   // The state file first: a path that cannot be used, or a file that does not load, stops the
   // start here (the Coordinator constructor cannot fail); with --state-file-reset a bad file
@@ -93,8 +92,8 @@ std::shared_ptr<grpc::Channel> CoordinatorServer::InProcessChannel() {
 void CoordinatorServer::Shutdown(absl::Duration grace) {
   if (shut_down_) return;
   shut_down_ = true;
-  exposer_.reset();  // no scrape may reach a coordinator that is going away
-  health_->Stop();   // before the server (and its health service) goes away
+  exposer_.reset();          // no scrape may reach a coordinator that is going away
+  health_->Stop();           // before the server (and its health service) goes away
   if (server_ != nullptr) {  // null when Start() failed to bind
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
     server_->Wait();

@@ -235,9 +235,9 @@ class SessionReactor final
     attach_timer_ = coordinator_->AfterAttachTimeout([guard = guard_] {
       absl::MutexLock lock(&guard->mu);
       if (guard->reactor != nullptr && !guard->reactor->attached_) {
-        guard->reactor->writes_.FinishOnce(grpc::Status(
-            grpc::StatusCode::DEADLINE_EXCEEDED,
-            "no attach message within the attach timeout; join and attach again"));
+        guard->reactor->writes_.FinishOnce(
+            grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                         "no attach message within the attach timeout; join and attach again"));
       }
     });
     StartRead(&in_);
@@ -379,9 +379,8 @@ grpc::ServerBidiReactor<v1::AgentMessage, v1::CoordinatorMessage>* AgentServiceI
 grpc::ServerUnaryReactor* AgentServiceImpl::KvSet(grpc::CallbackServerContext* context,
                                                   const v1::KvSetRequest* request,
                                                   v1::KvSetResponse* /*response*/) {
-  return Reply(context, Guarded("KvSet", [&] {
-                 return coordinator_->KvSet(*request, CallerOf(*context));
-               }));
+  return Reply(context,
+               Guarded("KvSet", [&] { return coordinator_->KvSet(*request, CallerOf(*context)); }));
 }
 
 grpc::ServerUnaryReactor* AgentServiceImpl::KvGet(grpc::CallbackServerContext* context,
@@ -389,7 +388,8 @@ grpc::ServerUnaryReactor* AgentServiceImpl::KvGet(grpc::CallbackServerContext* c
                                                   v1::KvGetResponse* response) {
   auto [call, reactor] = WaitingCall::Start();
   call->SetCancel(coordinator_->KvGet(
-      *request, [call = call, response](absl::StatusOr<v1::KvGetResponse> result) {
+      *request,
+      [call = call, response](absl::StatusOr<v1::KvGetResponse> result) {
         call->Finish([&] { *response = *std::move(result); }, result.status());
       },
       CallerOf(*context)));
@@ -429,18 +429,18 @@ grpc::ServerUnaryReactor* AdminServiceImpl::GetState(grpc::CallbackServerContext
   };
   if (request->has_rank() &&
       (request->rank() < -1 || request->rank() >= coordinator_->options().limits.max_world_size)) {
-    reply(absl::InvalidArgumentError(absl::StrCat("rank ", request->rank(),
-                                                  " is outside every world")));
+    reply(absl::InvalidArgumentError(
+        absl::StrCat("rank ", request->rank(), " is outside every world")));
     return reactor;
   }
   if (request->has_wait() &&
       (request->wait().timeout_ms() < 0 ||
        request->wait().timeout_ms() >
            absl::ToInt64Milliseconds(coordinator_->options().limits.max_wait))) {
-    reply(absl::InvalidArgumentError(absl::StrCat(
-        "wait.timeout_ms ", request->wait().timeout_ms(), " is outside [0, ",
-        absl::ToInt64Milliseconds(coordinator_->options().limits.max_wait),
-        "] (coordinator flag --max-wait-ms)")));
+    reply(absl::InvalidArgumentError(
+        absl::StrCat("wait.timeout_ms ", request->wait().timeout_ms(), " is outside [0, ",
+                     absl::ToInt64Milliseconds(coordinator_->options().limits.max_wait),
+                     "] (coordinator flag --max-wait-ms)")));
     return reactor;
   }
   if (request->has_rank() || request->kind() != v1::GROUP_KIND_UNSPECIFIED) {
@@ -459,8 +459,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::GetState(grpc::CallbackServerContext
     return reactor;
   }
   if (!request->has_wait()) {
-    reply(coordinator_->GetState(request->pool(), std::nullopt, std::nullopt,
-                                 CallerOf(*context)));
+    reply(coordinator_->GetState(request->pool(), std::nullopt, std::nullopt, CallerOf(*context)));
     return reactor;
   }
   // Never wait past the caller's own deadline.
@@ -469,8 +468,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::GetState(grpc::CallbackServerContext
     deadline = std::min(deadline, absl::FromChrono(context->deadline()));
   }
   call->SetCancel(coordinator_->WaitForState(request->pool(), request->wait().after_version(),
-                                             deadline, std::move(reply),
-                                             CallerOf(*context)));
+                                             deadline, std::move(reply), CallerOf(*context)));
   return reactor;
 }
 
@@ -491,9 +489,8 @@ grpc::ServerUnaryReactor* AdminServiceImpl::GetEvents(grpc::CallbackServerContex
     return Reply(context, absl::InvalidArgumentError(absl::StrCat(
                               "limit ", request->limit(), " is outside [0, 100000] (0: all)")));
   }
-  absl::StatusOr<std::vector<v1::Event>> events =
-      coordinator_->GetEvents(request->pool(), request->after_seq(), request->limit(),
-                              CallerOf(*context));
+  absl::StatusOr<std::vector<v1::Event>> events = coordinator_->GetEvents(
+      request->pool(), request->after_seq(), request->limit(), CallerOf(*context));
   if (events.ok()) {
     for (v1::Event& e : *events) *response->add_events() = std::move(e);
   }

@@ -7,8 +7,8 @@
 namespace cohort::coordinator {
 
 std::string SessionTable::Open(const std::string& pool, const std::string& identity) {
-  const std::string id = absl::StrFormat("%016x%016x", absl::Uniform<uint64_t>(gen_),
-                                         absl::Uniform<uint64_t>(gen_));
+  const std::string id =
+      absl::StrFormat("%016x%016x", absl::Uniform<uint64_t>(gen_), absl::Uniform<uint64_t>(gen_));
   sessions_[id] = Owner{pool, identity};
   return id;
 }

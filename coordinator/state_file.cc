@@ -106,15 +106,14 @@ absl::Status ValidatePool(const v1::DurablePool& pool) {
     }
     if (rank < 0 || rank >= limit) {
       return Invalid(absl::StrCat(where, ": rank ", rank, " of '", identity, "' is outside ",
-                                  pool.world_size() > 0 ? "the world [0, " : "[0, ", limit,
-                                  ")"));
+                                  pool.world_size() > 0 ? "the world [0, " : "[0, ", limit, ")"));
     }
     auto [it, inserted] = holder.emplace(rank, identity);
     if (!inserted) {
       // Map order is unspecified: name the two identities in a stable order.
       const auto& [a, b] = std::minmax(it->second, identity);
-      return Invalid(absl::StrCat(where, ": rank ", rank, " is held by both '", a, "' and '", b,
-                                  "'"));
+      return Invalid(
+          absl::StrCat(where, ": rank ", rank, " is held by both '", a, "' and '", b, "'"));
     }
   }
   return absl::OkStatus();
@@ -159,8 +158,8 @@ absl::StatusOr<v1::DurableState> StateFile::Load(const std::string& path) {
   if (static_cast<size_t>(st.st_size) > kMaxFileSize) {
     close(fd);
     return absl::DataLossError(absl::StrCat("state file ", path, " is ", st.st_size,
-                                            " bytes, more than a state file can be (",
-                                            kMaxFileSize, ")"));
+                                            " bytes, more than a state file can be (", kMaxFileSize,
+                                            ")"));
   }
   std::string text;
   char buf[65536];
@@ -186,9 +185,9 @@ absl::StatusOr<v1::DurableState> StateFile::Load(const std::string& path) {
     // The parser's message may go on with the offending text and a caret: keep its first line.
     std::string why(s.message());
     why = why.substr(0, why.find('\n'));
-    return absl::DataLossError(absl::StrCat(
-        "state file ", path, " is not a valid state (", text.size(), " bytes",
-        text.empty() ? ", empty" : "", "; truncated or corrupt?): ", why));
+    return absl::DataLossError(absl::StrCat("state file ", path, " is not a valid state (",
+                                            text.size(), " bytes", text.empty() ? ", empty" : "",
+                                            "; truncated or corrupt?): ", why));
   }
   if (absl::Status s = Validate(state); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("state file ", path, ": ", s.message()));
@@ -199,8 +198,8 @@ absl::StatusOr<v1::DurableState> StateFile::Load(const std::string& path) {
 absl::Status StateFile::Save(const std::string& path, const v1::DurableState& state) {
   std::string json;
   if (auto s = google::protobuf::util::MessageToJsonString(state, &json); !s.ok()) {
-    return absl::InternalError(absl::StrCat("cannot encode the state for ", path, ": ",
-                                            s.ToString()));
+    return absl::InternalError(
+        absl::StrCat("cannot encode the state for ", path, ": ", s.ToString()));
   }
   json += "\n";
   std::string tmp;
@@ -208,8 +207,8 @@ absl::Status StateFile::Save(const std::string& path, const v1::DurableState& st
   if (!fd.ok()) return fd.status();
   auto fail = [&](absl::Status s) {
     unlink(tmp.c_str());
-    return absl::Status(s.code(), absl::StrCat("cannot write the state file ", path, " (via ",
-                                               tmp, "): ", s.message()));
+    return absl::Status(s.code(), absl::StrCat("cannot write the state file ", path, " (via ", tmp,
+                                               "): ", s.message()));
   };
   absl::Status written = WriteAll(*fd, json);
   // mkostemp creates the file 0600 already; say it, whatever the umask or libc.
@@ -220,16 +219,14 @@ absl::Status StateFile::Save(const std::string& path, const v1::DurableState& st
   // rename() replaces the entry at `path` itself, never what a link there points to.
   if (rename(tmp.c_str(), path.c_str()) != 0) return fail(ErrnoStatus(errno, "rename failed"));
   if (absl::Status s = SyncDir(DirOf(path)); !s.ok()) {
-    return absl::Status(s.code(), absl::StrCat("state file ", path, " written, but ",
-                                               s.message()));
+    return absl::Status(s.code(), absl::StrCat("state file ", path, " written, but ", s.message()));
   }
   return absl::OkStatus();
 }
 
 absl::Status StateFile::CheckUsable(const std::string& path) {
   auto refuse = [&](const std::string& why, const std::string& fix) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("--state-file ", path, ": ", why, "; ", fix));
+    return absl::FailedPreconditionError(absl::StrCat("--state-file ", path, ": ", why, "; ", fix));
   };
   struct stat st {};
   if (lstat(path.c_str(), &st) == 0) {
@@ -242,8 +239,8 @@ absl::Status StateFile::CheckUsable(const std::string& path) {
                     "give the real file's path with --state-file");
     }
     if (S_ISDIR(st.st_mode)) {
-      return refuse("is a directory", absl::StrCat("give a file path, e.g. --state-file ", path,
-                                                   "/state.json"));
+      return refuse("is a directory",
+                    absl::StrCat("give a file path, e.g. --state-file ", path, "/state.json"));
     }
     if (!S_ISREG(st.st_mode)) {
       return refuse("is not a regular file", "give the path of a regular file");
@@ -270,8 +267,7 @@ absl::Status StateFile::CheckUsable(const std::string& path) {
   std::string tmp;
   absl::StatusOr<int> fd = CreateTemporary(path, &tmp);
   if (!fd.ok()) {
-    return refuse(absl::StrCat("no file can be created in ", dir, " (",
-                               fd.status().message(), ")"),
+    return refuse(absl::StrCat("no file can be created in ", dir, " (", fd.status().message(), ")"),
                   "make the directory writable by the coordinator's user, or choose another "
                   "path");
   }
@@ -295,17 +291,19 @@ absl::StatusOr<v1::DurableState> StateFile::Open(const std::string& path, bool r
     }
     return state;
   }
-  const bool bad_content = absl::IsDataLoss(state.status()) ||
-                           absl::IsInvalidArgument(state.status());
+  const bool bad_content =
+      absl::IsDataLoss(state.status()) || absl::IsInvalidArgument(state.status());
   if (!bad_content) return state.status();  // cannot be read: no reset can help
   const std::string aside = CorruptPath(path, now);
   std::string reason(state.status().message());
   if (!reason.empty() && reason.back() == '.') reason.pop_back();
   if (!reset) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        reason, ". The coordinator will not start over it (that would lose "
-        "every pool's ranks); the file is left as it is. Repair it, or start with "
-        "--state-file-reset to move it aside to ", aside, " and start with an empty state"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(reason,
+                     ". The coordinator will not start over it (that would lose "
+                     "every pool's ranks); the file is left as it is. Repair it, or start with "
+                     "--state-file-reset to move it aside to ",
+                     aside, " and start with an empty state"));
   }
   // Move it aside without replacing an earlier copy from the same second.
   std::string target = aside;
@@ -320,8 +318,8 @@ absl::StatusOr<v1::DurableState> StateFile::Open(const std::string& path, bool r
     target = absl::StrCat(aside, "-", i);
   }
   if (absl::Status s = SyncDir(DirOf(path)); !s.ok()) return s;
-  spdlog::warn("{}; --state-file-reset: moved it aside to {}; starting with an empty state",
-               reason, target);
+  spdlog::warn("{}; --state-file-reset: moved it aside to {}; starting with an empty state", reason,
+               target);
   return v1::DurableState();
 }
 

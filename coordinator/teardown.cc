@@ -1,13 +1,16 @@
 #include "coordinator/teardown.h"
 
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 
 namespace cohort::coordinator {
 
-void Teardown::Start(v1::DestroyScope scope, bool from_ready) {
+void Teardown::Start(v1::DestroyScope scope, bool from_ready, std::string reason) {
   scope_ = scope;
   from_ready_ = from_ready;
   ok_ = true;
+  reason_ = std::move(reason);
 }
 
 std::string Teardown::Fail(const std::string& pool_error, const std::string& failure) {

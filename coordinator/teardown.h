@@ -17,14 +17,16 @@ namespace cohort::coordinator {
 
 class Teardown {
  public:
-  // A teardown of `scope` starts; `from_ready`: the generation it tears down was READY. Clean
-  // until a failure is recorded.
-  void Start(v1::DestroyScope scope, bool from_ready);
+  // A teardown of `scope` starts; `from_ready`: the generation it tears down was READY;
+  // `reason`: why, as the agents' Teardown messages and the store's refusals say it. Clean until
+  // a failure is recorded.
+  void Start(v1::DestroyScope scope, bool from_ready, std::string reason = "destroy requested");
 
   v1::DestroyScope scope() const { return scope_; }
   bool from_ready() const { return from_ready_; }
   // No failure recorded since Start.
   bool ok() const { return ok_; }
+  const std::string& reason() const { return reason_; }
 
   // Records a failure (a member failed its teardown, was lost during it, or did not report in
   // time) and returns the pool's error after it, given the error it has now: the teardown's
@@ -42,6 +44,7 @@ class Teardown {
   v1::DestroyScope scope_ = v1::DESTROY_SCOPE_MODEL_PARALLEL;
   bool from_ready_ = false;
   bool ok_ = true;
+  std::string reason_;
 };
 
 }  // namespace cohort::coordinator

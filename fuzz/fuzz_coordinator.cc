@@ -19,10 +19,11 @@
 //
 // Sizes are capped so that executions stay fast: configs whose world is above kMaxFuzzWorld are
 // not sent (Initialize, startup pools, held state), at most kMaxOps operations run.
+#include <unistd.h>
+
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <unistd.h>
 #include <map>
 #include <memory>
 #include <optional>
@@ -182,7 +183,8 @@ class Harness {
     if (o.heartbeat_interval_ms() != 0) {
       options.heartbeat_interval = ms(o.heartbeat_interval_ms(), 1, 600'000);
     }
-    if (o.heartbeat_misses() != 0) options.heartbeat_misses = std::min(std::max(o.heartbeat_misses(), 1), 100);
+    if (o.heartbeat_misses() != 0)
+      options.heartbeat_misses = std::min(std::max(o.heartbeat_misses(), 1), 100);
     if (o.attach_timeout_ms() != 0) options.attach_timeout = ms(o.attach_timeout_ms(), 1, 600'000);
     if (o.default_init_deadline_ms() != 0) {
       options.default_init_deadline = ms(o.default_init_deadline_ms(), 1, 600'000);
@@ -191,8 +193,10 @@ class Harness {
       options.teardown_deadline = ms(o.teardown_deadline_ms(), 1, 600'000);
     }
     options.refill_from_standby = !o.no_refill_from_standby();
-    if (o.elastic_dp_after_ms() > 0) options.elastic_dp_after = ms(o.elastic_dp_after_ms(), 1, 600'000);
-    if (o.event_log_size() != 0) options.event_log_size = std::min<uint32_t>(o.event_log_size(), 10'000);
+    if (o.elastic_dp_after_ms() > 0)
+      options.elastic_dp_after = ms(o.elastic_dp_after_ms(), 1, 600'000);
+    if (o.event_log_size() != 0)
+      options.event_log_size = std::min<uint32_t>(o.event_log_size(), 10'000);
     options.create_pools_on_join = !o.fixed_pools();
     for (const StartupPool& p : o.pools()) {
       if (options.pools.size() >= 4 || !SmallEnough(p.config())) continue;
@@ -284,7 +288,7 @@ class Harness {
           }
           g->set_verify_sum(sum);
           g->set_state(op.group_state() == v1::COMM_STATE_UNSPECIFIED ? v1::COMM_STATE_READY
-                                                                       : op.group_state());
+                                                                      : op.group_state());
         }
       }
     }
@@ -337,8 +341,8 @@ class Harness {
 
   void DoAddWatcher(const AddWatcher& op) {
     watches_.push_back(std::make_unique<Watch>(op.capacity()));
-    absl::StatusOr<uint64_t> id = coordinator_->AddWatcher(op.pool(), op.snapshot(),
-                                                           watches_.back().get());
+    absl::StatusOr<uint64_t> id =
+        coordinator_->AddWatcher(op.pool(), op.snapshot(), watches_.back().get());
     if (id.ok()) watcher_ids_.push_back(*id);
   }
 
@@ -396,7 +400,8 @@ class Harness {
         break;
       case Op::kRemoveWatcher:
         if (!watcher_ids_.empty()) {
-          coordinator_->RemoveWatcher(watcher_ids_[op.remove_watcher().index() % watcher_ids_.size()]);
+          coordinator_->RemoveWatcher(
+              watcher_ids_[op.remove_watcher().index() % watcher_ids_.size()]);
         } else {
           coordinator_->RemoveWatcher(op.remove_watcher().index());
         }
@@ -454,8 +459,8 @@ class Harness {
     for (const v1::PoolSummary& summary : coordinator_->ListPools()) {
       absl::StatusOr<v1::PoolState> state = coordinator_->GetState(summary.pool());
       if (!state.ok()) {
-        Finding(absl::StrCat("ListPools names pool '", summary.pool(),
-                             "' but GetState says ", state.status().ToString()));
+        Finding(absl::StrCat("ListPools names pool '", summary.pool(), "' but GetState says ",
+                             state.status().ToString()));
       }
       int64_t& version = versions_[state->pool()];
       if (state->version() < version) {
@@ -505,8 +510,8 @@ extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
   spdlog::set_level(spdlog::level::off);
   // Invalid UTF-8 in a string field fails the parse (as gRPC would refuse the request); the
   // message it logs each time only slows the fuzzer down.
-  google::protobuf::SetLogHandler([](google::protobuf::LogLevel, const char*, int,
-                                     const std::string&) {});
+  google::protobuf::SetLogHandler(
+      [](google::protobuf::LogLevel, const char*, int, const std::string&) {});
   return 0;
 }
 

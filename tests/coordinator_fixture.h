@@ -148,8 +148,8 @@ class CoordinatorTest : public ::testing::Test {
   std::unique_ptr<Coordinator> coordinator_;
 };
 
-inline const ParallelConfig kDp2Cfg2U2{.world_size = 8, .data_parallel_size = 2,
-                                .cfg_parallel_size = 2, .ulysses_degree = 2};
+inline const ParallelConfig kDp2Cfg2U2{
+    .world_size = 8, .data_parallel_size = 2, .cfg_parallel_size = 2, .ulysses_degree = 2};
 
 // What an agent reports holding when it joins again: rank `rank` of a READY generation of
 // `config` on Gloo (its world communicator READY).
@@ -169,7 +169,7 @@ inline v1::HeldState HeldOf(int rank, int64_t generation, const ParallelConfig& 
 
 // Reports READY for `j` with one group per kind of its plan.
 inline absl::Status ReportWithGroups(Coordinator& coordinator, const std::string& session_id,
-                              const v1::Plan& plan) {
+                                     const v1::Plan& plan) {
   v1::AgentMessage m;
   m.mutable_report()->set_generation(plan.generation());
   m.mutable_report()->set_ok(true);

@@ -146,8 +146,7 @@ TEST_F(CoordinatorTest, KeepPendingConfig_RefusesToReplaceAWaitingConfig) {
   v1::InitializeRequest other;
   *other.mutable_config() = ToProto({.world_size = 2, .data_parallel_size = 2});
   other.set_keep_pending_config(true);
-  EXPECT_EQ(coordinator_->Initialize(other).status().code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(coordinator_->Initialize(other).status().code(), absl::StatusCode::kFailedPrecondition);
   other.set_keep_pending_config(false);  // an operator may reconfigure a waiting pool
   ASSERT_TRUE(coordinator_->Initialize(other).ok());
   EXPECT_EQ(State().config().data_parallel_size(), 2);
@@ -209,14 +208,13 @@ TEST_F(CoordinatorTest, Join_RankHintOutsideEveryWorld_RefusedAndLaterJoinsWork)
 TEST_F(CoordinatorTest, Join_IdentitiesAndPoolNamesAreCheckedAtTheDoor) {
   v1::JoinRequest request;
   request.set_incarnation("x");
-  for (const std::string& bad : {std::string("evil\nINFO forged line"),
-                                 std::string("red\x1b[31m"), std::string(300, 'a'),
-                                 std::string("spa ce")}) {
+  for (const std::string& bad : {std::string("evil\nINFO forged line"), std::string("red\x1b[31m"),
+                                 std::string(300, 'a'), std::string("spa ce")}) {
     request.set_identity(bad);
     absl::StatusOr<v1::JoinResponse> joined = coordinator_->Join(request);
     EXPECT_EQ(joined.status().code(), absl::StatusCode::kInvalidArgument) << bad;
-    EXPECT_THAT(joined.status().message(), ::testing::AnyOf(HasSubstr("letters, digits"),
-                                                            HasSubstr("--max-identity-length")));
+    EXPECT_THAT(joined.status().message(),
+                ::testing::AnyOf(HasSubstr("letters, digits"), HasSubstr("--max-identity-length")));
     // The message itself is printable.
     for (char c : joined.status().message()) EXPECT_GE(static_cast<unsigned char>(c), 0x20);
   }

@@ -40,8 +40,7 @@ TEST_F(CoordinatorTest, StandbyPromotedWhenTheWorldGrows) {
 
 TEST_F(CoordinatorTest, MemberLost_Degraded_SameIdentityBack_NextGenerationSameLayout) {
   std::vector<Joined> agents = JoinWorld(4);
-  const ParallelConfig config{.world_size = 4, .data_parallel_size = 2,
-                              .tensor_parallel_size = 2};
+  const ParallelConfig config{.world_size = 4, .data_parallel_size = 2, .tensor_parallel_size = 2};
   ASSERT_TRUE(Init(config).ok());
   for (auto& a : agents) ASSERT_TRUE(Report(a, 1, true).ok());
   coordinator_->Detach(agents[2].session_id, agents[2].sink, "killed");
@@ -153,8 +152,8 @@ TEST_F(RecoveryTest, EveryMemberBackHoldingTheSameGeneration_ReadyWithoutRebuild
   ReadyThenRestart(4, config);
   std::vector<Joined> back;
   for (int r = 3; r >= 0; --r) {
-    back.push_back(JoinAgent("agent-" + std::to_string(r), std::nullopt, "inc-1", "",
-                             HeldOf(r, 1, config)));
+    back.push_back(
+        JoinAgent("agent-" + std::to_string(r), std::nullopt, "inc-1", "", HeldOf(r, 1, config)));
     EXPECT_EQ(back.back().rank, r);
   }
   v1::PoolState s = State();
@@ -217,8 +216,8 @@ TEST_F(RecoveryTest, StandbyBackFirst_WaitsWhileRecovering_HoldersKeepTheirRanks
   EXPECT_EQ(spare.rank, -1);
   std::vector<Joined> back;
   for (int r = 0; r < 4; ++r) {
-    back.push_back(JoinAgent("agent-" + std::to_string(r), std::nullopt, "inc-1", "",
-                             HeldOf(r, 1, config)));
+    back.push_back(
+        JoinAgent("agent-" + std::to_string(r), std::nullopt, "inc-1", "", HeldOf(r, 1, config)));
     EXPECT_EQ(back.back().rank, r);
   }
   v1::PoolState s = State();
@@ -297,8 +296,7 @@ TEST_F(CoordinatorTest, ElasticDp_GrowBack_GivesEveryAgentItsRankHint) {
   options.refill_from_standby = false;
   Reset(options);
   std::vector<Joined> agents = JoinWorld(4);  // agent-r with rank hint r
-  const ParallelConfig full{.world_size = 4, .data_parallel_size = 2,
-                            .tensor_parallel_size = 2};
+  const ParallelConfig full{.world_size = 4, .data_parallel_size = 2, .tensor_parallel_size = 2};
   ASSERT_TRUE(Init(full).ok());
   for (auto& a : agents) ASSERT_TRUE(Report(a, 1, true).ok());
   // Replica 0 (ranks 0, 1) loses rank 1: dp shrinks, agents 2 and 3 move down to ranks 0, 1.
@@ -359,8 +357,7 @@ TEST_F(CoordinatorTest, ElasticDp_LostReplicaShrinksThenGrowsBack) {
   options.refill_from_standby = false;
   Reset(options);
   std::vector<Joined> agents = JoinWorld(4);
-  const ParallelConfig full{.world_size = 4, .data_parallel_size = 2,
-                            .tensor_parallel_size = 2};
+  const ParallelConfig full{.world_size = 4, .data_parallel_size = 2, .tensor_parallel_size = 2};
   ASSERT_TRUE(Init(full).ok());
   for (auto& a : agents) ASSERT_TRUE(Report(a, 1, true).ok());
   coordinator_->Detach(agents[3].session_id, agents[3].sink, "killed");

@@ -64,6 +64,28 @@ TEST_F(CoordinatorTest, Kv_FailedGeneration_WakesWaitersWithAborted) {
   EXPECT_EQ(got->status().code(), absl::StatusCode::kAborted);
 }
 
+// A store request that arrives after a destroy of a generation still being built is refused
+// with the destroy as the reason, the same reason the agents' abort carries: an agent whose next
+// get reaches the coordinator before the abort message reaches it fails its build for the same
+// stated reason either way.
+TEST_F(CoordinatorTest, Kv_AfterDestroyWhileBuilding_AbortedNamesTheDestroy) {
+  std::vector<Joined> agents = JoinWorld(2);
+  ASSERT_TRUE(Init({.world_size = 2, .tensor_parallel_size = 2}).ok());
+  v1::DestroyRequest destroy;
+  destroy.set_scope(v1::DESTROY_SCOPE_ALL);
+  ASSERT_TRUE(coordinator_->Destroy(destroy).ok());
+  v1::KvGetRequest get;
+  get.set_generation(1);
+  get.add_keys("world/0/0");
+  get.set_timeout_ms(60000);
+  std::optional<absl::StatusOr<v1::KvGetResponse>> got;
+  coordinator_->KvGet(get, [&](absl::StatusOr<v1::KvGetResponse> r) { got = r; });
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->status().code(), absl::StatusCode::kAborted);
+  EXPECT_THAT(got->status().message(), HasSubstr("POOL_PHASE_DESTROYING"));
+  EXPECT_THAT(got->status().message(), HasSubstr("destroy requested"));
+}
+
 TEST_F(CoordinatorTest, WaitForState_AnswersOnChangeOrDeadline) {
   JoinWorld(1);
   const int64_t version = State().version();
