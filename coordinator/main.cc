@@ -73,64 +73,36 @@ int main(int argc, char** argv) {
                "Create a pool when an agent joins an unknown one (off: only the startup pool and "
                "pools made by cohortctl init exist)")
       ->capture_default_str();
-  auto positive = CLI::PositiveNumber;
-  app.add_option("--max-pools", limits.max_pools, "Pools on this coordinator")
-      ->capture_default_str()
-      ->check(positive)
-      ->group("Limits");
-  app.add_option("--max-members-per-pool", limits.max_members_per_pool,
-                 "Members plus standbys of one pool")
-      ->capture_default_str()
-      ->check(positive)
-      ->group("Limits");
-  app.add_option("--max-world-size", limits.max_world_size,
-                 "World size of one pool (also bounds rank hints)")
-      ->capture_default_str()
-      ->check(CLI::Range(int64_t{1}, cohort::kMaxWorldSize))
-      ->group("Limits");
-  app.add_option("--max-identity-length", limits.max_identity_length,
-                 "Bytes of an agent identity or incarnation")
-      ->capture_default_str()
-      ->check(CLI::Range(size_t{1}, size_t{4096}))
-      ->group("Limits");
-  app.add_option("--max-pool-name-length", limits.max_pool_name_length, "Bytes of a pool name")
-      ->capture_default_str()
-      ->check(CLI::Range(size_t{1}, size_t{253}))
-      ->group("Limits");
-  app.add_option("--max-store-bytes", limits.max_store_bytes,
-                 "Key and value bytes in the rendezvous store of one pool generation")
-      ->capture_default_str()
-      ->check(positive)
-      ->group("Limits");
-  app.add_option("--max-store-keys", limits.max_store_keys,
-                 "Keys in the rendezvous store of one pool generation")
-      ->capture_default_str()
-      ->check(positive)
-      ->group("Limits");
-  app.add_option("--max-state-waiters", limits.max_state_waiters,
-                 "Waiting GetState long-polls per pool")
-      ->capture_default_str()
-      ->check(positive)
-      ->group("Limits");
-  app.add_option("--max-kv-waiters", limits.max_kv_waiters, "Waiting store gets per pool")
-      ->capture_default_str()
-      ->check(positive)
-      ->group("Limits");
-  app.add_option("--max-watchers", limits.max_watchers, "Watch streams in all")
-      ->capture_default_str()
-      ->check(positive)
-      ->group("Limits");
-  app.add_option("--max-event-log-bytes", limits.max_event_log_bytes,
-                 "Bytes of one pool's event log (the oldest events go first)")
-      ->capture_default_str()
-      ->check(positive)
-      ->group("Limits");
-  app.add_option("--max-queue-bytes", limits.max_queue_bytes,
-                 "Bytes queued for a session or watch stream that does not read (past it: "
-                 "the session is closed, the watcher dropped)")
-      ->capture_default_str()
-      ->check(positive)
-      ->group("Limits");
+  // Each limit: a bounded option, shown with its default under "Limits" in --help.
+  auto limit = [&app](const std::string& name, auto& field, const std::string& description,
+                      const CLI::Validator& check) {
+    app.add_option(name, field, description)->capture_default_str()->check(check)->group("Limits");
+  };
+  const CLI::Validator& positive = CLI::PositiveNumber;
+  limit("--max-pools", limits.max_pools, "Pools on this coordinator", positive);
+  limit("--max-members-per-pool", limits.max_members_per_pool, "Members plus standbys of one pool",
+        positive);
+  limit("--max-world-size", limits.max_world_size,
+        "World size of one pool (also bounds rank hints)",
+        CLI::Range(int64_t{1}, cohort::kMaxWorldSize));
+  limit("--max-identity-length", limits.max_identity_length,
+        "Bytes of an agent identity or incarnation", CLI::Range(size_t{1}, size_t{4096}));
+  limit("--max-pool-name-length", limits.max_pool_name_length, "Bytes of a pool name",
+        CLI::Range(size_t{1}, size_t{253}));
+  limit("--max-store-bytes", limits.max_store_bytes,
+        "Key and value bytes in the rendezvous store of one pool generation", positive);
+  limit("--max-store-keys", limits.max_store_keys,
+        "Keys in the rendezvous store of one pool generation", positive);
+  limit("--max-state-waiters", limits.max_state_waiters, "Waiting GetState long-polls per pool",
+        positive);
+  limit("--max-kv-waiters", limits.max_kv_waiters, "Waiting store gets per pool", positive);
+  limit("--max-watchers", limits.max_watchers, "Watch streams in all", positive);
+  limit("--max-event-log-bytes", limits.max_event_log_bytes,
+        "Bytes of one pool's event log (the oldest events go first)", positive);
+  limit("--max-queue-bytes", limits.max_queue_bytes,
+        "Bytes queued for a session or watch stream that does not read (past it: "
+        "the session is closed, the watcher dropped)",
+        positive);
   cohort::AddDurationOption(&app, "--max-wait", &limits.max_wait,
                             "The longest generation deadline, store-get or long-poll timeout a "
                             "request may ask for")
