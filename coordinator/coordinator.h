@@ -362,13 +362,19 @@ class Coordinator {
   void MaybeGrowDp(Pool& pool, Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LoadState() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Marks the durable state changed; it is saved once the lock is released (Finish).
-  void SaveState() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MarkStateChanged() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // What the store gets: every pool's config, generation and identity -> rank. nullopt when it
   // would not load back (StateFile::Validate).
   std::optional<v1::DurableState> DurableSnapshot() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // After the lock is released: runs the completions collected under it, then saves the durable
-  // state if it changed.
-  void Finish(std::vector<std::function<void()>>& completions) ABSL_LOCKS_EXCLUDED(mu_);
+  // state if it changed. Agent-driven changes (joins, reports) return at once when another
+  // thread is saving (that writer saves them too; a crash before it does loses them, and agents
+  // restore them by reporting what they hold). An operator's command (Initialize, Destroy,
+  // DeletePool) passes kDurable and returns only once a save holding its change completed: an
+  // answered command survives a crash, as it did when every save ran under the lock.
+  enum class Durability { kCoalesced, kDurable };
+  void Finish(std::vector<std::function<void()>>& completions,
+              Durability durability = Durability::kCoalesced) ABSL_LOCKS_EXCLUDED(mu_);
   void CancelTimer(TimerQueue::TimerId& id);
   // timers_->Schedule for a callback that uses this coordinator (see alive_).
   TimerQueue::TimerId Schedule(absl::Time when, std::function<void()> fn);

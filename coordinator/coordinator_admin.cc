@@ -100,7 +100,7 @@ absl::StatusOr<v1::InitializeResponse> Coordinator::Initialize(const v1::Initial
       }
     }
     PromoteStandbys(pool, "standby promoted");
-    SaveState();
+    MarkStateChanged();
     spdlog::info("pool {}: initialize {} ({})", pool.name, pool.config->ShortString(), backend);
     Emit(pool, v1::EVENT_KIND_CONFIGURED, -1, "",
          absl::StrCat(pool.config->ShortString(), " on ", backend));
@@ -109,7 +109,7 @@ absl::StatusOr<v1::InitializeResponse> Coordinator::Initialize(const v1::Initial
     MaybeStart(pool, done);
     response.set_started(pool.phases.phase() == v1::POOL_PHASE_INITIALIZING);
   }
-  Finish(done);
+  Finish(done, Durability::kDurable);
   return response;
 }
 
@@ -171,7 +171,7 @@ absl::StatusOr<v1::DestroyResponse> Coordinator::Destroy(const v1::DestroyReques
     Touch(*pool, done);
     FinishTeardownIfDone(*pool, /*force=*/false, done);
   }
-  Finish(done);
+  Finish(done, Durability::kDurable);
   return response;
 }
 
@@ -221,9 +221,9 @@ absl::Status Coordinator::DeletePool(const std::string& name, bool force, const 
     Emit(*pool, v1::EVENT_KIND_DESTROYED, -1, "", "pool deleted");
     events_.Forget(pool_name);
     pools_.erase(pool_name);
-    SaveState();
+    MarkStateChanged();
   }
-  Finish(done);
+  Finish(done, Durability::kDurable);
   return absl::OkStatus();
 }
 

@@ -76,7 +76,7 @@ void Coordinator::StartGeneration(Pool& pool, Completions& out) {
   spdlog::info("pool {}: generation {} started: {} ({}, {} ranks{})", pool.name, pool.generation,
                pool.config->ShortString(), BackendOf(pool.options), pool.world_size,
                reuse ? ", reusing the world communicator" : "");
-  SaveState();
+  MarkStateChanged();
   Emit(pool, v1::EVENT_KIND_PLAN, -1, "",
        absl::StrCat("plans sent: ", pool.config->ShortString(), " on ", BackendOf(pool.options),
                     reuse ? ", reusing the world communicator" : ""));
@@ -233,7 +233,7 @@ void Coordinator::FinishTeardownIfDone(Pool& pool, bool force, Completions& out)
     Emit(pool, v1::EVENT_KIND_CONFIGURED, -1, "",
          absl::StrCat("elastic dp: grown back to ", full.ShortString()));
     SetPhase(pool, v1::POOL_PHASE_WAITING);
-    SaveState();
+    MarkStateChanged();
     Touch(pool, out);
     MaybeStart(pool, out);
     return;

@@ -86,7 +86,7 @@ void Coordinator::RefillFromStandby(Pool& pool, Member& lost, Completions& out) 
   spdlog::info("pool {}: standby {} takes rank {} of {}", pool.name, standby->identity, rank,
                lost.identity);
   GiveRank(pool, *standby, rank, absl::StrCat("standby takes the rank of ", lost.identity));
-  SaveState();
+  MarkStateChanged();
   Touch(pool, out);
 }
 
@@ -134,7 +134,7 @@ void Coordinator::ShrinkDp(Pool& pool, Completions& out) {
   Emit(pool, v1::EVENT_KIND_CONFIGURED, -1, "",
        absl::StrCat("elastic dp: shrunk ", before, " to ", smaller.ShortString()));
   SetPhase(pool, v1::POOL_PHASE_WAITING);
-  SaveState();
+  MarkStateChanged();
   Touch(pool, out);
   MaybeStart(pool, out);
 }
@@ -281,7 +281,7 @@ void Coordinator::TryRecover(Pool& pool, bool give_up, Completions& out) {
                  pool.generation, pool.world_size);
     Emit(pool, v1::EVENT_KIND_RECOVERED, -1, "",
          absl::StrCat("restored generation ", pool.generation, " from the members' reports"));
-    SaveState();
+    MarkStateChanged();
     Touch(pool, out);
     return;
   }
@@ -302,7 +302,7 @@ void Coordinator::TryRecover(Pool& pool, bool give_up, Completions& out) {
   MaybeStart(pool, out);
 }
 
-void Coordinator::SaveState() {
+void Coordinator::MarkStateChanged() {
   if (persister_ != nullptr) persister_->MarkDirty();
 }
 
@@ -345,10 +345,15 @@ std::optional<v1::DurableState> Coordinator::DurableSnapshot() const {
   return state;
 }
 
-void Coordinator::Finish(Completions& completions) {
+void Coordinator::Finish(Completions& completions, Durability durability) {
   RunAll(completions);
   // Outside mu_: the snapshot takes it briefly, the store's Save (fsync, rename) runs unlocked.
-  if (persister_ != nullptr) persister_->WriteIfDirty();
+  if (persister_ == nullptr) return;
+  if (durability == Durability::kDurable) {
+    persister_->Flush();
+  } else {
+    persister_->WriteIfDirty();
+  }
 }
 
 void Coordinator::FlushState() {

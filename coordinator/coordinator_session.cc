@@ -151,7 +151,7 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
                           ? absl::StrCat(", holding generation ", member->held.generation())
                           : ""));
     if (member->rank >= 0) pool->roster.RememberRank(member->identity, member->rank);
-    SaveState();
+    MarkStateChanged();
     // A session that never attaches gives its rank back.
     const std::string session_id = member->session_id;
     Schedule(clock_->Now() + options_.attach_timeout, [this, session_id] {

@@ -14,7 +14,9 @@
 // completes. Nothing that was saved is ever lost, and the store never holds a mix of two
 // snapshots (StateStore::Save is atomic). After such a crash the coordinator recovers as it does
 // without a state file for that change: agents report what they hold (RECOVERING), and an agent
-// whose rank was not saved joins like a new one.
+// whose rank was not saved joins like a new one. Callers that must not lose a change (the
+// coordinator's operator commands) call Flush instead of WriteIfDirty: it returns only once a
+// save holding their change completed.
 //
 // Thread safety: every method may be called from any thread. WriteIfDirty and Flush must not be
 // called with the owner's lock held (the snapshot callback takes it).

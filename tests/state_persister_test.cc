@@ -10,6 +10,7 @@
 
 #include "absl/synchronization/notification.h"
 #include "common/clock.h"
+#include "common/layout_proto.h"
 #include "common/timer_queue.h"
 #include "coordinator/coordinator.h"
 #include "tests/test_util.h"
@@ -222,6 +223,42 @@ TEST(CoordinatorState, ChangeWithNobodyElseSaving_IsSavedBeforeTheCallReturns) {
   ASSERT_TRUE(coordinator.Join(JoinOf("agent-0")).ok());
   ASSERT_EQ(store->saved().size(), 1u);
   EXPECT_EQ(store->saved().back().pools(0).ranks().at("agent-0"), 0);
+}
+
+// An operator's command is durable once answered, as it was before saves left the lock: an
+// Initialize that arrives while another thread's save is in progress waits for the save that
+// holds its config (a coordinator killed right after the answer restarts with the config).
+// Agent-driven changes (joins) still return at once; agents restore them by reporting what they
+// hold.
+TEST(CoordinatorState, InitializeDuringAnotherSave_ReturnsOnceItsConfigIsSaved) {
+  FakeClock clock;
+  TimerQueue timers(&clock);
+  auto owned = std::make_unique<FakeStore>();
+  FakeStore* store = owned.get();
+  Coordinator coordinator(CoordinatorOptions{}, &clock, &timers, std::move(owned));
+  store->Block();
+  std::thread first([&] { ASSERT_TRUE(coordinator.Join(JoinOf("agent-0")).ok()); });
+  store->AwaitBlocked();
+  v1::InitializeRequest init;
+  *init.mutable_config() = ToProto(ParallelConfig{.world_size = 2, .tensor_parallel_size = 2});
+  init.mutable_options()->set_backend("gloo");
+  // The blocked save is released only once Initialize has changed the pool (its completions
+  // run before it returns), so the Initialize certainly arrives during that save.
+  absl::StatusOr<v1::PoolState> before = coordinator.GetState("default");
+  ASSERT_TRUE(before.ok());
+  coordinator.WaitForState("default", before->version(), absl::InfiniteFuture(),
+                           [store](absl::StatusOr<v1::PoolState>) { store->Release(); });
+  std::optional<v1::DurableState> saved_when_answered;
+  std::thread operator_call([&] {
+    absl::StatusOr<v1::InitializeResponse> answer = coordinator.Initialize(init);
+    ASSERT_TRUE(answer.ok()) << answer.status();
+    saved_when_answered = store->saved().back();
+  });
+  operator_call.join();
+  first.join();
+  ASSERT_TRUE(saved_when_answered.has_value());
+  ASSERT_EQ(saved_when_answered->pools_size(), 1);
+  EXPECT_EQ(saved_when_answered->pools(0).config().world_size(), 2);
 }
 
 TEST(CoordinatorState, StoreThatCannotBeLoaded_IsNeverSaved) {
