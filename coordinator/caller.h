@@ -31,8 +31,15 @@ struct Caller {
   // call credentials only over TLS. A secret: never logged, never stored.
   std::string bearer_token;
 
+  // Set only by InProcess(): the call comes from inside this process (never from a transport).
+  bool in_process = false;
+
   // A call from inside this process: trusted by construction, like the coordinator itself.
-  static Caller InProcess() { return Caller{"in-process", true, ""}; }
+  static Caller InProcess() {
+    Caller caller{"in-process", true, ""};
+    caller.in_process = true;
+    return caller;
+  }
 };
 
 }  // namespace cohort::coordinator
