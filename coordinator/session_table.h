@@ -1,9 +1,10 @@
-// SessionTable: every live session id and whose it is (pool and identity). Join opens a session
-// and hands its id to the agent; the id is 128 random bits, a secret only the joining process
-// learns, which is why naming it (JoinRequest.previous_session_id) proves that a rejoin comes
-// from the process that holds the session. A session is closed when it is superseded, detached,
-// lost, never attached, or its pool is deleted. Members still carry their own session_id: the
-// Coordinator checks both (a stale id that still names a member is superseded, not live).
+// SessionTable: every live session id and whose it is (pool, identity, and the principal whose
+// credential opened it: Attach and the store check it). Join opens a session and hands its id
+// to the agent; the id is 128 bits from OpenSSL's CSPRNG (RAND_bytes), a secret only the joining
+// process learns, which is why naming it (JoinRequest.previous_session_id) proves that a rejoin
+// comes from the process that holds the session. A session is closed when it is superseded,
+// detached, lost, never attached, or its pool is deleted. Members still carry their own session_id:
+// the Coordinator checks both (a stale id that still names a member is superseded, not live).
 //
 // Thread safety: none; the Coordinator guards it with its lock.
 #ifndef COHORT_COORDINATOR_SESSION_TABLE_H_
@@ -13,8 +14,6 @@
 #include <map>
 #include <string>
 
-#include "absl/random/random.h"
-
 namespace cohort::coordinator {
 
 class SessionTable {
@@ -22,10 +21,14 @@ class SessionTable {
   struct Owner {
     std::string pool;
     std::string identity;
+    // Authorizer::Identify(caller).subject of the Join ("" without a policy).
+    std::string principal;
   };
 
-  // Opens a new session of `identity` in `pool` and returns its id (32 hex digits).
-  std::string Open(const std::string& pool, const std::string& identity);
+  // Opens a new session of `identity` in `pool`, joined by `principal`, and returns its id (32
+  // hex digits).
+  std::string Open(const std::string& pool, const std::string& identity,
+                   const std::string& principal = "");
   // Whose session `id` is; null when it is unknown or closed. Valid until the next Open or Close.
   const Owner* Find(const std::string& id) const;
   // Closes session `id`; an unknown or already closed id is ignored.
@@ -35,7 +38,6 @@ class SessionTable {
 
  private:
   std::map<std::string, Owner> sessions_;
-  absl::BitGen gen_;
 };
 
 }  // namespace cohort::coordinator

@@ -4,7 +4,9 @@
 
 #include <set>
 #include <string>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "tests/test_util.h"
 
 namespace cohort::coordinator {
@@ -37,6 +39,28 @@ TEST(SessionTable, Close_ForgetsOnlyThatSession) {
   ASSERT_NE(sessions.Find(b), nullptr);
   EXPECT_EQ(sessions.Find(b)->identity, "b");
   EXPECT_EQ(sessions.size(), 1u);
+}
+
+TEST(SessionTable, Open_RecordsThePrincipal) {
+  SessionTable sessions;
+  const std::string id = sessions.Open("p", "agent-3", "agents/agent-3");
+  ASSERT_NE(sessions.Find(id), nullptr);
+  EXPECT_EQ(sessions.Find(id)->principal, "agents/agent-3");
+  EXPECT_EQ(sessions.Find(sessions.Open("p", "b"))->principal, "");
+}
+
+// Ids come from the CSPRNG: 128 bits, no two alike, and the bits vary (a broken generator that
+// repeated a byte or left half the id zero would show).
+TEST(SessionTable, Ids_128BitsOfHex_EveryNibbleVaries) {
+  SessionTable sessions;
+  std::vector<std::set<char>> seen(32);
+  for (int i = 0; i < 200; ++i) {
+    const std::string id = sessions.Open("p", absl::StrCat("a", i));
+    ASSERT_EQ(id.size(), 32u);
+    ASSERT_EQ(id.find_first_not_of("0123456789abcdef"), std::string::npos) << id;
+    for (size_t c = 0; c < id.size(); ++c) seen[c].insert(id[c]);
+  }
+  for (size_t c = 0; c < seen.size(); ++c) EXPECT_GT(seen[c].size(), 8u) << "nibble " << c;
 }
 
 TEST(SessionTable, UnknownOrClosedIds_FindNothing_CloseIgnored) {
