@@ -84,8 +84,10 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
   CoordinatorClient* client = a->client_.get();
   a->runner_ = std::make_unique<GenerationRunner>(
       RunnerOptions(a->options_),
-      [client](const std::string& pool, int64_t generation) {
-        return std::make_unique<CoordinatorRendezvousStore>(client, pool, generation);
+      // A plan arrives on the session it belongs to: the current session id names this member.
+      [a, client](const std::string& pool, int64_t generation) {
+        return std::make_unique<CoordinatorRendezvousStore>(client, pool, generation,
+                                                            a->session_->session_id());
       },
       [a](const v1::AgentMessage& message) { a->session_->Send(message); });
   a->timers_ = std::make_unique<TimerQueue>(Clock::Real());

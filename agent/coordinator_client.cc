@@ -235,6 +235,7 @@ absl::Status CoordinatorRendezvousStore::MultiSet(
   v1::KvSetRequest request;
   request.set_pool(pool_);
   request.set_generation(generation_);
+  request.set_session_id(session_id_);
   bool set_once = !kvs.empty();
   for (const auto& [key, value] : kvs) {
     v1::KvEntry* e = request.add_entries();
@@ -251,6 +252,7 @@ absl::StatusOr<std::vector<std::string>> CoordinatorRendezvousStore::MultiGet(
   v1::KvGetRequest request;
   request.set_pool(pool_);
   request.set_generation(generation_);
+  request.set_session_id(session_id_);
   for (const std::string& k : keys) request.add_keys(k);
   request.set_timeout_ms(std::max<int64_t>(0, absl::ToInt64Milliseconds(timeout)));
   absl::StatusOr<v1::KvGetResponse> response = client_->KvGet(request, &canceller_);

@@ -122,11 +122,17 @@ class CoordinatorClient {
 };
 
 // The rendezvous store of one pool generation, served by the coordinator. Keys that hold NCCL
-// unique ids (ending in "nccl_id") are written set-once: an id is never reused.
+// unique ids (ending in "nccl_id") are written set-once: an id is never reused. Every call names
+// the agent's session (`session_id`), which the coordinator checks against the plan: a member
+// writes only the keys its rank owns and reads only its groups' keys.
 class CoordinatorRendezvousStore final : public RendezvousStore {
  public:
-  CoordinatorRendezvousStore(CoordinatorClient* client, std::string pool, int64_t generation)
-      : client_(client), pool_(std::move(pool)), generation_(generation) {}
+  CoordinatorRendezvousStore(CoordinatorClient* client, std::string pool, int64_t generation,
+                             std::string session_id = "")
+      : client_(client),
+        pool_(std::move(pool)),
+        generation_(generation),
+        session_id_(std::move(session_id)) {}
 
   absl::Status Set(absl::string_view key, absl::string_view value) override;
   absl::StatusOr<std::string> Get(absl::string_view key, absl::Duration timeout) override;
@@ -142,6 +148,7 @@ class CoordinatorRendezvousStore final : public RendezvousStore {
   CoordinatorClient* const client_;
   const std::string pool_;
   const int64_t generation_;
+  const std::string session_id_;
 };
 
 }  // namespace cohort::agent

@@ -223,6 +223,11 @@ absl::Status Session::Wait() {
   return ended_;
 }
 
+std::string Session::session_id() const {
+  absl::MutexLock lock(&mu_);
+  return session_id_;
+}
+
 absl::Duration Session::heartbeat_interval() const {
   absl::MutexLock lock(&mu_);
   return heartbeat_interval_;

@@ -105,6 +105,8 @@ class Session {
 
   // The heartbeat interval the coordinator asked for in the last join.
   absl::Duration heartbeat_interval() const;
+  // The id of the current session (the last successful Join's); the rendezvous store sends it.
+  std::string session_id() const;
   const std::string& identity() const { return options_.join.identity(); }
 
  private:

@@ -63,7 +63,6 @@ int DescribeCommand::RunRank(std::ostream& out, std::ostream& err) const {
     const v1::DeviceInfo& d = m->device();
     Table facts({"FIELD", "VALUE"});
     facts.AddRow({"identity", m->identity()});
-    facts.AddRow({"incarnation", OrDash(m->incarnation())});
     facts.AddRow({"phase", style.State(MemberPhaseName(m->phase()))});
     facts.AddRow({"generation", m->generation() > 0 ? absl::StrCat(m->generation()) : "-"});
     facts.AddRow({"heartbeat", m->connected() ? HeartbeatText(*m)
@@ -196,7 +195,7 @@ int DescribeCommand::RunGroup(std::ostream& out, std::ostream& err) const {
       row.insert(
           row.end(),
           {report == nullptr || report->verify_us() == 0 ? "-" : absl::StrCat(report->verify_sum()),
-           OrDash(HostText(m.device())), DeviceText(m.device()), OrDash(m.incarnation())});
+           OrDash(HostText(m.device())), DeviceText(m.device())});
     }
     row.push_back(error.empty() ? "-" : style.Paint(error, Color::kRed));
     table.AddRow(std::move(row));

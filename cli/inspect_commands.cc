@@ -113,7 +113,7 @@ CLI::App* MembersCommand::Register(CLI::App* app) {
       "members", "A pool's members: rank, identity, phase, host, device, heartbeat, error");
   cmd->footer(
       "Ranked members come first, then a row for every missing rank, then standbys.\n"
-      "-o wide adds incarnation, device UUID and PCI bus, NCCL version, session uptime,\n"
+      "-o wide adds device UUID and PCI bus, NCCL version, session uptime,\n"
       "backend and build progress. -o json/yaml print the GetState response.\n\n"
       "Examples:\n"
       "  cohortctl members --pool default\n"
@@ -141,8 +141,7 @@ int MembersCommand::Run(std::ostream& out, std::ostream& err) const {
   std::vector<std::string> header = {"RANK",   "IDENTITY",  "PHASE",     "HOST",
                                      "DEVICE", "HEARTBEAT", "GENERATION"};
   if (wide) {
-    header.insert(header.end(),
-                  {"INCARNATION", "UUID", "PCI_BUS", "NCCL", "UPTIME", "BACKEND", "PROGRESS"});
+    header.insert(header.end(), {"UUID", "PCI_BUS", "NCCL", "UPTIME", "BACKEND", "PROGRESS"});
   }
   header.push_back("ERROR");
   // Ranked rows (members and missing ranks) by rank, then standbys in the coordinator's order.
@@ -159,8 +158,8 @@ int MembersCommand::Run(std::ostream& out, std::ostream& err) const {
                                     m.connected() ? heartbeat : style.Paint(heartbeat, Color::kRed),
                                     m.generation() > 0 ? absl::StrCat(m.generation()) : "-"};
     if (wide) {
-      row.insert(row.end(), {OrDash(m.incarnation()), OrDash(m.device().gpu_uuid()),
-                             OrDash(m.device().pci_bus_id()), OrDash(m.nccl_version()),
+      row.insert(row.end(), {OrDash(m.device().gpu_uuid()), OrDash(m.device().pci_bus_id()),
+                             OrDash(m.nccl_version()),
                              m.session_uptime_ms() > 0 ? FormatAge(m.session_uptime_ms()) : "-",
                              OrDash(m.backend()), ProgressText(m.progress())});
     }

@@ -290,8 +290,8 @@ int DestroyCommand::Run(std::ostream& out, std::ostream& err) const {
 CLI::App* StateCommand::Register(CLI::App* app) {
   CLI::App* cmd = app->add_subcommand("state", "Show a pool: members, groups and timings");
   cmd->footer(
-      "-o wide adds each member's device, incarnation and generation; -o json/yaml print the\n"
-      "pool's PoolState message, every field included.\n"
+      "-o wide adds each member's device and generation, and the names of the rendezvous\n"
+      "store's keys; -o json/yaml print the pool's PoolState message, every field included.\n"
       "See also: status, members, groups, describe, events, watch, wait.\n\n"
       "Example:\n"
       "  cohortctl state --pool default -o json");
@@ -333,9 +333,19 @@ void PrintPoolState(const v1::PoolState& s, const Style& style, bool wide, std::
   }
   out << "\n";
   if (!s.error().empty()) out << style.Paint("error:", Color::kRed) << " " << s.error() << "\n";
+  // The store's key names (never values): how far the rendezvous got.
+  if (s.store_key_count() > 0) {
+    out << "store " << s.store_key_count() << (s.store_key_count() == 1 ? " key" : " keys");
+    if (wide) {
+      out << ":";
+      for (const std::string& key : s.store_keys()) out << " " << key;
+      if (s.store_keys_size() < s.store_key_count()) out << " ...";
+    }
+    out << "\n";
+  }
   out << "\n";
   std::vector<std::string> header = {"RANK", "IDENTITY", "PHASE", "HOST", "HEARTBEAT", "READY_MS"};
-  if (wide) header.insert(header.end(), {"DEVICE", "INCARNATION", "GENERATION"});
+  if (wide) header.insert(header.end(), {"DEVICE", "GENERATION"});
   header.push_back("ERROR");
   Table members(header);
   for (const v1::MemberState& m : s.members()) {
@@ -347,8 +357,8 @@ void PrintPoolState(const v1::PoolState& s, const Style& style, bool wide, std::
                                                   : style.Paint("disconnected", Color::kRed),
                                     m.ready_us() > 0 ? Millis(m.ready_us()) : "-"};
     if (wide) {
-      row.insert(row.end(), {DeviceText(m.device()), OrDash(m.incarnation()),
-                             m.generation() > 0 ? absl::StrCat(m.generation()) : "-"});
+      row.insert(row.end(),
+                 {DeviceText(m.device()), m.generation() > 0 ? absl::StrCat(m.generation()) : "-"});
     }
     row.push_back(style.Paint(m.error(), Color::kRed));
     members.AddRow(std::move(row));

@@ -7,7 +7,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "coordinator/agent_input.h"
+#include "coordinator/audit.h"
 #include "coordinator/coordinator_internal.h"
+#include "coordinator/store_access.h"
 #include "spdlog/spdlog.h"
 
 namespace cohort::coordinator {
@@ -150,10 +152,47 @@ absl::Status Coordinator::Authorize(const Caller& caller, Action action,
                                     const std::string& pool) const {
   absl::Status allowed = authorizer_->Authorize(caller, action, pool);
   if (allowed.ok()) return allowed;
+  return Denied(caller, action, pool, std::move(allowed));
+}
+
+namespace {
+
+// Who the audit line names: the principal, else the transport's peer, else the caller's name.
+std::string AuditWho(const Caller& caller, const Principal& principal) {
+  if (principal.matched()) return principal.name;
+  return Printable(caller.peer.empty() ? caller.identity : caller.peer, 253);
+}
+
+}  // namespace
+
+absl::Status Coordinator::Denied(const Caller& caller, Action action, const std::string& pool,
+                                 absl::Status status) const {
+  const Principal principal = authorizer_->Identify(caller);
   spdlog::warn("refused {} on pool '{}' to {}{}: {}", ActionName(action), Printable(pool, 64),
                Printable(caller.identity, 253), caller.authenticated ? "" : " (unauthenticated)",
-               std::string(allowed.message()));
-  return Refuse("authorization", std::move(allowed));
+               std::string(status.message()));
+  AuditLog()->info(AuditLine(AuditWho(caller, principal),
+                             principal.matched() ? principal.role : "none", ActionTitle(action),
+                             Printable(pool, 64), absl::StatusCodeToString(status.code())));
+  {
+    absl::MutexLock lock(&refusals_mu_);
+    ++denials_[DenialKey{std::string(ActionName(action)), std::string(RoleNeeded(action)),
+                         absl::StatusCodeToString(status.code())}];
+  }
+  return Refuse("authorization", std::move(status));
+}
+
+void Coordinator::AuditOutcome(const Caller& caller, Action action, const std::string& pool,
+                               const absl::Status& result) const {
+  const Principal principal = authorizer_->Identify(caller);
+  AuditLog()->info(AuditLine(AuditWho(caller, principal),
+                             principal.matched() ? principal.role : "none", ActionTitle(action),
+                             Printable(pool, 64), absl::StatusCodeToString(result.code())));
+}
+
+std::map<Coordinator::DenialKey, int64_t> Coordinator::AccessDenials() const {
+  absl::MutexLock lock(&refusals_mu_);
+  return denials_;
 }
 
 absl::Status Coordinator::Refuse(const std::string& check, absl::Status status) const {
@@ -220,10 +259,53 @@ absl::Status Coordinator::CheckKvGeneration(const Pool& pool, int64_t generation
   return absl::OkStatus();
 }
 
+absl::StatusOr<bool> Coordinator::StoreRulesApply(const Caller& caller,
+                                                  const std::string& session_id) const {
+  if (!session_id.empty()) return true;
+  if (caller.in_process || !authorizer_->RequiresStoreSession()) return false;
+  return absl::UnauthenticatedError(
+      "Store needs the caller's session: set session_id in KvSetRequest / KvGetRequest to the "
+      "session_id Join returned (agents older than this coordinator do not send it)");
+}
+
+absl::Status Coordinator::CheckStoreAccess(const Pool& pool, const Caller& caller,
+                                           const std::string& session_id,
+                                           const std::vector<std::string>& keys, bool write) const {
+  const SessionTable::Owner* owner = sessions_.Find(session_id);
+  if (owner == nullptr) {
+    return absl::UnauthenticatedError(
+        "Store: the request's session_id names no live session; join again and use the new "
+        "session id");
+  }
+  if (owner->pool != pool.name) {
+    return absl::PermissionDeniedError(absl::StrCat("Store: the session belongs to pool '",
+                                                    owner->pool, "', not '", pool.name, "'"));
+  }
+  if (!caller.in_process && owner->principal != authorizer_->Identify(caller).subject) {
+    return absl::PermissionDeniedError(
+        "Store: the session was opened with another credential; use the session this caller's "
+        "own Join returned");
+  }
+  auto m = pool.roster.members().find(owner->identity);
+  if (m == pool.roster.members().end() || m->second.session_id != session_id) {
+    return absl::UnauthenticatedError(
+        "Store: the session was superseded; use the session id of the latest Join");
+  }
+  const Member& member = m->second;
+  if (member.rank < 0 || !pool.layout.has_value() || member.rank >= pool.layout->world_size()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("Store: '", owner->identity, "' holds no rank of generation ", pool.generation,
+                     " of pool '", pool.name, "' (a standby has no keys)"));
+  }
+  return CheckStoreKeys(*pool.layout, member.rank, keys, write);
+}
+
 absl::Status Coordinator::KvSet(const v1::KvSetRequest& request, const Caller& caller) {
   if (absl::Status s = Authorize(caller, Action::kStore, PoolName(request.pool())); !s.ok()) {
     return s;
   }
+  absl::StatusOr<bool> rules = StoreRulesApply(caller, request.session_id());
+  if (!rules.ok()) return Denied(caller, Action::kStore, PoolName(request.pool()), rules.status());
   if (absl::Status s =
           CheckKeys(request.entries_size(),
                     [&](int i) -> const std::string& { return request.entries(i).key(); });
@@ -238,6 +320,15 @@ absl::Status Coordinator::KvSet(const v1::KvSetRequest& request, const Caller& c
       return absl::NotFoundError(absl::StrCat("unknown pool '", request.pool(), "'"));
     }
     if (absl::Status s = CheckKvGeneration(*pool, request.generation()); !s.ok()) return s;
+    if (*rules) {
+      std::vector<std::string> keys;
+      for (const v1::KvEntry& e : request.entries()) keys.push_back(e.key());
+      if (absl::Status s = CheckStoreAccess(*pool, caller, request.session_id(), keys, true);
+          !s.ok()) {
+        if (s.code() == absl::StatusCode::kInvalidArgument) return Refuse("store-key", s);
+        return Denied(caller, Action::kStore, pool->name, s);
+      }
+    }
     std::vector<std::pair<std::string, std::string>> entries;
     for (const v1::KvEntry& e : request.entries()) entries.emplace_back(e.key(), e.value());
     absl::StatusOr<std::vector<KvStore::Completion>> set =
@@ -259,6 +350,11 @@ Coordinator::Cancel Coordinator::KvGet(const v1::KvGetRequest& request,
                                        const Caller& caller) {
   if (absl::Status s = Authorize(caller, Action::kStore, PoolName(request.pool())); !s.ok()) {
     reply(s);
+    return nullptr;
+  }
+  absl::StatusOr<bool> rules = StoreRulesApply(caller, request.session_id());
+  if (!rules.ok()) {
+    reply(Denied(caller, Action::kStore, PoolName(request.pool()), rules.status()));
     return nullptr;
   }
   absl::Status refused =
@@ -283,6 +379,15 @@ Coordinator::Cancel Coordinator::KvGet(const v1::KvGetRequest& request,
           absl::StrCat("unknown pool '", Printable(PoolName(request.pool()), 64), "'"));
     } else {
       refused = CheckKvGeneration(*pool, request.generation());
+      if (refused.ok() && *rules) {
+        refused = CheckStoreAccess(*pool, caller, request.session_id(),
+                                   {request.keys().begin(), request.keys().end()}, false);
+        if (refused.code() == absl::StatusCode::kInvalidArgument) {
+          refused = Refuse("store-key", refused);
+        } else if (!refused.ok()) {
+          refused = Denied(caller, Action::kStore, pool->name, refused);
+        }
+      }
     }
     if (refused.ok() && static_cast<int>(pool->kv.waiters()) >= options_.limits.max_kv_waiters) {
       refused = Refuse("max-kv-waiters",

@@ -16,7 +16,9 @@
 //   agent_input.h                  the checks and cleaning of what agents send
 //   StateStore, StatePersister     the durable state, saved outside the lock and coalesced
 //                                  (state_store.h, state_persister.h)
-//   Caller, Authorizer             who calls, and whether they may (caller.h, authorizer.h)
+//   Caller, Authorizer             who calls, and whether they may (caller.h, authorizer.h);
+//                                  PolicyAuthorizer (policy.h), the audit log (audit.h)
+//   CheckStoreKeys                 the store's key scheme and ownership (store_access.h)
 //   SessionTable (session_table.h) live session ids -> pool and identity; the ids themselves
 //   HeartbeatMonitor               which members are overdue, and the coordinator's own stalls
 //                                  (heartbeat_monitor.h)
@@ -66,6 +68,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -172,12 +175,14 @@ class Coordinator {
 
   // Admits an agent. Errors: INVALID_ARGUMENT (no identity or incarnation); ALREADY_EXISTS (a
   // different, still-connected incarnation holds the identity: retry after it is gone);
-  // NOT_FOUND (unknown pool and pools are not created on join).
+  // NOT_FOUND (unknown pool and pools are not created on join); PERMISSION_DENIED (the caller's
+  // principal may not join as this identity: Authorizer::AuthorizeJoinIdentity). The session is
+  // bound to the caller's principal (Authorizer::Identify(caller).subject).
   absl::StatusOr<v1::JoinResponse> Join(const v1::JoinRequest& request,
                                         const Caller& caller = Caller::InProcess());
 
   // Binds a session stream to a joined member. Errors: NOT_FOUND (unknown or superseded
-  // session id: join again).
+  // session id: join again); PERMISSION_DENIED (the session was opened by another principal).
   // The caller needs Action::kJoin on the session's pool.
   absl::Status Attach(const std::string& session_id, SessionSink* sink,
                       const Caller& caller = Caller::InProcess());
@@ -191,7 +196,12 @@ class Coordinator {
   absl::Status HandleAgentMessage(const std::string& session_id, const v1::AgentMessage& message);
 
   // Rendezvous store. Errors: NOT_FOUND (pool); ABORTED (generation is not current);
-  // ALREADY_EXISTS (set_once key written twice).
+  // ALREADY_EXISTS (set_once key written twice). When the request names a session, or the
+  // authorizer requires one (a policy is loaded) and the caller is not in process, the store's
+  // rules apply (store_access.h): UNAUTHENTICATED (no session, or not a live one),
+  // PERMISSION_DENIED (not a member of the current generation through that session and
+  // principal; a key another rank owns; KvGet: a key of a group the caller is not in),
+  // INVALID_ARGUMENT (a key outside the scheme).
   absl::Status KvSet(const v1::KvSetRequest& request, const Caller& caller = Caller::InProcess());
   // Calls `done` exactly once: with the values, DEADLINE_EXCEEDED naming the missing keys, or
   // ABORTED if the generation changes first — unless the returned cancel function is called
@@ -262,6 +272,18 @@ class Coordinator {
   // Requests refused at the door or past a limit, by the check that refused them (e.g.
   // "max-members-per-pool", "identity"): for the refusals metric.
   std::map<std::string, int64_t> RefusalCounts() const;
+  // Requests refused by the Authorizer or the store's access rules, by (action (ActionName),
+  // role needed, status code name): for cohort_coordinator_access_denied_total. Each is also
+  // counted as "authorization" in RefusalCounts.
+  struct DenialKey {
+    std::string action;
+    std::string role_needed;
+    std::string code;
+    bool operator<(const DenialKey& o) const {
+      return std::tie(action, role_needed, code) < std::tie(o.action, o.role_needed, o.code);
+    }
+  };
+  std::map<DenialKey, int64_t> AccessDenials() const;
   const CoordinatorOptions& options() const { return options_; }
 
   // Durable state: every change (a join that takes a rank, a plan, a destroy, a deleted pool) is
@@ -381,8 +403,30 @@ class Coordinator {
   v1::PoolState Snapshot(const Pool& pool) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Every pool's summary, unfiltered.
   std::vector<v1::PoolSummary> ListAllPools() ABSL_LOCKS_EXCLUDED(mu_);
-  // The Authorizer's answer for `caller` doing `action` on `pool` (counted as a refusal).
+  // The Authorizer's answer for `caller` doing `action` on `pool` (a refusal is counted, logged
+  // and audited: Denied).
   absl::Status Authorize(const Caller& caller, Action action, const std::string& pool) const;
+  // Counts `status` (not OK) as an access denial of `action`, writes its audit line, returns it.
+  absl::Status Denied(const Caller& caller, Action action, const std::string& pool,
+                      absl::Status status) const;
+  // The audit line of an operator command that was allowed, with its result.
+  void AuditOutcome(const Caller& caller, Action action, const std::string& pool,
+                    const absl::Status& result) const;
+  // The operator commands once authorized.
+  absl::StatusOr<v1::InitializeResponse> InitializeAuthorized(const v1::InitializeRequest& request);
+  absl::StatusOr<v1::DestroyResponse> DestroyAuthorized(const v1::DestroyRequest& request);
+  absl::StatusOr<v1::CheckResponse> CheckAuthorized(const v1::CheckRequest& request);
+  absl::Status DeletePoolAuthorized(const std::string& name, bool force);
+  // Whether a store call must pass the store's access rules (it names a session, or the
+  // authorizer requires one from every caller outside the process). UNAUTHENTICATED when a
+  // session is required and `session_id` is empty.
+  absl::StatusOr<bool> StoreRulesApply(const Caller& caller, const std::string& session_id) const;
+  // The store's access rules (store_access.h) for the member holding `session_id` in `pool`'s
+  // current generation. PERMISSION_DENIED / UNAUTHENTICATED / INVALID_ARGUMENT (a key outside
+  // the scheme).
+  absl::Status CheckStoreAccess(const Pool& pool, const Caller& caller,
+                                const std::string& session_id, const std::vector<std::string>& keys,
+                                bool write) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Counts a refusal by `check` and returns `status` (not OK).
   absl::Status Refuse(const std::string& check, absl::Status status) const;
   // The pool `name`, created if allowed and under the pool limit. Errors: NOT_FOUND (creation
@@ -422,6 +466,7 @@ class Coordinator {
   EventLog events_ ABSL_GUARDED_BY(mu_);
   mutable absl::Mutex refusals_mu_;
   mutable std::map<std::string, int64_t> refusals_ ABSL_GUARDED_BY(refusals_mu_);
+  mutable std::map<DenialKey, int64_t> denials_ ABSL_GUARDED_BY(refusals_mu_);
 };
 
 // Runs completions collected under the lock.

@@ -18,9 +18,32 @@ using internal::PoolName;
 
 absl::StatusOr<v1::InitializeResponse> Coordinator::Initialize(const v1::InitializeRequest& request,
                                                                const Caller& caller) {
-  if (absl::Status s = Authorize(caller, Action::kInitialize, PoolName(request.pool())); !s.ok()) {
-    return s;
-  }
+  const std::string pool = PoolName(request.pool());
+  if (absl::Status s = Authorize(caller, Action::kInitialize, pool); !s.ok()) return s;
+  absl::StatusOr<v1::InitializeResponse> result = InitializeAuthorized(request);
+  AuditOutcome(caller, Action::kInitialize, pool, result.status());
+  return result;
+}
+
+absl::StatusOr<v1::DestroyResponse> Coordinator::Destroy(const v1::DestroyRequest& request,
+                                                         const Caller& caller) {
+  const std::string pool = PoolName(request.pool());
+  if (absl::Status s = Authorize(caller, Action::kDestroy, pool); !s.ok()) return s;
+  absl::StatusOr<v1::DestroyResponse> result = DestroyAuthorized(request);
+  AuditOutcome(caller, Action::kDestroy, pool, result.status());
+  return result;
+}
+
+absl::Status Coordinator::DeletePool(const std::string& name, bool force, const Caller& caller) {
+  const std::string pool = PoolName(name);
+  if (absl::Status s = Authorize(caller, Action::kDeletePool, pool); !s.ok()) return s;
+  absl::Status result = DeletePoolAuthorized(name, force);
+  AuditOutcome(caller, Action::kDeletePool, pool, result);
+  return result;
+}
+
+absl::StatusOr<v1::InitializeResponse> Coordinator::InitializeAuthorized(
+    const v1::InitializeRequest& request) {
   const ParallelConfig config = FromProto(request.config());
   const Limits& limits = options_.limits;
   if (config.world_size > limits.max_world_size) {
@@ -113,11 +136,8 @@ absl::StatusOr<v1::InitializeResponse> Coordinator::Initialize(const v1::Initial
   return response;
 }
 
-absl::StatusOr<v1::DestroyResponse> Coordinator::Destroy(const v1::DestroyRequest& request,
-                                                         const Caller& caller) {
-  if (absl::Status s = Authorize(caller, Action::kDestroy, PoolName(request.pool())); !s.ok()) {
-    return s;
-  }
+absl::StatusOr<v1::DestroyResponse> Coordinator::DestroyAuthorized(
+    const v1::DestroyRequest& request) {
   if (!v1::DestroyScope_IsValid(request.scope())) {
     return Refuse("enum", absl::InvalidArgumentError(absl::StrCat(
                               "unknown destroy scope ", request.scope(),
@@ -177,8 +197,7 @@ absl::StatusOr<v1::DestroyResponse> Coordinator::Destroy(const v1::DestroyReques
 
 // ---- Pool deletion ---------------------------------------------------------------------------
 
-absl::Status Coordinator::DeletePool(const std::string& name, bool force, const Caller& caller) {
-  if (absl::Status s = Authorize(caller, Action::kDeletePool, PoolName(name)); !s.ok()) return s;
+absl::Status Coordinator::DeletePoolAuthorized(const std::string& name, bool force) {
   Completions done;
   {
     absl::MutexLock lock(&mu_);

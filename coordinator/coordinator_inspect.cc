@@ -51,15 +51,23 @@ absl::StatusOr<uint64_t> Coordinator::AddWatcher(const std::string& pool_name, b
                   LimitExceeded(absl::StrCat(events_.watchers(), " watchers are streaming"),
                                 options_.limits.max_watchers, "max-watchers"));
   }
+  // A watcher of every pool sees only the pools it may read.
+  EventLog::PoolFilter may_see;
+  if (pool_name.empty() && !caller.in_process) {
+    may_see = [authorizer = authorizer_, caller](const std::string& pool) {
+      return authorizer->Authorize(caller, Action::kRead, pool).ok();
+    };
+  }
   if (snapshot) {
     for (const auto& [name, pool] : pools_) {
       if (!pool_name.empty() && name != pool_name) continue;
+      if (may_see && !may_see(name)) continue;
       v1::WatchEvent w;
       *w.mutable_snapshot() = Snapshot(pool);
       sink->Send(w);
     }
   }
-  return events_.AddWatcher(pool_name, sink);
+  return events_.AddWatcher(pool_name, sink, std::move(may_see));
 }
 
 void Coordinator::RemoveWatcher(uint64_t id) {
@@ -228,9 +236,14 @@ Coordinator::Cancel Coordinator::WaitForState(
 
 absl::StatusOr<v1::CheckResponse> Coordinator::Check(const v1::CheckRequest& request,
                                                      const Caller& caller) {
-  if (absl::Status s = Authorize(caller, Action::kCheck, PoolName(request.pool())); !s.ok()) {
-    return s;
-  }
+  const std::string pool = PoolName(request.pool());
+  if (absl::Status s = Authorize(caller, Action::kCheck, pool); !s.ok()) return s;
+  absl::StatusOr<v1::CheckResponse> result = CheckAuthorized(request);
+  AuditOutcome(caller, Action::kCheck, pool, result.status());
+  return result;
+}
+
+absl::StatusOr<v1::CheckResponse> Coordinator::CheckAuthorized(const v1::CheckRequest& request) {
   absl::MutexLock lock(&mu_);
   Pool* pool = FindPool(PoolName(request.pool()));
   if (pool == nullptr) {
@@ -273,7 +286,6 @@ v1::PoolState Coordinator::Snapshot(const Pool& pool) const {
   for (const Member* m : members) {
     v1::MemberState* ms = s.add_members();
     ms->set_identity(m->identity);
-    ms->set_incarnation(m->incarnation);
     ms->set_rank(m->rank);
     ms->set_phase(m->phase);
     *ms->mutable_device() = m->join.device();
@@ -304,6 +316,9 @@ v1::PoolState Coordinator::Snapshot(const Pool& pool) const {
   for (int r : pool.roster.MissingRanks(pool.world_size)) s.add_missing_ranks(r);
   s.set_error(pool.error);
   s.set_init_ms(pool.build.init_ms());
+  // Key names only: values are secrets (unique ids, addresses).
+  for (const std::string& key : pool.kv.Keys(kMaxStoreKeysShown)) s.add_store_keys(key);
+  s.set_store_key_count(static_cast<int32_t>(pool.kv.size()));
   return s;
 }
 

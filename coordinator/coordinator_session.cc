@@ -18,6 +18,12 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
   if (absl::Status s = Authorize(caller, Action::kJoin, PoolName(request.pool())); !s.ok()) {
     return s;
   }
+  // The identity is bound to the credential: a principal joins only as the identities the
+  // policy gives it.
+  if (absl::Status s = authorizer_->AuthorizeJoinIdentity(caller, request.identity()); !s.ok()) {
+    return Denied(caller, Action::kJoin, PoolName(request.pool()), std::move(s));
+  }
+  const std::string principal = authorizer_->Identify(caller).subject;
   if (std::optional<Refusal> refused = CheckJoinRequest(request, options_.limits);
       refused.has_value()) {
     return Refuse(refused->check, refused->status);
@@ -40,11 +46,12 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
       // from GetState — is refused while the session lives.
       if (member->sink != nullptr && (member->incarnation != request.incarnation() ||
                                       request.previous_session_id() != member->session_id)) {
+        // Incarnations are not shown: they are not for other callers to learn.
         const bool same = member->incarnation == request.incarnation();
         const std::string why = absl::StrCat(
             "identity '", request.identity(), "' is held by a live agent (",
             same ? "this incarnation, but the join does not name its current session"
-                 : absl::StrCat("incarnation ", member->incarnation),
+                 : "another incarnation",
             ", rank ", member->rank, ") in pool '", pool_name,
             "'; give each agent its own identity, or retry once the old agent is gone");
         Emit(*pool, v1::EVENT_KIND_REFUSED, member->rank, request.identity(),
@@ -138,15 +145,15 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
       for (std::string& b : *member->join.mutable_backends()) b = Printable(b, 16);
     }
     member->held = request.held();
-    member->session_id = sessions_.Open(pool_name, request.identity());
+    member->session_id = sessions_.Open(pool_name, request.identity(), principal);
     if (!still_ready) {
       member->phase = member->rank >= 0 ? v1::MEMBER_PHASE_JOINED : v1::MEMBER_PHASE_STANDBY;
     }
     member->ever_attached = false;
     member->error.clear();
+    // Events show no incarnation: watchers are not to learn it.
     Emit(*pool, v1::EVENT_KIND_JOINED, member->rank, member->identity,
-         absl::StrCat("incarnation ", member->incarnation,
-                      member->rank >= 0 ? absl::StrCat(", rank ", member->rank) : ", standby",
+         absl::StrCat(member->rank >= 0 ? absl::StrCat("rank ", member->rank) : "standby",
                       member->held.holding()
                           ? absl::StrCat(", holding generation ", member->held.generation())
                           : ""));
@@ -184,14 +191,24 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
 absl::Status Coordinator::Attach(const std::string& session_id, SessionSink* sink,
                                  const Caller& caller) {
   std::string pool_name;
+  std::optional<std::string> principal;
   {
     absl::MutexLock lock(&mu_);
     if (const SessionTable::Owner* owner = sessions_.Find(session_id); owner != nullptr) {
       pool_name = owner->pool;
+      principal = owner->principal;
     }
   }
   // An unknown session is refused below, as before, once the caller may join at all.
   if (absl::Status s = Authorize(caller, Action::kJoin, PoolName(pool_name)); !s.ok()) return s;
+  // The session is bound to the credential that joined: its id alone is not enough.
+  if (principal.has_value() && !caller.in_process &&
+      *principal != authorizer_->Identify(caller).subject) {
+    return Denied(caller, Action::kJoin, PoolName(pool_name),
+                  absl::PermissionDeniedError(
+                      "this session was opened by another principal; attach with the credential "
+                      "that joined (a session id alone does not attach)"));
+  }
   Completions done;
   {
     absl::MutexLock lock(&mu_);

@@ -24,7 +24,8 @@ int64_t EventLog::Record(v1::Event event) {
   v1::WatchEvent w;
   *w.mutable_event() = std::move(event);
   for (auto it = watchers_.begin(); it != watchers_.end();) {
-    if (!it->second.pool.empty() && it->second.pool != pool) {
+    if ((!it->second.pool.empty() && it->second.pool != pool) ||
+        (it->second.may_see && !it->second.may_see(pool))) {
       ++it;
       continue;
     }
@@ -50,9 +51,9 @@ std::vector<v1::Event> EventLog::Since(const std::string& pool, int64_t after_se
 
 void EventLog::Forget(const std::string& pool) { pools_.erase(pool); }
 
-uint64_t EventLog::AddWatcher(const std::string& pool, WatchSink* sink) {
+uint64_t EventLog::AddWatcher(const std::string& pool, WatchSink* sink, PoolFilter may_see) {
   const uint64_t id = next_watcher_++;
-  watchers_[id] = Watcher{pool, sink};
+  watchers_[id] = Watcher{pool, sink, std::move(may_see)};
   return id;
 }
 

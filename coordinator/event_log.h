@@ -51,8 +51,11 @@ class EventLog {
   void Forget(const std::string& pool);
 
   // Streams events of `pool` (empty: every pool) to `sink` until RemoveWatcher or until the sink
-  // refuses one. The caller checks the watcher limit first (watchers()).
-  uint64_t AddWatcher(const std::string& pool, WatchSink* sink);
+  // refuses one. The caller checks the watcher limit first (watchers()). `may_see` (when set)
+  // leaves out the events of pools it answers false for (a watcher of every pool that may read
+  // only some); called under the caller's lock, it must be quick.
+  using PoolFilter = std::function<bool(const std::string& pool)>;
+  uint64_t AddWatcher(const std::string& pool, WatchSink* sink, PoolFilter may_see = nullptr);
   // Idempotent: an id already dropped is ignored.
   void RemoveWatcher(uint64_t id);
   size_t watchers() const { return watchers_.size(); }
@@ -67,6 +70,7 @@ class EventLog {
   struct Watcher {
     std::string pool;  // empty: all
     WatchSink* sink;
+    PoolFilter may_see;
   };
 
   const size_t max_events_;

@@ -7,6 +7,15 @@
 
 namespace cohort::coordinator {
 
+std::vector<std::string> KvStore::Keys(size_t limit) const {
+  std::vector<std::string> out;
+  for (const auto& [key, value] : values_) {
+    if (out.size() == limit) break;
+    out.push_back(key);
+  }
+  return out;
+}
+
 bool KvStore::HasAll(const std::vector<std::string>& keys) const {
   for (const std::string& k : keys) {
     if (!values_.count(k)) return false;

@@ -53,6 +53,8 @@ class KvStore {
   std::vector<Completion> Reset(const absl::Status& status);
 
   size_t size() const { return values_.size(); }
+  // The first `limit` key names, sorted (never the values).
+  std::vector<std::string> Keys(size_t limit) const;
   int64_t bytes() const { return bytes_; }
   size_t waiters() const { return waiters_.size(); }
 

@@ -52,6 +52,8 @@ struct Limits {
 
 // One event message, in bytes; longer ones are cut (with "...").
 inline constexpr size_t kMaxEventMessage = 1024;
+// Store key names a PoolState lists (store_keys); store_key_count has them all.
+inline constexpr size_t kMaxStoreKeysShown = 1024;
 // Free-form strings from agents (errors, phases, versions, hosts) are cut to this many bytes.
 inline constexpr size_t kMaxFreeText = 4096;
 // Keys of one KvGet/KvSet request, and the bytes of one key.

@@ -12,6 +12,8 @@
 #include "common/duration_flag.h"
 #include "common/layout.h"
 #include "common/logging.h"
+#include "coordinator/audit.h"
+#include "coordinator/policy.h"
 #include "coordinator/server.h"
 #include "spdlog/spdlog.h"
 
@@ -111,6 +113,16 @@ int main(int argc, char** argv) {
   cohort::AddMillisecondsAlias(&app, "--max-wait-ms", &limits.max_wait, "--max-wait")
       ->check(cohort::DurationRange(absl::Milliseconds(1), absl::InfiniteDuration(),
                                     /*milliseconds=*/true));
+  std::string policy_file;
+  app.add_option("--policy", policy_file,
+                 "Access policy (YAML): principals, their roles and credentials; without it "
+                 "every caller may do everything (docs/security-authz.md)")
+      ->group("Access");
+  std::string audit_log;
+  app.add_option("--audit-log", audit_log,
+                 "Append audit lines (refusals, operator commands) to this file instead of the "
+                 "log")
+      ->group("Access");
   app.add_option("--log-level", log_level,
                  "trace|debug|info|warn|error (default: $COHORT_LOG_LEVEL or info)");
   // An optional startup pool: it starts itself once its world is complete.
@@ -128,6 +140,24 @@ int main(int argc, char** argv) {
   if (absl::Status s = cohort::SetupLogging("coordinator", log_level); !s.ok()) {
     std::cerr << "error: " << s.message() << "\n";
     return 2;
+  }
+  if (!policy_file.empty()) {
+    absl::StatusOr<cohort::coordinator::Policy> policy =
+        cohort::coordinator::Policy::Load(policy_file);
+    if (!policy.ok()) {
+      std::cerr << "error: --policy: " << policy.status().message() << "\n";
+      return 2;
+    }
+    spdlog::info("option --policy={} ({} principals)", policy_file, policy->principals().size());
+    options.coordinator.authorizer =
+        std::make_shared<cohort::coordinator::PolicyAuthorizer>(*std::move(policy));
+  }
+  if (!audit_log.empty()) {
+    if (absl::Status s = cohort::coordinator::SetAuditLogFile(audit_log); !s.ok()) {
+      std::cerr << "error: " << s.message() << "\n";
+      return 2;
+    }
+    spdlog::info("option --audit-log={}", audit_log);
   }
   if (config_flags.world_size > 0) {
     absl::StatusOr<cohort::ParallelConfig> config = config_flags.ToConfig();

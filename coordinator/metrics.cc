@@ -229,9 +229,24 @@ class CoordinatorMetrics::StateCollector final : public prometheus::Collectable 
       refusals.metric.push_back(std::move(metric));
     }
 
+    // Requests refused by the access policy or the store's rules (each is also a refusal above,
+    // check "authorization").
+    prometheus::MetricFamily denied;
+    denied.name = "cohort_coordinator_access_denied_total";
+    denied.help =
+        "Requests refused by the access policy or the store's rules, by action, the role it "
+        "needs and the status code.";
+    denied.type = prometheus::MetricType::Counter;
+    for (const auto& [key, count] : coordinator_->AccessDenials()) {
+      prometheus::ClientMetric metric;
+      metric.label = {{"action", key.action}, {"code", key.code}, {"role_needed", key.role_needed}};
+      metric.counter.value = static_cast<double>(count);
+      denied.metric.push_back(std::move(metric));
+    }
+
     std::vector<prometheus::MetricFamily> out;
     for (auto* family : {&pools, &pool_phase, &members, &generation, &world_size, &init_seconds,
-                         &heartbeat_age, &refusals}) {
+                         &heartbeat_age, &refusals, &denied}) {
       if (!family->metric.empty()) out.push_back(std::move(*family));
     }
     return out;

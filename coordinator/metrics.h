@@ -32,6 +32,11 @@
 //                                                             an input check or past a limit;
 //                                                             check = the limit's flag, e.g.
 //                                                             "max-pools", or the field)
+//   cohort_coordinator_access_denied_total{action,role_needed,code}  counter (scrape time:
+//                                                             requests the policy or the store's
+//                                                             rules refused; action as
+//                                                             ActionName, code e.g.
+//                                                             "PERMISSION_DENIED")
 // Phase and kind label values are the enum names, lower case, without their prefix ("ready",
 // "member_lost").
 #ifndef COHORT_COORDINATOR_METRICS_H_

@@ -132,6 +132,47 @@ TEST(CoordinatorFlagsTest, HeartbeatInterval_DurationAndMillisecondsAlias) {
   EXPECT_EQ(JoinedHeartbeatMs(alias), 300);
 }
 
+TEST(CoordinatorFlagsTest, BadPolicy_Exit2NamingTheLineAndTheFix) {
+  const std::string path = absl::StrCat(::testing::TempDir(), "/bad-policy-", getpid(), ".yaml");
+  std::ofstream(path) << "principals:\n  - name: a\n    role: admin\n    certificate: {cn: a}\n";
+  ProcessRun run = RunToExit("cohort-coordinator", {"--policy", path});
+  EXPECT_EQ(run.exit_status, 2);
+  EXPECT_THAT(run.err, StartsWith(absl::StrCat("error: --policy: ", path,
+                                               " line 3: unknown role 'admin'; use agent, "
+                                               "operator or viewer")));
+  ProcessRun missing = RunToExit("cohort-coordinator", {"--policy", path + ".missing"});
+  EXPECT_EQ(missing.exit_status, 2);
+  EXPECT_THAT(missing.err, HasSubstr("cannot read the policy file"));
+  std::remove(path.c_str());
+}
+
+// With a policy, a plaintext caller (no certificate, no token) is UNAUTHENTICATED, and the
+// refusal is in the audit log file.
+TEST(CoordinatorFlagsTest, Policy_AnonymousJoinRefused_AuditLogFileHasTheLine) {
+  const std::string base = absl::StrCat(::testing::TempDir(), "/policy-", getpid());
+  std::ofstream(base + ".yaml")
+      << "principals:\n  - name: ops\n    role: operator\n    certificate: {cn: ops}\n";
+  Cluster cluster({"--policy", base + ".yaml", "--audit-log", base + ".audit"});
+  ASSERT_TRUE(cluster.ok());
+  auto stub = v1::AgentService::NewStub(
+      grpc::CreateChannel(cluster.address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  v1::JoinRequest request;
+  request.set_identity("probe");
+  request.set_incarnation("probe-1");
+  v1::JoinResponse response;
+  grpc::Status status = stub->Join(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(status.error_message(), HasSubstr("Join needs role agent"));
+  std::ifstream in(base + ".audit");
+  std::stringstream audit;
+  audit << in.rdbuf();
+  EXPECT_THAT(audit.str(), HasSubstr("role=none action=Join pool=default result=UNAUTHENTICATED"));
+  std::remove((base + ".yaml").c_str());
+  std::remove((base + ".audit").c_str());
+}
+
 TEST(AgentFlagsTest, BadConnectTimeout_Exit2) {
   ProcessRun run = RunToExit("cohort-agent", {"--connect-timeout", "-5s"});
   EXPECT_EQ(run.exit_status, 2);

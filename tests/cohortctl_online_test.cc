@@ -292,6 +292,31 @@ TEST_F(CohortctlOnlineTest, StateJson_PrintsZeroValues) {
   EXPECT_TRUE(Has(doc, "error")) << r.out;
 }
 
+TEST_F(CohortctlOnlineTest, State_ShowsStoreKeyNamesNeverValues) {
+  ASSERT_EQ(Ctl({"init", "-n", "2", "--dp", "2"}).status, 0);
+  FakeMember m0 = JoinFake("agent-0", 0);
+  JoinFake("agent-1", 1);
+  v1::KvSetRequest set;
+  set.set_generation(1);
+  set.set_session_id(m0.session_id);
+  v1::KvEntry* e = set.add_entries();
+  e->set_key("world/0/0");
+  e->set_value("value-never-shown");
+  ASSERT_TRUE(coordinator().KvSet(set).ok());
+  Result table = Ctl({"state"});
+  ASSERT_EQ(table.status, 0) << table.err;
+  EXPECT_THAT(table.out, HasSubstr("store 1 key\n"));
+  Result wide = Ctl({"state", "-o", "wide", "--no-color"});
+  ASSERT_EQ(wide.status, 0) << wide.err;
+  EXPECT_THAT(wide.out, HasSubstr("store 1 key: world/0/0\n"));
+  Result yaml = Ctl({"state", "-o", "yaml"});
+  ASSERT_EQ(yaml.status, 0) << yaml.err;
+  EXPECT_THAT(yaml.out, HasSubstr("world/0/0"));
+  for (const Result* r : {&table, &wide, &yaml}) {
+    EXPECT_THAT(r->out, Not(HasSubstr("value-never-shown")));
+  }
+}
+
 TEST_F(CohortctlOnlineTest, State_TakesTheSharedOutputOptions) {
   ASSERT_EQ(Ctl({"init", "-n", "2", "--dp", "2"}).status, 0);
   JoinFake("agent-0", 0);
@@ -303,8 +328,10 @@ TEST_F(CohortctlOnlineTest, State_TakesTheSharedOutputOptions) {
   EXPECT_THAT(yaml.out, HasSubstr("    rank: 0\n"));
   Result wide = Ctl({"state", "-o", "wide", "--no-color"});
   ASSERT_EQ(wide.status, 0) << wide.err;
-  EXPECT_THAT(wide.out, HasSubstr("INCARNATION"));
-  EXPECT_THAT(wide.out, HasSubstr("inc-1"));
+  // The incarnation is a secret: never shown.
+  EXPECT_THAT(wide.out, Not(HasSubstr("INCARNATION")));
+  EXPECT_THAT(wide.out, Not(HasSubstr("inc-1")));
+  EXPECT_THAT(wide.out, HasSubstr("GENERATION"));
   EXPECT_THAT(wide.out, Not(HasSubstr("\x1b[")));
   Result table = Ctl({"state"});
   ASSERT_EQ(table.status, 0) << table.err;
