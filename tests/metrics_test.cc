@@ -258,6 +258,25 @@ TEST_F(MetricsPoolTest, Metrics_UniqueIdsRelayed_CountsStoredNcclIdKeysOnly) {
   EXPECT_EQ(Value(m, "cohort_rpcs_total", {{"method", "KvSet"}, {"code", "ALREADY_EXISTS"}}), 1);
 }
 
+// A store call naming a session that does not exist is refused by the store's rules: counted
+// by action, role needed and code, and as an "authorization" refusal.
+TEST_F(MetricsPoolTest, Metrics_AccessDenied_ByActionRoleAndCode) {
+  ASSERT_NO_FATAL_FAILURE(StartReadyPool());
+  v1::KvSetRequest request;
+  request.set_pool("default");
+  request.set_generation(1);
+  request.set_session_id("00000000000000000000000000000000");
+  v1::KvEntry* e = request.add_entries();
+  e->set_key("world/0/0");
+  e->set_value("x");
+  EXPECT_EQ(client_->KvSet(request).code(), absl::StatusCode::kUnauthenticated);
+  const std::vector<Sample> m = Scrape();
+  EXPECT_EQ(Value(m, "cohort_coordinator_access_denied_total",
+                  {{"action", "store"}, {"role_needed", "agent"}, {"code", "UNAUTHENTICATED"}}),
+            1);
+  EXPECT_EQ(Value(m, "cohort_coordinator_limit_refusals_total", {{"check", "authorization"}}), 1);
+}
+
 TEST_F(MetricsPoolTest, Metrics_AgentLeaves_FailureDetectedAndPoolNotReady) {
   ASSERT_NO_FATAL_FAILURE(StartReadyPool());
   agents_[5]->Stop();
