@@ -116,7 +116,8 @@ int main(int argc, char** argv) {
   std::string policy_file;
   app.add_option("--policy", policy_file,
                  "Access policy (YAML): principals, their roles and credentials; without it "
-                 "every caller may do everything (docs/security-authz.md)")
+                 "every caller may do everything (docs/security-authz.md). SIGHUP reads it again "
+                 "(a file that does not load leaves the policy in force)")
       ->group("Access");
   std::string audit_log;
   app.add_option("--audit-log", audit_log,
@@ -141,6 +142,7 @@ int main(int argc, char** argv) {
     std::cerr << "error: " << s.message() << "\n";
     return 2;
   }
+  std::shared_ptr<cohort::coordinator::PolicyAuthorizer> policy_authorizer;
   if (!policy_file.empty()) {
     absl::StatusOr<cohort::coordinator::Policy> policy =
         cohort::coordinator::Policy::Load(policy_file);
@@ -149,8 +151,8 @@ int main(int argc, char** argv) {
       return 2;
     }
     spdlog::info("option --policy={} ({} principals)", policy_file, policy->principals().size());
-    options.coordinator.authorizer =
-        std::make_shared<cohort::coordinator::PolicyAuthorizer>(*std::move(policy));
+    policy_authorizer = std::make_shared<cohort::coordinator::PolicyAuthorizer>(*std::move(policy));
+    options.coordinator.authorizer = policy_authorizer;
   }
   if (!audit_log.empty()) {
     if (absl::Status s = cohort::coordinator::SetAuditLogFile(audit_log); !s.ok()) {
@@ -213,6 +215,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  if (policy_authorizer != nullptr) sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   // A peer that vanishes mid-write must not kill the process (Gloo writes without MSG_NOSIGNAL).
   signal(SIGPIPE, SIG_IGN);
@@ -234,7 +237,18 @@ int main(int argc, char** argv) {
     std::cout << "metrics on " << (*server)->metrics_url() << std::endl;
   }
   int sig = 0;
-  sigwait(&signals, &sig);
+  while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) {
+    absl::StatusOr<cohort::coordinator::Policy> policy =
+        cohort::coordinator::Policy::Load(policy_file);
+    if (!policy.ok()) {
+      spdlog::error("SIGHUP: the policy in force stays: {}",
+                    std::string(policy.status().message()));
+      continue;
+    }
+    spdlog::info("SIGHUP: policy {} reloaded ({} principals)", policy_file,
+                 policy->principals().size());
+    policy_authorizer->Replace(*std::move(policy));
+  }
   spdlog::info("signal {}: shutting down", sig);
   (*server)->Shutdown();
   return 0;

@@ -324,10 +324,22 @@ std::optional<Policy::Match> Policy::Find(const Caller& caller) const {
   return std::nullopt;
 }
 
+std::shared_ptr<const Policy> PolicyAuthorizer::policy() const {
+  absl::MutexLock lock(&mu_);
+  return policy_;
+}
+
+void PolicyAuthorizer::Replace(Policy policy) {
+  auto next = std::make_shared<const Policy>(std::move(policy));
+  absl::MutexLock lock(&mu_);
+  policy_ = std::move(next);
+}
+
 absl::Status PolicyAuthorizer::Authorize(const Caller& caller, Action action,
                                          const std::string& pool) const {
   if (caller.in_process) return absl::OkStatus();
-  std::optional<Policy::Match> match = policy_.Find(caller);
+  const std::shared_ptr<const Policy> policy = this->policy();
+  std::optional<Policy::Match> match = policy->Find(caller);
   if (!match) {
     return absl::UnauthenticatedError(
         absl::StrCat(ActionTitle(action), " needs role ", RoleNeeded(action), "; the caller (peer ",
@@ -352,7 +364,8 @@ absl::Status PolicyAuthorizer::Authorize(const Caller& caller, Action action,
 
 Principal PolicyAuthorizer::Identify(const Caller& caller) const {
   if (caller.in_process) return Principal{"in-process", "operator", "in-process"};
-  std::optional<Policy::Match> match = policy_.Find(caller);
+  const std::shared_ptr<const Policy> policy = this->policy();
+  std::optional<Policy::Match> match = policy->Find(caller);
   if (!match) return {};
   const std::string& name = match->principal->name;
   return Principal{name, std::string(RoleName(match->principal->role)),
@@ -362,7 +375,8 @@ Principal PolicyAuthorizer::Identify(const Caller& caller) const {
 absl::Status PolicyAuthorizer::AuthorizeJoinIdentity(const Caller& caller,
                                                      const std::string& identity) const {
   if (caller.in_process) return absl::OkStatus();
-  std::optional<Policy::Match> match = policy_.Find(caller);
+  const std::shared_ptr<const Policy> policy = this->policy();
+  std::optional<Policy::Match> match = policy->Find(caller);
   if (!match) {
     return absl::UnauthenticatedError(
         "Join needs role agent; the caller presented no client certificate or token the policy "

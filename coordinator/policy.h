@@ -29,12 +29,15 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "coordinator/authorizer.h"
 #include "coordinator/caller.h"
 
@@ -94,9 +97,11 @@ class Policy {
 // SHA-256 of `data` (OpenSSL libcrypto).
 std::array<uint8_t, 32> Sha256(absl::string_view data);
 
+// Thread-safe; Replace swaps the policy while calls are in flight (each call sees one policy).
 class PolicyAuthorizer final : public Authorizer {
  public:
-  explicit PolicyAuthorizer(Policy policy) : policy_(std::move(policy)) {}
+  explicit PolicyAuthorizer(Policy policy)
+      : policy_(std::make_shared<const Policy>(std::move(policy))) {}
 
   // UNAUTHENTICATED when no principal matches: "<Action> needs role <role>; the caller (peer
   // ...) presented no client certificate or token the policy knows"; PERMISSION_DENIED when the
@@ -108,10 +113,15 @@ class PolicyAuthorizer final : public Authorizer {
                                      const std::string& identity) const override;
   bool RequiresStoreSession() const override { return true; }
 
-  const Policy& policy() const { return policy_; }
+  // The policy now in force.
+  std::shared_ptr<const Policy> policy() const;
+  // Puts `policy` in force for every later call (cohort-coordinator reloads the file on SIGHUP).
+  // Sessions already open stay bound to the subject that opened them.
+  void Replace(Policy policy);
 
  private:
-  const Policy policy_;
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const Policy> policy_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace cohort::coordinator

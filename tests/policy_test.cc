@@ -3,6 +3,7 @@
 #include "coordinator/policy.h"
 
 #include <fstream>
+#include <memory>
 #include <string>
 
 #include "absl/strings/escaping.h"
@@ -71,10 +72,10 @@ Caller Anonymous() {
   return c;
 }
 
-PolicyAuthorizer Authorizer() {
+std::unique_ptr<PolicyAuthorizer> MakeAuthorizer() {
   absl::StatusOr<Policy> policy = Policy::Parse(PolicyText(), "policy.yaml");
   EXPECT_TRUE(policy.ok()) << policy.status();
-  return PolicyAuthorizer(*std::move(policy));
+  return std::make_unique<PolicyAuthorizer>(*std::move(policy));
 }
 
 TEST(PolicyParse, ValidPolicy_AllPrincipals) {
@@ -141,7 +142,8 @@ TEST(PolicyParse, Load_ReadsTheFile) {
 }
 
 TEST(PolicyMatch, CertificateOnlyWhenAuthenticated_TokenByHash) {
-  PolicyAuthorizer authorizer = Authorizer();
+  std::unique_ptr<PolicyAuthorizer> owned = MakeAuthorizer();
+  PolicyAuthorizer& authorizer = *owned;
   EXPECT_EQ(authorizer.Identify(Cert("spiffe://cohort/operator")).name, "alice");
   Caller unproven = Cert("spiffe://cohort/operator");
   unproven.authenticated = false;
@@ -157,7 +159,8 @@ TEST(PolicyMatch, CertificateOnlyWhenAuthenticated_TokenByHash) {
 }
 
 TEST(PolicyAuthorize, RolesPerAction_ExactCodesAndRoleNamed) {
-  PolicyAuthorizer authorizer = Authorizer();
+  std::unique_ptr<PolicyAuthorizer> owned = MakeAuthorizer();
+  PolicyAuthorizer& authorizer = *owned;
   const Caller op = Cert("spiffe://cohort/operator");
   const Caller viewer = Token("viewer-token");
   const Caller agent = Cert("spiffe://cohort/agent/a0");
@@ -189,7 +192,8 @@ TEST(PolicyAuthorize, RolesPerAction_ExactCodesAndRoleNamed) {
 }
 
 TEST(PolicyAuthorize, Pools_RestrictedPrincipal) {
-  PolicyAuthorizer authorizer = Authorizer();
+  std::unique_ptr<PolicyAuthorizer> owned = MakeAuthorizer();
+  PolicyAuthorizer& authorizer = *owned;
   const Caller agent = Cert("spiffe://cohort/agent/a0");
   absl::Status s = authorizer.Authorize(agent, Action::kJoin, "default");
   EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied);
@@ -222,7 +226,8 @@ TEST(PolicyAuthorize, Embedded_AgentMayReadInitializeDestroyItsPools) {
 }
 
 TEST(PolicyJoinIdentity, WildcardTextNameOrListedIdentities) {
-  PolicyAuthorizer authorizer = Authorizer();
+  std::unique_ptr<PolicyAuthorizer> owned = MakeAuthorizer();
+  PolicyAuthorizer& authorizer = *owned;
   const Caller a0 = Cert("spiffe://cohort/agent/a0");
   EXPECT_TRUE(authorizer.AuthorizeJoinIdentity(a0, "a0").ok());
   absl::Status other = authorizer.AuthorizeJoinIdentity(a0, "a1");
@@ -235,6 +240,22 @@ TEST(PolicyJoinIdentity, WildcardTextNameOrListedIdentities) {
   EXPECT_EQ(b_other.code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(b_other.message(), HasSubstr("it may join as 'node-b-*'"));
   EXPECT_TRUE(authorizer.AuthorizeJoinIdentity(Caller::InProcess(), "anything").ok());
+}
+
+TEST(PolicyAuthorize, Replace_LaterCallsSeeTheNewPolicy) {
+  std::unique_ptr<PolicyAuthorizer> owned = MakeAuthorizer();
+  PolicyAuthorizer& authorizer = *owned;
+  const Caller viewer = Token("viewer-token");
+  EXPECT_TRUE(authorizer.Authorize(viewer, Action::kRead, "p").ok());
+  absl::StatusOr<Policy> next = Policy::Parse(
+      "principals:\n  - name: dashboards\n    role: operator\n    certificate: {cn: ops}\n",
+      "next.yaml");
+  ASSERT_TRUE(next.ok()) << next.status();
+  authorizer.Replace(*std::move(next));
+  EXPECT_EQ(authorizer.Authorize(viewer, Action::kRead, "p").code(),
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(authorizer.Identify(Cert("", "ops")).role, "operator");
+  EXPECT_EQ(authorizer.policy()->principals().size(), 1u);
 }
 
 TEST(PolicyNamePattern, ExactAndPrefix) {
