@@ -157,9 +157,10 @@ absl::Status Coordinator::Authorize(const Caller& caller, Action action,
 
 namespace {
 
-// Who the audit line names: the principal, else the transport's peer, else the caller's name.
+// Who the audit line names: the principal (its subject: "agents/agent-3" for a certificate
+// pattern ending in '*'), else the transport's peer, else the caller's name.
 std::string AuditWho(const Caller& caller, const Principal& principal) {
-  if (principal.matched()) return principal.name;
+  if (principal.matched()) return principal.subject.empty() ? principal.name : principal.subject;
   return Printable(caller.peer.empty() ? caller.identity : caller.peer, 253);
 }
 

@@ -372,6 +372,9 @@ TEST_F(AccessTest, Store_MemberWritesOnlyItsKeys_ReadsOnlyItsGroups) {
   // A session used with another agent's credential.
   absl::StatusOr<v1::KvGetResponse> stolen = Get(agents[3].session_id, AgentCaller(1), "tp/1/0");
   EXPECT_EQ(stolen.status().code(), absl::StatusCode::kPermissionDenied);
+  // The audit line names the agent behind the wildcard principal.
+  EXPECT_THAT(AuditLines(), ::testing::Contains("who=agents/agent-3 role=agent action=Store "
+                                                "pool=default result=PERMISSION_DENIED"));
   // Refusals are counted as store denials.
   const auto denials = coordinator_->AccessDenials();
   EXPECT_EQ(denials.at(Coordinator::DenialKey{"store", "agent", "PERMISSION_DENIED"}), 3);
