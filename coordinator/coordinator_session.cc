@@ -42,8 +42,8 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
       member = &it->second;
       // A live session is only ever replaced by the process that holds it: the same incarnation
       // naming its current session id (a secret only that process got from Join). Anyone
-      // else — another incarnation, or a client that copied the identity and incarnation
-      // from GetState — is refused while the session lives.
+      // else — another incarnation, or a client that learned or guessed the identity and
+      // incarnation (GetState no longer shows incarnations) — is refused while the session lives.
       if (member->sink != nullptr && (member->incarnation != request.incarnation() ||
                                       request.previous_session_id() != member->session_id)) {
         // Incarnations are not shown: they are not for other callers to learn.

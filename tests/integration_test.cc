@@ -4,6 +4,8 @@
 // an orderly exit of every agent.
 #include <fstream>
 
+#include "coordinator/store_access.h"
+#include "gmock/gmock.h"
 #include "tests/cluster.h"
 
 namespace cohort::testing {
@@ -102,9 +104,17 @@ TEST(Flow, StartupPool_StartsItselfWhenTheWorldIsComplete) {
       cluster.WaitForPhase(v1::POOL_PHASE_READY, 1, absl::Seconds(60));
   ASSERT_TRUE(ready.ok()) << ready.status();
   ASSERT_EQ(ready->phase(), v1::POOL_PHASE_READY) << ready->error();
-  ExpectReportsMatchLayout(
-      *ready,
-      *Layout::Build({.world_size = 4, .data_parallel_size = 2, .tensor_parallel_size = 2}));
+  const Layout layout =
+      *Layout::Build({.world_size = 4, .data_parallel_size = 2, .tensor_parallel_size = 2});
+  ExpectReportsMatchLayout(*ready, layout);
+  // The agent processes send their session with every store call, so the coordinator held them
+  // to the ownership rules (a foreign key would have failed the build); what they wrote fits the
+  // scheme, and inspection shows the names.
+  EXPECT_GT(ready->store_key_count(), 0);
+  for (const std::string& key : ready->store_keys()) {
+    EXPECT_TRUE(coordinator::ScopeOfKey(layout, key).ok()) << key;
+  }
+  EXPECT_THAT(ready->store_keys(), ::testing::IsSupersetOf({"world/0/0", "world/0/3", "tp/1/1"}));
 }
 
 TEST(Flow, AgentBeyondTheWorld_WaitsAsStandby) {
