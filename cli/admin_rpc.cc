@@ -8,10 +8,12 @@
 
 namespace cohort::cli {
 
-void ConnectionFlags::Register(CLI::App* app) {
+void ConnectionFlags::Register(CLI::App* app, bool transport_required) {
   app->add_option("--coordinator,-c", coordinator,
                   "Coordinator host:port (default: $COHORT_COORDINATOR or 127.0.0.1:7070)");
   app->add_option("--pool,-p", pool, "Pool name")->capture_default_str();
+  transport_flags.Register(app, TransportSecurityOptions::Side::kClient, &transport_security,
+                           transport_required);
 }
 
 std::string ConnectionFlags::Address() const {
@@ -21,8 +23,7 @@ std::string ConnectionFlags::Address() const {
 }
 
 std::unique_ptr<v1::AdminService::Stub> Connect(const ConnectionFlags& flags) {
-  return v1::AdminService::NewStub(
-      grpc::CreateChannel(flags.Address(), MakeChannelCredentials(flags.transport_security)));
+  return v1::AdminService::NewStub(CreateChannel(flags.Address(), flags.transport_security));
 }
 
 void SetRpcDeadline(grpc::ClientContext* context) {

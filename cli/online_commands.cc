@@ -122,11 +122,13 @@ CLI::App* DeletePoolCommand::Register(CLI::App* app) {
       "hold is theirs to release). Exit status: 0 deleted, 1 refused or unknown pool, 4\n"
       "coordinator unreachable.\n\n"
       "Example:\n"
-      "  cohortctl delete pool old-job -c 127.0.0.1:7070");
+      "  cohortctl delete pool old-job -c 127.0.0.1:7070 --insecure");
   pool_cmd->add_option("name", name, "The pool to delete")->required();
   pool_cmd->add_flag("--force", force, "Delete even while members are attached");
   pool_cmd->add_option("--coordinator,-c", connection.coordinator,
                        "Coordinator host:port (default: $COHORT_COORDINATOR or 127.0.0.1:7070)");
+  connection.transport_flags.Register(pool_cmd, TransportSecurityOptions::Side::kClient,
+                                      &connection.transport_security);
   return cmd;
 }
 
