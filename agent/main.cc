@@ -66,8 +66,7 @@ int main(int argc, char** argv) {
                  "HTTPS with TLS)");
   bool metrics_insecure = false;
   app.add_flag("--metrics-insecure", metrics_insecure,
-               "With TLS, serve /metrics over plain HTTP anyway (Debian 12's civetweb cannot "
-               "serve HTTPS with OpenSSL 3)")
+               "With TLS, serve /metrics over plain HTTP (gRPC stays TLS)")
       ->needs("--metrics-listen")
       ->group("Transport security");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");

@@ -124,22 +124,56 @@ absl::StatusOr<std::string> WriteCombinedPem(const MetricsTls& tls) {
 
 }  // namespace
 
-absl::Status CivetwebTlsSupport() {
-  // What civetweb does (the unversioned name, as civetweb asks for it).
+namespace {
+
+// Loads libcohort_civetweb_ssl_compat.so (civetweb_ssl_compat.cc) when this process's OpenSSL
+// lacks SSL_get_peer_certificate. It must come before anything dlopens "libssl.so": glibc would
+// otherwise record that name for the real libssl.so.3 (already loaded by gRPC) and answer every
+// later dlopen("libssl.so") with it. Looked for next to the executable (the build tree) and in
+// <libdir>/cohort (installed).
+void LoadSslCompatIfNeeded() {
+  if (dlsym(RTLD_DEFAULT, "SSL_get_peer_certificate") != nullptr) return;
+  std::vector<std::string> candidates;
+  char exe[4096];
+  const ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n > 0) {
+    std::string dir(exe, static_cast<size_t>(n));
+    dir = dir.substr(0, dir.rfind('/'));
+    candidates.push_back(dir + "/libcohort_civetweb_ssl_compat.so");
+    candidates.push_back(dir + "/../lib/cohort/libcohort_civetweb_ssl_compat.so");
+  }
+  candidates.push_back(COHORT_SSL_COMPAT_INSTALLED);
+  for (const std::string& path : candidates) {
+    if (access(path.c_str(), R_OK) != 0) continue;
+    // Kept loaded for the life of the process, like civetweb's own handle.
+    if (dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL) != nullptr) return;
+  }
+}
+
+absl::Status ProbeCivetwebTls() {
+  LoadSslCompatIfNeeded();
+  // What civetweb does: the unversioned name, then the function it misses under OpenSSL 3.
+  // The handle stays open (civetweb opens the same object).
   void* ssl = dlopen("libssl.so", RTLD_LAZY | RTLD_LOCAL);
   if (ssl == nullptr) {
     return absl::UnavailableError(
         "civetweb needs libssl.so (the unversioned name, from libssl-dev) to serve HTTPS");
   }
-  const bool has_old_name = dlsym(ssl, "SSL_get_peer_certificate") != nullptr;
-  dlclose(ssl);
-  if (!has_old_name) {
+  if (dlsym(ssl, "SSL_get_peer_certificate") == nullptr) {
     return absl::FailedPreconditionError(
         "this system's civetweb cannot serve HTTPS: it was built for OpenSSL 1.1 and looks up "
         "SSL_get_peer_certificate, which OpenSSL 3 no longer exports, so the first HTTPS request "
-        "would crash the process");
+        "would crash the process (libcohort_civetweb_ssl_compat.so, which supplies it, was not "
+        "found next to the binary or in <libdir>/cohort)");
   }
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CivetwebTlsSupport() {
+  static const absl::Status* const status = new absl::Status(ProbeCivetwebTls());
+  return *status;
 }
 
 absl::StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(

@@ -33,9 +33,12 @@ void DestroyExposerPromptly(std::unique_ptr<prometheus::Exposer> exposer, const 
 // Whether civetweb can serve HTTPS in this process. Debian 12's civetweb 1.15 is built for the
 // OpenSSL 1.1 API and finds libssl's functions by name at run time (dlopen("libssl.so") and
 // dlsym); OpenSSL 3 no longer exports SSL_get_peer_certificate (now a macro over
-// SSL_get1_peer_certificate), so civetweb's pointer to it is null and the first HTTPS
-// connection crashes the whole process (it calls it on every connection). This probe does the
-// same lookup. Errors: FAILED_PRECONDITION saying so (and UNAVAILABLE without libssl.so).
+// SSL_get1_peer_certificate), so civetweb's pointer to it would be null and the first HTTPS
+// connection would crash the whole process (it calls it on every connection). The first call
+// loads libcohort_civetweb_ssl_compat.so (which supplies that function, see
+// civetweb_ssl_compat.cc) where needed, then does civetweb's lookup; call it before any civetweb
+// starts with TLS (MetricsEndpoint::Start does). Errors: FAILED_PRECONDITION when the lookup
+// still fails (the compat library missing), UNAVAILABLE without libssl.so.
 absl::Status CivetwebTlsSupport();
 
 // HTTPS for a metrics endpoint: the same PEM files as the gRPC port (--tls-cert, --tls-key,

@@ -64,8 +64,8 @@ absl::StatusOr<TransportSecurityOptions> TransportFlags::ToOptions(Side side) co
   }
   if (!insecure && !any_tls) return absl::InvalidArgumentError(kChooseTransport);
   TransportSecurityOptions options;
-  options.mode = insecure ? TransportSecurityOptions::Mode::kInsecure
-                          : TransportSecurityOptions::Mode::kTls;
+  options.mode =
+      insecure ? TransportSecurityOptions::Mode::kInsecure : TransportSecurityOptions::Mode::kTls;
   options.certificate_file = certificate_file;
   options.key_file = key_file;
   options.ca_file = ca_file;

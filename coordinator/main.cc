@@ -63,8 +63,7 @@ int main(int argc, char** argv) {
                  "IP:PORT to serve Prometheus metrics on at /metrics (port 0: any; default: off; "
                  "HTTPS with TLS)");
   app.add_flag("--metrics-insecure", options.metrics_insecure,
-               "With TLS, serve /metrics over plain HTTP anyway (Debian 12's civetweb cannot "
-               "serve HTTPS with OpenSSL 3)")
+               "With TLS, serve /metrics over plain HTTP (gRPC stays TLS)")
       ->needs("--metrics-listen")
       ->group("Transport security");
   app.add_option("--state-file", options.coordinator.state_file,

@@ -34,8 +34,8 @@ class TestCerts {
   // Runs deploy/mint-certs.sh on this directory with `args` (e.g. "--rotate-server",
   // "--client NAME --uri URI"). Returns whether it succeeded.
   bool Mint(const std::string& args) const {
-    const std::string command = absl::StrCat(COHORT_SOURCE_DIR, "/deploy/mint-certs.sh ",
-                                             dir_.path(), " ", args, " 2>&1");
+    const std::string command =
+        absl::StrCat(COHORT_SOURCE_DIR, "/deploy/mint-certs.sh ", dir_.path(), " ", args, " 2>&1");
     const int rc = std::system(command.c_str());
     const bool ok = rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 0;
     if (!ok) ADD_FAILURE() << "mint-certs.sh failed: " << command;
@@ -43,9 +43,8 @@ class TestCerts {
   }
 
   // The coordinator's options: TLS with coordinator.crt/.key and ca.crt.
-  TransportSecurityOptions Server(
-      TransportSecurityOptions::ClientAuth auth = TransportSecurityOptions::ClientAuth::kRequire)
-      const {
+  TransportSecurityOptions Server(TransportSecurityOptions::ClientAuth auth =
+                                      TransportSecurityOptions::ClientAuth::kRequire) const {
     TransportSecurityOptions o;
     o.mode = TransportSecurityOptions::Mode::kTls;
     o.certificate_file = Path("coordinator.crt");
@@ -68,13 +67,14 @@ class TestCerts {
   // Flags for a binary: --tls-cert/--tls-key (unless `name` is empty) and --tls-ca.
   std::vector<std::string> ClientFlags(const std::string& name) const {
     std::vector<std::string> flags;
-    if (!name.empty()) flags = {"--tls-cert", Path(name + ".crt"), "--tls-key", Path(name + ".key")};
+    if (!name.empty())
+      flags = {"--tls-cert", Path(name + ".crt"), "--tls-key", Path(name + ".key")};
     flags.insert(flags.end(), {"--tls-ca", Path("ca.crt")});
     return flags;
   }
   std::vector<std::string> ServerFlags() const {
     return {"--tls-cert", Path("coordinator.crt"), "--tls-key", Path("coordinator.key"),
-            "--tls-ca", Path("ca.crt")};
+            "--tls-ca",   Path("ca.crt")};
   }
 
  private:

@@ -80,7 +80,7 @@ inline absl::StatusOr<int> Check(grpc::Channel* channel, const std::string& serv
 // Statuses are published by a worker thread, so a test waits for them rather than expecting
 // them at once.
 inline bool WaitForHealth(grpc::Channel* channel, const std::string& service, int want,
-                   absl::Duration timeout, int* last = nullptr) {
+                          absl::Duration timeout, int* last = nullptr) {
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   const grpc::internal::RpcMethod method("/grpc.health.v1.Health/Watch",
@@ -104,7 +104,8 @@ inline bool WaitForHealth(grpc::Channel* channel, const std::string& service, in
 
 // grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo, one request, one response (its
 // bytes). Request fields: file_containing_symbol = 4, list_services = 7.
-inline absl::StatusOr<std::string> Reflect(grpc::Channel* channel, int field, const std::string& value) {
+inline absl::StatusOr<std::string> Reflect(grpc::Channel* channel, int field,
+                                           const std::string& value) {
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
   const grpc::internal::RpcMethod method(

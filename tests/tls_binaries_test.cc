@@ -66,9 +66,19 @@ class TlsBinariesTest : public ::testing::Test {
   // The coordinator with TLS, a plaintext health port and a startup pool of two, plus `extra`.
   // Reads back the address and the health and metrics addresses it prints.
   void StartCoordinator(const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> argv = {Bin("cohort-coordinator"), "--listen", "127.0.0.1:0",
-                                     "--health-listen", "127.0.0.1:0", "--world-size", "2",
-                                     "--dp", "2", "--backend", "gloo", "--log-level", "info"};
+    std::vector<std::string> argv = {Bin("cohort-coordinator"),
+                                     "--listen",
+                                     "127.0.0.1:0",
+                                     "--health-listen",
+                                     "127.0.0.1:0",
+                                     "--world-size",
+                                     "2",
+                                     "--dp",
+                                     "2",
+                                     "--backend",
+                                     "gloo",
+                                     "--log-level",
+                                     "info"};
     for (const std::string& f : certs().ServerFlags()) argv.push_back(f);
     argv.insert(argv.end(), extra.begin(), extra.end());
     auto child = ChildProcess::Spawn(argv, logs_ / "coordinator.log");
@@ -99,10 +109,10 @@ class TlsBinariesTest : public ::testing::Test {
   }
 
   void StartAgent(int r, const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> argv = {Bin("cohort-agent"), "--coordinator", address_,
-                                     "--identity", absl::StrCat("agent-", r), "--rank-hint",
-                                     absl::StrCat(r), "--backends", "gloo", "--host-address",
-                                     "127.0.0.1", "--log-level", "info"};
+    std::vector<std::string> argv = {
+        Bin("cohort-agent"), "--coordinator", address_,     "--identity", absl::StrCat("agent-", r),
+        "--rank-hint",       absl::StrCat(r), "--backends", "gloo",       "--host-address",
+        "127.0.0.1",         "--log-level",   "info"};
     for (const std::string& f : certs().ClientFlags(absl::StrCat("agent-", r))) argv.push_back(f);
     argv.insert(argv.end(), extra.begin(), extra.end());
     auto child = ChildProcess::Spawn(argv, logs_ / absl::StrCat("agent-", r, ".log"));
@@ -135,7 +145,8 @@ TEST_F(TlsBinariesTest, AgentsWithClientCertificatesFormThePool_CohortctlReadsIt
   ASSERT_NO_FATAL_FAILURE(StartAgent(0));
   // The other one checks the name the certificate holds instead of the IP address.
   ASSERT_NO_FATAL_FAILURE(StartAgent(1, {"--tls-server-name", "cohort-coordinator"}));
-  CommandRun ready = Ctl({"wait", "--state", "READY", "--timeout", "60s"}, certs().ClientFlags("operator"));
+  CommandRun ready =
+      Ctl({"wait", "--state", "READY", "--timeout", "60s"}, certs().ClientFlags("operator"));
   ASSERT_EQ(ready.exit_status, 0) << ready.out << ScratchDir::Read(logs_ / "agent-0.log")
                                   << ScratchDir::Read(logs_ / "coordinator.log");
   CommandRun members = Ctl({"members"}, certs().ClientFlags("viewer"));
@@ -145,7 +156,8 @@ TEST_F(TlsBinariesTest, AgentsWithClientCertificatesFormThePool_CohortctlReadsIt
   // The plaintext health port tells a probe the pool is serving.
   auto health = grpc::CreateChannel(health_address_, grpc::InsecureChannelCredentials());
   int last = -1;
-  EXPECT_TRUE(WaitForHealth(health.get(), "cohort.pool.default", kServing, absl::Seconds(30), &last))
+  EXPECT_TRUE(
+      WaitForHealth(health.get(), "cohort.pool.default", kServing, absl::Seconds(30), &last))
       << last;
 }
 
@@ -212,15 +224,90 @@ TEST_F(TlsBinariesTest, MetricsInsecure_PlainHttpMetricsWhileGrpcIsTls) {
   EXPECT_EQ(Ctl({"status"}, {"--insecure"}).exit_status, 4);
 }
 
-TEST_F(TlsBinariesTest, AgentMetricsWithTls_RefusedUpFrontWhereCivetwebCannot) {
-  if (CivetwebTlsSupport().ok()) GTEST_SKIP() << "this civetweb serves HTTPS";
+TEST_F(TlsBinariesTest, AgentMetrics_HttpsWithTheAgentsCertificate_OrRefusedUpFront) {
   ASSERT_NO_FATAL_FAILURE(StartCoordinator());
   ASSERT_NO_FATAL_FAILURE(StartAgent(0, {"--metrics-listen", "127.0.0.1:0"}));
-  std::optional<int> status = agents_.back()->WaitExit(absl::Seconds(30));
-  ASSERT_TRUE(status.has_value());
-  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 2);
-  EXPECT_THAT(ScratchDir::Read(logs_ / "agent-0.log"), HasSubstr("--metrics-insecure"));
-  agents_.clear();
+  if (!CivetwebTlsSupport().ok()) {
+    std::optional<int> status = agents_.back()->WaitExit(absl::Seconds(30));
+    ASSERT_TRUE(status.has_value());
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 2);
+    EXPECT_THAT(ScratchDir::Read(logs_ / "agent-0.log"), HasSubstr("--metrics-insecure"));
+    agents_.clear();
+    GTEST_SKIP() << "HTTPS metrics not tested here: " << CivetwebTlsSupport().message();
+  }
+  if (Shell("command -v curl").exit_status != 0) GTEST_SKIP() << "curl is not installed";
+  std::optional<std::string> line = agents_.back()->ReadLine(absl::Seconds(60));
+  ASSERT_TRUE(line.has_value()) << ScratchDir::Read(logs_ / "agent-0.log");
+  ASSERT_TRUE(absl::StartsWith(*line, "metrics on https://127.0.0.1:")) << *line;
+  const size_t colon = line->rfind(':');
+  const std::string port = line->substr(colon + 1, line->find("/metrics") - colon - 1);
+  // The agent's certificate names agent-0 (DNS), not the IP: resolve that name to loopback.
+  const std::string url = absl::StrCat("https://agent-0:", port, "/metrics");
+  const std::string resolve = absl::StrCat(" --resolve agent-0:", port, ":127.0.0.1 ");
+  CommandRun ok =
+      Shell(absl::StrCat("curl -sS --fail --max-time 20 --cacert ", Quote(certs().Path("ca.crt")),
+                         " --cert ", Quote(certs().Path("operator.crt")), " --key ",
+                         Quote(certs().Path("operator.key")), resolve, url));
+  EXPECT_EQ(ok.exit_status, 0) << ok.out;
+  EXPECT_THAT(ok.out, HasSubstr("cohort_agent_"));
+  // The agent always wants a client certificate.
+  CommandRun anonymous = Shell(absl::StrCat("curl -sS --fail --max-time 20 --cacert ",
+                                            Quote(certs().Path("ca.crt")), resolve, url));
+  EXPECT_THAT(anonymous.out, ::testing::Not(HasSubstr("cohort_agent_")));
+}
+
+// The SHA-256 fingerprint of the certificate a TLS server on 127.0.0.1:`port` presents to a
+// client with operator.crt ("" if the handshake failed).
+std::string ServedFingerprint(int port) {
+  TestCerts& certs = TestCerts::Get();
+  CommandRun r = Shell(absl::StrCat(
+      "openssl s_client -connect 127.0.0.1:", port, " -CAfile ", Quote(certs.Path("ca.crt")),
+      " -cert ", Quote(certs.Path("operator.crt")), " -key ", Quote(certs.Path("operator.key")),
+      " </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"));
+  return r.exit_status == 0 ? r.out : "";
+}
+
+std::string FileFingerprint(const std::string& path) {
+  return Shell("openssl x509 -noout -fingerprint -sha256 -in " + Quote(path)).out;
+}
+
+// The metrics endpoint re-reads its certificate files: a rotated server certificate is served
+// by the restarted endpoint, on the same port, without restarting the process.
+TEST(MetricsHttpsTest, CertificateRotated_EndpointServesTheNewOneOnTheSamePort) {
+  if (!CivetwebTlsSupport().ok()) GTEST_SKIP() << CivetwebTlsSupport().message();
+  if (Shell("command -v openssl").exit_status != 0) GTEST_SKIP() << "openssl is not installed";
+  TestCerts& certs = TestCerts::Get();
+  ASSERT_TRUE(certs.ok());
+  ScratchDir dir;
+  for (const char* name : {"ca.crt", "ca.key", "coordinator.crt", "coordinator.key"}) {
+    ScratchDir::Write(dir / name, ScratchDir::Read(certs.Path(name)));
+  }
+  MetricsTls tls;
+  tls.certificate_file = dir / "coordinator.crt";
+  tls.key_file = dir / "coordinator.key";
+  tls.ca_file = certs.Path("ca.crt");
+  tls.reload_interval = absl::Seconds(1);
+  absl::StatusOr<std::unique_ptr<MetricsEndpoint>> endpoint =
+      MetricsEndpoint::Start("127.0.0.1:0", {}, /*num_threads=*/1, tls);
+  ASSERT_TRUE(endpoint.ok()) << endpoint.status();
+  const int port = (*endpoint)->port();
+  const std::string old_fingerprint = FileFingerprint(dir / "coordinator.crt");
+  ASSERT_FALSE(old_fingerprint.empty());
+  EXPECT_EQ(ServedFingerprint(port), old_fingerprint);
+
+  ASSERT_EQ(Shell(absl::StrCat(COHORT_SOURCE_DIR, "/deploy/mint-certs.sh ", Quote(dir.path()),
+                               " --rotate-server"))
+                .exit_status,
+            0);
+  const std::string new_fingerprint = FileFingerprint(dir / "coordinator.crt");
+  ASSERT_NE(new_fingerprint, old_fingerprint);
+  // Nothing to wait on but the files being polled: each try is a new handshake, to a deadline.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  std::string served;
+  while (served != new_fingerprint && absl::Now() < deadline) served = ServedFingerprint(port);
+  EXPECT_EQ(served, new_fingerprint);
+  EXPECT_GE((*endpoint)->reloads(), 1);
+  EXPECT_EQ((*endpoint)->port(), port);
 }
 
 }  // namespace

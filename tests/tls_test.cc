@@ -295,7 +295,9 @@ TEST_F(TlsTest, ServerCertificateRotated_NewConnectionsSeeItOldOnesKeepWorking) 
     CallResult r = ListPools(CreateChannel(server_->address(), certs().Client("operator"), args));
     ASSERT_TRUE(r.status.ok()) << r.status.error_message();
     served = r.server_certificate;
-    if (served != new_pem) ASSERT_EQ(served, old_pem);
+    if (served != new_pem) {
+      ASSERT_EQ(served, old_pem);
+    }
   }
   EXPECT_EQ(served, new_pem) << "the rotated certificate was not served after " << tries
                              << " new connections";
