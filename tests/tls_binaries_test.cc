@@ -57,6 +57,21 @@ CommandRun Shell(const std::string& command) {
   return run;
 }
 
+// The SHA-256 fingerprint of the certificate a TLS server on 127.0.0.1:`port` presents to a
+// client with operator.crt ("" if the handshake failed).
+std::string ServedFingerprint(int port) {
+  TestCerts& certs = TestCerts::Get();
+  CommandRun r = Shell(absl::StrCat(
+      "openssl s_client -connect 127.0.0.1:", port, " -CAfile ", Quote(certs.Path("ca.crt")),
+      " -cert ", Quote(certs.Path("operator.crt")), " -key ", Quote(certs.Path("operator.key")),
+      " -alpn h2 </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"));
+  return r.exit_status == 0 ? r.out : "";
+}
+
+std::string FileFingerprint(const std::string& path) {
+  return Shell("openssl x509 -noout -fingerprint -sha256 -in " + Quote(path)).out;
+}
+
 class TlsBinariesTest : public ::testing::Test {
  protected:
   static TestCerts& certs() { return TestCerts::Get(); }
@@ -79,7 +94,8 @@ class TlsBinariesTest : public ::testing::Test {
                                      "gloo",
                                      "--log-level",
                                      "info"};
-    for (const std::string& f : certs().ServerFlags()) argv.push_back(f);
+    if (server_flags_.empty()) server_flags_ = certs().ServerFlags();
+    argv.insert(argv.end(), server_flags_.begin(), server_flags_.end());
     argv.insert(argv.end(), extra.begin(), extra.end());
     auto child = ChildProcess::Spawn(argv, logs_ / "coordinator.log");
     ASSERT_TRUE(child.has_value());
@@ -135,6 +151,7 @@ class TlsBinariesTest : public ::testing::Test {
   }
 
   ScratchDir logs_;
+  std::vector<std::string> server_flags_;  // default: certs().ServerFlags()
   std::unique_ptr<ChildProcess> coordinator_;
   std::vector<std::unique_ptr<ChildProcess>> agents_;
   std::string address_, metrics_url_, health_address_;
@@ -256,21 +273,6 @@ TEST_F(TlsBinariesTest, AgentMetrics_HttpsWithTheAgentsCertificate_OrRefusedUpFr
   EXPECT_THAT(anonymous.out, ::testing::Not(HasSubstr("cohort_agent_")));
 }
 
-// The SHA-256 fingerprint of the certificate a TLS server on 127.0.0.1:`port` presents to a
-// client with operator.crt ("" if the handshake failed).
-std::string ServedFingerprint(int port) {
-  TestCerts& certs = TestCerts::Get();
-  CommandRun r = Shell(absl::StrCat(
-      "openssl s_client -connect 127.0.0.1:", port, " -CAfile ", Quote(certs.Path("ca.crt")),
-      " -cert ", Quote(certs.Path("operator.crt")), " -key ", Quote(certs.Path("operator.key")),
-      " </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"));
-  return r.exit_status == 0 ? r.out : "";
-}
-
-std::string FileFingerprint(const std::string& path) {
-  return Shell("openssl x509 -noout -fingerprint -sha256 -in " + Quote(path)).out;
-}
-
 // The metrics endpoint re-reads its certificate files: a rotated server certificate is served
 // by the restarted endpoint, on the same port, without restarting the process.
 TEST(MetricsHttpsTest, CertificateRotated_EndpointServesTheNewOneOnTheSamePort) {
@@ -308,6 +310,63 @@ TEST(MetricsHttpsTest, CertificateRotated_EndpointServesTheNewOneOnTheSamePort) 
   EXPECT_EQ(served, new_fingerprint);
   EXPECT_GE((*endpoint)->reloads(), 1);
   EXPECT_EQ((*endpoint)->port(), port);
+}
+
+// The coordinator's certificate is re-minted on disk while two agents hold their sessions:
+// new connections are served the new certificate, the agents' sessions carry on (the pool stays
+// READY in the same generation, nobody is lost), and a new cohortctl connection works.
+TEST_F(TlsBinariesTest, ServerCertificateRotated_AgentSessionsCarryOn) {
+  if (Shell("command -v openssl").exit_status != 0) GTEST_SKIP() << "openssl is not installed";
+  ScratchDir dir;
+  for (const char* name : {"ca.crt", "ca.key", "coordinator.crt", "coordinator.key"}) {
+    ScratchDir::Write(dir / name, ScratchDir::Read(certs().Path(name)));
+  }
+  server_flags_ = {"--tls-cert",
+                   dir / "coordinator.crt",
+                   "--tls-key",
+                   dir / "coordinator.key",
+                   "--tls-ca",
+                   certs().Path("ca.crt"),
+                   "--tls-reload-interval",
+                   "1s"};
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator());
+  ASSERT_NO_FATAL_FAILURE(StartAgent(0));
+  ASSERT_NO_FATAL_FAILURE(StartAgent(1));
+  const std::vector<std::string> op = certs().ClientFlags("operator");
+  CommandRun ready = Ctl({"wait", "--state", "READY", "--timeout", "60s"}, op);
+  ASSERT_EQ(ready.exit_status, 0) << ready.out;
+  CommandRun before = Ctl({"state", "-o", "json"}, op);
+  ASSERT_EQ(before.exit_status, 0) << before.out;
+
+  const int port = std::stoi(address_.substr(address_.rfind(':') + 1));
+  const std::string old_fingerprint = FileFingerprint(dir / "coordinator.crt");
+  EXPECT_EQ(ServedFingerprint(port), old_fingerprint);
+  ASSERT_EQ(Shell(absl::StrCat(COHORT_SOURCE_DIR, "/deploy/mint-certs.sh ", Quote(dir.path()),
+                               " --rotate-server"))
+                .exit_status,
+            0);
+  const std::string new_fingerprint = FileFingerprint(dir / "coordinator.crt");
+  ASSERT_NE(new_fingerprint, old_fingerprint);
+  // Nothing to wait on but gRPC's file watcher: each try is a new handshake, to a deadline.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  std::string served;
+  while (served != new_fingerprint && absl::Now() < deadline) served = ServedFingerprint(port);
+  ASSERT_EQ(served, new_fingerprint);
+
+  // A new connection works, and the pool is as it was: same generation, both members READY.
+  CommandRun after = Ctl({"state", "-o", "json"}, op);
+  ASSERT_EQ(after.exit_status, 0) << after.out;
+  auto generation = [](const std::string& json) {
+    const size_t at = json.find("\"generation\"");
+    return at == std::string::npos ? std::string() : json.substr(at, json.find(',', at) - at);
+  };
+  EXPECT_FALSE(generation(before.out).empty()) << before.out;
+  EXPECT_EQ(generation(after.out), generation(before.out));
+  EXPECT_EQ(Ctl({"wait", "--state", "READY", "--timeout", "1s"}, op).exit_status, 0);
+  CommandRun events = Ctl({"events", "-o", "json"}, op);
+  ASSERT_EQ(events.exit_status, 0) << events.out;
+  EXPECT_THAT(events.out, HasSubstr("EVENT_KIND_MEMBER_READY")) << events.out;
+  EXPECT_THAT(events.out, ::testing::Not(HasSubstr("EVENT_KIND_MEMBER_LOST"))) << events.out;
 }
 
 }  // namespace
