@@ -252,7 +252,10 @@ absl::StatusOr<std::unique_ptr<prometheus::Exposer>> MetricsEndpoint::NewExposer
                     pem_path, "ssl_ca_file", tls_->ca_file, "ssl_verify_peer",
                     tls_->require_client_certificate ? "yes" : "optional",
                     // TLS 1.2 and later.
-                    "ssl_protocol_version", "4"});
+                    "ssl_protocol_version", "4",
+                    // A client that stalls (in the handshake or the request) holds a worker
+                    // (the agent has one) for at most this long; a scrape takes milliseconds.
+                    "request_timeout_ms", "10000"});
   } else {
     options.insert(options.end(), {"listening_ports", absl::StrCat(bind_host_, ":", port)});
   }

@@ -61,10 +61,11 @@ CommandRun Shell(const std::string& command) {
 // client with operator.crt ("" if the handshake failed).
 std::string ServedFingerprint(int port) {
   TestCerts& certs = TestCerts::Get();
-  CommandRun r = Shell(absl::StrCat(
-      "openssl s_client -connect 127.0.0.1:", port, " -CAfile ", Quote(certs.Path("ca.crt")),
-      " -cert ", Quote(certs.Path("operator.crt")), " -key ", Quote(certs.Path("operator.key")),
-      " -alpn h2 </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"));
+  CommandRun r = Shell(
+      absl::StrCat("timeout 10 openssl s_client -connect 127.0.0.1:", port, " -CAfile ",
+                   Quote(certs.Path("ca.crt")), " -cert ", Quote(certs.Path("operator.crt")),
+                   " -key ", Quote(certs.Path("operator.key")),
+                   " -alpn h2 </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"));
   return r.exit_status == 0 ? r.out : "";
 }
 
@@ -290,7 +291,7 @@ TEST(MetricsHttpsTest, CertificateRotated_EndpointServesTheNewOneOnTheSamePort) 
   tls.ca_file = certs.Path("ca.crt");
   tls.reload_interval = absl::Seconds(1);
   absl::StatusOr<std::unique_ptr<MetricsEndpoint>> endpoint =
-      MetricsEndpoint::Start("127.0.0.1:0", {}, /*num_threads=*/1, tls);
+      MetricsEndpoint::Start("127.0.0.1:0", {}, /*num_threads=*/2, tls);
   ASSERT_TRUE(endpoint.ok()) << endpoint.status();
   const int port = (*endpoint)->port();
   const std::string old_fingerprint = FileFingerprint(dir / "coordinator.crt");
