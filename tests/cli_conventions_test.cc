@@ -120,6 +120,16 @@ TEST(CohortctlTransportTest, OfflineCommands_NeedNoTransport) {
   EXPECT_EQ(RunToExit("cohortctl", {"version", "--client"}).exit_status, 0);
 }
 
+// The TLS files can come from the environment (a Kubernetes pod spec): COHORT_TLS_CA alone
+// chooses TLS, and is checked like the flag.
+TEST(AgentFlagsTest, TlsFilesFromTheEnvironment_CheckedLikeTheFlags) {
+  ASSERT_EQ(setenv("COHORT_TLS_CA", "/nonexistent/env-ca.crt", 1), 0);
+  ProcessRun run = RunToExit("cohort-agent", {});
+  unsetenv("COHORT_TLS_CA");
+  EXPECT_EQ(run.exit_status, 2);
+  EXPECT_THAT(run.err, HasSubstr("--tls-ca /nonexistent/env-ca.crt: cannot be opened"));
+}
+
 TEST(AgentFlagsTest, TokenFileWithInsecure_Exit2SayingTokensNeedTls) {
   ProcessRun run = RunToExit("cohort-agent", {"--insecure", "--token-file", "/etc/hostname"});
   EXPECT_EQ(run.exit_status, 2);
