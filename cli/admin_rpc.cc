@@ -33,8 +33,14 @@ void SetRpcDeadline(grpc::ClientContext* context) {
 int ReportRpcError(const grpc::Status& status, const ConnectionFlags& flags, std::ostream& err) {
   const absl::Status s = FromGrpcStatus(status);
   if (IsTransportFailure(s) || s.code() == absl::StatusCode::kDeadlineExceeded) {
+    // A failed handshake looks like any other unreachable coordinator: name what to check.
+    const char* transport_hint =
+        flags.transport_security.mode == TransportSecurityOptions::Mode::kTls
+            ? "; with TLS, check that --tls-ca signed the coordinator's certificate, that the "
+              "coordinator trusts --tls-cert, and the name it is checked for (--tls-server-name)"
+            : "; a coordinator with TLS closes plaintext (--insecure) connections";
     err << "error: cannot reach the coordinator at " << flags.Address() << ": " << s.message()
-        << " (set --coordinator or COHORT_COORDINATOR)\n";
+        << " (set --coordinator or COHORT_COORDINATOR" << transport_hint << ")\n";
     return kExitUnreachable;
   }
   err << "error: " << s.message() << "\n";

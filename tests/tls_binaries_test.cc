@@ -184,9 +184,11 @@ TEST_F(TlsBinariesTest, CohortctlWithoutTheRightCertificate_CannotReachTheCoordi
   CommandRun stranger = Ctl({"status"}, certs().ClientFlags("stranger"));
   EXPECT_EQ(stranger.exit_status, 4) << stranger.out;
   EXPECT_THAT(stranger.out, HasSubstr("cannot reach the coordinator"));
+  EXPECT_THAT(stranger.out, HasSubstr("check that --tls-ca signed"));
   CommandRun none = Ctl({"status"}, certs().ClientFlags(""));
   EXPECT_EQ(none.exit_status, 4) << none.out;
   CommandRun plaintext = Ctl({"status"}, {"--insecure"});
+  EXPECT_THAT(plaintext.out, HasSubstr("closes plaintext (--insecure) connections"));
   EXPECT_EQ(plaintext.exit_status, 4) << plaintext.out;
   CommandRun expired = Ctl({"status"}, certs().ClientFlags("expired"));
   EXPECT_EQ(expired.exit_status, 4) << expired.out;
