@@ -72,7 +72,11 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options) {
   }
   if (options.backends.empty()) options.backends = CompiledBackends();
   if (options.channel == nullptr) {
-    if (absl::Status s = options.transport_security.Validate(); !s.ok()) return s;
+    if (absl::Status s =
+            options.transport_security.Validate(TransportSecurityOptions::Side::kClient);
+        !s.ok()) {
+      return s;
+    }
   }
   std::unique_ptr<Agent> agent(new Agent(std::move(options)));
   Agent* a = agent.get();

@@ -42,8 +42,9 @@ struct AgentOptions {
   // host:port of the coordinator. Ignored when `channel` is set (tests use in-process channels).
   std::string coordinator_address = "127.0.0.1:7070";
   std::shared_ptr<grpc::Channel> channel;
-  // How the channel to the coordinator is secured (common/transport_security.h; insecure until
-  // TLS options exist). Ignored when `channel` is set.
+  // How the channel to the coordinator is secured (common/transport_security.h; insecure by
+  // default for embedding, while cohort-agent asks for --insecure or TLS flags). Ignored when
+  // `channel` is set.
   TransportSecurityOptions transport_security;
   std::string pool = "default";
   // Stable identity (pod name, host:gpu). Empty: from identity_provider.

@@ -74,11 +74,11 @@ std::vector<prometheus::MetricFamily> AgentMetricsCollector::Collect() const {
 }
 
 absl::StatusOr<std::unique_ptr<AgentMetricsServer>> AgentMetricsServer::Start(
-    const std::string& address, const Agent* agent) {
+    const std::string& address, const Agent* agent, std::optional<MetricsTls> tls) {
   std::unique_ptr<AgentMetricsServer> server(new AgentMetricsServer());
   server->collector_ = std::make_shared<AgentMetricsCollector>(agent);
   absl::StatusOr<std::unique_ptr<MetricsEndpoint>> endpoint =
-      MetricsEndpoint::Start(address, {server->collector_}, /*num_threads=*/1);
+      MetricsEndpoint::Start(address, {server->collector_}, /*num_threads=*/1, std::move(tls));
   if (!endpoint.ok()) return endpoint.status();
   server->endpoint_ = *std::move(endpoint);
   return server;

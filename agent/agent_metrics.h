@@ -22,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "agent/agent.h"
+#include "common/metrics_tls.h"
 #include "common/metrics_util.h"
 #include "prometheus/collectable.h"
 
@@ -45,11 +46,11 @@ class AgentMetricsCollector final : public prometheus::Collectable {
 
 class AgentMetricsServer {
  public:
-  // Serves `agent`'s metrics at http://`address`/metrics; `address` is IP:PORT, port 0 picks a
-  // free one. Destroy the server before the agent. Errors: INVALID_ARGUMENT if the address is
-  // not IP:PORT; UNAVAILABLE if it cannot be bound.
-  static absl::StatusOr<std::unique_ptr<AgentMetricsServer>> Start(const std::string& address,
-                                                                   const Agent* agent);
+  // Serves `agent`'s metrics at http://`address`/metrics (https:// with `tls`); `address` is
+  // IP:PORT, port 0 picks a free one. Destroy the server before the agent. Errors:
+  // INVALID_ARGUMENT if the address is not IP:PORT; UNAVAILABLE if it cannot be bound.
+  static absl::StatusOr<std::unique_ptr<AgentMetricsServer>> Start(
+      const std::string& address, const Agent* agent, std::optional<MetricsTls> tls = std::nullopt);
   ~AgentMetricsServer();
 
   int port() const { return endpoint_->port(); }

@@ -20,7 +20,7 @@ std::shared_ptr<grpc::Channel> CreateCoordinatorChannel(const std::string& addre
               static_cast<int>(absl::ToInt64Milliseconds(kConnectAttemptTimeout)));
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  return grpc::CreateCustomChannel(address, MakeChannelCredentials(security), args);
+  return CreateChannel(address, security, std::move(args));
 }
 
 CoordinatorClient::CoordinatorClient(std::shared_ptr<grpc::Channel> channel,

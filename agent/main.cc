@@ -13,6 +13,8 @@
 #include "common/command_line.h"
 #include "common/duration_flag.h"
 #include "common/logging.h"
+#include "common/metrics_tls.h"
+#include "common/transport_flags.h"
 #include "spdlog/spdlog.h"
 
 int main(int argc, char** argv) {
@@ -23,7 +25,10 @@ int main(int argc, char** argv) {
   cohort::AddVersionFlag(&app);
   app.footer(
       "Example: cohort-agent --coordinator 10.0.0.5:7070 --identity $POD_NAME --rank-hint 3 "
-      "--device 0");
+      "--device 0 \\\n"
+      "             --tls-cert agent.crt --tls-key agent.key --tls-ca ca.crt "
+      "--tls-server-name cohort-coordinator\n"
+      "         cohort-agent --insecure --coordinator 127.0.0.1:7070   (loopback demo)");
   int rank_hint = -1;
   std::string log_level;
   // Like cohortctl: the flag, else $COHORT_COORDINATOR, else the default.
@@ -33,6 +38,9 @@ int main(int argc, char** argv) {
   app.add_option("--coordinator,-c", options.coordinator_address,
                  "Coordinator host:port (default: $COHORT_COORDINATOR or " +
                      defaults.coordinator_address + ")");
+  cohort::TransportFlags transport;
+  transport.Register(&app, cohort::TransportSecurityOptions::Side::kClient,
+                     &options.transport_security);
   app.add_option("--pool", options.pool, "Pool to join")->capture_default_str();
   app.add_option("--identity", options.identity,
                  "Stable identity, e.g. the pod name (default: <hostname>:<device>)");
@@ -54,7 +62,13 @@ int main(int argc, char** argv) {
                                "--connect-timeout");
   std::string metrics_listen;
   app.add_option("--metrics-listen", metrics_listen,
-                 "IP:PORT to serve Prometheus metrics on at /metrics (port 0: any; default: off)");
+                 "IP:PORT to serve Prometheus metrics on at /metrics (port 0: any; default: off; "
+                 "HTTPS with TLS)");
+  bool metrics_insecure = false;
+  app.add_flag("--metrics-insecure", metrics_insecure,
+               "With TLS, serve /metrics over plain HTTP (gRPC stays TLS)")
+      ->needs("--metrics-listen")
+      ->group("Transport security");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
   // Exit status 2 on a bad flag (CLI11_PARSE would exit 105-115); 0 after --help or --version.
   if (std::optional<int> exit = cohort::ParseCommandLine(&app, argc, argv, std::cout, std::cerr)) {
@@ -68,6 +82,8 @@ int main(int argc, char** argv) {
   if (options.coordinator_address != defaults.coordinator_address) {
     spdlog::info("option --coordinator={}", options.coordinator_address);
   }
+  spdlog::info("transport: {}", options.transport_security.Describe(
+                                    cohort::TransportSecurityOptions::Side::kClient));
   if (options.pool != defaults.pool) spdlog::info("option --pool={}", options.pool);
   if (rank_hint >= 0) spdlog::info("option --rank-hint={}", rank_hint);
   if (options.connect_timeout != defaults.connect_timeout) {
@@ -75,6 +91,22 @@ int main(int argc, char** argv) {
   }
   if (options.device != defaults.device) spdlog::info("option --device={}", options.device);
   if (!metrics_listen.empty()) spdlog::info("option --metrics-listen={}", metrics_listen);
+  const std::optional<cohort::MetricsTls> metrics_tls =
+      metrics_insecure ? std::nullopt : cohort::MetricsTlsOf(options.transport_security);
+  if (!metrics_listen.empty() && metrics_tls.has_value()) {
+    // Before joining: a metrics endpoint that cannot start stops the agent up front.
+    if (absl::Status s = cohort::CivetwebTlsSupport(); !s.ok()) {
+      std::cerr << "error: --metrics-listen with TLS: " << s.message()
+                << "; add --metrics-insecure to serve /metrics over plain HTTP (e.g. on a "
+                   "pod-local address), or drop --metrics-listen\n";
+      return 2;
+    }
+  }
+  if (metrics_insecure && metrics_tls == std::nullopt &&
+      options.transport_security.mode == cohort::TransportSecurityOptions::Mode::kTls) {
+    spdlog::warn(
+        "option --metrics-insecure: /metrics is served over plain HTTP although TLS is on");
+  }
 
   sigset_t signals;
   sigemptyset(&signals);
@@ -95,7 +127,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<cohort::agent::AgentMetricsServer> metrics;
   if (!metrics_listen.empty()) {
     absl::StatusOr<std::unique_ptr<cohort::agent::AgentMetricsServer>> started =
-        cohort::agent::AgentMetricsServer::Start(metrics_listen, agent->get());
+        cohort::agent::AgentMetricsServer::Start(metrics_listen, agent->get(), metrics_tls);
     if (!started.ok()) {
       std::cerr << "error: " << started.status().message() << "\n";
       (*agent)->Stop();

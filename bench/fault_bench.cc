@@ -25,9 +25,9 @@ using testing::ChildProcess;
 class Pool {
  public:
   Pool(const std::string& bin, int world) : bin_(bin) {
-    auto c = ChildProcess::Spawn(
-        {bin + "/cohort-coordinator", "--listen", "127.0.0.1:0", "--log-level", "warn"},
-        "/dev/null");
+    auto c = ChildProcess::Spawn({bin + "/cohort-coordinator", "--insecure", "--listen",
+                                  "127.0.0.1:0", "--log-level", "warn"},
+                                 "/dev/null");
     coordinator_ = std::make_unique<ChildProcess>(std::move(*c));
     std::optional<std::string> line = coordinator_->ReadLine(absl::Seconds(20));
     address_ = line->substr(line->rfind(' ') + 1);
@@ -43,8 +43,8 @@ class Pool {
 
   void StartAgent(int r) {
     auto a = ChildProcess::Spawn(
-        {bin_ + "/cohort-agent", "--coordinator", address_, "--identity", absl::StrCat("bench-", r),
-         "--rank-hint", absl::StrCat(r), "--log-level", "warn"},
+        {bin_ + "/cohort-agent", "--insecure", "--coordinator", address_, "--identity",
+         absl::StrCat("bench-", r), "--rank-hint", absl::StrCat(r), "--log-level", "warn"},
         "/dev/null");
     agents_[r] = std::make_unique<ChildProcess>(std::move(*a));
   }

@@ -57,7 +57,8 @@ absl::StatusOr<v1::PoolState> WaitPhase(agent::CoordinatorClient& client, v1::Po
 absl::StatusOr<std::vector<double>> RunCohort(const std::string& bin, const Case& c, int repeat) {
   const int n = static_cast<int>(c.config.world_size);
   auto coordinator = ChildProcess::Spawn(
-      {bin + "/cohort-coordinator", "--listen", "127.0.0.1:0", "--log-level", "warn"}, "/dev/null");
+      {bin + "/cohort-coordinator", "--insecure", "--listen", "127.0.0.1:0", "--log-level", "warn"},
+      "/dev/null");
   if (!coordinator.has_value()) return absl::InternalError("cannot start the coordinator");
   std::optional<std::string> line = coordinator->ReadLine(absl::Seconds(20));
   if (!line.has_value()) return absl::InternalError("the coordinator printed no address");
@@ -65,8 +66,8 @@ absl::StatusOr<std::vector<double>> RunCohort(const std::string& bin, const Case
   std::vector<std::unique_ptr<ChildProcess>> agents;
   for (int r = 0; r < n; ++r) {
     auto a = ChildProcess::Spawn(
-        {bin + "/cohort-agent", "--coordinator", address, "--identity", absl::StrCat("bench-", r),
-         "--rank-hint", absl::StrCat(r), "--log-level", "warn"},
+        {bin + "/cohort-agent", "--insecure", "--coordinator", address, "--identity",
+         absl::StrCat("bench-", r), "--rank-hint", absl::StrCat(r), "--log-level", "warn"},
         "/dev/null");
     if (!a.has_value()) return absl::InternalError("cannot start an agent");
     agents.push_back(std::make_unique<ChildProcess>(std::move(*a)));

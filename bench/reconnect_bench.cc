@@ -28,7 +28,8 @@ class Coordinator {
  public:
   Coordinator(const std::string& bin, const std::string& listen) {
     auto c = ChildProcess::Spawn(
-        {bin + "/cohort-coordinator", "--listen", listen, "--log-level", "warn"}, "/dev/null");
+        {bin + "/cohort-coordinator", "--insecure", "--listen", listen, "--log-level", "warn"},
+        "/dev/null");
     if (!c.has_value()) return;
     process_ = std::make_unique<ChildProcess>(std::move(*c));
     std::optional<std::string> line = process_->ReadLine(absl::Seconds(30));
@@ -96,15 +97,9 @@ class Coordinator {
 
 std::unique_ptr<ChildProcess> StartAgent(const std::string& bin, const std::string& address, int r,
                                          const std::string& backends) {
-  std::vector<std::string> argv = {bin + "/cohort-agent",
-                                   "--coordinator",
-                                   address,
-                                   "--identity",
-                                   absl::StrCat("bench-", r),
-                                   "--rank-hint",
-                                   absl::StrCat(r),
-                                   "--log-level",
-                                   "warn"};
+  std::vector<std::string> argv = {
+      bin + "/cohort-agent",     "--insecure",  "--coordinator", address,       "--identity",
+      absl::StrCat("bench-", r), "--rank-hint", absl::StrCat(r), "--log-level", "warn"};
   if (!backends.empty()) argv.insert(argv.end(), {"--backends", backends});
   auto a = ChildProcess::Spawn(argv, "/dev/null");
   if (!a.has_value()) return nullptr;

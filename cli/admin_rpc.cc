@@ -8,10 +8,12 @@
 
 namespace cohort::cli {
 
-void ConnectionFlags::Register(CLI::App* app) {
+void ConnectionFlags::Register(CLI::App* app, bool transport_required) {
   app->add_option("--coordinator,-c", coordinator,
                   "Coordinator host:port (default: $COHORT_COORDINATOR or 127.0.0.1:7070)");
   app->add_option("--pool,-p", pool, "Pool name")->capture_default_str();
+  transport_flags.Register(app, TransportSecurityOptions::Side::kClient, &transport_security,
+                           transport_required);
 }
 
 std::string ConnectionFlags::Address() const {
@@ -21,8 +23,7 @@ std::string ConnectionFlags::Address() const {
 }
 
 std::unique_ptr<v1::AdminService::Stub> Connect(const ConnectionFlags& flags) {
-  return v1::AdminService::NewStub(
-      grpc::CreateChannel(flags.Address(), MakeChannelCredentials(flags.transport_security)));
+  return v1::AdminService::NewStub(CreateChannel(flags.Address(), flags.transport_security));
 }
 
 void SetRpcDeadline(grpc::ClientContext* context) {
@@ -32,8 +33,14 @@ void SetRpcDeadline(grpc::ClientContext* context) {
 int ReportRpcError(const grpc::Status& status, const ConnectionFlags& flags, std::ostream& err) {
   const absl::Status s = FromGrpcStatus(status);
   if (IsTransportFailure(s) || s.code() == absl::StatusCode::kDeadlineExceeded) {
+    // A failed handshake looks like any other unreachable coordinator: name what to check.
+    const char* transport_hint =
+        flags.transport_security.mode == TransportSecurityOptions::Mode::kTls
+            ? "; with TLS, check that --tls-ca signed the coordinator's certificate, that the "
+              "coordinator trusts --tls-cert, and the name it is checked for (--tls-server-name)"
+            : "; a coordinator with TLS closes plaintext (--insecure) connections";
     err << "error: cannot reach the coordinator at " << flags.Address() << ": " << s.message()
-        << " (set --coordinator or COHORT_COORDINATOR)\n";
+        << " (set --coordinator or COHORT_COORDINATOR" << transport_hint << ")\n";
     return kExitUnreachable;
   }
   err << "error: " << s.message() << "\n";

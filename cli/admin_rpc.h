@@ -11,6 +11,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/time/time.h"
 #include "cohort/v1/admin.grpc.pb.h"
+#include "common/transport_flags.h"
 #include "common/transport_security.h"
 #include "grpcpp/grpcpp.h"
 
@@ -29,8 +30,14 @@ inline constexpr absl::Duration kRpcTimeout = absl::Seconds(10);
 struct ConnectionFlags {
   std::string coordinator;  // default: $COHORT_COORDINATOR or 127.0.0.1:7070
   std::string pool = "default";
-  TransportSecurityOptions transport_security;  // insecure until TLS flags exist
-  void Register(CLI::App* app);
+  // From the transport flags (common/transport_flags.h) once `app` is parsed.
+  TransportSecurityOptions transport_security;
+  TransportFlags transport_flags;
+  // Registers --coordinator, --pool and the transport flags (which set app's parse-complete
+  // callback).
+  // With `transport_required` false, a command line may choose no transport
+  // (transport_flags.Chosen() is then false and the command must not connect).
+  void Register(CLI::App* app, bool transport_required = true);
   std::string Address() const;
 };
 

@@ -13,7 +13,10 @@ int RunCohortctl(int argc, const char* const* argv, std::ostream& out, std::ostr
   CLI::App app{"cohortctl: compute, form and inspect the communicator groups of cohort pools"};
   app.name("cohortctl");
   app.require_subcommand(1);
-  app.footer("Run 'cohortctl <command> --help' for the flags of one command.");
+  app.footer(
+      "Run 'cohortctl <command> --help' for the flags of one command. Commands that reach the\n"
+      "coordinator need TLS (--tls-cert/--tls-key/--tls-ca, or $COHORT_TLS_CERT, $COHORT_TLS_KEY,\n"
+      "$COHORT_TLS_CA) or --insecure (plaintext).");
   AddVersionFlag(&app);
   LayoutCommand layout;
   CLI::App* layout_cmd = layout.Register(&app);

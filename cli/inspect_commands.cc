@@ -35,7 +35,7 @@ CLI::App* StatusCommand::Register(CLI::App* app) {
   cmd->footer(
       "With --pool, just that pool's row. -o json/yaml print the ListPools response.\n\n"
       "Examples:\n"
-      "  cohortctl status -c 127.0.0.1:7070\n"
+      "  cohortctl status -c 127.0.0.1:7070 --insecure\n"
       "  cohortctl status --pool default -o wide");
   connection.Register(cmd);
   output.Register(cmd);

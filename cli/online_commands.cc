@@ -31,7 +31,8 @@ CLI::App* InitCommand::Register(CLI::App* app) {
       "Exit status: 0 READY (or accepted without --wait), 1 refused or FAILED, 2 invalid\n"
       "config, 3 --wait timed out, 4 coordinator unreachable.\n\n"
       "Example:\n"
-      "  cohortctl init -c 127.0.0.1:7070 --world-size 8 --dp 2 --cfg 2 --ulysses 2 --wait");
+      "  cohortctl init -c 127.0.0.1:7070 --insecure --world-size 8 --dp 2 --cfg 2 --ulysses 2 "
+      "--wait");
   connection.Register(cmd);
   config.Register(cmd, /*world_size_required=*/true);
   cmd->add_option("--backend", backend, "gloo, nccl or none")
@@ -122,11 +123,13 @@ CLI::App* DeletePoolCommand::Register(CLI::App* app) {
       "hold is theirs to release). Exit status: 0 deleted, 1 refused or unknown pool, 4\n"
       "coordinator unreachable.\n\n"
       "Example:\n"
-      "  cohortctl delete pool old-job -c 127.0.0.1:7070");
+      "  cohortctl delete pool old-job -c 127.0.0.1:7070 --insecure");
   pool_cmd->add_option("name", name, "The pool to delete")->required();
   pool_cmd->add_flag("--force", force, "Delete even while members are attached");
   pool_cmd->add_option("--coordinator,-c", connection.coordinator,
                        "Coordinator host:port (default: $COHORT_COORDINATOR or 127.0.0.1:7070)");
+  connection.transport_flags.Register(pool_cmd, TransportSecurityOptions::Side::kClient,
+                                      &connection.transport_security);
   return cmd;
 }
 
@@ -152,7 +155,7 @@ CLI::App* CheckCommand::Register(CLI::App* app) {
       "the command waits for every report. Exit status: 0 every group checked out, 1 a group\n"
       "failed (named) or the pool is not READY, 3 timed out, 4 coordinator unreachable.\n\n"
       "Example:\n"
-      "  cohortctl check -c 127.0.0.1:7070 --timeout 30");
+      "  cohortctl check -c 127.0.0.1:7070 --insecure --timeout 30");
   connection.Register(cmd);
   AddDurationOption(cmd, "--timeout,-t", &timeout, "How long to wait for every member's report");
   return cmd;

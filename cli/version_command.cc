@@ -12,9 +12,9 @@ CLI::App* VersionCommand::Register(CLI::App* app) {
       "version", "This client's version and, when it answers, the coordinator's");
   cmd->footer(
       "Examples:\n"
-      "  cohortctl version -c 127.0.0.1:7070\n"
+      "  cohortctl version -c 127.0.0.1:7070 --insecure\n"
       "  cohortctl version --client");
-  connection.Register(cmd);
+  connection.Register(cmd, /*transport_required=*/false);
   AddDurationOption(cmd, "--timeout,-t", &timeout, "How long to wait for the coordinator");
   cmd->add_flag("--client", client_only, "Only this client's version; do not call the coordinator");
   return cmd;
@@ -23,6 +23,10 @@ CLI::App* VersionCommand::Register(CLI::App* app) {
 int VersionCommand::Run(std::ostream& out, std::ostream& err) const {
   out << "cohortctl " << CohortVersion() << "\n";
   if (client_only) return kExitOk;
+  if (!connection.transport_flags.Chosen()) {
+    err << "note: no coordinator version: " << kChooseTransport << " to ask the coordinator\n";
+    return kExitOk;
+  }
   auto stub = Connect(connection);
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));

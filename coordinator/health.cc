@@ -1,5 +1,6 @@
 #include "coordinator/health.h"
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -37,11 +38,12 @@ void PoolHealth::OnEvent(const v1::Event& event) {
   }
 }
 
-void PoolHealth::Start(grpc::HealthCheckServiceInterface* service) {
+void PoolHealth::Start(std::vector<grpc::HealthCheckServiceInterface*> services) {
+  services.erase(std::remove(services.begin(), services.end(), nullptr), services.end());
   {
     absl::MutexLock lock(&mu_);
-    if (service_ != nullptr || stopping_ || service == nullptr) return;
-    service_ = service;
+    if (!services_.empty() || stopping_ || services.empty()) return;
+    services_ = std::move(services);
   }
   worker_ = std::thread([this] { Run(); });
 }
@@ -60,7 +62,7 @@ void PoolHealth::Run() {
   std::map<std::string, bool> published;
   while (true) {
     std::map<std::string, bool> batch;
-    grpc::HealthCheckServiceInterface* service;
+    std::vector<grpc::HealthCheckServiceInterface*> services;
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
@@ -71,12 +73,14 @@ void PoolHealth::Run() {
       if (stopping_) return;
       for (const std::string& pool : changed_) batch[pool] = serving_[pool];
       changed_.clear();
-      service = service_;
+      services = services_;
     }
     for (const auto& [pool, serving] : batch) {
       auto it = published.find(pool);
       if (it != published.end() && it->second == serving) continue;
-      service->SetServingStatus(ServiceName(pool), serving);
+      for (grpc::HealthCheckServiceInterface* service : services) {
+        service->SetServingStatus(ServiceName(pool), serving);
+      }
       published[pool] = serving;
     }
   }

@@ -17,6 +17,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/string_view.h"
@@ -41,8 +42,9 @@ class PoolHealth {
   PoolHealth(const PoolHealth&) = delete;
   PoolHealth& operator=(const PoolHealth&) = delete;
 
-  // Starts publishing to `service` (the grpc::Server's, which must outlive Stop()).
-  void Start(grpc::HealthCheckServiceInterface* service);
+  // Starts publishing to `services` (the health services of the main grpc::Server and of the
+  // plaintext health port, which must outlive Stop()); null entries are skipped.
+  void Start(std::vector<grpc::HealthCheckServiceInterface*> services);
   // Stops the worker; later phase changes are recorded but not published. Idempotent.
   void Stop();
 
@@ -55,7 +57,7 @@ class PoolHealth {
   // changed since the worker last published.
   std::map<std::string, bool> serving_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> changed_ ABSL_GUARDED_BY(mu_);
-  grpc::HealthCheckServiceInterface* service_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::vector<grpc::HealthCheckServiceInterface*> services_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread worker_;
 };

@@ -12,6 +12,7 @@
 #include "common/duration_flag.h"
 #include "common/layout.h"
 #include "common/logging.h"
+#include "common/transport_flags.h"
 #include "coordinator/audit.h"
 #include "coordinator/policy.h"
 #include "coordinator/server.h"
@@ -25,13 +26,29 @@ int main(int argc, char** argv) {
   app.name("cohort-coordinator");
   cohort::AddVersionFlag(&app);
   app.footer(
-      "Example: cohort-coordinator --listen 0.0.0.0:7070 --metrics-listen 0.0.0.0:9464\n"
-      "         cohort-coordinator --listen 127.0.0.1:0 --port-file /tmp/port \\\n"
+      "Example: cohort-coordinator --listen 0.0.0.0:7070 --metrics-listen 0.0.0.0:9464 \\\n"
+      "             --tls-cert coordinator.crt --tls-key coordinator.key --tls-ca ca.crt \\\n"
+      "             --health-listen 0.0.0.0:7071\n"
+      "         cohort-coordinator --insecure --listen 127.0.0.1:0 --port-file /tmp/port \\\n"
       "             --world-size 8 --dp 2 --cfg 2 --ulysses 2   (the pool starts itself)");
   std::string log_level, port_file, pool = "default", backend = "gloo";
   app.add_option("--listen", options.listen_address, "host:port to serve on (port 0: any)")
       ->capture_default_str();
   app.add_option("--port-file", port_file, "Write the port actually bound to this file");
+  cohort::TransportFlags transport;
+  transport.Register(&app, cohort::TransportSecurityOptions::Side::kServer,
+                     &options.transport_security);
+  app.add_option("--health-listen", options.health_listen_address,
+                 "host:port of a plaintext port serving only grpc.health.v1 (for the kubelet's "
+                 "gRPC probe, which speaks no TLS; port 0: any)")
+      ->group("Transport security");
+  bool reflection = false, no_reflection = false;
+  app.add_flag("--reflection", reflection,
+               "Serve gRPC server reflection (default: on with --insecure, off with TLS)")
+      ->group("Transport security");
+  app.add_flag("--no-reflection", no_reflection, "Do not serve gRPC server reflection")
+      ->group("Transport security")
+      ->excludes("--reflection");
   // Durations take 500ms, 60s, 2m; each old --...-ms flag stays as a hidden alias.
   cohort::AddDurationOption(&app, "--heartbeat-interval", &options.coordinator.heartbeat_interval,
                             "Heartbeat interval agents keep");
@@ -45,7 +62,12 @@ int main(int argc, char** argv) {
   cohort::AddMillisecondsAlias(&app, "--init-deadline-ms",
                                &options.coordinator.default_init_deadline, "--init-deadline");
   app.add_option("--metrics-listen", options.metrics_listen_address,
-                 "IP:PORT to serve Prometheus metrics on at /metrics (port 0: any; default: off)");
+                 "IP:PORT to serve Prometheus metrics on at /metrics (port 0: any; default: off; "
+                 "HTTPS with TLS)");
+  app.add_flag("--metrics-insecure", options.metrics_insecure,
+               "With TLS, serve /metrics over plain HTTP (gRPC stays TLS)")
+      ->needs("--metrics-listen")
+      ->group("Transport security");
   app.add_option("--state-file", options.coordinator.state_file,
                  "Persist pool configs and identity -> rank here, and read them back at startup");
   app.add_flag("--state-file-reset", options.coordinator.state_file_reset,
@@ -142,6 +164,9 @@ int main(int argc, char** argv) {
     std::cerr << "error: " << s.message() << "\n";
     return 2;
   }
+  options.reflection =
+      reflection || (!no_reflection && options.transport_security.mode ==
+                                           cohort::TransportSecurityOptions::Mode::kInsecure);
   std::shared_ptr<cohort::coordinator::PolicyAuthorizer> policy_authorizer;
   if (!policy_file.empty()) {
     absl::StatusOr<cohort::coordinator::Policy> policy =
@@ -153,6 +178,18 @@ int main(int argc, char** argv) {
     spdlog::info("option --policy={} ({} principals)", policy_file, policy->principals().size());
     policy_authorizer = std::make_shared<cohort::coordinator::PolicyAuthorizer>(*std::move(policy));
     options.coordinator.authorizer = policy_authorizer;
+  }
+  if (options.transport_security.mode == cohort::TransportSecurityOptions::Mode::kTls &&
+      policy_authorizer == nullptr) {
+    if (options.transport_security.client_auth ==
+        cohort::TransportSecurityOptions::ClientAuth::kOptional) {
+      std::cerr << "error: --tls-client-auth optional needs --policy: without one, a client "
+                   "with no certificate could do everything (see docs/security.md)\n";
+      return 2;
+    }
+    spdlog::warn(
+        "TLS without --policy: every client certificate the CA signed may do everything (an "
+        "operator, a viewer or an agent alike); give --policy to assign roles");
   }
   if (!audit_log.empty()) {
     if (absl::Status s = cohort::coordinator::SetAuditLogFile(audit_log); !s.ok()) {
@@ -191,8 +228,32 @@ int main(int argc, char** argv) {
     spdlog::info("option --init-deadline={}",
                  absl::FormatDuration(options.coordinator.default_init_deadline));
   }
+  spdlog::info("transport: {}", options.transport_security.Describe(
+                                    cohort::TransportSecurityOptions::Side::kServer));
+  if (options.transport_security.mode == cohort::TransportSecurityOptions::Mode::kTls) {
+    spdlog::info("option --tls-cert={} --tls-key={} --tls-ca={} --tls-reload-interval={}",
+                 options.transport_security.certificate_file, options.transport_security.key_file,
+                 options.transport_security.ca_file,
+                 absl::FormatDuration(options.transport_security.reload_interval));
+    if (options.health_listen_address.empty()) {
+      spdlog::warn(
+          "TLS is on and --health-listen is not set: a kubelet gRPC probe (plaintext) cannot "
+          "reach grpc.health.v1; add --health-listen 0.0.0.0:PORT for probes");
+    }
+  }
+  if (!options.health_listen_address.empty()) {
+    spdlog::info("option --health-listen={}", options.health_listen_address);
+  }
+  if (options.reflection != defaults.reflection) {
+    spdlog::info("gRPC server reflection {}", options.reflection ? "on" : "off");
+  }
   if (options.metrics_listen_address != defaults.metrics_listen_address) {
     spdlog::info("option --metrics-listen={}", options.metrics_listen_address);
+  }
+  if (options.metrics_insecure &&
+      options.transport_security.mode == cohort::TransportSecurityOptions::Mode::kTls) {
+    spdlog::warn(
+        "option --metrics-insecure: /metrics is served over plain HTTP although TLS is on");
   }
   if (options.coordinator.state_file != defaults.coordinator.state_file) {
     spdlog::info("option --state-file={}", options.coordinator.state_file);
@@ -236,8 +297,15 @@ int main(int argc, char** argv) {
   if ((*server)->metrics_port() != 0) {
     std::cout << "metrics on " << (*server)->metrics_url() << std::endl;
   }
+  if ((*server)->health_port() != 0) {
+    std::cout << "health on " << (*server)->health_address() << std::endl;
+  }
   int sig = 0;
   while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) {
+    if (policy_authorizer == nullptr) {
+      spdlog::warn("SIGHUP: there is no --policy to reload");
+      continue;
+    }
     absl::StatusOr<cohort::coordinator::Policy> policy =
         cohort::coordinator::Policy::Load(policy_file);
     if (!policy.ok()) {

@@ -1,28 +1,74 @@
 #include "coordinator/server.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
+#include "common/metrics_tls.h"
 #include "coordinator/state_file.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/generic/async_generic_service.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "spdlog/spdlog.h"
 
 namespace cohort::coordinator {
 namespace {
 
-// Both are process-wide switches that ServerBuilder reads when it is constructed.
-void EnableHealthAndReflection() {
+// A process-wide switch that ServerBuilder reads when it is constructed: every server of this
+// process (the main port and the health port) gets gRPC's default health service.
+void EnableHealth() {
   static const bool once = [] {
     grpc::EnableDefaultHealthCheckService(true);
-    grpc::reflection::InitProtoReflectionServerBuilderPlugin();
     return true;
   }();
   (void)once;
 }
 
+// Reflection on one ServerBuilder, or off. libgrpc++_reflection registers its plugin for every
+// ServerBuilder of the process when it is loaded (a static initializer calling
+// InitProtoReflectionServerBuilderPlugin), so a server without reflection must take the plugin
+// out of its own builder; this option removes it and, when `enabled`, adds one back (the
+// library may also not be loaded at all).
+class ReflectionOption : public grpc::ServerBuilderOption {
+ public:
+  explicit ReflectionOption(bool enabled) : enabled_(enabled) {}
+  void UpdateArguments(grpc::ChannelArguments* /*args*/) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    auto reflection = std::make_unique<grpc::reflection::ProtoServerReflectionPlugin>();
+    const std::string name = reflection->name();
+    plugins->erase(std::remove_if(plugins->begin(), plugins->end(),
+                                  [&](const std::unique_ptr<grpc::ServerBuilderPlugin>& p) {
+                                    return p->name() == name;
+                                  }),
+                   plugins->end());
+    if (enabled_) plugins->push_back(std::move(reflection));
+  }
+
+ private:
+  const bool enabled_;
+};
+
+std::string HostPort(const std::string& listen, int port) {
+  const size_t colon = listen.rfind(':');
+  return absl::StrCat(listen.substr(0, colon), ":", port);
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(ServerOptions options) {
-  if (absl::Status s = options.transport_security.Validate(); !s.ok()) return s;
+  if (absl::Status s = options.transport_security.Validate(TransportSecurityOptions::Side::kServer);
+      !s.ok()) {
+    return s;
+  }
+  const std::optional<MetricsTls> metrics_tls =
+      options.metrics_insecure ? std::nullopt : MetricsTlsOf(options.transport_security);
+  if (!options.metrics_listen_address.empty() && metrics_tls.has_value()) {
+    if (absl::Status s = CivetwebTlsSupport(); !s.ok()) {
+      return absl::Status(s.code(),
+                          absl::StrCat("--metrics-listen with TLS: ", s.message(),
+                                       "; add --metrics-insecure to serve /metrics over plain HTTP "
+                                       "(e.g. on a pod-local address), or drop --metrics-listen"));
+    }
+  }
   // The state file first: a path that cannot be used, or a file that does not load, stops the
   // start here (the Coordinator constructor cannot fail); with --state-file-reset a bad file
   // is moved aside and the coordinator starts empty.
@@ -42,8 +88,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Serv
   if (metrics_on) s->metrics_ = std::make_unique<CoordinatorMetrics>(s->coordinator_.get());
   s->agent_service_ = std::make_unique<AgentServiceImpl>(s->coordinator_.get());
   s->admin_service_ = std::make_unique<AdminServiceImpl>(s->coordinator_.get(), Clock::Real());
-  EnableHealthAndReflection();
+  EnableHealth();
   grpc::ServerBuilder builder;
+  builder.SetOption(std::make_unique<ReflectionOption>(s->options_.reflection));
   builder.AddListeningPort(s->options_.listen_address,
                            MakeServerCredentials(s->options_.transport_security), &s->port_);
   builder.RegisterService(s->agent_service_.get());
@@ -62,27 +109,50 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Serv
     return absl::UnavailableError(absl::StrCat("cannot listen on ", s->options_.listen_address,
                                                "; is the address in use or not local?"));
   }
-  if (grpc::HealthCheckServiceInterface* health = s->server_->GetHealthCheckService()) {
-    s->health_->Start(health);
+  std::vector<grpc::HealthCheckServiceInterface*> health_services = {
+      s->server_->GetHealthCheckService()};
+  if (!s->options_.health_listen_address.empty()) {
+    // Plaintext on purpose: the kubelet's gRPC probe speaks no TLS. It serves only
+    // grpc.health.v1 (gRPC's default health service, no other service registered).
+    s->health_unimplemented_ = std::make_unique<grpc::CallbackGenericService>();
+    grpc::ServerBuilder health_builder;
+    health_builder.SetOption(std::make_unique<ReflectionOption>(false));
+    // A server needs one service of its own to start; this one answers every method but
+    // grpc.health.v1 with UNIMPLEMENTED.
+    health_builder.RegisterCallbackGenericService(s->health_unimplemented_.get());
+    health_builder.AddListeningPort(s->options_.health_listen_address,
+                                    grpc::InsecureServerCredentials(), &s->health_port_);
+    s->health_server_ = health_builder.BuildAndStart();
+    if (s->health_server_ == nullptr || s->health_port_ == 0) {
+      return absl::UnavailableError(absl::StrCat("cannot listen on --health-listen ",
+                                                 s->options_.health_listen_address,
+                                                 "; is the address in use or not local?"));
+    }
+    health_services.push_back(s->health_server_->GetHealthCheckService());
   }
+  s->health_->Start(std::move(health_services));
   if (metrics_on) {
     absl::StatusOr<std::unique_ptr<MetricsExposer>> exposer =
-        MetricsExposer::Start(s->options_.metrics_listen_address, s->metrics_->collectables());
+        MetricsExposer::Start(s->options_.metrics_listen_address, s->metrics_->collectables(),
+                              /*num_threads=*/2, metrics_tls);
     if (!exposer.ok()) return exposer.status();  // ~CoordinatorServer shuts the server down
     s->exposer_ = *std::move(exposer);
   }
   s->timers_->Start();
-  spdlog::info("coordinator listening on {}", s->address());
+  spdlog::info("coordinator listening on {} ({}{})", s->address(),
+               s->options_.transport_security.Describe(TransportSecurityOptions::Side::kServer),
+               s->options_.reflection ? ", reflection on" : "");
+  if (s->health_server_ != nullptr) spdlog::info("health (plaintext) on {}", s->health_address());
   if (s->exposer_ != nullptr) spdlog::info("metrics on {}", s->exposer_->url());
   return s;
 }
 
 CoordinatorServer::~CoordinatorServer() { Shutdown(absl::ZeroDuration()); }
 
-std::string CoordinatorServer::address() const {
-  const std::string& listen = options_.listen_address;
-  const size_t colon = listen.rfind(':');
-  return absl::StrCat(listen.substr(0, colon), ":", port_);
+std::string CoordinatorServer::address() const { return HostPort(options_.listen_address, port_); }
+
+std::string CoordinatorServer::health_address() const {
+  return health_server_ == nullptr ? "" : HostPort(options_.health_listen_address, health_port_);
 }
 
 std::shared_ptr<grpc::Channel> CoordinatorServer::InProcessChannel() {
@@ -97,6 +167,10 @@ void CoordinatorServer::Shutdown(absl::Duration grace) {
   if (server_ != nullptr) {  // null when Start() failed to bind
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
     server_->Wait();
+  }
+  if (health_server_ != nullptr) {
+    health_server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+    health_server_->Wait();
   }
   timers_->Stop();
 }

@@ -5,11 +5,14 @@
 #include <deque>
 #include <memory>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/cohort_config.h"
 #include "common/grpc_status.h"
 #include "common/layout_proto.h"
+#include "grpc/grpc_security_constants.h"
 #include "spdlog/spdlog.h"
 
 namespace cohort::coordinator {
@@ -25,6 +28,26 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context, const absl
 // Who is calling, as the transport proved it: the peer identity of an authenticated channel (the
 // first identity property: for TLS, the verified client certificate's SAN or CN), otherwise the
 // peer address, unauthenticated (insecure credentials prove nothing).
+// The token of an "authorization: Bearer <token>" header ("bearer" in any case); empty if the
+// call carries none.
+std::string BearerTokenOf(const grpc::ServerContextBase& context) {
+  const auto& metadata = context.client_metadata();
+  for (auto it = metadata.find("authorization"); it != metadata.end(); ++it) {
+    if (it->first != "authorization") break;
+    absl::string_view value(it->second.data(), it->second.size());
+    constexpr absl::string_view kScheme = "bearer ";
+    if (value.size() > kScheme.size() &&
+        absl::EqualsIgnoreCase(value.substr(0, kScheme.size()), kScheme)) {
+      return std::string(absl::StripAsciiWhitespace(value.substr(kScheme.size())));
+    }
+  }
+  return "";
+}
+
+// The transport's view of the caller. gRPC marks a peer authenticated only when it presented a
+// certificate that chained to the server's CA (TLS with client certificates verified), so the
+// certificate names are read only then; a TLS client without a certificate, and every insecure
+// one, is unauthenticated and named by its address.
 Caller CallerOf(const grpc::ServerContextBase& context) {
   Caller caller;
   caller.peer = context.peer();
@@ -35,8 +58,14 @@ Caller CallerOf(const grpc::ServerContextBase& context) {
       caller.identity.assign(identities.front().data(), identities.front().size());
       caller.authenticated = true;
     }
+    for (const grpc::string_ref& uri : auth->FindPropertyValues(GRPC_PEER_URI_PROPERTY_NAME)) {
+      caller.certificate_uris.emplace_back(uri.data(), uri.size());
+    }
+    const std::vector<grpc::string_ref> cn = auth->FindPropertyValues(GRPC_X509_CN_PROPERTY_NAME);
+    if (!cn.empty()) caller.certificate_cn.assign(cn.front().data(), cn.front().size());
   }
   if (!caller.authenticated) caller.identity = caller.peer;
+  caller.bearer_token = BearerTokenOf(context);
   return caller;
 }
 

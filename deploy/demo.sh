@@ -24,7 +24,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "interrupted"; exit 130' INT TERM
 
-"$bin/cohort-coordinator" --listen 127.0.0.1:0 --port-file "$work/port" --log-level warn \
+"$bin/cohort-coordinator" --insecure --listen 127.0.0.1:0 --port-file "$work/port" --log-level warn \
   >"$work/coordinator.out" 2>"$work/coordinator.log" &
 pids+=($!)
 for _ in $(seq 100); do [[ -s "$work/port" ]] && break; sleep 0.05; done
@@ -33,16 +33,16 @@ address="127.0.0.1:$(cat "$work/port")"
 echo "coordinator listening on $address"
 
 for rank in 0 1 2 3 4 5 6 7; do
-  "$bin/cohort-agent" --coordinator "$address" --identity "demo-agent-$rank" --rank-hint "$rank" \
+  "$bin/cohort-agent" --insecure --coordinator "$address" --identity "demo-agent-$rank" --rank-hint "$rank" \
     --log-level warn 2>"$work/agent-$rank.log" &
   pids+=($!)
 done
 echo "8 agents started (Gloo backend, loopback)"
 echo
 
-"$bin/cohortctl" init -c "$address" --world-size 8 --dp 2 --cfg 2 --ulysses 2 --wait --timeout 60
+"$bin/cohortctl" init --insecure -c "$address" --world-size 8 --dp 2 --cfg 2 --ulysses 2 --wait --timeout 60
 echo
-"$bin/cohortctl" state -c "$address"
+"$bin/cohortctl" state --insecure -c "$address"
 echo
-"$bin/cohortctl" destroy -c "$address" --all --wait
+"$bin/cohortctl" destroy --insecure -c "$address" --all --wait
 echo "demo finished: every group was built, verified with an all-reduce, and torn down"

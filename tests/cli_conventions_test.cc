@@ -84,6 +84,58 @@ TEST_P(EveryBinaryTest, Version_PrintsNameAndVersionAndExits0) {
   EXPECT_EQ(run.first_line, absl::StrCat(GetParam(), " ", COHORT_VERSION));
 }
 
+// Plaintext only when asked for: a command line that talks to the coordinator (or serves it)
+// and chooses no transport is refused before anything starts, naming both choices.
+TEST_P(EveryBinaryTest, NoTransportChosen_Exit2NamingTlsAndInsecure) {
+  std::vector<std::string> args;
+  if (GetParam() == "cohortctl") args = {"status", "--coordinator", "127.0.0.1:1"};
+  ProcessRun run = RunToExit(GetParam(), args);
+  EXPECT_EQ(run.exit_status, 2);
+  EXPECT_THAT(run.err, StartsWith("error: "));
+  EXPECT_THAT(run.err, HasSubstr("--tls-cert/--tls-key/--tls-ca for TLS, or --insecure for "
+                                 "plaintext"));
+}
+
+TEST_P(EveryBinaryTest, InsecureWithTlsFlags_Exit2) {
+  std::vector<std::string> args = {"--insecure", "--tls-ca", "/nonexistent/ca.crt"};
+  if (GetParam() == "cohortctl") args.insert(args.begin(), "status");
+  ProcessRun run = RunToExit(GetParam(), args);
+  EXPECT_EQ(run.exit_status, 2);
+  EXPECT_THAT(run.err, HasSubstr("--insecure cannot be combined with --tls-cert"));
+}
+
+TEST_P(EveryBinaryTest, MissingCertificateFile_Exit2NamingTheFlag) {
+  std::vector<std::string> args = {"--tls-cert", "/nonexistent/c.crt",
+                                   "--tls-key",  "/nonexistent/c.key",
+                                   "--tls-ca",   "/nonexistent/ca.crt"};
+  if (GetParam() == "cohortctl") args.insert(args.begin(), "status");
+  ProcessRun run = RunToExit(GetParam(), args);
+  EXPECT_EQ(run.exit_status, 2);
+  EXPECT_THAT(run.err, HasSubstr("--tls-cert /nonexistent/c.crt: cannot be opened"));
+}
+
+// Offline commands need no transport.
+TEST(CohortctlTransportTest, OfflineCommands_NeedNoTransport) {
+  EXPECT_EQ(RunToExit("cohortctl", {"layout", "-n", "4", "--dp", "2", "--tp", "2"}).exit_status, 0);
+  EXPECT_EQ(RunToExit("cohortctl", {"version", "--client"}).exit_status, 0);
+}
+
+// The TLS files can come from the environment (a Kubernetes pod spec): COHORT_TLS_CA alone
+// chooses TLS, and is checked like the flag.
+TEST(AgentFlagsTest, TlsFilesFromTheEnvironment_CheckedLikeTheFlags) {
+  ASSERT_EQ(setenv("COHORT_TLS_CA", "/nonexistent/env-ca.crt", 1), 0);
+  ProcessRun run = RunToExit("cohort-agent", {});
+  unsetenv("COHORT_TLS_CA");
+  EXPECT_EQ(run.exit_status, 2);
+  EXPECT_THAT(run.err, HasSubstr("--tls-ca /nonexistent/env-ca.crt: cannot be opened"));
+}
+
+TEST(AgentFlagsTest, TokenFileWithInsecure_Exit2SayingTokensNeedTls) {
+  ProcessRun run = RunToExit("cohort-agent", {"--insecure", "--token-file", "/etc/hostname"});
+  EXPECT_EQ(run.exit_status, 2);
+  EXPECT_THAT(run.err, HasSubstr("--token-file needs TLS"));
+}
+
 INSTANTIATE_TEST_SUITE_P(Binaries, EveryBinaryTest,
                          ::testing::Values("cohort-coordinator", "cohort-agent", "cohortctl"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
@@ -186,8 +238,8 @@ TEST(AgentFlagsTest, CohortCoordinatorEnvironment_NamesTheCoordinator) {
   ASSERT_TRUE(cluster.ok());
   ASSERT_EQ(setenv("COHORT_COORDINATOR", cluster.address().c_str(), 1), 0);
   std::optional<ChildProcess> agent = ChildProcess::Spawn(
-      {Binary("cohort-agent"), "--identity", "env-agent", "--backends", "gloo", "--host-address",
-       "127.0.0.1", "--connect-timeout", "30s", "--log-level", "warn"},
+      {Binary("cohort-agent"), "--insecure", "--identity", "env-agent", "--backends", "gloo",
+       "--host-address", "127.0.0.1", "--connect-timeout", "30s", "--log-level", "warn"},
       absl::StrCat(cluster.log_dir(), "/env-agent.log"));
   unsetenv("COHORT_COORDINATOR");
   ASSERT_TRUE(agent.has_value());

@@ -51,8 +51,12 @@ class Cluster {
   // Starts agent process number r with identity agent-<r> (unless `extra` names another) and
   // rank hint `hint` (none when < 0).
   void StartAgent(int r, int hint, const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> argv = {std::string(COHORT_BIN_DIR) + "/cohort-agent", "--coordinator",
-                                     address_, "--log-level", "warn"};
+    std::vector<std::string> argv = {std::string(COHORT_BIN_DIR) + "/cohort-agent",
+                                     "--insecure",
+                                     "--coordinator",
+                                     address_,
+                                     "--log-level",
+                                     "warn"};
     if (std::find(extra.begin(), extra.end(), "--identity") == extra.end()) {
       argv.push_back("--identity");
       argv.push_back(absl::StrCat("agent-", r));
@@ -158,8 +162,8 @@ class Cluster {
 
  private:
   void StartCoordinator(const std::string& listen) {
-    std::vector<std::string> argv = {CoordinatorBinary(), "--listen", listen, "--log-level",
-                                     "info"};
+    std::vector<std::string> argv = {CoordinatorBinary(), "--insecure", "--listen", listen,
+                                     "--log-level",       "info"};
     argv.insert(argv.end(), coordinator_flags_.begin(), coordinator_flags_.end());
     auto child = ChildProcess::Spawn(
         argv, absl::StrCat(log_dir_, "/coordinator-", coordinator_starts_++, ".log"));

@@ -100,6 +100,7 @@ class CohortctlInspectTest : public ::testing::Test {
     args.insert(args.begin(), "cohortctl");
     args.push_back("--coordinator");
     args.push_back(server_->address());
+    args.push_back("--insecure");
     std::vector<const char*> argv;
     for (const auto& a : args) argv.push_back(a.c_str());
     std::ostringstream out, err;

@@ -221,7 +221,8 @@ TEST_F(CohortctlInspectTest, Version_PrintsClientAndCoordinatorVersions) {
 }
 
 TEST(CohortctlVersionTest, Version_UnreachableCoordinator_ClientVersionAndANote) {
-  std::vector<const char*> argv = {"cohortctl", "version", "--coordinator", "127.0.0.1:1"};
+  std::vector<const char*> argv = {"cohortctl", "version", "--coordinator", "127.0.0.1:1",
+                                   "--insecure"};
   std::ostringstream out, err;
   EXPECT_EQ(cli::RunCohortctl(static_cast<int>(argv.size()), argv.data(), out, err), 0);
   EXPECT_EQ(out.str(), absl::StrCat("cohortctl ", COHORT_VERSION, "\n"));
@@ -249,7 +250,8 @@ TEST(CohortctlVersionTest, BadFlagsAndBadDurations_Exit2WithOneErrorLine) {
 }
 
 TEST_F(CohortctlInspectTest, Unreachable_Exit4) {
-  std::vector<const char*> argv = {"cohortctl", "members", "--coordinator", "127.0.0.1:1"};
+  std::vector<const char*> argv = {"cohortctl", "members", "--coordinator", "127.0.0.1:1",
+                                   "--insecure"};
   std::ostringstream out, err;
   EXPECT_EQ(cli::RunCohortctl(static_cast<int>(argv.size()), argv.data(), out, err), 4);
   EXPECT_THAT(err.str(), HasSubstr("cannot reach the coordinator at 127.0.0.1:1"));

@@ -149,8 +149,8 @@ struct Outcome {
 // Runs cohort-coordinator with `args`; a coordinator that starts is stopped with SIGTERM.
 Outcome RunCoordinator(const ScratchDir& dir, std::vector<std::string> args) {
   const std::string err = dir / "coordinator.err";
-  std::vector<std::string> argv = {std::string(COHORT_BIN_DIR) + "/cohort-coordinator", "--listen",
-                                   "127.0.0.1:0"};
+  std::vector<std::string> argv = {std::string(COHORT_BIN_DIR) + "/cohort-coordinator",
+                                   "--insecure", "--listen", "127.0.0.1:0"};
   argv.insert(argv.end(), args.begin(), args.end());
   std::optional<ChildProcess> child = ChildProcess::Spawn(argv, err);
   Outcome out;

@@ -215,7 +215,7 @@ TEST(Fault, KillCoordinatorOfReadyPool_RestartedOneRestoresSameGeneration_NoAbor
   ASSERT_TRUE(after.ok());
   ExpectReportsMatchLayout(*after, *Layout::Build(kConfig));
   // The same through cohortctl, which waits for every member's answer.
-  auto ctl = ChildProcess::Spawn({std::string(COHORT_BIN_DIR) + "/cohortctl", "check",
+  auto ctl = ChildProcess::Spawn({std::string(COHORT_BIN_DIR) + "/cohortctl", "check", "--insecure",
                                   "--coordinator", cluster.address(), "--timeout", "30"},
                                  cluster.log_dir() + "/check.err");
   ASSERT_TRUE(ctl.has_value());

@@ -31,9 +31,9 @@ std::unique_ptr<ChildProcess> StartAgent(const Cluster& cluster, const std::stri
                                          const std::vector<std::string>& env) {
   std::vector<std::string> argv = {"/usr/bin/env"};
   argv.insert(argv.end(), env.begin(), env.end());
-  argv.insert(argv.end(), {std::string(COHORT_BIN_DIR) + "/cohort-agent", "--coordinator", address,
-                           "--identity", absl::StrCat("agent-", r), "--rank-hint", absl::StrCat(r),
-                           "--log-level", "info"});
+  argv.insert(argv.end(), {std::string(COHORT_BIN_DIR) + "/cohort-agent", "--insecure",
+                           "--coordinator", address, "--identity", absl::StrCat("agent-", r),
+                           "--rank-hint", absl::StrCat(r), "--log-level", "info"});
   auto child = ChildProcess::Spawn(argv, absl::StrCat(cluster.log_dir(), "/agent-", r, ".log"));
   if (!child.has_value()) return nullptr;
   return std::make_unique<ChildProcess>(std::move(*child));
