@@ -6,8 +6,9 @@
 //   who="ipv4:10.0.0.9:1234" role=none action=Initialize pool=p result=UNAUTHENTICATED
 //
 // `who` is the policy's principal name ("agents/agent-3" when its certificate pattern ends in
-// '*'), or the peer address when no principal matched; `role` the principal's role or "none". Values are quoted when they hold spaces, quotes, '=' or are
-// empty. Never a token, a session id, an incarnation or a store value.
+// '*'), or the peer address when no principal matched; `role` the principal's role or "none".
+// Values are quoted when they hold spaces, quotes, '=' or are empty. Never a token, a session id,
+// an incarnation or a store value.
 #ifndef COHORT_COORDINATOR_AUDIT_H_
 #define COHORT_COORDINATOR_AUDIT_H_
 

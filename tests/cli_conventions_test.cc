@@ -187,12 +187,13 @@ TEST(CoordinatorFlagsTest, HeartbeatInterval_DurationAndMillisecondsAlias) {
 TEST(CoordinatorFlagsTest, BadPolicy_Exit2NamingTheLineAndTheFix) {
   const std::string path = absl::StrCat(::testing::TempDir(), "/bad-policy-", getpid(), ".yaml");
   std::ofstream(path) << "principals:\n  - name: a\n    role: admin\n    certificate: {cn: a}\n";
-  ProcessRun run = RunToExit("cohort-coordinator", {"--policy", path});
+  ProcessRun run = RunToExit("cohort-coordinator", {"--insecure", "--policy", path});
   EXPECT_EQ(run.exit_status, 2);
   EXPECT_THAT(run.err, StartsWith(absl::StrCat("error: --policy: ", path,
                                                " line 3: unknown role 'admin'; use agent, "
                                                "operator or viewer")));
-  ProcessRun missing = RunToExit("cohort-coordinator", {"--policy", path + ".missing"});
+  ProcessRun missing =
+      RunToExit("cohort-coordinator", {"--insecure", "--policy", path + ".missing"});
   EXPECT_EQ(missing.exit_status, 2);
   EXPECT_THAT(missing.err, HasSubstr("cannot read the policy file"));
   std::remove(path.c_str());

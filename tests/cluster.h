@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <memory>
 #include <numeric>
@@ -17,23 +18,42 @@
 #include "common/grpc_status.h"
 #include "common/layout.h"
 #include "common/layout_proto.h"
+#include "common/transport_security.h"
 #include "gtest/gtest.h"
 #include "tests/process.h"
 
 namespace cohort::testing {
 
+// How a cluster's processes and the test's own client talk: plaintext unless a test says
+// otherwise (tests/security_test.cc runs one with mutual TLS and a policy).
+struct ClusterSecurity {
+  // The coordinator's transport flags.
+  std::vector<std::string> coordinator = {"--insecure"};
+  // Agent process number r's transport flags.
+  std::function<std::vector<std::string>(int r)> agent = [](int) {
+    return std::vector<std::string>{"--insecure"};
+  };
+  // The test's client (client(), WaitFor, Events): insecure by default.
+  TransportSecurityOptions client;
+};
+
 class Cluster {
  public:
   // Starts the coordinator on 127.0.0.1:0 and reads its port back from its first stdout line.
-  explicit Cluster(std::vector<std::string> coordinator_flags = {})
-      : coordinator_flags_(std::move(coordinator_flags)) {
+  explicit Cluster(std::vector<std::string> coordinator_flags = {},
+                   ClusterSecurity security = ClusterSecurity())
+      : coordinator_flags_(std::move(coordinator_flags)), security_(std::move(security)) {
     // A directory of its own: tests run in parallel and their logs must not mix.
     std::string dir = ::testing::TempDir() + "/cohort-cluster-XXXXXX";
     log_dir_ = mkdtemp(dir.data()) != nullptr ? dir : ::testing::TempDir();
     StartCoordinator("127.0.0.1:0");
     if (address_.empty()) return;
-    client_ = std::make_unique<agent::CoordinatorClient>(
-        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()), absl::Seconds(10));
+    client_ = std::make_unique<agent::CoordinatorClient>(Channel(), absl::Seconds(10));
+  }
+
+  // A new channel to the coordinator, secured as the test's client.
+  std::shared_ptr<grpc::Channel> Channel() const {
+    return CreateChannel(address_, security_.client);
   }
 
   // kill -9 of the coordinator, and a new one on the same address (same flags).
@@ -51,12 +71,10 @@ class Cluster {
   // Starts agent process number r with identity agent-<r> (unless `extra` names another) and
   // rank hint `hint` (none when < 0).
   void StartAgent(int r, int hint, const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> argv = {std::string(COHORT_BIN_DIR) + "/cohort-agent",
-                                     "--insecure",
-                                     "--coordinator",
-                                     address_,
-                                     "--log-level",
-                                     "warn"};
+    std::vector<std::string> argv = {std::string(COHORT_BIN_DIR) + "/cohort-agent", "--coordinator",
+                                     address_, "--log-level", "warn"};
+    const std::vector<std::string> transport = security_.agent(r);
+    argv.insert(argv.end(), transport.begin(), transport.end());
     if (std::find(extra.begin(), extra.end(), "--identity") == extra.end()) {
       argv.push_back("--identity");
       argv.push_back(absl::StrCat("agent-", r));
@@ -77,8 +95,10 @@ class Cluster {
 
   absl::StatusOr<v1::InitializeResponse> Initialize(const ParallelConfig& config,
                                                     const std::string& backend = "gloo",
-                                                    int64_t deadline_ms = 60000) {
+                                                    int64_t deadline_ms = 60000,
+                                                    const std::string& pool = "") {
     v1::InitializeRequest request;
+    request.set_pool(pool);
     *request.mutable_config() = ToProto(config);
     request.mutable_options()->set_backend(backend);
     request.mutable_options()->set_deadline_ms(deadline_ms);
@@ -94,8 +114,7 @@ class Cluster {
   // Long-polls GetState until `done(state)` or the deadline; returns the last state seen.
   absl::StatusOr<v1::PoolState> WaitFor(const std::function<bool(const v1::PoolState&)>& done,
                                         absl::Duration timeout, const std::string& pool = "") {
-    auto stub = v1::AdminService::NewStub(
-        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+    auto stub = v1::AdminService::NewStub(Channel());
     const absl::Time deadline = absl::Now() + timeout;
     int64_t version = -1;
     v1::PoolState last;
@@ -149,8 +168,7 @@ class Cluster {
 
   // Events of the default pool (oldest first).
   std::vector<v1::Event> Events() {
-    auto stub = v1::AdminService::NewStub(
-        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+    auto stub = v1::AdminService::NewStub(Channel());
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
     v1::GetEventsRequest request;
@@ -162,8 +180,9 @@ class Cluster {
 
  private:
   void StartCoordinator(const std::string& listen) {
-    std::vector<std::string> argv = {CoordinatorBinary(), "--insecure", "--listen", listen,
-                                     "--log-level",       "info"};
+    std::vector<std::string> argv = {CoordinatorBinary(), "--listen", listen, "--log-level",
+                                     "info"};
+    argv.insert(argv.end(), security_.coordinator.begin(), security_.coordinator.end());
     argv.insert(argv.end(), coordinator_flags_.begin(), coordinator_flags_.end());
     auto child = ChildProcess::Spawn(
         argv, absl::StrCat(log_dir_, "/coordinator-", coordinator_starts_++, ".log"));
@@ -177,6 +196,7 @@ class Cluster {
   }
 
   std::vector<std::string> coordinator_flags_;
+  ClusterSecurity security_;
   int coordinator_starts_ = 0;
   std::string log_dir_;
   std::unique_ptr<ChildProcess> coordinator_;
