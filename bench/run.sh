@@ -16,3 +16,6 @@ echo "== failures: kill -> survivors aborted, replacement -> READY (Gloo, world 
 echo
 echo "== reconnects: coordinator restart -> pool restored (world 8), 256 agents joining at once =="
 "$BUILD_DIR/bin/reconnect_bench" "$BUILD_DIR/bin" --repeat 5 --agents 256
+echo
+echo "== the cost of mutual TLS + policy next to plaintext (world 8, unary RPC, new connection) =="
+"$BUILD_DIR/bin/tls_bench" "$BUILD_DIR/bin" --repeat 5
