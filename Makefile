@@ -22,7 +22,7 @@ CCACHE     := $(shell command -v ccache 2>/dev/null)
 CMAKE_FLAGS = -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DCOHORT_SANITIZE=$(SANITIZE) \
               $(if $(CCACHE),-DCMAKE_CXX_COMPILER_LAUNCHER=$(CCACHE) -DCMAKE_C_COMPILER_LAUNCHER=$(CCACHE))
 
-.PHONY: all deps configure build test test-gpu demo bench fuzz install package format format-check clean
+.PHONY: all deps configure build test test-gpu demo demo-tls bench fuzz install package format format-check clean
 
 all: build
 
@@ -44,6 +44,10 @@ test-gpu: build
 
 demo: build
 	@deploy/demo.sh $(BUILD_DIR)
+
+# The same pool with mutual TLS: certificates from deploy/mint-certs.sh, roles from a policy.
+demo-tls: build
+	@deploy/demo.sh $(BUILD_DIR) --tls
 
 bench:
 	@deploy/install-deps.sh --bench
