@@ -138,7 +138,7 @@ int main(int argc, char** argv) {
   std::string policy_file;
   app.add_option("--policy", policy_file,
                  "Access policy (YAML): principals, their roles and credentials; without it "
-                 "every caller may do everything (docs/security-authz.md). SIGHUP reads it again "
+                 "every caller may do everything (docs/security.md). SIGHUP reads it again "
                  "(a file that does not load leaves the policy in force)")
       ->group("Access");
   std::string audit_log;
