@@ -12,7 +12,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libgloo-dev libspdlog-dev libfmt-dev libcli11-dev
   prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libyaml-cpp-dev curl procps ccache
+  libyaml-cpp-dev libssl-dev openssl curl procps ccache
 )
 for arg in "$@"; do
   case "$arg" in
