@@ -232,8 +232,10 @@ class Coordinator {
                                          std::optional<int> rank = std::nullopt,
                                          std::optional<GroupKind> kind = std::nullopt,
                                          const Caller& caller = Caller::InProcess());
-  // The pools the caller may read (Action::kRead), by name.
-  std::vector<v1::PoolSummary> ListPools(const Caller& caller = Caller::InProcess());
+  // The pools the caller may read (Action::kRead), by name. Errors: the Authorizer's refusal
+  // of reading at all (Authorize(caller, kRead, "")): UNAUTHENTICATED, PERMISSION_DENIED.
+  absl::StatusOr<std::vector<v1::PoolSummary>> ListPools(
+      const Caller& caller = Caller::InProcess());
   // Errors: NOT_FOUND (pool).
   absl::StatusOr<std::vector<v1::Event>> GetEvents(const std::string& pool, int64_t after_seq,
                                                    int limit,

@@ -75,9 +75,11 @@ void Coordinator::RemoveWatcher(uint64_t id) {
   events_.RemoveWatcher(id);
 }
 
-std::vector<v1::PoolSummary> Coordinator::ListPools(const Caller& caller) {
+absl::StatusOr<std::vector<v1::PoolSummary>> Coordinator::ListPools(const Caller& caller) {
+  // A caller who may read no pool at all (no credential, or not a reader) is refused; one
+  // limited to some pools sees those (not a refusal: the list is just shorter).
+  if (absl::Status s = Authorize(caller, Action::kRead, ""); !s.ok()) return s;
   std::vector<v1::PoolSummary> out = ListAllPools();
-  // Pools the caller may not read are left out (not a refusal: the list is just shorter).
   out.erase(std::remove_if(out.begin(), out.end(),
                            [&](const v1::PoolSummary& s) {
                              return !authorizer_->Authorize(caller, Action::kRead, s.pool()).ok();

@@ -16,7 +16,8 @@ PoolHealth::PoolHealth(Coordinator* coordinator) {
   // Listener first, then the pools that exist: an event between the two is recorded by the
   // listener and then possibly overwritten with the (same or newer) phase ListPools reports.
   coordinator->AddEventListener([this](const v1::Event& event) { OnEvent(event); });
-  const std::vector<v1::PoolSummary> pools = coordinator->ListPools();
+  // In process: always allowed.
+  const std::vector<v1::PoolSummary> pools = *coordinator->ListPools();
   absl::MutexLock lock(&mu_);
   for (const v1::PoolSummary& pool : pools) {
     serving_[pool.pool()] = pool.phase() == v1::POOL_PHASE_READY;

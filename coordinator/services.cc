@@ -25,9 +25,6 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context, const absl
   return reactor;
 }
 
-// Who is calling, as the transport proved it: the peer identity of an authenticated channel (the
-// first identity property: for TLS, the verified client certificate's SAN or CN), otherwise the
-// peer address, unauthenticated (insecure credentials prove nothing).
 // The token of an "authorization: Bearer <token>" header ("bearer" in any case); empty if the
 // call carries none.
 std::string BearerTokenOf(const grpc::ServerContextBase& context) {
@@ -65,7 +62,16 @@ Caller CallerOf(const grpc::ServerContextBase& context) {
     if (!cn.empty()) caller.certificate_cn.assign(cn.front().data(), cn.front().size());
   }
   if (!caller.authenticated) caller.identity = caller.peer;
-  caller.bearer_token = BearerTokenOf(context);
+  // A token counts only over TLS: gRPC's clients never send one in plaintext, and one that a
+  // hand-written client sent so has been exposed to the network (and is ignored).
+  if (auth != nullptr) {
+    const std::vector<grpc::string_ref> security =
+        auth->FindPropertyValues(GRPC_TRANSPORT_SECURITY_TYPE_PROPERTY_NAME);
+    if (!security.empty() && (security.front() == GRPC_TLS_TRANSPORT_SECURITY_TYPE ||
+                              security.front() == GRPC_SSL_TRANSPORT_SECURITY_TYPE)) {
+      caller.bearer_token = BearerTokenOf(context);
+    }
+  }
   return caller;
 }
 
@@ -504,9 +510,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::GetState(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* AdminServiceImpl::ListPools(grpc::CallbackServerContext* context,
                                                       const v1::ListPoolsRequest* /*request*/,
                                                       v1::ListPoolsResponse* response) {
-  for (v1::PoolSummary& p : coordinator_->ListPools(CallerOf(*context))) {
-    *response->add_pools() = std::move(p);
-  }
+  absl::StatusOr<std::vector<v1::PoolSummary>> pools = coordinator_->ListPools(CallerOf(*context));
+  if (!pools.ok()) return Reply(context, pools.status());
+  for (v1::PoolSummary& p : *pools) *response->add_pools() = std::move(p);
   response->set_coordinator_version(COHORT_VERSION);
   return Reply(context, absl::OkStatus());
 }

@@ -447,7 +447,10 @@ class Harness {
 
   // FUZZ_TRACE=1: each op and every pool's phase after it (for reading a reproducer).
   void Trace() {
-    for (const v1::PoolSummary& p : coordinator_->ListPools()) {
+    // In process: ListPools cannot be refused. (Held in a variable: a range-for over
+    // *ListPools() would iterate a destroyed temporary.)
+    const std::vector<v1::PoolSummary> pools = *coordinator_->ListPools();
+    for (const v1::PoolSummary& p : pools) {
       std::fprintf(stderr, "    pool '%s': %s generation %ld members %d ready %d %s\n",
                    p.pool().c_str(), v1::PoolPhase_Name(p.phase()).c_str(),
                    static_cast<long>(p.generation()), p.members(), p.members_ready(),
@@ -456,7 +459,8 @@ class Harness {
   }
 
   void CheckInvariants() {
-    for (const v1::PoolSummary& summary : coordinator_->ListPools()) {
+    const std::vector<v1::PoolSummary> pools = *coordinator_->ListPools();
+    for (const v1::PoolSummary& summary : pools) {
       absl::StatusOr<v1::PoolState> state = coordinator_->GetState(summary.pool());
       if (!state.ok()) {
         Finding(absl::StrCat("ListPools names pool '", summary.pool(), "' but GetState says ",

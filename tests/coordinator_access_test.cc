@@ -226,7 +226,8 @@ TEST_F(AccessTest, Anonymous_Unauthenticated_PeerInAudit) {
   join.set_incarnation("i");
   EXPECT_EQ(coordinator_->Join(join, Anonymous()).status().code(),
             absl::StatusCode::kUnauthenticated);
-  EXPECT_TRUE(coordinator_->ListPools(Anonymous()).empty());
+  EXPECT_EQ(coordinator_->ListPools(Anonymous()).status().code(),
+            absl::StatusCode::kUnauthenticated);
 }
 
 TEST_F(AccessTest, RolesPerEntryPoint) {
@@ -263,7 +264,7 @@ TEST_F(AccessTest, RolesPerEntryPoint) {
                 .status()
                 .code(),
             absl::StatusCode::kPermissionDenied);
-  std::vector<v1::PoolSummary> listed = coordinator_->ListPools(Cert("spiffe://cohort/bob"));
+  std::vector<v1::PoolSummary> listed = *coordinator_->ListPools(Cert("spiffe://cohort/bob"));
   ASSERT_EQ(listed.size(), 1u);
   EXPECT_EQ(listed[0].pool(), "default");
 }

@@ -370,7 +370,7 @@ TEST_F(CoordinatorTest, DeletePool_RefusedWhileAttachedUnlessForced) {
   ASSERT_TRUE(coordinator_->DeletePool("default", true).ok());
   EXPECT_TRUE(agents[0].sink->closed.has_value());
   EXPECT_EQ(coordinator_->GetState("default").status().code(), absl::StatusCode::kNotFound);
-  EXPECT_TRUE(coordinator_->ListPools().empty());
+  EXPECT_TRUE(coordinator_->ListPools()->empty());
 }
 
 TEST_F(CoordinatorTest, Check_SendsEveryMemberACheckOfTheReadyGeneration) {

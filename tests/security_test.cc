@@ -10,9 +10,10 @@
 
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
-#include "common/transport_security.h"
+#include "absl/strings/strip.h"
 #include "cohort/v1/admin.grpc.pb.h"
 #include "cohort/v1/agent.grpc.pb.h"
+#include "common/transport_security.h"
 #include "gmock/gmock.h"
 #include "tests/certs.h"
 #include "tests/cluster.h"
@@ -72,8 +73,8 @@ class Security : public Hostile {
     // mint-certs.sh made agent-0 and agent-1; two more pool members and two for the tests.
     for (int i = 2; i < 6; ++i) {
       if (!std::filesystem::exists(Certs().Path(absl::StrCat("agent-", i, ".crt")))) {
-        ASSERT_TRUE(Certs().Mint(absl::StrCat("--client agent-", i,
-                                              " --uri spiffe://cohort/agent/agent-", i)));
+        ASSERT_TRUE(Certs().Mint(
+            absl::StrCat("--client agent-", i, " --uri spiffe://cohort/agent/agent-", i)));
       }
     }
     const std::string policy = absl::StrReplaceAll(
@@ -204,8 +205,7 @@ TEST_F(Security, PlaintextClientOnTheTlsPortGetsNoAnswer) {
 TEST_F(Security, CertificatesTheCoordinatorDoesNotTrustAreRefusedAtTheHandshake) {
   // A client certificate of another CA; an expired one of the right CA; a client that does not
   // trust the coordinator's CA.
-  for (const auto& [what, options] :
-       std::vector<std::pair<std::string, TransportSecurityOptions>>{
+  for (const auto& [what, options] : std::vector<std::pair<std::string, TransportSecurityOptions>>{
            {"stranger", Certs().Client("stranger")},
            {"expired", Certs().Client("expired")},
            {"wrong CA for the server", Certs().Client("operator", "other-ca.crt")}}) {
@@ -277,9 +277,8 @@ TEST_F(Security, MemberWritesOnlyTheKeysItsRankOwns) {
   ASSERT_TRUE(session.Attach(joined.session_id()));
   session.StartHeartbeats(absl::Milliseconds(200));
   cluster_->StartAgent(5, 0, {"--pool", "rogue"});
-  absl::StatusOr<v1::InitializeResponse> init =
-      cluster_->Initialize(ParallelConfig{.world_size = 2, .data_parallel_size = 2}, "gloo",
-                           60000, "rogue");
+  absl::StatusOr<v1::InitializeResponse> init = cluster_->Initialize(
+      ParallelConfig{.world_size = 2, .data_parallel_size = 2}, "gloo", 60000, "rogue");
   ASSERT_TRUE(init.ok()) << init.status();
   // The generation starts once both have joined.
   absl::StatusOr<v1::PoolState> started = cluster_->WaitFor(
@@ -355,8 +354,8 @@ TEST_F(Security, ServerCertificateRotatedWhileReady) {
   ExpectPoolIntact();
   // A new agent joins under the new certificate.
   cluster_->StartAgent(4, -1);
-  absl::StatusOr<v1::PoolState> joined = cluster_->WaitFor(
-      [](const v1::PoolState& p) { return p.members_size() == 5; }, kDeadline);
+  absl::StatusOr<v1::PoolState> joined =
+      cluster_->WaitFor([](const v1::PoolState& p) { return p.members_size() == 5; }, kDeadline);
   ASSERT_TRUE(joined.ok()) << joined.status();
 }
 
@@ -375,6 +374,30 @@ TEST(SecurityFlags, OptionalClientAuthWithoutPolicyIsRefused) {
   EXPECT_TRUE(WIFEXITED(*exit) && WEXITSTATUS(*exit) == 2);
   EXPECT_THAT(ScratchDir::Read(dir / "err"),
               HasSubstr("--tls-client-auth optional needs --policy"));
+}
+
+// A bearer token counts only over TLS: one sent in plaintext (gRPC's own clients refuse to; a
+// hand-written client can) has been exposed to the network, and the coordinator ignores it.
+TEST(SecurityPlaintext, BearerTokenSentInPlaintextIsIgnored) {
+  ASSERT_TRUE(TestCerts::Get().ok());
+  ScratchDir dir;
+  const std::string token_file = TestCerts::Get().Path("operator.token");
+  ScratchDir::Write(dir / "policy.yaml",
+                    absl::StrCat("principals:\n  - name: operator-token\n    role: operator\n"
+                                 "    token_sha256: \"",
+                                 TokenSha(token_file), "\"\n"));
+  Cluster cluster({"--policy", dir / "policy.yaml"});
+  ASSERT_TRUE(cluster.ok());
+  auto admin = v1::AdminService::NewStub(
+      grpc::CreateChannel(cluster.address(), grpc::InsecureChannelCredentials()));
+  std::string token = ScratchDir::Read(token_file);
+  token = std::string(absl::StripAsciiWhitespace(token));
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + kDeadline));
+  context.AddMetadata("authorization", "Bearer " + token);
+  v1::ListPoolsResponse response;
+  const grpc::Status s = admin->ListPools(&context, v1::ListPoolsRequest(), &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << Describe(s);
 }
 
 }  // namespace
