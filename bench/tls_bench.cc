@@ -63,8 +63,9 @@ class Setup {
   // --insecure, or the TLS flags of `who` ("coordinator", "operator", "agent-3").
   std::vector<std::string> Security(const std::string& who) const {
     if (!tls()) return {"--insecure"};
-    return {"--tls-cert", absl::StrCat(certs_, "/", who, ".crt"), "--tls-key",
-            absl::StrCat(certs_, "/", who, ".key"), "--tls-ca", absl::StrCat(certs_, "/ca.crt")};
+    return {"--tls-cert", absl::StrCat(certs_, "/", who, ".crt"),
+            "--tls-key",  absl::StrCat(certs_, "/", who, ".key"),
+            "--tls-ca",   absl::StrCat(certs_, "/ca.crt")};
   }
   TransportSecurityOptions ClientOptions() const {
     TransportSecurityOptions o;
@@ -89,13 +90,14 @@ class Setup {
     if (!coordinator.has_value()) return absl::InternalError("cannot start the coordinator");
     coordinator_ = std::make_unique<ChildProcess>(std::move(*coordinator));
     std::optional<std::string> line = coordinator_->ReadLine(absl::Seconds(20));
-    if (!line.has_value()) return absl::InternalError(name_ + ": the coordinator printed no address");
+    if (!line.has_value())
+      return absl::InternalError(name_ + ": the coordinator printed no address");
     address_ = line->substr(line->rfind(' ') + 1);
     for (int r = 0; r < kWorld; ++r) {
       const std::string identity = absl::StrCat("agent-", r);
       std::vector<std::string> a = {bin_ + "/cohort-agent", "--coordinator", address_,
-                                    "--identity", identity, "--rank-hint", absl::StrCat(r),
-                                    "--log-level", "warn"};
+                                    "--identity",           identity,        "--rank-hint",
+                                    absl::StrCat(r),        "--log-level",   "warn"};
       for (const std::string& f : Security(identity)) a.push_back(f);
       auto agent = ChildProcess::Spawn(a, "/dev/null");
       if (!agent.has_value()) return absl::InternalError("cannot start an agent");
