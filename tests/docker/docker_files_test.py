@@ -199,6 +199,23 @@ def read_package_list(path):
 
 
 # --- The checks ----------------------------------------------------------------------------------
+def check_install_sources(rel, n, stage, prefix, sources, prefix_dir):
+    """Fails for each COPY --from=<builder> source the install does not have; returns the matches
+    (paths under prefix_dir)."""
+    prefix = prefix.rstrip("/")
+    matches = []
+    for src in sources:
+        if not (src == prefix or src.startswith(prefix + "/")):
+            fail(f"{rel}:{n}: COPY --from={stage} {src}: not under the install prefix {prefix}")
+            continue
+        found = glob.glob(prefix_dir + src[len(prefix):])
+        if not found:
+            fail(f"{rel}:{n}: COPY --from={stage} {src}: `make install` does not produce it "
+                 f"(nothing at {src[len(prefix) + 1:] or '.'} under the install)")
+        matches += found
+    return matches
+
+
 def check_dockerfile(path, source, prefix_dir):
     rel = os.path.relpath(path, source)
     stages = parse_dockerfile(path)
@@ -248,6 +265,14 @@ def check_dockerfile(path, source, prefix_dir):
         fail(f"{rel}: no builder stage (one that COPYs the repository and runs .ci/run's scripts)")
         return
 
+    for s in stages[:-1]:
+        for kw, a, n in s.instructions:
+            if kw in ("COPY", "ADD"):
+                flags, sources, _ = copy_parts(a)
+                if flags.get("from") in builders:
+                    check_install_sources(rel, n, flags["from"], builders[flags["from"]],
+                                          sources, prefix_dir)
+
     final = stages[-1]
     external = {s.name for s in stages if s.name and s.image not in names and s.name not in builders
                 and not any(kw == "RUN" for kw, _, _ in s.instructions)}
@@ -263,25 +288,16 @@ def check_dockerfile(path, source, prefix_dir):
         flags, sources, dest = copy_parts(a)
         src_stage = flags.get("from")
         if src_stage in builders:
-            prefix = builders[src_stage].rstrip("/")
-            for src in sources:
-                if not (src == prefix or src.startswith(prefix + "/")):
-                    fail(f"{rel}:{n}: COPY --from={src_stage} {src}: not under the install "
-                         f"prefix {prefix}")
-                    continue
-                matches = glob.glob(prefix_dir + src[len(prefix):])
-                if not matches:
-                    fail(f"{rel}:{n}: COPY --from={src_stage} {src}: `make install` does not "
-                         f"produce it (nothing at {src[len(prefix) + 1:]} under the install)")
-                for m in matches:
-                    if os.path.isdir(m):
-                        for root, _, files in os.walk(m):
-                            for f in files:
-                                installed.append((os.path.join(root, f), None))
-                    else:
-                        final_path = (os.path.join(dest, os.path.basename(m))
-                                      if dest.endswith("/") else dest)
-                        installed.append((m, final_path))
+            for m in check_install_sources(rel, n, src_stage, builders[src_stage], sources,
+                                           prefix_dir):
+                if os.path.isdir(m):
+                    for root, _, files in os.walk(m):
+                        for f in files:
+                            installed.append((os.path.join(root, f), None))
+                else:
+                    final_path = (os.path.join(dest, os.path.basename(m))
+                                  if dest.endswith("/") else dest)
+                    installed.append((m, final_path))
         elif src_stage in external:
             copied_globs += [os.path.basename(s) for s in sources]
         elif src_stage is None:
