@@ -231,8 +231,13 @@ def check_dockerfile(path, source, prefix_dir):
                           "from" not in copy_parts(a)[0] for kw, a, _ in s.instructions)
         if not copies_repo:
             continue
+        if not s.name:
+            fail(f"{rel}:{s.line}: the builder stage has no name (FROM ... AS builder)")
+            continue
         prefix, seen_scripts = None, []
         for kw, a, n in s.instructions:
+            if kw in ("ENV", "ARG", "SHELL"):
+                fail(f"{rel}:{n}: {kw} in the builder stage: the image must build as CI does")
             if kw != "RUN":
                 continue
             for words in split_commands(a):
