@@ -32,6 +32,9 @@ import sys
 import tempfile
 
 BASE_PACKAGES = {"libc6", "libstdc++6", "libgcc-s1"}  # in debian:12-slim already
+# The runtimes of `make test SANITIZE=address`: the images build without SANITIZE, so a sanitizer
+# build tree's extra libraries are not theirs.
+SANITIZER_PACKAGES = re.compile(r"^lib(asan|ubsan|lsan|tsan)\d*$")
 BUILD_TARGETS = {"build", "install"}  # both depend on `build`, the build `make test` runs
 
 problems = []
@@ -183,7 +186,7 @@ def needed_packages(files):
         pkg = next((known[v] for v in path_variants(where) if v in known), None)
         if pkg is None:
             unowned[soname] = where
-        elif pkg not in BASE_PACKAGES:
+        elif pkg not in BASE_PACKAGES and not SANITIZER_PACKAGES.match(pkg):
             packages.setdefault(pkg, set()).add(soname)
     return packages, unowned
 
