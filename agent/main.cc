@@ -10,6 +10,7 @@
 #include "CLI/CLI.hpp"
 #include "agent/agent.h"
 #include "agent/agent_metrics.h"
+#include "agent/identity.h"
 #include "common/command_line.h"
 #include "common/duration_flag.h"
 #include "common/logging.h"
@@ -24,6 +25,7 @@ int main(int argc, char** argv) {
   app.name("cohort-agent");
   cohort::AddVersionFlag(&app);
   app.footer(
+      "In a pod, POD_NAME / POD_INDEX (downward API) stand in for --identity / --rank-hint.\n"
       "Example: cohort-agent --coordinator 10.0.0.5:7070 --identity $POD_NAME --rank-hint 3 "
       "--device 0 \\\n"
       "             --tls-cert agent.crt --tls-key agent.key --tls-ca ca.crt "
@@ -42,12 +44,15 @@ int main(int argc, char** argv) {
   transport.Register(&app, cohort::TransportSecurityOptions::Side::kClient,
                      &options.transport_security);
   app.add_option("--pool", options.pool, "Pool to join")->capture_default_str();
-  app.add_option("--identity", options.identity,
-                 "Stable identity, e.g. the pod name (default: <hostname>:<device>)");
+  CLI::Option* identity_flag =
+      app.add_option("--identity", options.identity,
+                     "Stable identity (default: $POD_NAME, else <hostname>:<device>)");
   app.add_option("--incarnation", options.incarnation,
                  "Per-process incarnation (default: generated)");
-  app.add_option("--rank-hint", rank_hint, "Preferred rank, e.g. a StatefulSet ordinal (-1: none)")
-      ->capture_default_str();
+  CLI::Option* rank_hint_flag = app.add_option(
+      "--rank-hint", rank_hint,
+      "Preferred rank, e.g. a StatefulSet ordinal; -1: none (default: $COHORT_POD_INDEX, else "
+      "$POD_INDEX, else $LWS_WORKER_INDEX, else the ordinal suffix of $POD_NAME, else none)");
   app.add_option("--device", options.device, "CUDA device index (-1: CPU only)")
       ->capture_default_str();
   options.allow_checks = true;  // the binary's communicators are its own
@@ -78,14 +83,40 @@ int main(int argc, char** argv) {
     std::cerr << "error: " << s.message() << "\n";
     return 2;
   }
-  if (rank_hint >= 0) options.rank_hint = rank_hint;
+  // Identity and rank hint: the flags, else the pod's environment (identity.h has the order).
+  cohort::agent::PodIdentityFlags pod_flags;
+  if (identity_flag->count() > 0) pod_flags.identity = options.identity;
+  if (rank_hint_flag->count() > 0) pod_flags.rank_hint = rank_hint;
+  absl::StatusOr<cohort::agent::PodIdentity> pod =
+      cohort::agent::ResolvePodIdentity(pod_flags, cohort::agent::ProcessEnv());
+  if (!pod.ok()) {
+    std::cerr << "error: " << pod.status().message() << "\n";
+    return 2;
+  }
+  if (pod->identity.empty()) {
+    // The default provider, resolved here so that the log says what the agent joins as.
+    options.identity = *cohort::agent::HostnameDeviceIdentity(options.device).Identity();
+    spdlog::info("identity {} (from default <hostname>:<device>)", options.identity);
+  } else {
+    options.identity = pod->identity;
+    spdlog::info("identity {} (from {})", options.identity, pod->identity_source);
+  }
+  options.rank_hint = pod->rank_hint;
+  if (pod->rank_hint.has_value()) {
+    spdlog::info("rank hint {} (from {})", *pod->rank_hint, pod->rank_hint_source);
+  } else {
+    spdlog::info("rank hint none (from {})", pod->rank_hint_source);
+  }
+  if (!pod->pod_namespace.empty()) {
+    spdlog::info("pod namespace {} (from env POD_NAMESPACE; not part of the identity)",
+                 pod->pod_namespace);
+  }
   if (options.coordinator_address != defaults.coordinator_address) {
     spdlog::info("option --coordinator={}", options.coordinator_address);
   }
   spdlog::info("transport: {}", options.transport_security.Describe(
                                     cohort::TransportSecurityOptions::Side::kClient));
   if (options.pool != defaults.pool) spdlog::info("option --pool={}", options.pool);
-  if (rank_hint >= 0) spdlog::info("option --rank-hint={}", rank_hint);
   if (options.connect_timeout != defaults.connect_timeout) {
     spdlog::info("option --connect-timeout={}", absl::FormatDuration(options.connect_timeout));
   }

@@ -68,6 +68,29 @@ class Cluster {
   agent::CoordinatorClient& client() { return *client_; }
   bool ok() const { return client_ != nullptr; }
 
+  // The pod variables cohort-agent reads (agent/identity.h), removed from every agent's
+  // environment unless a test sets them: a test run inside a pod must not hand them on.
+  static std::vector<std::string> NoPodEnv() {
+    return {"POD_NAME", "POD_NAMESPACE", "POD_INDEX", "COHORT_POD_INDEX", "LWS_WORKER_INDEX"};
+  }
+
+  // Starts agent process number r as a pod would: no --identity and no --rank-hint (unless
+  // `extra` has them), the pod variables only as `env` sets them ("NAME=VALUE").
+  void StartPodAgent(int r, const std::vector<std::string>& env,
+                     const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> argv = {std::string(COHORT_BIN_DIR) + "/cohort-agent", "--coordinator",
+                                     address_, "--log-level", "info"};
+    const std::vector<std::string> transport = security_.agent(r);
+    argv.insert(argv.end(), transport.begin(), transport.end());
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    std::vector<std::string> environment = NoPodEnv();
+    environment.insert(environment.end(), env.begin(), env.end());
+    agent_logs_[r] = absl::StrCat(log_dir_, "/agent-", r, "-", agent_starts_++, ".log");
+    auto child = ChildProcess::Spawn(argv, agent_logs_[r], environment);
+    ASSERT_TRUE(child.has_value());
+    agents_[r] = std::make_unique<ChildProcess>(std::move(*child));
+  }
+
   // Starts agent process number r with identity agent-<r> (unless `extra` names another) and
   // rank hint `hint` (none when < 0).
   void StartAgent(int r, int hint, const std::vector<std::string>& extra = {}) {
@@ -84,7 +107,8 @@ class Cluster {
       argv.push_back(absl::StrCat(hint));
     }
     argv.insert(argv.end(), extra.begin(), extra.end());
-    auto child = ChildProcess::Spawn(argv, absl::StrCat(log_dir_, "/agent-", r, ".log"));
+    auto child =
+        ChildProcess::Spawn(argv, absl::StrCat(log_dir_, "/agent-", r, ".log"), NoPodEnv());
     ASSERT_TRUE(child.has_value());
     agents_[r] = std::make_unique<ChildProcess>(std::move(*child));
   }
@@ -92,6 +116,8 @@ class Cluster {
     for (int r = 0; r < n; ++r) StartAgent(r, r);
   }
   ChildProcess& agent(int r) { return *agents_.at(r); }
+  // The stderr (log) file of the latest StartPodAgent(r, ...).
+  std::string pod_agent_log(int r) const { return agent_logs_.at(r); }
 
   absl::StatusOr<v1::InitializeResponse> Initialize(const ParallelConfig& config,
                                                     const std::string& backend = "gloo",
@@ -198,9 +224,11 @@ class Cluster {
   std::vector<std::string> coordinator_flags_;
   ClusterSecurity security_;
   int coordinator_starts_ = 0;
+  int agent_starts_ = 0;
   std::string log_dir_;
   std::unique_ptr<ChildProcess> coordinator_;
   std::map<int, std::unique_ptr<ChildProcess>> agents_;
+  std::map<int, std::string> agent_logs_;
   std::string address_;
   std::unique_ptr<agent::CoordinatorClient> client_;
 };

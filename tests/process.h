@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,9 +27,25 @@ namespace cohort::testing {
 class ChildProcess {
  public:
   // Runs `argv` (argv[0] a path). stdout goes to a pipe readable with ReadLine(); stderr to
-  // `stderr_path` (or is inherited when empty).
+  // `stderr_path` (or is inherited when empty). The child gets this process's environment with
+  // `env` applied in order: "NAME=VALUE" sets NAME, a bare "NAME" removes it.
   static std::optional<ChildProcess> Spawn(const std::vector<std::string>& argv,
-                                           const std::string& stderr_path = "") {
+                                           const std::string& stderr_path = "",
+                                           const std::vector<std::string>& env = {}) {
+    std::vector<std::string> environment;
+    for (char** e = environ; *e != nullptr; ++e) environment.emplace_back(*e);
+    for (const std::string& change : env) {
+      const std::string name = change.substr(0, change.find('='));
+      environment.erase(std::remove_if(environment.begin(), environment.end(),
+                                       [&](const std::string& v) {
+                                         return v.compare(0, name.size() + 1, name + "=") == 0;
+                                       }),
+                        environment.end());
+      if (change.find('=') != std::string::npos) environment.push_back(change);
+    }
+    std::vector<char*> envp;
+    for (auto& v : environment) envp.push_back(v.data());
+    envp.push_back(nullptr);
     int out[2];
     if (pipe2(out, O_CLOEXEC) != 0) return std::nullopt;
     posix_spawn_file_actions_t actions;
@@ -42,7 +59,7 @@ class ChildProcess {
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
     pid_t pid = -1;
-    const int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
+    const int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), envp.data());
     posix_spawn_file_actions_destroy(&actions);
     close(out[1]);
     if (rc != 0) {
