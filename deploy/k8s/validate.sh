@@ -46,15 +46,5 @@ done
 echo "== validate.mjs (rendered)"
 node "$here/validate/validate.mjs" "${rendered[@]}"
 
-echo "== validate.mjs refuses each broken manifest"
-status=0
-for broken in "$here"/validate/testdata/broken-*.yaml; do
-  if node "$here/validate/validate.mjs" --quiet "$broken" > "$work/broken.log" 2>&1; then
-    echo "FAIL: $(basename "$broken") passed validation" >&2
-    cat "$work/broken.log" >&2
-    status=1
-  else
-    echo "refused $(basename "$broken"): $(grep -m1 '^FAIL' "$work/broken.log" | sed 's/^FAIL [^:]*: //')"
-  fi
-done
-exit $status
+echo "== validate.mjs refuses each broken manifest (validate/testdata)"
+node "$here/validate/validate.mjs" --each-must-fail "$here"/validate/testdata/broken-*.yaml

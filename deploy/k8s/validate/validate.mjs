@@ -205,14 +205,18 @@ function checkConventions(obj, problems) {
 
 // --- main -------------------------------------------------------------------------------------
 const args = process.argv.slice(2);
-const quiet = args[0] === "--quiet" && args.shift();
+// --each-must-fail: the validator's own test; succeeds only when every FILE has a refused object.
+const eachMustFail = args[0] === "--each-must-fail" && args.shift();
+const quiet = eachMustFail || (args[0] === "--quiet" && args.shift());
 if (args.length === 0) {
-  console.error("usage: node validate.mjs [--quiet] RENDERED.yaml...");
+  console.error("usage: node validate.mjs [--quiet | --each-must-fail] FILE.yaml...");
   process.exit(2);
 }
 let failed = 0;
 let count = 0;
+const passedFiles = [];
 for (const file of args) {
+  const failedBefore = failed;
   const docs = parseAllDocuments(fs.readFileSync(file, "utf8"));
   for (const doc of docs) {
     if (doc.errors.length) {
@@ -237,11 +241,17 @@ for (const file of args) {
     checkConventions(obj, problems);
     if (problems.length) {
       failed++;
-      for (const p of problems) console.error(`FAIL ${name}: ${p}`);
+      const tag = eachMustFail ? "refused (as expected)" : "FAIL";
+      for (const p of problems) console.error(`${tag} ${name}: ${p}`);
     } else if (!quiet) {
       console.log(`ok   ${name}`);
     }
   }
+  if (failed === failedBefore) passedFiles.push(file);
 }
 console.log(`${count} objects, ${failed} failed`);
+if (eachMustFail) {
+  for (const file of passedFiles) console.error(`NOT REFUSED: ${file} passed validation`);
+  process.exit(passedFiles.length ? 1 : 0);
+}
 process.exit(failed ? 1 : 0);
