@@ -11,12 +11,22 @@ coordinator/metrics.h and agent/agent_metrics.h (name, labels, type), each cross
 string literal "cohort_..." in the .cc/.h files of coordinator/ and agent/ (a name only in a
 comment fails). Histograms also export _bucket (label le), _sum and _count.
 
+With BINARY_DIR/bin/cohort-coordinator and cohort-agent built, the table itself is checked
+against the running code: a coordinator with a one-member startup pool (backend none) and an agent
+are started on port 0 and their /metrics scraped; every cohort_* series scraped, and each of its
+labels, must be in the table (so a name or label that the code spells differently fails).
+
 Usage: grafana_dashboard_test.py SOURCE_DIR [BINARY_DIR] [DASHBOARD_JSON]
 """
 import json
 import os
+import queue
 import re
+import subprocess
 import sys
+import threading
+import time
+import urllib.request
 
 src = sys.argv[1]
 dashboard_path = (sys.argv[3] if len(sys.argv) > 3
@@ -58,6 +68,92 @@ def exported_metrics():
     return series
 
 
+def start(args):
+    """Starts args; a thread moves its stdout lines to proc.lines (None at EOF)."""
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc.lines = queue.Queue()
+
+    def pump():
+        for line in proc.stdout:
+            proc.lines.put(line)
+        proc.lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return proc
+
+
+def read_line(proc, prefix, deadline):
+    """The word after prefix in the first stdout line of proc that has it, before deadline."""
+    while True:
+        try:
+            line = proc.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+        except queue.Empty:
+            raise RuntimeError(f"no {prefix!r} from {proc.args[0]} in time")
+        if line is None:
+            raise RuntimeError(f"{proc.args[0]} closed its stdout before printing {prefix!r}")
+        m = re.search(re.escape(prefix) + r"\s*(\S+)", line)
+        if m:
+            return m.group(1)
+
+
+def scrape(url, deadline):
+    with urllib.request.urlopen(url, timeout=max(1.0, deadline - time.monotonic())) as r:
+        return r.read().decode()
+
+
+def check_live(binary_dir, series):
+    """Scrapes a real coordinator and agent; returns the cohort_* series names seen."""
+    bindir = os.path.join(binary_dir, "bin")
+    coordinator = os.path.join(bindir, "cohort-coordinator")
+    agent = os.path.join(bindir, "cohort-agent")
+    if not (os.access(coordinator, os.X_OK) and os.access(agent, os.X_OK)):
+        print(f"note: {bindir} has no cohort-coordinator/cohort-agent; live scrape skipped")
+        return set()
+    procs = []
+    seen = {}
+    deadline = time.monotonic() + 30
+    try:
+        co = start([coordinator, "--insecure", "--listen", "127.0.0.1:0",
+                    "--metrics-listen", "127.0.0.1:0", "--world-size", "1", "--backend", "none"])
+        procs.append(co)
+        addr = read_line(co, "listening on", deadline)
+        co_url = read_line(co, "metrics on", deadline)
+        ag = start([agent, "--insecure", "--coordinator", addr, "--identity", "a",
+                    "--metrics-listen", "127.0.0.1:0", "--backends", "none"])
+        procs.append(ag)
+        ag_url = read_line(ag, "metrics on", deadline)
+        # Wait (with the deadline) until the pool is READY, so the pool and group series exist.
+        text = ""
+        while time.monotonic() < deadline:
+            text = scrape(co_url, deadline)
+            if re.search(r'^cohort_pool_phase\{[^}]*phase="ready"[^}]*\} 1', text, re.M):
+                break
+            time.sleep(0.2)
+        else:
+            errors.append("live: the one-member pool did not become READY in 30s")
+        text += "\n" + scrape(ag_url, deadline)
+    except (OSError, RuntimeError) as e:
+        errors.append(f"live scrape: {e}")
+        return set()
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(timeout=10)
+    for m in re.finditer(r"^(cohort_[a-zA-Z0-9_:]*)(\{([^}]*)\})?\s", text, re.M):
+        labels = set(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="', m.group(3) or ""))
+        seen.setdefault(m.group(1), set()).update(labels)
+    for name, labels in sorted(seen.items()):
+        if name not in series:
+            errors.append(f"live: {name} is exported but not in the metrics headers' tables")
+        elif labels - series[name]:
+            errors.append(f"live: {name} has labels {sorted(labels - series[name])} the tables do not list")
+    for must in ("cohort_pool_phase", "cohort_pool_world_size", "cohort_events_total",
+                 "cohort_agent_rank", "cohort_agent_group_state"):
+        if must not in seen:
+            errors.append(f"live: {must} not scraped")
+    return set(seen)
+
+
 PROMQL_WORDS = {"sum", "max", "min", "avg", "count", "topk", "bottomk", "rate", "irate", "increase",
                 "histogram_quantile", "by", "without", "on", "ignoring", "group_left",
                 "group_right", "label_values", "and", "or", "unless", "offset", "bool", "delta",
@@ -96,6 +192,7 @@ def check_expr(where, expr, series):
 
 def main():
     series = exported_metrics()
+    live = check_live(sys.argv[2], series) if len(sys.argv) > 2 else set()
     try:
         with open(dashboard_path) as f:
             dash = json.load(f)
@@ -153,7 +250,8 @@ def main():
             print(f"FAIL: the check accepted {bad!r}")
             return 1
         errors.clear()
-    print(f"OK: {len(panels)} panels, {n_exprs} PromQL expressions over {len(series)} exported series names")
+    print(f"OK: {len(panels)} panels, {n_exprs} PromQL expressions over {len(series)} exported "
+          f"series names ({len(live)} of them scraped live)")
     return 0
 
 
