@@ -95,7 +95,14 @@ int main(int argc, char** argv) {
   }
   if (pod->identity.empty()) {
     // The default provider, resolved here so that the log says what the agent joins as.
-    options.identity = *cohort::agent::HostnameDeviceIdentity(options.device).Identity();
+    absl::StatusOr<std::string> fallback =
+        cohort::agent::HostnameDeviceIdentity(options.device).Identity();
+    if (!fallback.ok()) {
+      std::cerr << "error: no identity: " << fallback.status().message()
+                << "; pass --identity or set POD_NAME\n";
+      return 2;
+    }
+    options.identity = *fallback;
     spdlog::info("identity {} (from default <hostname>:<device>)", options.identity);
   } else {
     options.identity = pod->identity;
