@@ -74,8 +74,10 @@ absl::Status Session::JoinWithRetry(absl::Time deadline) {
     }
     last = stream.status();
     // A refusal by the coordinator is final, except a live duplicate that may be our own
-    // previous incarnation about to be declared dead.
-    if (!IsTransportFailure(last) && last.code() != absl::StatusCode::kAlreadyExists) {
+    // previous incarnation about to be declared dead, and a join cancelled by a coordinator
+    // that is shutting down (SIGTERM: its successor is about to listen).
+    if (!IsTransportFailure(last) && last.code() != absl::StatusCode::kAlreadyExists &&
+        last.code() != absl::StatusCode::kCancelled) {
       return last;
     }
     if (clock_->Now() + (connected ? backoff : absl::ZeroDuration()) >= deadline) {

@@ -85,8 +85,10 @@ Coordinator::~Coordinator() {
 TimerQueue::TimerId Coordinator::Schedule(absl::Time when, std::function<void()> fn) {
   // The queue may outlive this coordinator (tests share one; a server stops its queue before
   // destroying the coordinator): a timer that fires after the coordinator is gone does nothing.
-  return timers_->Schedule(when, [alive = std::weak_ptr<int>(alive_), fn = std::move(fn)] {
-    if (alive.lock() != nullptr) fn();
+  // Nor does one that fires once the coordinator is stopping (BeginShutdown): no loss, stall or
+  // deadline is declared by a coordinator that is going away.
+  return timers_->Schedule(when, [this, alive = std::weak_ptr<int>(alive_), fn = std::move(fn)] {
+    if (alive.lock() != nullptr && !stopping_flag_.load()) fn();
   });
 }
 

@@ -61,6 +61,7 @@
 #ifndef COHORT_COORDINATOR_COORDINATOR_H_
 #define COHORT_COORDINATOR_COORDINATOR_H_
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -98,6 +99,10 @@
 #include "coordinator/teardown.h"
 
 namespace cohort::coordinator {
+
+// The status message of a session closed, or a join refused, by a coordinator that is stopping
+// to be replaced (Coordinator::BeginShutdown).
+inline constexpr char kCoordinatorRestarting[] = "coordinator restarting; retry";
 
 // Where the coordinator sends a member's session messages (the gRPC stream, or a test fake).
 class SessionSink {
@@ -294,6 +299,13 @@ class Coordinator {
   // and found nobody else saving returns after its own save. FlushState returns once every change
   // made before it is saved (e.g. before reading the state file in a test or at shutdown).
   void FlushState();
+  // The coordinator is going away to be replaced (SIGTERM): from now on Join and Attach are
+  // refused with UNAVAILABLE kCoordinatorRestarting, a session that ends is no member loss (no
+  // MEMBER_LOST, no failed generation, no abort), timers declare nothing; the durable state is
+  // saved as it is (a READY pool stays READY) and every open session is then closed with
+  // kCoordinatorRestarting, so agents keep their communicators and join the next coordinator at
+  // once. Idempotent. Call before the server stops.
+  void BeginShutdown();
   // Saves of the durable state so far (0 without a store).
   int64_t StateSaves() const;
 
@@ -455,6 +467,9 @@ class Coordinator {
   // Live session ids -> their pool and identity.
   SessionTable sessions_ ABSL_GUARDED_BY(mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  // BeginShutdown was called (stopping_flag_: the same, read by timers without the lock).
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<bool> stopping_flag_{false};
   // Where the durable state is kept (null: nowhere).
   const std::unique_ptr<StateStore> store_;
   // Saves store_ outside mu_. Null without a store, or when the store could not be loaded (it is

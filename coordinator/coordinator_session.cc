@@ -32,6 +32,9 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
   v1::JoinResponse response;
   {
     absl::MutexLock lock(&mu_);
+    // A stopping coordinator admits nobody: the agent's join retry treats UNAVAILABLE as
+    // transient and joins its successor.
+    if (stopping_) return absl::UnavailableError(kCoordinatorRestarting);
     const std::string pool_name = PoolName(request.pool());
     absl::StatusOr<Pool*> found = FindOrCreatePool(pool_name, options_.create_pools_on_join);
     if (!found.ok()) return found.status();
@@ -194,6 +197,7 @@ absl::Status Coordinator::Attach(const std::string& session_id, SessionSink* sin
   std::optional<std::string> principal;
   {
     absl::MutexLock lock(&mu_);
+    if (stopping_) return absl::UnavailableError(kCoordinatorRestarting);
     if (const SessionTable::Owner* owner = sessions_.Find(session_id); owner != nullptr) {
       pool_name = owner->pool;
       principal = owner->principal;
@@ -271,6 +275,9 @@ void Coordinator::Detach(const std::string& session_id, SessionSink* sink,
 
 void Coordinator::LoseMember(Pool& pool, Member& member, const std::string& reason,
                              Completions& out) {
+  // A session that ends because this coordinator is stopping is no loss: the agent keeps its
+  // communicators and joins the next coordinator, which restores the pool from the state file.
+  if (stopping_) return;
   spdlog::warn("pool {}: {} (rank {}) lost: {}", pool.name, member.identity, member.rank, reason);
   Emit(pool, v1::EVENT_KIND_MEMBER_LOST, member.rank, member.identity, reason);
   if (member.rank < 0) {
@@ -456,6 +463,7 @@ void Coordinator::Sweep(absl::Duration late) {
   Completions done;
   {
     absl::MutexLock lock(&mu_);
+    if (stopping_) return;
     const absl::Time now = clock_->Now();
     const absl::Duration limit = heartbeats_.window();
     if (heartbeats_.StartSweep(now, late)) {
@@ -481,6 +489,27 @@ void Coordinator::Sweep(absl::Duration late) {
     }
   }
   Finish(done);
+}
+
+void Coordinator::BeginShutdown() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+    stopping_flag_.store(true);
+    spdlog::info("coordinator stopping: admitting nobody, saving the state, closing sessions");
+  }
+  // Every change made before is saved; none is made after (stopping_).
+  FlushState();
+  absl::MutexLock lock(&mu_);
+  for (auto& [name, pool] : pools_) {
+    for (auto& [identity, m] : pool.roster.members()) {
+      if (m.sink == nullptr) continue;
+      m.sink->Close(kCoordinatorRestarting);
+      m.sink = nullptr;
+      sessions_.Close(m.session_id);
+    }
+  }
 }
 
 }  // namespace cohort::coordinator

@@ -162,7 +162,10 @@ std::shared_ptr<grpc::Channel> CoordinatorServer::InProcessChannel() {
 void CoordinatorServer::Shutdown(absl::Duration grace) {
   if (shut_down_) return;
   shut_down_ = true;
-  exposer_.reset();          // no scrape may reach a coordinator that is going away
+  exposer_.reset();  // no scrape may reach a coordinator that is going away
+  // Before the streams are cancelled: their ends are then no losses, the state is saved as it
+  // is and the agents are told to join the next coordinator.
+  if (coordinator_ != nullptr) coordinator_->BeginShutdown();
   health_->Stop();           // before the server (and its health service) goes away
   if (server_ != nullptr) {  // null when Start() failed to bind
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
