@@ -81,10 +81,14 @@ absl::Status Session::JoinWithRetry(absl::Time deadline) {
       return last;
     }
     if (clock_->Now() + (connected ? backoff : absl::ZeroDuration()) >= deadline) {
-      return absl::Status(last.code(), absl::StrCat("could not join the coordinator at ",
-                                                    options_.coordinator_address, " within ",
-                                                    absl::FormatDuration(options_.connect_timeout),
-                                                    ": ", last.message()));
+      // A coordinator that went away mid-join (CANCELLED) was, in the end, unreachable.
+      const absl::StatusCode code = last.code() == absl::StatusCode::kCancelled
+                                        ? absl::StatusCode::kUnavailable
+                                        : last.code();
+      return absl::Status(
+          code, absl::StrCat("could not join the coordinator at ", options_.coordinator_address,
+                             " within ", absl::FormatDuration(options_.connect_timeout), ": ",
+                             last.message()));
     }
     // Still unreachable: the next wait for the connection is the pause.
     if (!connected) continue;

@@ -23,11 +23,11 @@ std::string ReadFile(const std::string& path) {
 }
 
 TEST(Drain, SigtermOnCoordinatorOfReadyPool_NoLossNoAbort_RestoredSameGeneration) {
-  const std::string state_file = ::testing::TempDir() + "/drain-state-" +
-                                 std::to_string(getpid()) + ".json";
+  const std::string state_file =
+      ::testing::TempDir() + "/drain-state-" + std::to_string(getpid()) + ".json";
   std::remove(state_file.c_str());
-  Cluster cluster({"--state-file", state_file, "--heartbeat-interval-ms", "250",
-                   "--heartbeat-misses", "6"});
+  Cluster cluster(
+      {"--state-file", state_file, "--heartbeat-interval-ms", "250", "--heartbeat-misses", "6"});
   ASSERT_TRUE(cluster.ok());
   cluster.StartAgents(kConfig.world_size);
   absl::StatusOr<v1::InitializeResponse> init = cluster.Initialize(kConfig);
