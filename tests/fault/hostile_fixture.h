@@ -25,6 +25,7 @@
 #include "gmock/gmock.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "tests/cluster.h"
+#include "tests/raw_grpc.h"
 
 namespace cohort::testing {
 
@@ -176,37 +177,8 @@ inline double Refusals(const std::string& scrape, const std::string& check) {
   return 0;
 }
 
-// grpc.health.v1.Health/Watch of `service` until it reports `want` (1: SERVING); false if it has
-// not by `timeout`. HealthCheckRequest and HealthCheckResponse are encoded by hand (field 1).
-inline bool WaitForHealth(grpc::Channel* channel, const std::string& service, int want,
-                          absl::Duration timeout) {
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-  std::string request = "\x0a";
-  request.push_back(static_cast<char>(service.size()));
-  request += service;
-  grpc::Slice slice(request);
-  grpc::ByteBuffer buffer(&slice, 1);
-  const grpc::internal::RpcMethod method("/grpc.health.v1.Health/Watch",
-                                         grpc::internal::RpcMethod::SERVER_STREAMING);
-  std::unique_ptr<grpc::ClientReader<grpc::ByteBuffer>> reader(
-      grpc::internal::ClientReaderFactory<grpc::ByteBuffer>::Create(channel, method, &context,
-                                                                    buffer));
-  grpc::ByteBuffer response;
-  while (reader->Read(&response)) {
-    grpc::Slice out;
-    if (!response.DumpToSingleSlice(&out).ok()) continue;
-    const std::string bytes(reinterpret_cast<const char*>(out.begin()), out.size());
-    const int status = bytes.size() >= 2 && bytes[0] == 0x08 ? bytes[1] : 0;
-    if (status == want) {
-      context.TryCancel();
-      reader->Finish();
-      return true;
-    }
-  }
-  reader->Finish();
-  return false;
-}
+// grpc.health.v1.Health/Watch until a status (tests/raw_grpc.h).
+using raw_grpc::WaitForHealth;
 
 // Unary calls in flight through the callback API: each finishes on a gRPC thread; the test
 // waits on conditions with deadlines. Everything still in flight is cancelled and waited for
