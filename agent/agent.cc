@@ -131,6 +131,25 @@ void Agent::Stop() {
   if (runner_ != nullptr) runner_->ReleaseAll();
 }
 
+absl::Status Agent::Leave(const std::string& reason, absl::Duration timeout) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopped_) return absl::FailedPreconditionError("the agent has already stopped");
+    leaving_ = true;
+  }
+  Log()->info("{}: leaving the pool ({}); telling the coordinator", options_.identity, reason);
+  const absl::Status told = session_->Leave(reason, timeout);
+  if (told.ok()) {
+    Log()->info("{}: the coordinator recorded the leave; tearing communicators down",
+                options_.identity);
+  } else {
+    Log()->warn("{}: {}; tearing communicators down all the same", options_.identity,
+                std::string(told.message()));
+  }
+  Stop();
+  return told;
+}
+
 void Agent::WorkerLoop() {
   while (true) {
     v1::CoordinatorMessage message;
@@ -175,10 +194,20 @@ void Agent::OnMessage(const v1::CoordinatorMessage& message) {
                   rank >= 0 ? absl::StrCat("rank ", rank) : std::string("standby"));
       break;
     }
-    case v1::CoordinatorMessage::kClosed:
-      Log()->warn("{}: coordinator closed the session: {}", options_.identity,
-                  message.closed().reason());
+    case v1::CoordinatorMessage::kClosed: {
+      bool leaving = false;
+      {
+        absl::MutexLock lock(&mu_);
+        leaving = leaving_;
+      }
+      if (leaving) {
+        Log()->info("{}: {}", options_.identity, message.closed().reason());
+      } else {
+        Log()->warn("{}: coordinator closed the session: {}", options_.identity,
+                    message.closed().reason());
+      }
       break;
+    }
     default:
       break;
   }

@@ -92,7 +92,15 @@ class Agent : private SessionListener {
   static absl::StatusOr<std::unique_ptr<Agent>> Start(AgentOptions options);
   // Stop(): orderly teardown of every communicator, then the session ends.
   ~Agent() override;
+  // Ends the session and tears every communicator down in order. The coordinator sees the
+  // session end and counts this agent lost (a failure); to go on purpose, call Leave().
   void Stop();
+  // A planned leave (SIGTERM in a pod that is going away): tells the coordinator this agent is
+  // leaving and waits for its answer (at most `timeout`), then Stop(). The coordinator records
+  // the member as LEFT, not FAILED; the pool goes DEGRADED with reason "left" and refills.
+  // Returns whether the coordinator acknowledged: errors as Session::Leave (the agent stops
+  // all the same, and the coordinator then counts it lost).
+  absl::Status Leave(const std::string& reason, absl::Duration timeout);
 
   const AgentOptions& options() const { return options_; }
   // -1 while a standby.
@@ -147,6 +155,8 @@ class Agent : private SessionListener {
   // Stop() was called, or the session is over: the worker ends.
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  // Leave() was called (the coordinator's SessionClosed is then the expected answer).
+  bool leaving_ ABSL_GUARDED_BY(mu_) = false;
   std::thread worker_thread_;
 };
 

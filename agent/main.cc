@@ -1,13 +1,17 @@
 // cohort-agent: joins a pool and holds its communicators until told to destroy them, the
-// session is lost for good, or SIGINT/SIGTERM (orderly teardown, exit 0).
+// session is lost for good, or SIGINT/SIGTERM: a planned leave (the coordinator records it as
+// such), orderly teardown, exit 0 — all within --leave-budget, or exit 1 when it runs out.
 #include <signal.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <optional>
 #include <thread>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "agent/agent.h"
 #include "agent/agent_metrics.h"
 #include "agent/identity.h"
@@ -74,6 +78,12 @@ int main(int argc, char** argv) {
                "With TLS, serve /metrics over plain HTTP (gRPC stays TLS)")
       ->needs("--metrics-listen")
       ->group("Transport security");
+  absl::Duration leave_budget = absl::Seconds(20);
+  cohort::AddDurationOption(
+      &app, "--leave-budget", &leave_budget,
+      "How long SIGTERM/SIGINT may take: announce the leave, tear the communicators down, exit "
+      "(half of it at most waiting for the coordinator's answer). Keep it under the pod's "
+      "terminationGracePeriodSeconds (default 30s); past it the agent exits with status 1");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error");
   // Exit status 2 on a bad flag (CLI11_PARSE would exit 105-115); 0 after --help or --version.
   if (std::optional<int> exit = cohort::ParseCommandLine(&app, argc, argv, std::cout, std::cerr)) {
@@ -182,10 +192,28 @@ int main(int argc, char** argv) {
   });
   int sig = 0;
   sigwait(&signals, &sig);
-  if (sig != SIGUSR1) spdlog::info("signal {}: tearing down and leaving", sig);
+  absl::Notification left;
+  std::thread budget;
+  if (sig != SIGUSR1) {
+    spdlog::info("signal {} ({}): leaving the pool within {}", sig, strsignal(sig),
+                 absl::FormatDuration(leave_budget));
+    // The grace period is not ours to extend: past the budget the process goes, done or not.
+    budget = std::thread([&left, leave_budget] {
+      if (left.WaitForNotificationWithTimeout(leave_budget)) return;
+      spdlog::error(
+          "the leave took longer than --leave-budget ({}); exiting without finishing "
+          "the teardown",
+          absl::FormatDuration(leave_budget));
+      spdlog::default_logger()->flush();
+      std::_Exit(1);
+    });
+    (void)(*agent)->Leave(absl::StrCat(strsignal(sig), " (signal ", sig, ")"), leave_budget / 2);
+  }
   metrics.reset();
   (*agent)->Stop();
   watcher.join();
+  left.Notify();
+  if (budget.joinable()) budget.join();
   if (!ended.ok()) {
     std::cerr << "error: " << ended.message() << "\n";
     return 1;

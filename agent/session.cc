@@ -49,7 +49,7 @@ absl::Status Session::JoinWithRetry(absl::Time deadline) {
     *request.mutable_held() = listener_->Held();
     {
       absl::MutexLock lock(&mu_);
-      if (stopping_) return absl::CancelledError("agent stopping");
+      if (stopping_ || leaving_) return absl::CancelledError("agent stopping");
       // Proves this is the process whose session may still look alive to the coordinator.
       request.set_previous_session_id(session_id_);
     }
@@ -133,6 +133,11 @@ void Session::Loop() {
     absl::Status why = stream->Finish();
     {
       absl::MutexLock lock(&mu_);
+      if (leaving_) {
+        // The coordinator's answer to a Leave (OK), or the stream broke meanwhile.
+        left_ = why;
+        break;
+      }
       if (stopping_) break;
     }
     // Communicators do not need the coordinator: keep them and join again, telling the
@@ -146,8 +151,10 @@ void Session::Loop() {
     std::shared_ptr<CoordinatorClient::Session> opened;
     {
       absl::MutexLock lock(&mu_);
-      if (stopping_ && rejoined.ok()) opened = stream_;
-      if (stopping_ && opened == nullptr) break;
+      // A leave announced meanwhile found no stream: nothing to rejoin for either.
+      const bool ending = stopping_ || leaving_;
+      if (ending && rejoined.ok()) opened = stream_;
+      if (ending && opened == nullptr) break;
     }
     if (opened != nullptr) {
       opened->Cancel();
@@ -197,6 +204,43 @@ void Session::Heartbeat() {
   absl::MutexLock lock(&mu_);
   --heartbeats_pending_;
   if (!stopping_) ScheduleHeartbeatLocked();
+}
+
+absl::Status Session::Leave(const std::string& reason, absl::Duration timeout) {
+  std::shared_ptr<CoordinatorClient::Session> stream;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_ || over_ || leaving_) {
+      return absl::FailedPreconditionError("the session is already over or leaving");
+    }
+    leaving_ = true;
+    // No heartbeats after the leave (one being sent finishes).
+    if (heartbeat_timer_ != 0 && timers_->Cancel(heartbeat_timer_)) --heartbeats_pending_;
+    heartbeat_timer_ = 0;
+    stream = stream_;
+  }
+  // A rejoin in progress ends now: there is nothing to leave on.
+  client_->CancelJoins();
+  v1::AgentMessage leave;
+  leave.mutable_leave()->set_reason(reason);
+  if (stream == nullptr || !stream->Write(leave)) {
+    return absl::UnavailableError(
+        "no session stream to announce the leave on; the coordinator will count this agent lost "
+        "when it notices");
+  }
+  absl::MutexLock lock(&mu_);
+  auto answered = [this]()
+                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return left_.has_value() || over_; };
+  if (!mu_.AwaitWithTimeout(absl::Condition(&answered), timeout)) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "the coordinator did not answer the leave within ", absl::FormatDuration(timeout)));
+  }
+  if (!left_.has_value() || !left_->ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("the session ended before the coordinator answered the leave: ",
+                     left_.has_value() ? left_->ToString() : "session over"));
+  }
+  return absl::OkStatus();
 }
 
 void Session::Interrupt() {

@@ -24,6 +24,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -92,6 +93,13 @@ class Session {
   // Writes `message` on the current stream. Dropped when there is none or it broke: the session
   // thread notices and rejoins.
   void Send(const v1::AgentMessage& message);
+  // A planned leave: stops the heartbeats, tells the coordinator (a Leave message with
+  // `reason`) and waits until it has answered by ending the stream, at most `timeout`; the
+  // session does not join again. Stop() must still follow (it ends the session thread).
+  // Errors: UNAVAILABLE when there was no stream to write on (the coordinator will count this
+  // agent lost, not left); DEADLINE_EXCEEDED when no answer came within `timeout`;
+  // FAILED_PRECONDITION once the session is over or stopping. Not from a listener callback.
+  absl::Status Leave(const std::string& reason, absl::Duration timeout);
   // The first half of Stop(): cancels the stream and a join in progress and drops the scheduled
   // heartbeat, at once, without waiting for anything. From here on nothing the agent sends
   // reaches the coordinator. Idempotent; any thread.
@@ -132,6 +140,9 @@ class Session {
   TimerQueue::TimerId heartbeat_timer_ ABSL_GUARDED_BY(mu_) = 0;
   int heartbeats_pending_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Leave() was called: a stream that ends is not rejoined; `left_` once it has ended, and how.
+  bool leaving_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<absl::Status> left_ ABSL_GUARDED_BY(mu_);
   bool over_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status ended_ ABSL_GUARDED_BY(mu_);
 

@@ -28,7 +28,7 @@ constexpr int kWorld = 4096;
 class NullSessionSink : public SessionSink {
  public:
   void Send(const v1::CoordinatorMessage&) override {}
-  void Close(const std::string&) override {}
+  void Close(const absl::Status&) override {}
 };
 
 class CountingWatchSink : public WatchSink {

@@ -110,8 +110,11 @@ class SessionSink {
   virtual ~SessionSink() = default;
   // Queues a message; must not block or call back into the Coordinator.
   virtual void Send(const v1::CoordinatorMessage& message) = 0;
-  // Ends the session from the coordinator's side (after queued messages are written).
-  virtual void Close(const std::string& reason) = 0;
+  // Ends the session from the coordinator's side (after queued messages are written) with `why`:
+  // OK after a planned leave; UNAVAILABLE when the coordinator is restarting (the agent joins
+  // again at once, keeping its communicators); ABORTED otherwise (superseded, missed heartbeats,
+  // pool deleted).
+  virtual void Close(const absl::Status& why) = 0;
 };
 
 struct CoordinatorOptions {
@@ -353,9 +356,9 @@ class Coordinator {
   void StartGeneration(Pool& pool, Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::Plan PlanFor(const Pool& pool, int rank) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Marks the generation failed (FAILED, or DEGRADED when it restarts by itself once the world
-  // is complete again) and tells every connected member to abort it.
+  // is complete again, with `reason`) and tells every connected member to abort it.
   void FailGeneration(Pool& pool, const std::string& error, Completions& out,
-                      v1::PoolPhase next = v1::POOL_PHASE_FAILED)
+                      v1::PoolPhase next = v1::POOL_PHASE_FAILED, const std::string& reason = "")
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void HandleReport(Pool& pool, Member& member, const v1::GenerationReport& report,
                     Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -363,8 +366,13 @@ class Coordinator {
                             Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishTeardownIfDone(Pool& pool, bool force, Completions& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void LoseMember(Pool& pool, Member& member, const std::string& reason, Completions& out)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // How a member went: lost (its session broke, its heartbeats stopped: a failure) or left (a
+  // planned leave the agent announced: recorded as LEFT, not as a failure).
+  enum class Departure { kLost, kLeft };
+  // The member is gone: its generation fails (the pool goes DEGRADED with reason "lost" or
+  // "left") and a standby refills its rank. The caller has already closed its session.
+  void LoseMember(Pool& pool, Member& member, const std::string& reason, Completions& out,
+                  Departure departure = Departure::kLost) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // ABORTED unless `generation` is the pool's current, not failed, generation.
   absl::Status CheckKvGeneration(const Pool& pool, int64_t generation) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -450,7 +458,9 @@ class Coordinator {
   // Records an event, streams it to watchers and listeners.
   void Emit(Pool& pool, v1::EventKind kind, int rank, const std::string& identity,
             const std::string& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void SetPhase(Pool& pool, v1::PoolPhase phase) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `reason`: why, where it says (PoolState.reason: "left" or "lost" for DEGRADED).
+  void SetPhase(Pool& pool, v1::PoolPhase phase, const std::string& reason = "")
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ScheduleSweep() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The heartbeat sweep; `late` is how long after its due time the timer fired.
   void Sweep(absl::Duration late);

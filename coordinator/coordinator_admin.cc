@@ -217,7 +217,8 @@ absl::Status Coordinator::DeletePoolAuthorized(const std::string& name, bool for
     spdlog::warn("pool {}: deleted{}", pool_name,
                  attached > 0 ? absl::StrCat(" (force: closing ", attached, " sessions)") : "");
     for (auto& [identity, m] : pool->roster.members()) {
-      if (m.sink != nullptr) m.sink->Close(absl::StrCat("pool '", pool_name, "' was deleted"));
+      if (m.sink != nullptr)
+        m.sink->Close(absl::AbortedError(absl::StrCat("pool '", pool_name, "' was deleted")));
       m.sink = nullptr;
       sessions_.Close(m.session_id);
     }

@@ -110,10 +110,14 @@ void Coordinator::OnGenerationDeadline(const std::string& pool_name, int64_t gen
 }
 
 void Coordinator::FailGeneration(Pool& pool, const std::string& error, Completions& out,
-                                 v1::PoolPhase next) {
-  spdlog::error("pool {}: generation {} failed: {}", pool.name, pool.generation, error);
+                                 v1::PoolPhase next, const std::string& reason) {
+  if (reason == "left") {
+    spdlog::info("pool {}: generation {} ends: {}", pool.name, pool.generation, error);
+  } else {
+    spdlog::error("pool {}: generation {} failed: {}", pool.name, pool.generation, error);
+  }
   Emit(pool, v1::EVENT_KIND_FAILED, -1, "", error);
-  SetPhase(pool, next);
+  SetPhase(pool, next, reason);
   pool.error = error;
   pool.world.Drop();
   CancelTimer(pool.deadline_timer);

@@ -29,9 +29,11 @@ void Coordinator::Emit(Pool& pool, v1::EventKind kind, int rank, const std::stri
   events_.Record(std::move(e));
 }
 
-void Coordinator::SetPhase(Pool& pool, v1::PoolPhase phase) {
-  if (!pool.phases.Set(phase, clock_->Now(), pool.generation)) return;
-  Emit(pool, v1::EVENT_KIND_PHASE, -1, "", v1::PoolPhase_Name(phase));
+void Coordinator::SetPhase(Pool& pool, v1::PoolPhase phase, const std::string& reason) {
+  if (!pool.phases.Set(phase, clock_->Now(), pool.generation, reason)) return;
+  Emit(pool, v1::EVENT_KIND_PHASE, -1, "",
+       reason.empty() ? v1::PoolPhase_Name(phase)
+                      : absl::StrCat(v1::PoolPhase_Name(phase), " (", reason, ")"));
 }
 
 void Coordinator::AddEventListener(std::function<void(const v1::Event&)> listener) {
@@ -317,6 +319,7 @@ v1::PoolState Coordinator::Snapshot(const Pool& pool) const {
   for (const v1::PhaseTransition& t : pool.phases.transitions()) *s.add_transitions() = t;
   for (int r : pool.roster.MissingRanks(pool.world_size)) s.add_missing_ranks(r);
   s.set_error(pool.error);
+  if (pool.phases.phase() == v1::POOL_PHASE_DEGRADED) s.set_reason(pool.phases.reason());
   s.set_init_ms(pool.build.init_ms());
   // Key names only: values are secrets (unique ids, addresses).
   for (const std::string& key : pool.kv.Keys(kMaxStoreKeysShown)) s.add_store_keys(key);

@@ -64,7 +64,7 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
       if (member->sink != nullptr) {
         // The same process joining again (e.g. after a transport break we have not noticed):
         // the new session supersedes the old one.
-        member->sink->Close("superseded by a new session of the same agent");
+        member->sink->Close(absl::AbortedError("superseded by a new session of the same agent"));
         member->sink = nullptr;
       }
       sessions_.Close(member->session_id);
@@ -274,25 +274,34 @@ void Coordinator::Detach(const std::string& session_id, SessionSink* sink,
 }
 
 void Coordinator::LoseMember(Pool& pool, Member& member, const std::string& reason,
-                             Completions& out) {
+                             Completions& out, Departure departure) {
   // A session that ends because this coordinator is stopping is no loss: the agent keeps its
   // communicators and joins the next coordinator, which restores the pool from the state file.
   if (stopping_) return;
-  spdlog::warn("pool {}: {} (rank {}) lost: {}", pool.name, member.identity, member.rank, reason);
-  Emit(pool, v1::EVENT_KIND_MEMBER_LOST, member.rank, member.identity, reason);
+  const bool left = departure == Departure::kLeft;
+  if (left) {
+    spdlog::info("pool {}: {} ({}) leaves: {}", pool.name, member.identity,
+                 member.rank >= 0 ? absl::StrCat("rank ", member.rank) : "standby", reason);
+    Emit(pool, v1::EVENT_KIND_LEFT, member.rank, member.identity,
+         absl::StrCat("planned leave: ", reason));
+  } else {
+    spdlog::warn("pool {}: {} (rank {}) lost: {}", pool.name, member.identity, member.rank, reason);
+    Emit(pool, v1::EVENT_KIND_MEMBER_LOST, member.rank, member.identity, reason);
+  }
   if (member.rank < 0) {
     pool.roster.members().erase(member.identity);  // standbys hold nothing worth remembering
     Touch(pool, out);
     return;
   }
-  member.phase = v1::MEMBER_PHASE_FAILED;
-  member.error = reason;
-  const std::string what =
-      absl::StrCat("rank ", member.rank, " (", member.identity, ") was lost: ", reason);
+  // A member that left keeps its record (and its rank, for when its pod comes back), as LEFT.
+  member.phase = left ? v1::MEMBER_PHASE_LEFT : v1::MEMBER_PHASE_FAILED;
+  member.error = left ? absl::StrCat("left: ", reason) : reason;
+  const std::string what = absl::StrCat("rank ", member.rank, " (", member.identity, ") ",
+                                        left ? "left" : "was lost", ": ", reason);
   switch (pool.phases.phase()) {
     case v1::POOL_PHASE_INITIALIZING:
     case v1::POOL_PHASE_READY:
-      FailGeneration(pool, what, out, v1::POOL_PHASE_DEGRADED);
+      FailGeneration(pool, what, out, v1::POOL_PHASE_DEGRADED, left ? "left" : "lost");
       RefillFromStandby(pool, member, out);
       if (options_.elastic_dp_after > absl::ZeroDuration() && pool.config.has_value() &&
           pool.config->data_parallel_size > 1) {
@@ -322,8 +331,11 @@ void Coordinator::LoseMember(Pool& pool, Member& member, const std::string& reas
       MaybeStart(pool, out);
       break;
     case v1::POOL_PHASE_DESTROYING:
-      // A member that had reported its teardown released everything before it went.
-      if (!member.teardown_reported) {
+      // A member that had reported its teardown released everything before it went; one that
+      // leaves tears everything down on its way out.
+      if (!member.teardown_reported && left) {
+        member.teardown_reported = true;
+      } else if (!member.teardown_reported) {
         member.teardown_reported = true;
         const std::string failure = absl::StrCat("rank ", member.rank, " (", member.identity,
                                                  ") was lost during the teardown: ", reason);
@@ -437,6 +449,20 @@ absl::Status Coordinator::HandleAgentMessage(const std::string& session_id,
         }
         HandleTeardownReport(*pool, *member, message.teardown(), done);
         break;
+      case v1::AgentMessage::kLeave: {
+        // A planned leave: the session ends here, answered, and the member is recorded as LEFT.
+        v1::CoordinatorMessage closed;
+        closed.mutable_closed()->set_reason(
+            absl::StrCat("left pool '", pool->name, "': ", message.leave().reason()));
+        member->sink->Send(closed);
+        member->sink->Close(absl::OkStatus());
+        member->sink = nullptr;
+        sessions_.Close(session_id);
+        LoseMember(*pool, *member,
+                   message.leave().reason().empty() ? "no reason given" : message.leave().reason(),
+                   done, Departure::kLeft);
+        break;
+      }
       case v1::AgentMessage::kAttach:
         status = absl::FailedPreconditionError("session already attached");
         break;
@@ -479,7 +505,7 @@ void Coordinator::Sweep(absl::Duration late) {
         if (m.sink != nullptr && heartbeats_.Overdue(m.last_heartbeat, now)) stale.push_back(&m);
       }
       for (Member* m : stale) {
-        m->sink->Close("missed heartbeats");
+        m->sink->Close(absl::AbortedError("missed heartbeats"));
         m->sink = nullptr;
         sessions_.Close(m->session_id);
         LoseMember(pool, *m,
@@ -505,7 +531,9 @@ void Coordinator::BeginShutdown() {
   for (auto& [name, pool] : pools_) {
     for (auto& [identity, m] : pool.roster.members()) {
       if (m.sink == nullptr) continue;
-      m.sink->Close(kCoordinatorRestarting);
+      // UNAVAILABLE, as for a join during the drain: the agent keeps its communicators and
+      // joins the successor at once.
+      m.sink->Close(absl::UnavailableError(kCoordinatorRestarting));
       m.sink = nullptr;
       sessions_.Close(m.session_id);
     }

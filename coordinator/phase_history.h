@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <string>
 
 #include "absl/time/time.h"
 #include "cohort/v1/admin.pb.h"
@@ -21,14 +22,18 @@ class PhaseHistory {
   static constexpr size_t kMaxTransitions = 32;
 
   v1::PoolPhase phase() const { return phase_; }
-  // Moves to `phase`, recording when and in which generation. Returns false, recording nothing,
-  // when the pool is already in `phase`.
-  bool Set(v1::PoolPhase phase, absl::Time now, int64_t generation);
+  // Moves to `phase`, recording when, in which generation and why (`reason`, e.g. "left" for
+  // DEGRADED; may be empty). Returns false, recording nothing, when the pool is already in
+  // `phase`.
+  bool Set(v1::PoolPhase phase, absl::Time now, int64_t generation, std::string reason = "");
+  // Why the pool is in its phase now (the reason given when it moved there).
+  const std::string& reason() const { return reason_; }
   // Oldest first.
   const std::deque<v1::PhaseTransition>& transitions() const { return transitions_; }
 
  private:
   v1::PoolPhase phase_ = v1::POOL_PHASE_WAITING;
+  std::string reason_;
   std::deque<v1::PhaseTransition> transitions_;
 };
 

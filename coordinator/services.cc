@@ -324,10 +324,8 @@ class SessionReactor final
   // SessionSink. Called under the Coordinator's lock: only queues.
   void Send(const v1::CoordinatorMessage& message) override { (void)writes_.Push(message); }
 
-  // Finishes with ABORTED after the queued messages are written.
-  void Close(const std::string& reason) override {
-    writes_.Close(grpc::Status(grpc::StatusCode::ABORTED, reason));
-  }
+  // Finishes with `why` after the queued messages are written.
+  void Close(const absl::Status& why) override { writes_.Close(ToGrpcStatus(why)); }
 
  private:
   Coordinator* const coordinator_;

@@ -71,7 +71,7 @@ class Sink : public coordinator::SessionSink {
     if (m.has_plan()) last_plan = m.plan();
     if (m.has_teardown()) last_teardown = m.teardown();
   }
-  void Close(const std::string& /*reason*/) override { closed = true; }
+  void Close(const absl::Status& /*why*/) override { closed = true; }
 
   int sent = 0;
   bool closed = false;

@@ -44,7 +44,7 @@ class RecordingAuthorizer : public Authorizer {
 class NullSink : public SessionSink {
  public:
   void Send(const v1::CoordinatorMessage&) override {}
-  void Close(const std::string&) override {}
+  void Close(const absl::Status&) override {}
 };
 
 const Caller kIntruder{"intruder", false, "ipv4:10.0.0.9:1234"};

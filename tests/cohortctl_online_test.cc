@@ -32,7 +32,7 @@ class FakeSession : public coordinator::SessionSink {
     absl::MutexLock lock(&mu_);
     if (message.has_teardown()) ++teardowns_;
   }
-  void Close(const std::string&) override {}
+  void Close(const absl::Status&) override {}
   // False if no teardown command came within `timeout`.
   bool AwaitTeardown(absl::Duration timeout) {
     absl::MutexLock lock(&mu_);

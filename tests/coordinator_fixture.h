@@ -23,9 +23,10 @@ namespace cohort::coordinator {
 class FakeSink : public SessionSink {
  public:
   void Send(const v1::CoordinatorMessage& m) override { messages.push_back(m); }
-  void Close(const std::string& reason) override { closed = reason; }
+  void Close(const absl::Status& why) override { closed = why; }
   std::vector<v1::CoordinatorMessage> messages;
-  std::optional<std::string> closed;
+  // How the coordinator ended the session, if it did.
+  std::optional<absl::Status> closed;
 
   std::vector<v1::Plan> plans() const {
     std::vector<v1::Plan> out;

@@ -342,7 +342,7 @@ TEST(MetricsOptionsTest, Metrics_Off_NoPortAndNoMetrics) {
 class NullSink : public coordinator::SessionSink {
  public:
   void Send(const v1::CoordinatorMessage&) override {}
-  void Close(const std::string&) override {}
+  void Close(const absl::Status&) override {}
 };
 
 TEST(MetricsEventsTest, Metrics_TimeToReadyAndLostMembers_FromEvents) {

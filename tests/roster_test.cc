@@ -16,7 +16,7 @@ namespace {
 class NullSink : public SessionSink {
  public:
   void Send(const v1::CoordinatorMessage&) override {}
-  void Close(const std::string&) override {}
+  void Close(const absl::Status&) override {}
 };
 
 class RosterTest : public ::testing::Test {

@@ -57,7 +57,7 @@ std::string Json(const v1::DurableState& state) {
 class NullSink : public SessionSink {
  public:
   void Send(const v1::CoordinatorMessage&) override {}
-  void Close(const std::string&) override {}
+  void Close(const absl::Status&) override {}
 };
 
 // A Coordinator built directly (as the unit tests do), with a fake clock.

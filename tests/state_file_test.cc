@@ -367,7 +367,7 @@ TEST(StateFileOpen, UnusablePath_RefusedEvenWithReset) {
 class NullSink : public SessionSink {
  public:
   void Send(const v1::CoordinatorMessage&) override {}
-  void Close(const std::string&) override {}
+  void Close(const absl::Status&) override {}
 };
 
 TEST(StateFileCoordinator, StaleRanksOutsideASmallerWorld_AreNotWritten_TheFileLoadsBack) {

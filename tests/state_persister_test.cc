@@ -169,7 +169,7 @@ TEST(StatePersister, SnapshotRefused_NothingSaved) {
 class NullSink : public SessionSink {
  public:
   void Send(const v1::CoordinatorMessage&) override {}
-  void Close(const std::string&) override {}
+  void Close(const absl::Status&) override {}
 };
 
 v1::JoinRequest JoinOf(const std::string& identity) {
