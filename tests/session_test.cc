@@ -207,5 +207,65 @@ TEST_F(SessionTest, Stop_BeforeJoin_MakesJoinReturnCancelled) {
   EXPECT_THAT(session.Wait(), IsOk());
 }
 
+TEST_F(SessionTest, Leave_CoordinatorAnswers_RecordedAsLeft_NoRejoinNoLoss) {
+  Session session(Options("agent-0"), client_.get(), &listener_, &clock_, &timers_);
+  ASSERT_THAT(session.Join(), IsOk());
+  session.Start();
+
+  EXPECT_THAT(session.Leave("SIGTERM (test)", absl::Seconds(30)), IsOk());
+  session.Stop();
+
+  EXPECT_THAT(session.Wait(), IsOk());
+  EXPECT_EQ(listener_.joins(), 1) << "a leave is not followed by a rejoin";
+  EXPECT_EQ(listener_.lost(), 0);
+  EXPECT_EQ(timers_.pending(), 0u) << "no heartbeats after the leave";
+  absl::StatusOr<v1::PoolState> state = server_->coordinator().GetState("default");
+  ASSERT_THAT(state.status(), IsOk());
+  ASSERT_EQ(state->members_size(), 1);
+  EXPECT_EQ(state->members(0).phase(), v1::MEMBER_PHASE_LEFT) << state->DebugString();
+  EXPECT_FALSE(state->members(0).connected());
+  absl::StatusOr<std::vector<v1::Event>> events =
+      server_->coordinator().GetEvents("default", 0, 100);
+  ASSERT_THAT(events.status(), IsOk());
+  bool left = false;
+  for (const v1::Event& e : *events) {
+    EXPECT_NE(e.kind(), v1::EVENT_KIND_MEMBER_LOST) << e.message();
+    if (e.kind() == v1::EVENT_KIND_LEFT) {
+      left = true;
+      EXPECT_THAT(e.message(), HasSubstr("planned leave: SIGTERM (test)"));
+    }
+  }
+  EXPECT_TRUE(left);
+}
+
+TEST_F(SessionTest, Leave_AfterStop_FailedPrecondition) {
+  Session session(Options("agent-0"), client_.get(), &listener_, &clock_, &timers_);
+  ASSERT_THAT(session.Join(), IsOk());
+  session.Start();
+  session.Stop();
+
+  EXPECT_THAT(session.Leave("late", absl::Seconds(30)),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+TEST_F(SessionTest, Leave_CoordinatorGone_UnavailableAtOnce_NoAbort) {
+  SessionOptions options = Options("agent-0");
+  options.coordinator_address = server_->address();
+  CoordinatorClient client(
+      grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials()));
+  Session session(options, &client, &listener_, &clock_, &timers_);
+  ASSERT_THAT(session.Join(), IsOk());
+  session.Start();
+  server_->Shutdown();  // the stream ends; the session starts rejoining (the clock never moves)
+
+  // Nobody to tell: the leave says so instead of waiting, and the rejoin ends without an abort.
+  EXPECT_THAT(session.Leave("SIGTERM (test)", absl::Hours(1)),
+              StatusIs(absl::StatusCode::kUnavailable));
+  session.Stop();
+  EXPECT_THAT(session.Wait(), IsOk());
+  EXPECT_EQ(listener_.lost(), 0);
+  server_.reset();
+}
+
 }  // namespace
 }  // namespace cohort::agent
