@@ -33,6 +33,7 @@ class NullSessionSink : public SessionSink {
 
 class CountingWatchSink : public WatchSink {
  public:
+  void Close(const absl::Status&) override {}
   bool Send(const v1::WatchEvent&) override {
     received.fetch_add(1, std::memory_order_relaxed);
     return true;

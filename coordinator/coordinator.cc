@@ -377,7 +377,9 @@ Coordinator::Cancel Coordinator::KvGet(const v1::KvGetRequest& request,
   {
     absl::MutexLock lock(&mu_);
     Pool* pool = FindPool(PoolName(request.pool()));
-    if (pool == nullptr) {
+    if (stopping_) {
+      refused = absl::UnavailableError(kCoordinatorRestarting);
+    } else if (pool == nullptr) {
       refused = absl::NotFoundError(
           absl::StrCat("unknown pool '", Printable(PoolName(request.pool()), 64), "'"));
     } else {

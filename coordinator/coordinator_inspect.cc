@@ -45,6 +45,7 @@ absl::StatusOr<uint64_t> Coordinator::AddWatcher(const std::string& pool_name, b
                                                  WatchSink* sink, const Caller& caller) {
   if (absl::Status s = Authorize(caller, Action::kRead, pool_name); !s.ok()) return s;
   absl::MutexLock lock(&mu_);
+  if (stopping_) return absl::UnavailableError(kCoordinatorRestarting);
   if (!pool_name.empty() && FindPool(pool_name) == nullptr) {
     return absl::NotFoundError(absl::StrCat("unknown pool '", Printable(pool_name, 64), "'"));
   }
@@ -195,7 +196,10 @@ Coordinator::Cancel Coordinator::WaitForState(
   {
     absl::MutexLock lock(&mu_);
     Pool* pool = FindPool(PoolName(pool_name));
-    if (pool == nullptr) {
+    if (stopping_) {
+      // Nothing changes any more here: wait on the next coordinator.
+      now = [done] { done(absl::UnavailableError(kCoordinatorRestarting)); };
+    } else if (pool == nullptr) {
       absl::Status s = absl::NotFoundError(
           absl::StrCat("unknown pool '", Printable(PoolName(pool_name), 64), "'"));
       now = [done, s] { done(s); };

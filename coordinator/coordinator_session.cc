@@ -527,17 +527,33 @@ void Coordinator::BeginShutdown() {
   }
   // Every change made before is saved; none is made after (stopping_).
   FlushState();
-  absl::MutexLock lock(&mu_);
-  for (auto& [name, pool] : pools_) {
-    for (auto& [identity, m] : pool.roster.members()) {
-      if (m.sink == nullptr) continue;
-      // UNAVAILABLE, as for a join during the drain: the agent keeps its communicators and
-      // joins the successor at once.
-      m.sink->Close(absl::UnavailableError(kCoordinatorRestarting));
-      m.sink = nullptr;
-      sessions_.Close(m.session_id);
+  Completions done;
+  {
+    absl::MutexLock lock(&mu_);
+    // Watchers and long-polls end now, with UNAVAILABLE "coordinator restarting", instead of
+    // holding the server's shutdown until its grace deadline; their callers ask the next one.
+    const absl::Status restarting = absl::UnavailableError(kCoordinatorRestarting);
+    events_.CloseWatchers(restarting);
+    for (auto& [name, pool] : pools_) {
+      for (StateWaiters::Waiter& waiter : pool.state_waiters.TakeAll()) {
+        CancelTimer(waiter.timer);
+        done.push_back([fn = std::move(waiter.done), restarting] { fn(restarting); });
+      }
+      // Rendezvous waits too (a generation being built cannot finish here any more).
+      for (auto& fn : pool.kv.Reset(restarting)) done.push_back(std::move(fn));
+    }
+    for (auto& [name, pool] : pools_) {
+      for (auto& [identity, m] : pool.roster.members()) {
+        if (m.sink == nullptr) continue;
+        // UNAVAILABLE, as for a join during the drain: the agent keeps its communicators and
+        // joins the successor at once.
+        m.sink->Close(absl::UnavailableError(kCoordinatorRestarting));
+        m.sink = nullptr;
+        sessions_.Close(m.session_id);
+      }
     }
   }
+  Finish(done);
 }
 
 }  // namespace cohort::coordinator

@@ -59,6 +59,11 @@ uint64_t EventLog::AddWatcher(const std::string& pool, WatchSink* sink, PoolFilt
 
 void EventLog::RemoveWatcher(uint64_t id) { watchers_.erase(id); }
 
+void EventLog::CloseWatchers(const absl::Status& why) {
+  for (auto& [id, watcher] : watchers_) watcher.sink->Close(why);
+  watchers_.clear();
+}
+
 void EventLog::AddListener(Listener listener) { listeners_.push_back(std::move(listener)); }
 
 }  // namespace cohort::coordinator

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "cohort/v1/admin.pb.h"
 
 namespace cohort::coordinator {
@@ -30,6 +31,9 @@ class WatchSink {
   // Queues a message; must not block or call back into the Coordinator. Returns false if the
   // watcher is gone or too far behind (it is then dropped).
   virtual bool Send(const v1::WatchEvent& event) = 0;
+  // Ends the stream with `why` once what is queued is written (the coordinator is stopping).
+  // Must not block or call back into the Coordinator.
+  virtual void Close(const absl::Status& why) = 0;
 };
 
 class EventLog {
@@ -58,6 +62,8 @@ class EventLog {
   uint64_t AddWatcher(const std::string& pool, WatchSink* sink, PoolFilter may_see = nullptr);
   // Idempotent: an id already dropped is ignored.
   void RemoveWatcher(uint64_t id);
+  // Closes every watcher's stream with `why` and drops them all.
+  void CloseWatchers(const absl::Status& why);
   size_t watchers() const { return watchers_.size(); }
 
   void AddListener(Listener listener);

@@ -369,6 +369,8 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEvent>, publ
 
   bool Send(const v1::WatchEvent& event) override { return writes_.Push(event); }
 
+  void Close(const absl::Status& why) override { writes_.Close(ToGrpcStatus(why)); }
+
   void OnWriteDone(bool ok) override { writes_.OnWriteDone(ok); }
 
   void OnCancel() override { writes_.FinishOnce(grpc::Status::CANCELLED); }

@@ -82,6 +82,7 @@ class Sink : public coordinator::SessionSink {
 class Watch : public coordinator::WatchSink {
  public:
   explicit Watch(uint32_t capacity) : capacity_(capacity) {}
+  void Close(const absl::Status& /*why*/) override {}
   bool Send(const v1::WatchEvent& /*event*/) override {
     ++received_;
     return capacity_ == 0 || received_ <= capacity_;

@@ -61,6 +61,7 @@ const char kViewerToken[] = "viewer-token-0123456789";
 // Watch events, recorded.
 class RecordingWatch : public WatchSink {
  public:
+  void Close(const absl::Status&) override {}
   bool Send(const v1::WatchEvent& event) override {
     events.push_back(event);
     return true;

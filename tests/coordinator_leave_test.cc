@@ -154,5 +154,33 @@ TEST_F(CoordinatorTest, Leave_WhileStopping_IsNoChange) {
   EXPECT_EQ(State().phase(), v1::POOL_PHASE_READY);
 }
 
+// The coordinator going away (SIGTERM: BeginShutdown) ends watchers and long-polls at once with
+// UNAVAILABLE "coordinator restarting", instead of leaving them to the server's grace deadline.
+class ClosingWatch : public WatchSink {
+ public:
+  bool Send(const v1::WatchEvent&) override { return true; }
+  void Close(const absl::Status& why) override { closed = why; }
+  std::optional<absl::Status> closed;
+};
+
+TEST_F(CoordinatorTest, Shutdown_EndsWatchersAndLongPollsWithUnavailable) {
+  std::vector<Joined> agents = ReadyWorld({.world_size = 2, .data_parallel_size = 2});
+  ASSERT_EQ(agents.size(), 2u);
+  ClosingWatch watch;
+  ASSERT_TRUE(coordinator_->AddWatcher("default", false, &watch).ok());
+  std::optional<absl::StatusOr<v1::PoolState>> polled;
+  coordinator_->WaitForState("default", State().version(), clock_.Now() + absl::Hours(1),
+                             [&](absl::StatusOr<v1::PoolState> s) { polled = std::move(s); });
+  ASSERT_FALSE(polled.has_value());
+
+  coordinator_->BeginShutdown();
+
+  ASSERT_TRUE(watch.closed.has_value());
+  EXPECT_EQ(watch.closed->code(), absl::StatusCode::kUnavailable) << *watch.closed;
+  ASSERT_TRUE(polled.has_value());
+  EXPECT_EQ(polled->status().code(), absl::StatusCode::kUnavailable) << polled->status();
+  EXPECT_THAT(std::string(polled->status().message()), ::testing::HasSubstr("restarting"));
+}
+
 }  // namespace
 }  // namespace cohort::coordinator

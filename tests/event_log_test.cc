@@ -13,6 +13,8 @@ namespace {
 class FakeWatch : public WatchSink {
  public:
   explicit FakeWatch(size_t capacity = 1000) : capacity_(capacity) {}
+  void Close(const absl::Status& why) override { closed = why; }
+  std::optional<absl::Status> closed;
   bool Send(const v1::WatchEvent& event) override {
     if (received.size() >= capacity_) return false;  // too far behind
     received.push_back(event);
@@ -36,6 +38,22 @@ std::vector<int64_t> SeqsOf(const std::vector<v1::Event>& events) {
   std::vector<int64_t> out;
   for (const v1::Event& e : events) out.push_back(e.seq());
   return out;
+}
+
+TEST(EventLog, CloseWatchers_ClosesEachWithTheStatus_AndDropsThem) {
+  EventLog log(100, 1 << 20);
+  FakeWatch a;
+  FakeWatch b;
+  log.AddWatcher("p", &a);
+  log.AddWatcher("", &b);
+  log.CloseWatchers(absl::UnavailableError("coordinator restarting"));
+  ASSERT_TRUE(a.closed.has_value());
+  ASSERT_TRUE(b.closed.has_value());
+  EXPECT_EQ(a.closed->code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(log.watchers(), 0u);
+  log.Record(EventOf("p"));
+  EXPECT_TRUE(a.received.empty());
+  EXPECT_TRUE(b.received.empty());
 }
 
 TEST(EventLog, SequenceIsSharedByEveryPool_HistoryIsPerPool) {
