@@ -89,7 +89,14 @@ std::shared_ptr<grpc::ServerCredentials> MakeServerCredentials(
 std::shared_ptr<grpc::ChannelCredentials> MakeChannelCredentials(
     const TransportSecurityOptions& options);
 
-// `args` plus what `options` needs on the channel (the server name override).
+// The least time between two DNS resolutions of a channel's target (gRPC's default: 30 s).
+// gRPC resolves again only when a connection is lost or an attempt fails, so this is how soon
+// a client finds a coordinator that moved to a new address behind its name.
+inline constexpr absl::Duration kMinTimeBetweenResolutions = absl::Seconds(1);
+
+// `args` plus what `options` needs on the channel (the server name override), plus what every
+// channel to the coordinator needs unless `args` sets it already:
+//   GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS  kMinTimeBetweenResolutions
 grpc::ChannelArguments MakeChannelArguments(const TransportSecurityOptions& options,
                                             grpc::ChannelArguments args = {});
 

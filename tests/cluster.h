@@ -39,16 +39,16 @@ struct ClusterSecurity {
 
 class Cluster {
  public:
-  // Starts the coordinator on 127.0.0.1:0 and reads its port back from its first stdout line.
+  // Starts the coordinator on `listen` (127.0.0.1:0 unless a test needs another loopback
+  // address) and reads its port back from its first stdout line.
   explicit Cluster(std::vector<std::string> coordinator_flags = {},
-                   ClusterSecurity security = ClusterSecurity())
+                   ClusterSecurity security = ClusterSecurity(),
+                   const std::string& listen = "127.0.0.1:0")
       : coordinator_flags_(std::move(coordinator_flags)), security_(std::move(security)) {
     // A directory of its own: tests run in parallel and their logs must not mix.
     std::string dir = ::testing::TempDir() + "/cohort-cluster-XXXXXX";
     log_dir_ = mkdtemp(dir.data()) != nullptr ? dir : ::testing::TempDir();
-    StartCoordinator("127.0.0.1:0");
-    if (address_.empty()) return;
-    client_ = std::make_unique<agent::CoordinatorClient>(Channel(), absl::Seconds(10));
+    StartCoordinator(listen);
   }
 
   // A new channel to the coordinator, secured as the test's client.
@@ -62,6 +62,13 @@ class Cluster {
     ASSERT_TRUE(coordinator_->WaitExit(absl::Seconds(10)).has_value());
   }
   void RestartCoordinator() { StartCoordinator(address_); }
+  // A new coordinator (same flags) on another address, e.g. the same port on another loopback
+  // address: a coordinator pod rescheduled to a new IP. The test's client follows it; agents
+  // follow it only through a name (set_agent_target).
+  void RestartCoordinatorAt(const std::string& listen) { StartCoordinator(listen); }
+  // What agents started from now on get as --coordinator (a dns:// target, say); empty: the
+  // coordinator's address.
+  void set_agent_target(std::string target) { agent_target_ = std::move(target); }
   ChildProcess& coordinator() { return *coordinator_; }
 
   const std::string& address() const { return address_; }
@@ -79,7 +86,7 @@ class Cluster {
   void StartPodAgent(int r, const std::vector<std::string>& env,
                      const std::vector<std::string>& extra = {}) {
     std::vector<std::string> argv = {std::string(COHORT_BIN_DIR) + "/cohort-agent", "--coordinator",
-                                     address_, "--log-level", "info"};
+                                     AgentTarget(), "--log-level", "info"};
     const std::vector<std::string> transport = security_.agent(r);
     argv.insert(argv.end(), transport.begin(), transport.end());
     argv.insert(argv.end(), extra.begin(), extra.end());
@@ -95,7 +102,7 @@ class Cluster {
   // rank hint `hint` (none when < 0).
   void StartAgent(int r, int hint, const std::vector<std::string>& extra = {}) {
     std::vector<std::string> argv = {std::string(COHORT_BIN_DIR) + "/cohort-agent", "--coordinator",
-                                     address_, "--log-level", "warn"};
+                                     AgentTarget(), "--log-level", "warn"};
     const std::vector<std::string> transport = security_.agent(r);
     argv.insert(argv.end(), transport.begin(), transport.end());
     if (std::find(extra.begin(), extra.end(), "--identity") == extra.end()) {
@@ -218,7 +225,16 @@ class Cluster {
     std::optional<std::string> line = coordinator_->ReadLine(absl::Seconds(20));
     EXPECT_TRUE(line.has_value()) << "the coordinator printed no address";
     if (!line.has_value()) return;
+    const std::string previous = address_;
     address_ = line->substr(line->rfind(' ') + 1);
+    // A restart on the same address keeps the client (its channel reconnects).
+    if (client_ == nullptr || address_ != previous) {
+      client_ = std::make_unique<agent::CoordinatorClient>(Channel(), absl::Seconds(10));
+    }
+  }
+
+  const std::string& AgentTarget() const {
+    return agent_target_.empty() ? address_ : agent_target_;
   }
 
   std::vector<std::string> coordinator_flags_;
@@ -230,6 +246,7 @@ class Cluster {
   std::map<int, std::unique_ptr<ChildProcess>> agents_;
   std::map<int, std::string> agent_logs_;
   std::string address_;
+  std::string agent_target_;
   std::unique_ptr<agent::CoordinatorClient> client_;
 };
 

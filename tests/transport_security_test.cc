@@ -3,6 +3,8 @@
 #include "common/transport_security.h"
 
 #include <memory>
+#include <optional>
+#include <string>
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -54,6 +56,35 @@ TEST(TransportSecurityTest, Insecure_ChannelConnectsToServer) {
   // Bounded wait for the handshake (an event, not a sleep).
   EXPECT_TRUE(channel->WaitForConnected(absl::ToChronoTime(absl::Now() + absl::Seconds(30))));
   server->Shutdown();
+}
+
+// The integer value of `key` in `args`; nullopt when it is not set, or set more than once.
+std::optional<int> IntArgument(const grpc::ChannelArguments& args, const char* key) {
+  const grpc_channel_args c = args.c_channel_args();
+  std::optional<int> value;
+  int count = 0;
+  for (size_t i = 0; i < c.num_args; ++i) {
+    if (std::string(c.args[i].key) == key && c.args[i].type == GRPC_ARG_INTEGER) {
+      value = c.args[i].value.integer;
+      ++count;
+    }
+  }
+  EXPECT_LE(count, 1) << key << " set " << count << " times";
+  return count == 1 ? value : std::nullopt;
+}
+
+TEST(TransportSecurityTest,
+     ChannelArguments_ResolveAgainWithinASecondUnlessTheCallerSaysOtherwise) {
+  const TransportSecurityOptions options;
+  EXPECT_EQ(
+      IntArgument(MakeChannelArguments(options), GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS),
+      1000);
+  grpc::ChannelArguments mine;
+  mine.SetInt(GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS, 5000);
+  mine.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  const grpc::ChannelArguments args = MakeChannelArguments(options, mine);
+  EXPECT_EQ(IntArgument(args, GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS), 5000);
+  EXPECT_EQ(IntArgument(args, GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS), 100);
 }
 
 TEST(TransportSecurityTest, Tls_MintedFilesValidateOnBothSides) {
