@@ -149,6 +149,7 @@ int GetStateOnce(const ConnectionFlags& connection, const v1::GetStateRequest& r
 
 std::string PoolHeadline(const v1::PoolState& s, const Style& style) {
   std::string line = absl::StrCat("pool ", s.pool(), ": ", style.State(PhaseName(s.phase())),
+                                  s.reason().empty() ? "" : absl::StrCat(" (", s.reason(), ")"),
                                   ", generation ", s.generation());
   if (s.world_size() > 0)
     absl::StrAppend(&line, ", ", s.members_ready(), "/", s.world_size(), " ready");

@@ -124,6 +124,18 @@ TEST_F(CohortctlInspectTest, Members_Table_NamesMissingRanks) {
   EXPECT_THAT(r.out, HasSubstr("\n3     -         MISSING"));
 }
 
+TEST_F(CohortctlInspectTest, Members_Table_DegradedPoolSaysWhy_LeftMemberShown) {
+  FormPool();
+  ASSERT_EQ(agents_[1]->Leave("SIGTERM (test)", absl::Seconds(20)), absl::OkStatus());
+  ASSERT_TRUE(
+      AwaitState([](const v1::PoolState& s) { return s.phase() == v1::POOL_PHASE_DEGRADED; }));
+  Result r = Ctl({"members", "--no-color"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("pool default: DEGRADED (left), generation 1"));
+  EXPECT_THAT(r.out, HasSubstr("rank 1 (agent-1) left: SIGTERM (test)"));
+  EXPECT_THAT(r.out, HasSubstr("LEFT"));
+}
+
 // ---- groups ---------------------------------------------------------------------------------
 
 TEST_F(CohortctlInspectTest, Groups_KindTp_ListsExactlyTheTpGroups) {

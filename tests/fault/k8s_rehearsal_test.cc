@@ -242,8 +242,8 @@ class Rehearsal : public ::testing::Test {
         if (absl::StartsWith(a, "--listen=")) a = "--listen=" + address_;
       }
     }
-    auto child = ChildProcess::Spawn(
-        c->argv, absl::StrCat(scratch_.path(), "/", pod_name, ".log"), c->env);
+    auto child =
+        ChildProcess::Spawn(c->argv, absl::StrCat(scratch_.path(), "/", pod_name, ".log"), c->env);
     ASSERT_TRUE(child.has_value());
     coordinator_process_ = std::make_unique<ChildProcess>(std::move(*child));
     std::optional<std::string> listening = ReadAfter(*coordinator_process_, "listening on ");
@@ -257,8 +257,8 @@ class Rehearsal : public ::testing::Test {
   void StartAgentPod(int index, const std::string& ip = "127.0.0.1") {
     PodFacts pod{.name = absl::StrCat("cohort-agent-", index), .ip = ip};
     pod.labels["apps.kubernetes.io/pod-index"] = absl::StrCat(index);
-    absl::StatusOr<Command> c = CommandFor(
-        agents_, std::string(COHORT_BIN_DIR) + "/cohort-agent", pod, state_dir_, address_);
+    absl::StatusOr<Command> c = CommandFor(agents_, std::string(COHORT_BIN_DIR) + "/cohort-agent",
+                                           pod, state_dir_, address_);
     ASSERT_TRUE(c.ok()) << c.status();
     const std::string log =
         absl::StrCat(scratch_.path(), "/", pod.name, "-", agent_starts_++, ".log");
@@ -517,9 +517,9 @@ TEST_F(Rehearsal, PlaintextOverlay_IdentityToRank_RestartedPodKeepsRank_RollingU
     EXPECT_FALSE(process->WaitExit(absl::ZeroDuration()).has_value()) << "pod " << index;
   }
 
-  std::cout << "rehearsal: world " << world << " ("
-            << pool.at("COHORT_DP") << "dp x " << pool.at("COHORT_CFG") << "cfg x "
-            << pool.at("COHORT_ULYSSES") << "ulysses), gloo on loopback\n"
+  std::cout << "rehearsal: world " << world << " (" << pool.at("COHORT_DP") << "dp x "
+            << pool.at("COHORT_CFG") << "cfg x " << pool.at("COHORT_ULYSSES")
+            << "ulysses), gloo on loopback\n"
             << "rehearsal: deploy -> READY (generation 1): " << absl::FormatDuration(to_ready)
             << "\n"
             << "rehearsal: pod 3 SIGTERM -> exited 0 (leave + teardown): "
@@ -530,8 +530,8 @@ TEST_F(Rehearsal, PlaintextOverlay_IdentityToRank_RestartedPodKeepsRank_RollingU
             << absl::FormatDuration(drain_took) << "; new pod start -> all " << world
             << " members reattached, READY: " << absl::FormatDuration(reattach_took)
             << " (SIGTERM -> READY " << absl::FormatDuration(update_took)
-            << "); phases on the new pod: " << phases << "; generation "
-            << restored->generation() << "; every pod READY on its " << groups
+            << "); phases on the new pod: " << phases << "; generation " << restored->generation()
+            << "; every pod READY on its " << groups
             << " communicators before, during (no coordinator) and after" << std::endl;
 }
 
