@@ -112,11 +112,13 @@ void Coordinator::OnGenerationDeadline(const std::string& pool_name, int64_t gen
 void Coordinator::FailGeneration(Pool& pool, const std::string& error, Completions& out,
                                  v1::PoolPhase next, const std::string& reason) {
   if (reason == "left") {
+    // A planned leave ends the generation without failing it: the LEFT event and the phase
+    // event (DEGRADED (left)) say so, and alerts on failed generations stay quiet.
     spdlog::info("pool {}: generation {} ends: {}", pool.name, pool.generation, error);
   } else {
     spdlog::error("pool {}: generation {} failed: {}", pool.name, pool.generation, error);
+    Emit(pool, v1::EVENT_KIND_FAILED, -1, "", error);
   }
-  Emit(pool, v1::EVENT_KIND_FAILED, -1, "", error);
   SetPhase(pool, next, reason);
   pool.error = error;
   pool.world.Drop();

@@ -66,6 +66,7 @@ TEST_F(CoordinatorTest, Leave_ReadyMember_LeftNotFailed_DegradedReasonLeft_Survi
   const std::vector<v1::Event> events = PoolEvents(*coordinator_);
   EXPECT_EQ(CountEvents(events, v1::EVENT_KIND_LEFT), 1);
   EXPECT_EQ(CountEvents(events, v1::EVENT_KIND_MEMBER_LOST), 0);
+  EXPECT_EQ(CountEvents(events, v1::EVENT_KIND_FAILED), 0) << "a leave fails no generation";
 
   // Messages on the closed session are refused; the stream's end that follows changes nothing.
   v1::AgentMessage heartbeat;
@@ -126,6 +127,7 @@ TEST_F(CoordinatorTest, Lost_DegradedReasonLost_FailedMember) {
   EXPECT_EQ(s.reason(), "lost");
   EXPECT_EQ(s.members_failed(), 1);
   EXPECT_EQ(CountEvents(PoolEvents(*coordinator_), v1::EVENT_KIND_MEMBER_LOST), 1);
+  EXPECT_EQ(CountEvents(PoolEvents(*coordinator_), v1::EVENT_KIND_FAILED), 1);
 }
 
 TEST_F(CoordinatorTest, Leave_DuringTeardown_CountsAsTornDown_DestroyFinishesClean) {

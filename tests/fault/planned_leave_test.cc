@@ -76,6 +76,7 @@ TEST(PlannedLeave, SigtermOnReadyAgent_LeftNotLost_DegradedLeft_StandbyRefillsRe
   int left = 0;
   for (const v1::Event& e : cluster.Events()) {
     EXPECT_NE(e.kind(), v1::EVENT_KIND_MEMBER_LOST) << e.message();
+    EXPECT_NE(e.kind(), v1::EVENT_KIND_FAILED) << e.message();
     if (e.kind() == v1::EVENT_KIND_LEFT) {
       ++left;
       EXPECT_EQ(e.identity(), "cohort-agent-2");
