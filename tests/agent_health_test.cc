@@ -52,9 +52,9 @@ TEST(AgentHealth, BeforeAnyObservation_LiveNotReady) {
 }
 
 TEST(AgentHealth, Attached_StandbyOrRankOrReady_LiveAndReady) {
-  for (const HealthVerdict& v : {After(SessionState::kAttached, -1),
-                                 After(SessionState::kAttached, 3, 0),
-                                 After(SessionState::kAttached, 3, 7)}) {
+  for (const HealthVerdict& v :
+       {After(SessionState::kAttached, -1), After(SessionState::kAttached, 3, 0),
+        After(SessionState::kAttached, 3, 7)}) {
     EXPECT_TRUE(v.live) << v.reason;
     EXPECT_TRUE(v.ready) << v.reason;
   }
