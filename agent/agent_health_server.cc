@@ -65,9 +65,7 @@ absl::StatusOr<std::unique_ptr<AgentHealthServer>> AgentHealthServer::Start(
 
 AgentHealthServer::~AgentHealthServer() { Stop(); }
 
-std::string AgentHealthServer::address() const {
-  return HostPort(options_.listen_address, port_);
-}
+std::string AgentHealthServer::address() const { return HostPort(options_.listen_address, port_); }
 
 void AgentHealthServer::Attach(std::function<AgentObservation()> observe) {
   {
