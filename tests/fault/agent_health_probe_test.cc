@@ -28,7 +28,9 @@ std::string HealthAddress(ChildProcess& agent) {
   while (absl::Now() < deadline) {
     std::optional<std::string> line = agent.ReadLine(deadline - absl::Now());
     if (!line.has_value()) break;
-    if (absl::StartsWith(*line, "health on ")) return line->substr(std::string("health on ").size());
+    if (absl::StartsWith(*line, "health on ")) {
+      return line->substr(std::string("health on ").size());
+    }
   }
   return "";
 }
