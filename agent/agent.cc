@@ -257,4 +257,17 @@ absl::Status Agent::WaitForTeardown(absl::Duration timeout, int64_t generation, 
 
 absl::Status Agent::Wait() { return session_->Wait(); }
 
+AgentObservation Agent::Observe() const {
+  AgentObservation seen;
+  {
+    // Nothing to read here: taking the lock is the check (the worker and the session thread
+    // take it for every message).
+    absl::MutexLock lock(&mu_);
+  }
+  seen.session = session_->state();
+  seen.rank = runner_->rank();
+  seen.ready_generation = runner_->ready_generation();
+  return seen;
+}
+
 }  // namespace cohort::agent

@@ -27,6 +27,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "agent/agent_health.h"
 #include "agent/comm/backend.h"
 #include "agent/coordinator_client.h"
 #include "agent/generation_runner.h"
@@ -116,6 +117,11 @@ class Agent : private SessionListener {
   absl::Status WaitForTeardown(absl::Duration timeout, int64_t generation, bool world_too);
   // Blocks until Stop() or until the session is lost for good; returns why it ended.
   absl::Status Wait();
+  // A snapshot for the agent's health (agent_health.h, which says what "broken" means): where
+  // the session stands, the rank and the READY generation. Takes the agent's, the session's and
+  // the generation runner's locks in turn and waits for nothing else, so a call that does not
+  // return within a deadline shows a wedged control path. Any thread, also after Stop().
+  AgentObservation Observe() const;
 
   // How many communicators this agent holds now (the world and the model-parallel groups, READY
   // or being built). For inspection and tests.
@@ -149,7 +155,7 @@ class Agent : private SessionListener {
   std::unique_ptr<TimerQueue> timers_;
   std::unique_ptr<Session> session_;
 
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   // Plans, teardowns and checks for the worker, in the order they came.
   std::deque<v1::CoordinatorMessage> work_ ABSL_GUARDED_BY(mu_);
   // Stop() was called, or the session is over: the worker ends.

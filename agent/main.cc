@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "agent/agent.h"
+#include "agent/agent_health_server.h"
 #include "agent/agent_metrics.h"
 #include "agent/identity.h"
 #include "common/command_line.h"
@@ -78,6 +79,11 @@ int main(int argc, char** argv) {
                "With TLS, serve /metrics over plain HTTP (gRPC stays TLS)")
       ->needs("--metrics-listen")
       ->group("Transport security");
+  std::string health_listen;
+  app.add_option("--health-listen", health_listen,
+                 "IP:PORT of a plaintext port serving only grpc.health.v1 for the kubelet's gRPC "
+                 "probes (port 0: any; default: off): \"\" SERVING unless the agent is broken "
+                 "(liveness), \"cohort.agent.ready\" SERVING while joined (readiness)");
   absl::Duration leave_budget = absl::Seconds(20);
   cohort::AddDurationOption(
       &app, "--leave-budget", &leave_budget,
@@ -139,6 +145,7 @@ int main(int argc, char** argv) {
   }
   if (options.device != defaults.device) spdlog::info("option --device={}", options.device);
   if (!metrics_listen.empty()) spdlog::info("option --metrics-listen={}", metrics_listen);
+  if (!health_listen.empty()) spdlog::info("option --health-listen={}", health_listen);
   const std::optional<cohort::MetricsTls> metrics_tls =
       metrics_insecure ? std::nullopt : cohort::MetricsTlsOf(options.transport_security);
   if (!metrics_listen.empty() && metrics_tls.has_value()) {
@@ -165,11 +172,41 @@ int main(int argc, char** argv) {
   // A peer that vanishes mid-write must not kill the process (Gloo writes without MSG_NOSIGNAL).
   signal(SIGPIPE, SIG_IGN);
 
+  // Before the join: probes are answered (live, not ready) while the first join is retried, so
+  // that a coordinator that is slow to come up restarts no agent. Destroyed after the agent
+  // stopped (it observes the agent until then).
+  std::unique_ptr<cohort::agent::AgentHealthServer> health;
+  if (!health_listen.empty()) {
+    cohort::agent::AgentHealthServerOptions health_options;
+    health_options.listen_address = health_listen;
+    absl::StatusOr<std::unique_ptr<cohort::agent::AgentHealthServer>> started =
+        cohort::agent::AgentHealthServer::Start(health_options);
+    if (!started.ok()) {
+      std::cerr << "error: " << started.status().message() << "\n";
+      return 1;
+    }
+    health = *std::move(started);
+    std::cout << "health on " << health->address() << std::endl;
+    spdlog::info("health (plaintext grpc.health.v1) on {}", health->address());
+  }
   absl::StatusOr<std::unique_ptr<cohort::agent::Agent>> agent =
       cohort::agent::Agent::Start(options);
   if (!agent.ok()) {
+    if (health != nullptr) health->MarkBroken(std::string(agent.status().message()));
     std::cerr << "error: " << agent.status().message() << "\n";
     return 1;
+  }
+  // Declared after the agent, so destroyed before it on every path: nothing observes an agent
+  // that is gone.
+  struct StopHealth {
+    cohort::agent::AgentHealthServer* server;
+    ~StopHealth() {
+      if (server != nullptr) server->Stop();
+    }
+  } stop_health{health.get()};
+  if (health != nullptr) {
+    cohort::agent::Agent* observed = agent->get();
+    health->Attach([observed] { return observed->Observe(); });
   }
   // After the join (the agent exists from then on); destroyed before the agent.
   std::unique_ptr<cohort::agent::AgentMetricsServer> metrics;
@@ -214,6 +251,10 @@ int main(int argc, char** argv) {
   watcher.join();
   left.Notify();
   if (budget.joinable()) budget.join();
+  if (health != nullptr) {
+    if (!ended.ok()) health->MarkBroken(std::string(ended.message()));
+    health->Stop();
+  }
   if (!ended.ok()) {
     std::cerr << "error: " << ended.message() << "\n";
     return 1;

@@ -63,6 +63,7 @@ absl::Status Session::JoinWithRetry(absl::Time deadline) {
       {
         absl::MutexLock lock(&mu_);
         session_id_ = joined->session_id();
+        attached_ = true;
         stream_ = std::shared_ptr<CoordinatorClient::Session>(*std::move(stream));
         heartbeat_interval_ =
             std::max(kMinHeartbeatInterval, absl::Milliseconds(joined->heartbeat_interval_ms()));
@@ -133,6 +134,7 @@ void Session::Loop() {
     absl::Status why = stream->Finish();
     {
       absl::MutexLock lock(&mu_);
+      attached_ = false;
       if (leaving_) {
         // The coordinator's answer to a Leave (OK), or the stream broke meanwhile.
         left_ = why;
@@ -163,6 +165,10 @@ void Session::Loop() {
     }
     if (!rejoined.ok()) {
       Log()->error("{}: {}; aborting communicators", identity(), rejoined.ToString());
+      {
+        absl::MutexLock lock(&mu_);
+        lost_ = true;
+      }
       listener_->OnSessionLost(rejoined);
       ended = rejoined;
       break;
@@ -271,6 +277,16 @@ absl::Status Session::Wait() {
   auto over = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return over_; };
   mu_.Await(absl::Condition(&over));
   return ended_;
+}
+
+SessionState Session::state() const {
+  absl::MutexLock lock(&mu_);
+  if (lost_ || (over_ && !ended_.ok())) return SessionState::kLost;
+  if (stopping_ || over_) return SessionState::kStopping;
+  if (leaving_) return SessionState::kLeaving;
+  if (attached_) return SessionState::kAttached;
+  // Never joined yet (Join() in progress), or joined before and the stream ended since.
+  return session_id_.empty() ? SessionState::kJoining : SessionState::kRejoining;
 }
 
 std::string Session::session_id() const {

@@ -33,6 +33,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "agent/coordinator_client.h"
+#include "agent/session_state.h"
 #include "cohort/v1/agent.pb.h"
 #include "common/clock.h"
 #include "common/timer_queue.h"
@@ -111,6 +112,10 @@ class Session {
   // the session was lost for good.
   absl::Status Wait();
 
+  // Where the session stands (session_state.h): for the agent's health. Takes the session's
+  // lock, never waits for anything else.
+  SessionState state() const;
+
   // The heartbeat interval the coordinator asked for in the last join.
   absl::Duration heartbeat_interval() const;
   // The id of the current session (the last successful Join's); the rendezvous store sends it.
@@ -143,6 +148,11 @@ class Session {
   // Leave() was called: a stream that ends is not rejoined; `left_` once it has ended, and how.
   bool leaving_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<absl::Status> left_ ABSL_GUARDED_BY(mu_);
+  // A stream is open (a join succeeded and its stream has not ended yet).
+  bool attached_ ABSL_GUARDED_BY(mu_) = false;
+  // No rejoin succeeded: set before OnSessionLost, so that state() says kLost while the agent
+  // tears its communicators down.
+  bool lost_ ABSL_GUARDED_BY(mu_) = false;
   bool over_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status ended_ ABSL_GUARDED_BY(mu_);
 

@@ -35,8 +35,9 @@ install(FILES
           common/timer_queue.h common/transport_security.h
           ${CMAKE_BINARY_DIR}/generated/common/cohort_config.h
         DESTINATION ${COHORT_INSTALL_INCLUDEDIR}/common COMPONENT development)
-install(FILES agent/agent.h agent/coordinator_client.h agent/generation_runner.h agent/group.h
-              agent/identity.h agent/parallel_state.h agent/session.h
+install(FILES agent/agent.h agent/agent_health.h agent/agent_health_server.h
+              agent/coordinator_client.h agent/generation_runner.h agent/group.h
+              agent/identity.h agent/parallel_state.h agent/session.h agent/session_state.h
         DESTINATION ${COHORT_INSTALL_INCLUDEDIR}/agent COMPONENT development)
 install(DIRECTORY agent/comm/ DESTINATION ${COHORT_INSTALL_INCLUDEDIR}/agent/comm
         COMPONENT development FILES_MATCHING PATTERN "*.h")

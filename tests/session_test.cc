@@ -139,10 +139,13 @@ TEST_F(SessionTest, Heartbeats_FollowTheInjectedClock) {
 
 TEST_F(SessionTest, Stop_EndsTheSession_WaitIsOk) {
   Session session(Options("agent-0"), client_.get(), &listener_, &clock_, &timers_);
+  EXPECT_EQ(session.state(), SessionState::kJoining);
   ASSERT_THAT(session.Join(), IsOk());
+  EXPECT_EQ(session.state(), SessionState::kAttached);
   session.Start();
 
   session.Stop();
+  EXPECT_EQ(session.state(), SessionState::kStopping);
 
   EXPECT_THAT(session.Wait(), IsOk());
   EXPECT_EQ(listener_.over(), 1);
@@ -191,11 +194,13 @@ TEST_F(SessionTest, Lost_RejoinFailsWithinConnectTimeout_TellsTheListenerAndEnds
 
   EXPECT_THAT(session.Wait(), StatusIs(absl::StatusCode::kUnavailable,
                                        HasSubstr("could not join the coordinator")));
+  EXPECT_EQ(session.state(), SessionState::kLost);
   EXPECT_EQ(listener_.lost(), 1);
   EXPECT_EQ(listener_.over(), 1);
   EXPECT_THAT(listener_.over_status(), StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_EQ(timers_.pending(), 0u) << "no heartbeats after the session ended";
   session.Stop();
+  EXPECT_EQ(session.state(), SessionState::kLost) << "Stop() after the loss does not hide it";
   server_.reset();
 }
 

@@ -46,7 +46,8 @@ COPY --from=builder /opt/cohort/bin/cohort-agent /opt/cohort/bin/
 COPY --from=builder /opt/cohort/lib/cohort/libcohort_civetweb_ssl_compat.so /opt/cohort/lib/cohort/
 ENV NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility
 USER 65532:65532
-# Prometheus metrics (--metrics-listen). Gloo and NCCL connect peers on ports they pick: run the
-# agents with host networking or a pod network that lets peers reach each other.
-EXPOSE 9464
+# Prometheus metrics (--metrics-listen) and the plaintext grpc.health.v1 port (--health-listen).
+# Gloo and NCCL connect peers on ports they pick: run the agents with host networking or a pod
+# network that lets peers reach each other.
+EXPOSE 9464 9466
 ENTRYPOINT ["/opt/cohort/bin/cohort-agent"]
