@@ -11,6 +11,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "agent/agent.h"
 #include "agent/agent_health_server.h"
@@ -171,6 +172,25 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   // A peer that vanishes mid-write must not kill the process (Gloo writes without MSG_NOSIGNAL).
   signal(SIGPIPE, SIG_IGN);
+  // One thread takes the signals from here on. Until the agent has joined there is nothing to
+  // leave: SIGTERM/SIGINT end the process at once, instead of after a join that is still being
+  // retried (up to --connect-timeout, longer than a pod's grace period). After the join, the
+  // main thread carries out the planned leave. SIGUSR1: the agent ended by itself.
+  absl::Mutex signal_mu;
+  int signalled = 0;    // guarded by signal_mu
+  bool joined = false;  // guarded by signal_mu
+  std::thread([&signals, &signal_mu, &signalled, &joined] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    absl::MutexLock lock(&signal_mu);
+    signalled = sig;
+    if (!joined && sig != SIGUSR1) {
+      spdlog::info("signal {} ({}) before the agent joined: nothing to leave; exiting", sig,
+                   strsignal(sig));
+      spdlog::default_logger()->flush();
+      std::_Exit(0);
+    }
+  }).detach();
 
   // Before the join: probes are answered (live, not ready) while the first join is retried, so
   // that a coordinator that is slow to come up restarts no agent. Destroyed after the agent
@@ -195,6 +215,10 @@ int main(int argc, char** argv) {
     if (health != nullptr) health->MarkBroken(std::string(agent.status().message()));
     std::cerr << "error: " << agent.status().message() << "\n";
     return 1;
+  }
+  {
+    absl::MutexLock lock(&signal_mu);
+    joined = true;  // a signal from now on is a planned leave
   }
   // Declared after the agent, so destroyed before it on every path: nothing observes an agent
   // that is gone.
@@ -228,7 +252,12 @@ int main(int argc, char** argv) {
     kill(getpid(), SIGUSR1);
   });
   int sig = 0;
-  sigwait(&signals, &sig);
+  {
+    absl::MutexLock lock(&signal_mu);
+    signal_mu.Await(absl::Condition(
+        +[](int* s) { return *s != 0; }, &signalled));
+    sig = signalled;
+  }
   absl::Notification left;
   std::thread budget;
   if (sig != SIGUSR1) {

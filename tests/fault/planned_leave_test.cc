@@ -3,7 +3,11 @@
 // no MEMBER_LOST, nobody FAILED), the pool goes DEGRADED with reason "left", the agent exits 0
 // after tearing its communicators down, and a standby refills the rank: READY again at the next
 // generation. Every wait has a deadline.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <sstream>
@@ -84,6 +88,40 @@ TEST(PlannedLeave, SigtermOnReadyAgent_LeftNotLost_DegradedLeft_StandbyRefillsRe
     }
   }
   EXPECT_EQ(left, 1);
+}
+
+// SIGTERM while the agent is still trying to join (the coordinator unreachable): nothing to
+// leave, so it exits 0 at once instead of after --connect-timeout (past a pod's grace period).
+TEST(PlannedLeave, SigtermWhileStillJoining_ExitsAtOnceNotAfterTheConnectTimeout) {
+  // A bound port nobody listens on: every connection attempt is refused, so the join retries.
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const std::string target = absl::StrCat("127.0.0.1:", ntohs(addr.sin_port));
+  const std::string log = ::testing::TempDir() + "/joining-agent-" + std::to_string(getpid());
+  auto agent =
+      ChildProcess::Spawn({std::string(COHORT_BIN_DIR) + "/cohort-agent", "--insecure",
+                           "--coordinator", target, "--identity", "joining", "--connect-timeout",
+                           "1h", "--health-listen", "127.0.0.1:0", "--log-level", "info"},
+                          log, Cluster::NoPodEnv());
+  ASSERT_TRUE(agent.has_value());
+  // Printed right before the first join starts.
+  std::optional<std::string> health = agent->ReadLine(kDeadline);
+  ASSERT_TRUE(health.has_value() && absl::StartsWith(*health, "health on ")) << ReadFile(log);
+
+  agent->Signal(SIGTERM);
+  std::optional<int> exited = agent->WaitExit(kDeadline);
+  ASSERT_TRUE(exited.has_value()) << "still joining after SIGTERM: " << ReadFile(log);
+  EXPECT_TRUE(WIFEXITED(*exited) && WEXITSTATUS(*exited) == 0) << *exited;
+  EXPECT_TRUE(absl::StrContains(ReadFile(log), "before the agent joined: nothing to leave"))
+      << ReadFile(log);
+  close(fd);
+  std::remove(log.c_str());
 }
 
 }  // namespace
