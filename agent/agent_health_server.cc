@@ -138,8 +138,10 @@ void AgentHealthServer::Publish() {
   if (stopped_publishing_) return;
   if (published_.has_value() && *published_ == verdict) return;
   grpc::HealthCheckServiceInterface* service = server_->GetHealthCheckService();
-  service->SetServingStatus("", verdict.live);
+  // Readiness first: a probe between the two calls never sees the agent not live but ready (a
+  // verdict that is not live is never ready).
   service->SetServingStatus(AgentHealth::kReadyService, verdict.ready);
+  service->SetServingStatus("", verdict.live);
   const std::string statuses =
       absl::StrCat("live ", verdict.live ? "SERVING" : "NOT_SERVING", ", ready ",
                    verdict.ready ? "SERVING" : "NOT_SERVING", " (", verdict.reason, ")");

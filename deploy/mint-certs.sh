@@ -12,9 +12,11 @@
 #       other-ca.crt/.key      a second CA nobody trusts, and stranger.crt/.key signed by it
 #       expired.crt/.key       CN agent-0 signed by ca, valid only in 2020
 #       operator.token, viewer.token, agent-0.token   random bearer tokens
-#   deploy/mint-certs.sh OUT_DIR --client NAME [--uri URI] [--days D]
+#   deploy/mint-certs.sh OUT_DIR --client NAME [--uri URI] [--server-auth] [--days D]
 #       one more client certificate NAME.crt/.key from OUT_DIR's CA (URI default:
-#       spiffe://cohort/NAME)
+#       spiffe://cohort/NAME); --server-auth: serverAuth too (an agent's HTTPS metrics)
+#   deploy/mint-certs.sh OUT_DIR --server NAME --dns DNS[,DNS...] [--days D]
+#       one more server certificate NAME.crt/.key for those DNS names only
 #   deploy/mint-certs.sh OUT_DIR --rotate-server [--days D]
 #       a new coordinator key and certificate from the same CA, each moved into place with one
 #       rename (a reader sees the old file or the new one, never half of one)
@@ -23,20 +25,23 @@
 set -euo pipefail
 
 usage() {
-  sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
 [[ $# -ge 1 ]] || usage
 out="$1"
 shift
-agents=4 days=365 client="" uri="" rotate=0
+agents=4 days=365 client="" uri="" rotate=0 server_auth=0 server="" dns=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --agents) agents="${2:?--agents needs a number}"; shift 2 ;;
     --days) days="${2:?--days needs a number}"; shift 2 ;;
     --client) client="${2:?--client needs a name}"; shift 2 ;;
     --uri) uri="${2:?--uri needs a URI}"; shift 2 ;;
+    --server-auth) server_auth=1; shift ;;
+    --server) server="${2:?--server needs a name}"; shift 2 ;;
+    --dns) dns="${2:?--dns needs DNS names}"; shift 2 ;;
     --rotate-server) rotate=1; shift ;;
     -h|--help) usage ;;
     *) echo "mint-certs.sh: unknown argument $1" >&2; usage ;;
@@ -82,8 +87,8 @@ sign() {
   mv "$work/$name.crt" "$out/$name.crt"
 }
 
-client_cert() {  # client_cert NAME [URI]
-  sign "$1" "$1" "URI:${2:-spiffe://cohort/$1}" clientAuth
+client_cert() {  # client_cert NAME [URI] [EKU]
+  sign "$1" "$1" "URI:${2:-spiffe://cohort/$1}" "${3:-clientAuth}"
 }
 
 server_cert() {
@@ -104,7 +109,17 @@ need_ca() {
 
 if [[ -n "$client" ]]; then
   need_ca
-  client_cert "$client" "$uri"
+  if [[ "$server_auth" == 1 ]]; then
+    client_cert "$client" "$uri" clientAuth,serverAuth
+  else
+    client_cert "$client" "$uri"
+  fi
+  exit 0
+fi
+if [[ -n "$server" ]]; then
+  [[ -n "$dns" ]] || { echo "mint-certs.sh: --server needs --dns" >&2; exit 2; }
+  need_ca
+  sign "$server" "${dns%%,*}" "DNS:${dns//,/,DNS:}" serverAuth
   exit 0
 fi
 if [[ "$rotate" == 1 ]]; then

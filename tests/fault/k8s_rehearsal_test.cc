@@ -1,18 +1,25 @@
-// A rehearsal of the Kubernetes deployment without Kubernetes (issue 12). The plaintext overlay
-// is rendered with `kubectl kustomize`, and the coordinator Deployment's and the agent
-// StatefulSet's containers run as plain processes with exactly the arguments and environment
-// the manifests give them: the pool ConfigMap through envFrom, the downward API (pod name,
-// namespace, the apps.kubernetes.io/pod-index label, the pod IP) and $(VAR) expansion as the
-// kubelet does it. What cannot exist here is replaced, and only that (Localize below):
+// A rehearsal of the Kubernetes deployment without Kubernetes (issue 12). An overlay is
+// rendered with `kubectl kustomize`, and the coordinator Deployment's and the agents' (a
+// StatefulSet, or a LeaderWorkerSet's worker template) containers run as plain processes with
+// exactly the arguments and environment the manifests give them: the pool ConfigMap through
+// envFrom, the downward API (pod name, namespace, pod labels, the pod IP), the environment the
+// LWS controller injects, and $(VAR) expansion as the kubelet does it. What cannot exist here is
+// replaced, and only that (Localize and CommandFor below):
 //   - the pods' fixed ports (0.0.0.0:N) become 127.0.0.1:0 (tests never use fixed ports), and
-//     the Service name in COHORT_COORDINATOR becomes the coordinator's loopback address;
-//   - the state volume's mount path becomes a scratch directory that outlives the coordinator
-//     process, as the PVC outlives its pod;
+//     the Service name in COHORT_COORDINATOR becomes the coordinator's loopback address; with
+//     TLS, the agent is told the Service name as the name to verify (--tls-server-name), since
+//     the name it dialled (cohort-coordinator) does not resolve here;
+//   - every volume mount path becomes a scratch directory holding what the volume would: the
+//     PVC (the state) one that outlives the coordinator process, as the PVC outlives its pod;
+//     an emptyDir a fresh one per pod; a Secret the files the test mints for it; a ConfigMap
+//     its rendered data keys. A volume of another kind fails the test;
 //   - COHORT_BACKEND=nccl becomes gloo (no GPU here; the NCCL path has its own tests).
-// It proves: pod name -> identity and pod index -> rank; pod N restarted after a planned leave
-// (SIGTERM) gets rank N back and the pool is READY again; a pod rescheduled to another node (a
-// new pod IP) keeps its rank; a rolling update of the coordinator (SIGTERM, then the new pod on
-// the same Service address and state volume) never takes the READY pool out of READY.
+// Plaintext overlay: pod name -> identity and pod index -> rank; pod N restarted after a planned
+// leave (SIGTERM) gets rank N back and the pool is READY again; a pod rescheduled to another node
+// (a new pod IP) keeps its rank; a rolling update of the coordinator (SIGTERM, then the new pod
+// on the same Service address and state volume) never takes the READY pool out of READY.
+// LWS overlay (on top of the tls overlay: Secrets, policy): worker index -> rank over mutual TLS
+// with the policy; a worker restarted after a planned leave gets its rank back.
 // Figures go to stdout ("rehearsal: ..."); every wait has a deadline and none bounds a time.
 #include <sys/wait.h>
 
@@ -23,9 +30,14 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "common/transport_security.h"
+#include "gmock/gmock.h"
+#include "tests/certs.h"
 #include "tests/cluster.h"
+#include "tests/fake_dns_server.h"
 #include "tests/http_get.h"
 #include "tests/scratch_dir.h"
 #include "yaml-cpp/yaml.h"
@@ -65,23 +77,30 @@ std::string Render(const std::string& overlay) {
   return out;
 }
 
-// What the downward API gives a pod.
+// What the downward API gives a pod, and the environment a controller injects into its
+// container (LWS_* from the LeaderWorkerSet controller).
 struct PodFacts {
   std::string name;
   std::string ip = "127.0.0.1";
   std::map<std::string, std::string> labels;
+  std::map<std::string, std::string> injected_env;
 };
 
-// One container of a rendered workload, with the ConfigMaps it can reference.
+// One container of a rendered workload, with its pod spec (the volumes) and the ConfigMaps it
+// can reference.
 struct Workload {
+  YAML::Node object;  // the whole rendered object
+  YAML::Node pod_spec;
   YAML::Node container;
   std::map<std::string, std::map<std::string, std::string>> config_maps;
 };
 
+// `kind`/`name` in `rendered`. The pod template: spec.template for the built-in workloads,
+// spec.leaderWorkerTemplate.workerTemplate for a LeaderWorkerSet (no leaderTemplate: the leader
+// runs the workers' template).
 absl::StatusOr<Workload> FindWorkload(const std::string& rendered, const std::string& kind,
                                       const std::string& name) {
   Workload w;
-  YAML::Node pod_spec;
   for (const YAML::Node& doc : YAML::LoadAll(rendered)) {
     if (!doc.IsMap()) continue;
     const std::string doc_kind = doc["kind"].as<std::string>("");
@@ -91,12 +110,17 @@ absl::StatusOr<Workload> FindWorkload(const std::string& rendered, const std::st
         w.config_maps[doc_name][kv.first.as<std::string>()] = kv.second.as<std::string>();
       }
     }
-    if (doc_kind == kind && doc_name == name) pod_spec = doc["spec"]["template"]["spec"];
+    if (doc_kind == kind && doc_name == name) {
+      w.object = doc;
+      w.pod_spec = kind == "LeaderWorkerSet"
+                       ? doc["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]
+                       : doc["spec"]["template"]["spec"];
+    }
   }
-  if (!pod_spec.IsDefined() || !pod_spec["containers"].IsSequence()) {
+  if (!w.pod_spec.IsDefined() || !w.pod_spec["containers"].IsSequence()) {
     return absl::NotFoundError(absl::StrCat("no ", kind, " ", name, " with containers"));
   }
-  w.container = pod_spec["containers"][0];
+  w.container = w.pod_spec["containers"][0];
   return w;
 }
 
@@ -138,6 +162,9 @@ absl::StatusOr<std::map<std::string, std::string>> ContainerEnv(
                                       "'; teach ContainerEnv what the kubelet puts there");
     }
   }
+  // The controller's variables (the LWS webhook adds them to the container unless it sets
+  // them itself).
+  for (const auto& [k, v] : pod.injected_env) env.emplace(k, v);
   return env;
 }
 
@@ -166,11 +193,99 @@ std::string Expand(const std::string& arg, const std::map<std::string, std::stri
   return out;
 }
 
+// What one pod's volumes are here: mount path -> scratch directory.
+using Mounts = std::map<std::string, std::string>;
+
+// Secret name -> key -> contents: what the cluster would hold (the test mints it).
+using Secrets = std::map<std::string, std::map<std::string, std::string>>;
+
+// Makes the scratch directories behind `w`'s container's volumeMounts for one pod, under
+// `pod_dir`: a persistentVolumeClaim is `pvc_dir` (shared, it outlives pods), an emptyDir a new
+// directory, a Secret the files of `secrets`, a ConfigMap its data keys (both as the kubelet
+// projects them without `items`). Any other volume fails.
+absl::StatusOr<Mounts> MountVolumes(const Workload& w, const std::string& pod_dir,
+                                    const std::string& pvc_dir, const Secrets& secrets) {
+  std::map<std::string, YAML::Node> volumes;
+  for (const YAML::Node& v : w.pod_spec["volumes"]) volumes[v["name"].as<std::string>()] = v;
+  Mounts mounts;
+  for (const YAML::Node& m : w.container["volumeMounts"]) {
+    const std::string name = m["name"].as<std::string>();
+    const std::string path = m["mountPath"].as<std::string>();
+    if (m["subPath"].IsDefined()) {
+      return absl::UnimplementedError("the rehearsal does not know subPath mounts (" + name + ")");
+    }
+    auto it = volumes.find(name);
+    if (it == volumes.end()) return absl::NotFoundError("volumeMount of no volume: " + name);
+    const YAML::Node& v = it->second;
+    if (v["persistentVolumeClaim"].IsDefined()) {
+      mounts[path] = pvc_dir;
+      continue;
+    }
+    const std::string dir = pod_dir + "/" + name;
+    if (mkdir(dir.c_str(), 0700) != 0) return absl::InternalError("cannot make " + dir);
+    mounts[path] = dir;
+    std::map<std::string, std::string> files;
+    if (v["emptyDir"].IsDefined()) {
+      continue;
+    } else if (v["secret"].IsDefined()) {
+      const std::string secret = v["secret"]["secretName"].as<std::string>("");
+      auto s = secrets.find(secret);
+      if (s == secrets.end()) {
+        return absl::NotFoundError("volume " + name + " mounts Secret " + secret +
+                                   ", which the rehearsal was given no files for");
+      }
+      files = s->second;
+    } else if (v["configMap"].IsDefined()) {
+      const std::string cm = v["configMap"]["name"].as<std::string>("");
+      auto c = w.config_maps.find(cm);
+      if (c == w.config_maps.end()) {
+        return absl::NotFoundError("volume " + name + " mounts no rendered ConfigMap: " + cm);
+      }
+      files = c->second;
+    } else {
+      return absl::UnimplementedError(absl::StrCat(
+          "volume ", name, " is of a kind the rehearsal does not know: ", YAML::Dump(v),
+          "\n(it knows persistentVolumeClaim, emptyDir, secret, configMap; teach MountVolumes)"));
+    }
+    if ((v["secret"].IsDefined() && v["secret"]["items"].IsDefined()) ||
+        (v["configMap"].IsDefined() && v["configMap"]["items"].IsDefined())) {
+      return absl::UnimplementedError("the rehearsal does not know `items` (volume " + name + ")");
+    }
+    for (const auto& [key, text] : files) ScratchDir::Write(dir + "/" + key, text);
+  }
+  return mounts;
+}
+
+// A path in `arg` under one of `mounts` (a path starting where no path character precedes it)
+// moved to its scratch directory; one pass, a mount inside another before the outer one.
+std::string MapMountPaths(const std::string& arg, const Mounts& mounts) {
+  auto path_char = [](char c) {
+    return absl::ascii_isalnum(c) || c == '/' || c == '.' || c == '_' || c == '-';
+  };
+  std::string out;
+  for (size_t i = 0; i < arg.size();) {
+    bool mapped = false;
+    if (arg[i] == '/' && (i == 0 || !path_char(arg[i - 1]))) {
+      for (auto m = mounts.rbegin(); m != mounts.rend() && !mapped; ++m) {
+        const std::string& path = m->first;
+        const size_t end = i + path.size();
+        if (arg.compare(i, path.size(), path) == 0 && (end == arg.size() || arg[end] == '/')) {
+          out += m->second;
+          i = end;
+          mapped = true;
+        }
+      }
+    }
+    if (!mapped) out += arg[i++];
+  }
+  return out;
+}
+
 // What cannot exist here (see the file comment): fixed pod ports, mount paths.
-std::string Localize(std::string arg, const std::string& state_dir) {
+std::string Localize(std::string arg, const Mounts& mounts) {
   const size_t any = arg.find("0.0.0.0:");
   if (any != std::string::npos) arg = arg.substr(0, any) + "127.0.0.1:0";
-  return absl::StrReplaceAll(arg, {{"/var/lib/cohort/state", state_dir}});
+  return MapMountPaths(arg, mounts);
 }
 
 // argv and env (for ChildProcess::Spawn) of `w`'s container for `pod`.
@@ -179,17 +294,29 @@ struct Command {
   std::vector<std::string> env;
 };
 
+// COHORT_COORDINATOR (the Service's host:port in the manifests) becomes the coordinator's
+// loopback address `service_address`; with `dns_authority` (a FakeDnsServer serving the
+// Service's host name as 127.0.0.1) it becomes dns://<dns_authority>/<Service host>:<port of
+// service_address> instead: the agent dials the Service's name, as in the cluster.
 absl::StatusOr<Command> CommandFor(const Workload& w, const std::string& binary,
-                                   const PodFacts& pod, const std::string& state_dir,
-                                   const std::string& service_address) {
+                                   const PodFacts& pod, const Mounts& mounts,
+                                   const std::string& service_address,
+                                   const std::string& dns_authority = "") {
   absl::StatusOr<std::map<std::string, std::string>> env =
       ContainerEnv(w, pod, {{"COHORT_BACKEND", "gloo"}});
   if (!env.ok()) return env.status();
-  if (auto it = env->find("COHORT_COORDINATOR"); it != env->end()) it->second = service_address;
   Command c;
   c.argv.push_back(binary);
   for (const YAML::Node& a : w.container["args"]) {
-    c.argv.push_back(Localize(Expand(a.as<std::string>(), *env), state_dir));
+    c.argv.push_back(Localize(Expand(a.as<std::string>(), *env), mounts));
+  }
+  for (auto& [k, v] : *env) v = MapMountPaths(v, mounts);
+  if (auto it = env->find("COHORT_COORDINATOR"); it != env->end()) {
+    const std::string service_host = it->second.substr(0, it->second.rfind(':'));
+    it->second = dns_authority.empty()
+                     ? service_address
+                     : absl::StrCat("dns://", dns_authority, "/", service_host,
+                                    service_address.substr(service_address.rfind(':')));
   }
   c.env = Cluster::NoPodEnv();
   for (const auto& [k, v] : *env) c.env.push_back(k + "=" + v);
@@ -210,31 +337,86 @@ std::optional<std::string> ReadAfter(ChildProcess& child, const std::string& mar
 
 class Rehearsal : public ::testing::Test {
  protected:
-  void SetUp() override {
+  // Renders deploy/k8s/overlays/<overlay> and finds the coordinator Deployment and the agents'
+  // workload (`agent_kind`: StatefulSet or LeaderWorkerSet, named cohort-agent).
+  void Load(const std::string& overlay, const std::string& agent_kind) {
     const std::string rendered =
-        Render(std::string(COHORT_SOURCE_DIR) + "/deploy/k8s/overlays/plaintext");
+        Render(std::string(COHORT_SOURCE_DIR) + "/deploy/k8s/overlays/" + overlay);
     ASSERT_FALSE(rendered.empty());
     absl::StatusOr<Workload> coordinator =
         FindWorkload(rendered, "Deployment", "cohort-coordinator");
     ASSERT_TRUE(coordinator.ok()) << coordinator.status();
-    absl::StatusOr<Workload> agents = FindWorkload(rendered, "StatefulSet", "cohort-agent");
+    absl::StatusOr<Workload> agents = FindWorkload(rendered, agent_kind, "cohort-agent");
     ASSERT_TRUE(agents.ok()) << agents.status();
     coordinator_ = *coordinator;
     agents_ = *agents;
-    for (const YAML::Node& doc : YAML::LoadAll(rendered)) {
-      if (doc["kind"].as<std::string>("") == "StatefulSet") {
-        replicas_ = doc["spec"]["replicas"].as<int>(0);
-      }
+    agent_kind_ = agent_kind;
+    if (agent_kind == "LeaderWorkerSet") {
+      // One group (replicas 1) of `size` pods; more groups are not one pool (docs/kubernetes.md).
+      ASSERT_EQ(agents_.object["spec"]["replicas"].as<int>(1), 1);
+      replicas_ = agents_.object["spec"]["leaderWorkerTemplate"]["size"].as<int>(0);
+    } else {
+      replicas_ = agents_.object["spec"]["replicas"].as<int>(0);
     }
     ASSERT_GT(replicas_, 0);
     state_dir_ = scratch_.path() + "/pvc";
     ASSERT_EQ(mkdir(state_dir_.c_str(), 0700), 0);
   }
 
+  // The pool ConfigMap (the one the agents' envFrom names).
+  const std::map<std::string, std::string>& Pool() const {
+    return agents_.config_maps.at(
+        agents_.container["envFrom"][0]["configMapRef"]["name"].as<std::string>());
+  }
+
+  // The name of agent pod `index`. StatefulSet: cohort-agent-<ordinal>. LeaderWorkerSet (one
+  // group, 0): the leader is <lws>-<group>, worker W of the group <lws>-<group>-<W> (the LWS
+  // controller names the leader StatefulSet <lws> and each group's worker StatefulSet
+  // <lws>-<group> with ordinals from 1; kubernetes-sigs/lws documentation, "Architecture and
+  // Relationship with StatefulSet").
+  std::string AgentPodName(int index) const {
+    if (agent_kind_ == "LeaderWorkerSet" && index > 0) {
+      return absl::StrCat("cohort-agent-0-", index);
+    }
+    return absl::StrCat("cohort-agent-", index);
+  }
+
+  // What the cluster gives agent pod `index` (pod IP `ip`): its name, labels, and for a
+  // LeaderWorkerSet the controller's labels and environment (kubernetes-sigs/lws,
+  // site/content/en/docs/reference/labels-annotations-and-environment-variables.md).
+  PodFacts AgentPod(int index, const std::string& ip) const {
+    PodFacts pod{.name = AgentPodName(index), .ip = ip};
+    if (agent_kind_ == "LeaderWorkerSet") {
+      // The leader's ordinal in the leader StatefulSet is its group index (0 here), worker W's
+      // in its group's worker StatefulSet is W: for group 0 this label equals the worker index
+      // by accident; the manifest does not read it (POD_INDEX is the worker-index label).
+      pod.labels["apps.kubernetes.io/pod-index"] = absl::StrCat(index);
+      pod.labels["leaderworkerset.sigs.k8s.io/name"] = "cohort-agent";
+      pod.labels["leaderworkerset.sigs.k8s.io/group-index"] = "0";
+      pod.labels["leaderworkerset.sigs.k8s.io/worker-index"] = absl::StrCat(index);
+      pod.injected_env["LWS_LEADER_ADDRESS"] =
+          absl::StrCat("cohort-agent-0.cohort-agent.", kNamespace);
+      pod.injected_env["LWS_GROUP_SIZE"] = absl::StrCat(replicas_);
+      pod.injected_env["LWS_WORKER_INDEX"] = absl::StrCat(index);
+    } else {
+      pod.labels["apps.kubernetes.io/pod-index"] = absl::StrCat(index);
+    }
+    return pod;
+  }
+
+  // A new directory for one pod's volumes, and what they hold.
+  absl::StatusOr<Mounts> MountsFor(const Workload& w, const std::string& pod_name) {
+    const std::string dir = absl::StrCat(scratch_.path(), "/", pod_name, "-", pod_starts_++);
+    if (mkdir(dir.c_str(), 0700) != 0) return absl::InternalError("cannot make " + dir);
+    return MountVolumes(w, dir, state_dir_, secrets_);
+  }
+
   // Starts the coordinator pod; `listen`: the Service's address to keep (empty: any port).
   void StartCoordinator(const std::string& pod_name) {
+    absl::StatusOr<Mounts> mounts = MountsFor(coordinator_, pod_name);
+    ASSERT_TRUE(mounts.ok()) << mounts.status();
     absl::StatusOr<Command> c =
-        CommandFor(coordinator_, Cluster::CoordinatorBinary(), {.name = pod_name}, state_dir_, "");
+        CommandFor(coordinator_, Cluster::CoordinatorBinary(), {.name = pod_name}, *mounts, "");
     ASSERT_TRUE(c.ok()) << c.status();
     if (!address_.empty()) {
       // The Service keeps its address across the rolling update: the new pod listens there.
@@ -249,17 +431,19 @@ class Rehearsal : public ::testing::Test {
     std::optional<std::string> listening = ReadAfter(*coordinator_process_, "listening on ");
     ASSERT_TRUE(listening.has_value()) << "the coordinator printed no address";
     address_ = *listening;
-    stub_ = v1::AdminService::NewStub(
-        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+    stub_ = v1::AdminService::NewStub(CreateChannel(address_, admin_security_));
   }
 
-  // Starts pod `index` of the StatefulSet (pod IP `ip`).
+  // Starts agent pod `index` (pod IP `ip`): StatefulSet ordinal or LWS worker index.
   void StartAgentPod(int index, const std::string& ip = "127.0.0.1") {
-    PodFacts pod{.name = absl::StrCat("cohort-agent-", index), .ip = ip};
-    pod.labels["apps.kubernetes.io/pod-index"] = absl::StrCat(index);
-    absl::StatusOr<Command> c = CommandFor(agents_, std::string(COHORT_BIN_DIR) + "/cohort-agent",
-                                           pod, state_dir_, address_);
+    const PodFacts pod = AgentPod(index, ip);
+    absl::StatusOr<Mounts> mounts = MountsFor(agents_, pod.name);
+    ASSERT_TRUE(mounts.ok()) << mounts.status();
+    absl::StatusOr<Command> c =
+        CommandFor(agents_, std::string(COHORT_BIN_DIR) + "/cohort-agent", pod, *mounts, address_,
+                   service_dns_ != nullptr ? service_dns_->authority() : "");
     ASSERT_TRUE(c.ok()) << c.status();
+    agent_commands_[index] = *c;
     const std::string log =
         absl::StrCat(scratch_.path(), "/", pod.name, "-", agent_starts_++, ".log");
     auto child = ChildProcess::Spawn(c->argv, log, c->env);
@@ -387,7 +571,14 @@ class Rehearsal : public ::testing::Test {
   ScratchDir scratch_;
   Workload coordinator_;
   Workload agents_;
+  std::string agent_kind_;
   int replicas_ = 0;
+  Secrets secrets_;                          // what the Secret volumes hold
+  TransportSecurityOptions admin_security_;  // the admin client's (insecure by default)
+  std::map<int, Command> agent_commands_;    // the last start of each agent pod
+  // The cluster DNS for the Service's name (null: agents get the coordinator's address).
+  std::unique_ptr<FakeDnsServer> service_dns_;
+  int pod_starts_ = 0;
   std::string state_dir_;
   std::string address_;
   std::unique_ptr<v1::AdminService::Stub> stub_;
@@ -399,8 +590,9 @@ class Rehearsal : public ::testing::Test {
 };
 
 TEST_F(Rehearsal, PlaintextOverlay_IdentityToRank_RestartedPodKeepsRank_RollingUpdateStaysReady) {
+  ASSERT_NO_FATAL_FAILURE(Load("plaintext", "StatefulSet"));
   // The manifests' own pool: the ConfigMap's world size, as many pods as the StatefulSet has.
-  const auto& pool = coordinator_.config_maps.begin()->second;
+  const auto& pool = Pool();
   const int world = std::stoi(pool.at("COHORT_WORLD_SIZE"));
   ASSERT_EQ(replicas_, world) << "the StatefulSet's replicas and the pool's world size differ";
 
@@ -533,6 +725,200 @@ TEST_F(Rehearsal, PlaintextOverlay_IdentityToRank_RestartedPodKeepsRank_RollingU
             << "); phases on the new pod: " << phases << "; generation " << restored->generation()
             << "; every pod READY on its " << groups
             << " communicators before, during (no coordinator) and after" << std::endl;
+}
+
+TEST_F(Rehearsal, LwsOverlay_WorkerIndexToRank_MutualTlsWithPolicy_RestartedWorkerKeepsRank) {
+  ASSERT_NO_FATAL_FAILURE(Load("lws", "LeaderWorkerSet"));
+  // The manifests' own pool: the ConfigMap's world size, as many pods as the LWS group has.
+  const auto& pool = Pool();
+  const int world = std::stoi(pool.at("COHORT_WORLD_SIZE"));
+  ASSERT_EQ(replicas_, world) << "the LeaderWorkerSet's size and the pool's world size differ";
+
+  // The two Secrets of the tls overlay, as docs/kubernetes.md ("TLS Secrets") says they must
+  // be, in cert-manager's layout. The coordinator's certificate names the Service only (no IP
+  // SAN): an agent that verified the loopback address it dials here would be refused.
+  TestCerts& certs = TestCerts::Get();
+  ASSERT_TRUE(certs.ok());
+  ASSERT_TRUE(certs.Mint(absl::StrCat("--server lws-coordinator --dns cohort-coordinator,",
+                                      "cohort-coordinator.", kNamespace, ".svc,",
+                                      "cohort-coordinator.", kNamespace, ".svc.cluster.local")));
+  ASSERT_TRUE(certs.Mint("--client lws-agents --uri spiffe://cohort/agents --server-auth"));
+  auto secret = [&](const std::string& name) {
+    return std::map<std::string, std::string>{
+        {"tls.crt", ScratchDir::Read(certs.Path(name + ".crt"))},
+        {"tls.key", ScratchDir::Read(certs.Path(name + ".key"))},
+        {"ca.crt", ScratchDir::Read(certs.Path("ca.crt"))}};
+  };
+  secrets_["cohort-coordinator-tls"] = secret("lws-coordinator");
+  secrets_["cohort-agent-tls"] = secret("lws-agents");
+  // The Service's name resolves (to the coordinator's loopback address) through a DNS server
+  // of the test's, so the agents dial cohort-coordinator and check the certificate for it.
+  service_dns_ = std::make_unique<FakeDnsServer>("cohort-coordinator", "127.0.0.1");
+  ASSERT_TRUE(service_dns_->ok());
+  // The admin client: a viewer of the policy (spiffe://cohort/viewer), checking the Service's
+  // name as cohortctl --tls-server-name does through kubectl port-forward.
+  admin_security_ = certs.Client("viewer");
+  admin_security_.server_name = "cohort-coordinator";
+
+  // --- Deploy: the coordinator pod, then the group's pods at once (the leader, then workers).
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator("cohort-coordinator-6c9d7f8b4-q7r2t"));
+  const absl::Time deployed = absl::Now();
+  for (int w = 0; w < world; ++w) ASSERT_NO_FATAL_FAILURE(StartAgentPod(w));
+  absl::StatusOr<v1::PoolState> ready =
+      WaitFor([&](const v1::PoolState& s) { return AllReadyAt(s, 1, world); });
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  const absl::Duration to_ready = absl::Now() - deployed;
+  // Pod name -> identity, worker index -> rank.
+  for (const v1::MemberState& m : ready->members()) {
+    EXPECT_EQ(m.identity(), AgentPodName(m.rank()));
+  }
+  EXPECT_EQ(AgentPodName(0), "cohort-agent-0");
+  EXPECT_EQ(AgentPodName(7), "cohort-agent-0-7");
+  const std::string log3 = ReadFile(agent_logs_[3]);
+  EXPECT_TRUE(absl::StrContains(log3, "identity cohort-agent-0-3 (from flag --identity")) << log3;
+  EXPECT_TRUE(absl::StrContains(log3, "rank hint 3 (from env POD_INDEX)")) << log3;
+  // What the agents were given: the Secret's files at their scratch paths, the Service's name
+  // (resolved by the test's DNS server), no --insecure and no --tls-server-name.
+  const Command& agent3 = agent_commands_[3];
+  std::map<std::string, std::string> env3;
+  for (const std::string& e : agent3.env) {
+    const size_t eq = e.find('=');
+    if (eq != std::string::npos) env3[e.substr(0, eq)] = e.substr(eq + 1);
+  }
+  for (const char* name : {"COHORT_TLS_CERT", "COHORT_TLS_KEY", "COHORT_TLS_CA"}) {
+    EXPECT_TRUE(absl::StartsWith(env3[name], scratch_.path())) << name << "=" << env3[name];
+  }
+  EXPECT_EQ(ScratchDir::Read(env3["COHORT_TLS_CERT"]), secrets_["cohort-agent-tls"]["tls.crt"]);
+  EXPECT_EQ(env3["LWS_WORKER_INDEX"], "3");
+  EXPECT_EQ(env3["POD_INDEX"], "3");
+  EXPECT_EQ(env3["COHORT_COORDINATOR"],
+            absl::StrCat("dns://", service_dns_->authority(), "/cohort-coordinator",
+                         address_.substr(address_.rfind(':'))));
+  EXPECT_GT(service_dns_->AnswersWith("127.0.0.1"), 0);
+  for (const std::string& a : agent3.argv) {
+    EXPECT_FALSE(absl::StartsWith(a, "--insecure") || absl::StartsWith(a, "--tls-server-name"))
+        << a;
+  }
+
+  // Mutual TLS and the mounted policy: no client certificate -> no connection; a certificate of
+  // the cluster's CA that no principal of policy.yaml names -> refused, and the refusal is in
+  // the audit log (--audit-log=/dev/stdout: the coordinator's stdout).
+  auto get_state_as = [&](const TransportSecurityOptions& security) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    v1::GetStateRequest request;
+    request.set_pool("default");
+    v1::GetStateResponse response;
+    return v1::AdminService::NewStub(CreateChannel(address_, security))
+        ->GetState(&context, request, &response);
+  };
+  TransportSecurityOptions anonymous = certs.Client("");
+  anonymous.server_name = "cohort-coordinator";
+  EXPECT_FALSE(get_state_as(anonymous).ok());
+  TransportSecurityOptions stranger = certs.Client("agent-0");  // spiffe://cohort/agent/agent-0
+  stranger.server_name = "cohort-coordinator";
+  const grpc::Status refused = get_state_as(stranger);
+  // No principal matches: UNAUTHENTICATED (docs/security.md).
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAUTHENTICATED) << refused.error_message();
+  std::optional<std::string> audit = ReadAfter(*coordinator_process_, "who=");
+  ASSERT_TRUE(audit.has_value())
+      << "no audit line for the refused Read on the coordinator's stdout";
+  audit = "who=" + *audit;
+  EXPECT_TRUE(absl::StrContains(*audit, "role=none action=Read pool=default")) << *audit;
+  EXPECT_TRUE(absl::StrContains(*audit, "result=UNAUTHENTICATED")) << *audit;
+
+  // --- Restart worker 3: the kubelet sends SIGTERM (a planned leave; restartPolicy None: the
+  // LWS controller recreates that pod alone), the pod comes back with the same environment.
+  const absl::Time sigterm = absl::Now();
+  agent_processes_[3]->Signal(SIGTERM);
+  std::optional<int> exited = agent_processes_[3]->WaitExit(kDeadline);
+  ASSERT_TRUE(exited.has_value()) << "cohort-agent-0-3 did not exit on SIGTERM";
+  EXPECT_TRUE(WIFEXITED(*exited) && WEXITSTATUS(*exited) == 0) << *exited;
+  const absl::Duration leave_took = absl::Now() - sigterm;
+  absl::StatusOr<v1::PoolState> degraded =
+      WaitFor([](const v1::PoolState& s) { return s.phase() == v1::POOL_PHASE_DEGRADED; });
+  ASSERT_TRUE(degraded.ok()) << degraded.status();
+  EXPECT_EQ(degraded->reason(), "left");
+  // The pod's environment without the paths of its volumes (a new pod has new scratch ones).
+  auto without_volumes = [&](const std::vector<std::string>& env) {
+    std::vector<std::string> kept;
+    for (const std::string& e : env) {
+      if (!absl::StrContains(e, scratch_.path())) kept.push_back(e);
+    }
+    return kept;
+  };
+  const std::vector<std::string> before_env = without_volumes(agent_commands_[3].env);
+  ASSERT_NO_FATAL_FAILURE(StartAgentPod(3));
+  absl::StatusOr<v1::PoolState> back =
+      WaitFor([&](const v1::PoolState& s) { return AllReadyAt(s, 2, world); });
+  ASSERT_TRUE(back.ok()) << back.status();
+  const absl::Duration leave_to_ready = absl::Now() - sigterm;
+  bool rank3 = false;
+  for (const v1::MemberState& m : back->members()) {
+    EXPECT_EQ(m.identity(), AgentPodName(m.rank()));
+    rank3 |= m.identity() == "cohort-agent-0-3" && m.rank() == 3;
+  }
+  EXPECT_TRUE(rank3);
+  // The same environment, up to the scratch directories of the new pod's volumes.
+  EXPECT_EQ(before_env, without_volumes(agent_commands_[3].env));
+  for (auto& [index, process] : agent_processes_) {
+    EXPECT_FALSE(process->WaitExit(absl::ZeroDuration()).has_value()) << "pod " << index;
+  }
+
+  std::cout << "rehearsal (lws, mTLS): world " << world << " = one LeaderWorkerSet group of "
+            << replicas_ << " (" << AgentPodName(0) << " .. " << AgentPodName(world - 1) << "; "
+            << pool.at("COHORT_DP") << "dp x " << pool.at("COHORT_CFG") << "cfg x "
+            << pool.at("COHORT_ULYSSES")
+            << "ulysses), gloo on loopback, mutual TLS + policy; the agents dial "
+            << "cohort-coordinator (resolved by the test's DNS server: "
+            << service_dns_->AnswersWith("127.0.0.1") << " answers)\n"
+            << "rehearsal (lws, mTLS): deploy -> READY (generation 1): "
+            << absl::FormatDuration(to_ready) << "; worker index = rank for all " << world << "\n"
+            << "rehearsal (lws, mTLS): no client certificate: no connection; a certificate of the "
+               "CA outside the policy: refused, audit line '"
+            << *audit << "'\n"
+            << "rehearsal (lws, mTLS): cohort-agent-0-3 SIGTERM -> exited 0 (leave + teardown): "
+            << absl::FormatDuration(leave_took) << "; DEGRADED reason '" << degraded->reason()
+            << "'; back as rank 3, READY (generation 2) " << absl::FormatDuration(leave_to_ready)
+            << " after the SIGTERM" << std::endl;
+}
+
+// A volume the rehearsal cannot stand in for fails it, saying which and why.
+TEST(RehearsalVolumes, UnknownVolumeKindFailsClearly) {
+  ScratchDir scratch;
+  Workload w;
+  w.pod_spec = YAML::Load(
+      "containers: [{name: agent, volumeMounts: [{name: host, mountPath: /data}]}]\n"
+      "volumes: [{name: host, hostPath: {path: /srv/data}}]\n");
+  w.container = w.pod_spec["containers"][0];
+  absl::StatusOr<Mounts> mounts = MountVolumes(w, scratch.path(), scratch.path(), {});
+  ASSERT_FALSE(mounts.ok());
+  EXPECT_EQ(mounts.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_TRUE(absl::StrContains(mounts.status().message(), "volume host is of a kind"))
+      << mounts.status();
+  EXPECT_TRUE(absl::StrContains(mounts.status().message(), "hostPath")) << mounts.status();
+  // A Secret the test gave no files for fails too.
+  w.pod_spec["volumes"][0] = YAML::Load("{name: host, secret: {secretName: nobody}}");
+  const std::string pod_dir = scratch / "pod-1";
+  ASSERT_EQ(mkdir(pod_dir.c_str(), 0700), 0);
+  mounts = MountVolumes(w, pod_dir, scratch.path(), {});
+  ASSERT_FALSE(mounts.ok());
+  EXPECT_TRUE(absl::StrContains(mounts.status().message(), "Secret nobody")) << mounts.status();
+}
+
+// Mount paths move in arguments and values, whole path components only.
+TEST(RehearsalVolumes, MountPathsMapToScratchDirectories) {
+  const Mounts mounts = {{"/etc/cohort/tls", "/s/tls"},
+                         {"/etc/cohort", "/s/etc"},
+                         {"/tmp", "/s/tmp"},
+                         {"/dev/shm", "/s/shm"}};
+  EXPECT_EQ(MapMountPaths("--tls-cert=/etc/cohort/tls/tls.crt", mounts),
+            "--tls-cert=/s/tls/tls.crt");
+  EXPECT_EQ(MapMountPaths("/etc/cohort/policy/policy.yaml", mounts), "/s/etc/policy/policy.yaml");
+  EXPECT_EQ(MapMountPaths("/tmp", mounts), "/s/tmp");
+  EXPECT_EQ(MapMountPaths("--audit-log=/dev/stdout", mounts), "--audit-log=/dev/stdout");
+  EXPECT_EQ(MapMountPaths("/tmpfs/x /var/tmp/y", mounts), "/tmpfs/x /var/tmp/y");
+  EXPECT_EQ(MapMountPaths("a=/tmp/x,b=/tmp/y", mounts), "a=/s/tmp/x,b=/s/tmp/y");
 }
 
 }  // namespace
