@@ -35,6 +35,10 @@ void CleanAgentMessage(v1::AgentMessage* m) {
       m->mutable_teardown()->set_error(Printable(m->teardown().error()));
       CleanGroups(m->mutable_teardown()->mutable_groups());
       break;
+    case v1::AgentMessage::kLeave:
+      // A reason for people, e.g. "Terminated (signal 15)": one short line.
+      m->mutable_leave()->set_reason(Printable(m->leave().reason(), 256));
+      break;
     default:
       break;
   }

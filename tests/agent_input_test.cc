@@ -68,6 +68,14 @@ TEST(CleanAgentMessage, FreeTextCutAndPrintable_GroupsBounded) {
   EXPECT_EQ(m.report().groups(0).error().find('\x07'), std::string::npos);
 }
 
+TEST(CleanAgentMessage, LeaveReasonCutAndPrintable) {
+  v1::AgentMessage m;
+  m.mutable_leave()->set_reason("\x1b[2J" + std::string(100000, 'r'));
+  CleanAgentMessage(&m);
+  EXPECT_LE(m.leave().reason().size(), 256u + 16);
+  EXPECT_EQ(m.leave().reason().find('\x1b'), std::string::npos);
+}
+
 TEST(ApplyTeardown, NamedGroupsOrEveryGroupTheScopeCovers_SameGenerationOnly) {
   v1::GenerationReport report;
   report.set_generation(2);
