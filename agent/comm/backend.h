@@ -30,6 +30,8 @@
 
 namespace cohort::agent {
 
+class NcclApi;  // nccl_api.h, in builds with NCCL
+
 enum class NcclGroupMode : int {
   // ncclCommSplit from the world, one split per group kind (colour = group index, key = rank in
   // group). No store traffic; every world rank takes part in every split.
@@ -54,6 +56,10 @@ struct BackendOptions {
   // <kind>/<index>" once a group's context is up), possibly from several threads at once, so a
   // test can act (e.g. cancel the build) at that point. Leave empty otherwise.
   std::function<void(std::string_view step)> build_step_hook;
+  // For tests only: the NCCL backend makes every NCCL and CUDA call through this instead of the
+  // real libraries (null: RealNcclApi()), so its code runs on a test double without a GPU. Not
+  // owned; must outlive the backend and every communicator it creates. Ignored by other backends.
+  NcclApi* nccl_api = nullptr;
 };
 
 struct WorldSpec {
@@ -131,7 +137,8 @@ class Backend {
 };
 
 // --- The registry: what this build compiled in. The agent asks these instead of testing
-// COHORT_WITH_NCCL or calling CUDA itself, so every CUDA and NCCL call stays in nccl_backend.cc.
+// COHORT_WITH_NCCL or calling CUDA itself, so every CUDA and NCCL call stays in the NCCL backend
+// (made through its NcclApi, nccl_api.h).
 
 // The names MakeBackend accepts in this build, preferred first: "nccl" (when compiled in),
 // "gloo", "none".

@@ -1,8 +1,5 @@
 #include "agent/comm/nccl_backend.h"
 
-#include <cuda_runtime_api.h>
-#include <nccl.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -10,6 +7,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "agent/comm/nccl_api.h"
 #include "agent/comm/nccl_status.h"
 
 namespace cohort::agent {
@@ -38,14 +36,18 @@ absl::Status Annotate(const absl::Status& s, absl::string_view prefix) {
 // Polls `comm` until it leaves ncclInProgress (NCCL's documented way to wait on a non-blocking
 // communicator: there is no completion callback).
 // Errors: the NCCL error it settled on; DEADLINE_EXCEEDED; ABORTED if `pause` says so.
-absl::Status AwaitComm(ncclComm_t comm, absl::Time deadline, absl::string_view what,
+absl::Status AwaitComm(NcclApi& api, ncclComm_t comm, absl::Time deadline, absl::string_view what,
                        PauseFn pause) {
   absl::Duration interval = kFirstPoll;
   for (;;) {
     ncclResult_t state = ncclInProgress;
-    COHORT_NCCL_RETURN_IF_ERROR(ncclCommGetAsyncError(comm, &state), comm);
+    if (absl::Status s = NcclToStatus(api, api.NcclCommGetAsyncError(comm, &state),
+                                      "ncclCommGetAsyncError(comm, &state)", comm);
+        !s.ok()) {
+      return s;
+    }
     if (state == ncclSuccess) return absl::OkStatus();
-    if (state != ncclInProgress) return NcclToStatus(state, what, comm);
+    if (state != ncclInProgress) return NcclToStatus(api, state, what, comm);
     const absl::Time now = absl::Now();
     if (now >= deadline) {
       return absl::DeadlineExceededError(absl::StrCat(what, " did not complete by the deadline"));
@@ -81,15 +83,15 @@ absl::StatusOr<ncclUniqueId> IdFromBytes(absl::string_view bytes, absl::string_v
   return id;
 }
 
-absl::StatusOr<ncclComm_t> InitRank(const ncclUniqueId& id, int nranks, int rank,
+absl::StatusOr<ncclComm_t> InitRank(NcclApi& api, const ncclUniqueId& id, int nranks, int rank,
                                     absl::Time deadline, const std::string& name) {
   ncclConfig_t config = NonBlockingConfig(name.c_str());
   ncclComm_t comm = nullptr;
-  absl::Status s = NcclToStatus(ncclCommInitRankConfig(&comm, nranks, id, rank, &config),
+  absl::Status s = NcclToStatus(api, api.NcclCommInitRankConfig(&comm, nranks, id, rank, &config),
                                 "ncclCommInitRankConfig", comm);
-  if (s.ok()) s = AwaitComm(comm, deadline, "ncclCommInitRankConfig", PlainPause);
+  if (s.ok()) s = AwaitComm(api, comm, deadline, "ncclCommInitRankConfig", PlainPause);
   if (!s.ok()) {
-    if (comm != nullptr) ncclCommAbort(comm);
+    if (comm != nullptr) api.NcclCommAbort(comm);
     if (s.code() == absl::StatusCode::kDeadlineExceeded) {
       return absl::DeadlineExceededError(
           absl::StrCat(s.message(), " (not every one of the ", nranks, " ranks joined; aborted)"));
@@ -99,19 +101,19 @@ absl::StatusOr<ncclComm_t> InitRank(const ncclUniqueId& id, int nranks, int rank
   return comm;
 }
 
-absl::StatusOr<ncclComm_t> Split(ncclComm_t parent, int color, int key, absl::Time deadline,
-                                 const std::string& name) {
+absl::StatusOr<ncclComm_t> Split(NcclApi& api, ncclComm_t parent, int color, int key,
+                                 absl::Time deadline, const std::string& name) {
   ncclConfig_t config = NonBlockingConfig(name.c_str());
   ncclComm_t comm = nullptr;
-  absl::Status s =
-      NcclToStatus(ncclCommSplit(parent, color, key, &comm, &config), "ncclCommSplit", parent);
+  absl::Status s = NcclToStatus(api, api.NcclCommSplit(parent, color, key, &comm, &config),
+                                "ncclCommSplit", parent);
   // Non-blocking split: both the parent and the new communicator report progress through their
   // async state.
-  if (s.ok()) s = AwaitComm(parent, deadline, "ncclCommSplit (parent)", PlainPause);
+  if (s.ok()) s = AwaitComm(api, parent, deadline, "ncclCommSplit (parent)", PlainPause);
   if (s.ok() && comm == nullptr) s = absl::InternalError("ncclCommSplit returned no communicator");
-  if (s.ok()) s = AwaitComm(comm, deadline, "ncclCommSplit", PlainPause);
+  if (s.ok()) s = AwaitComm(api, comm, deadline, "ncclCommSplit", PlainPause);
   if (!s.ok()) {
-    if (comm != nullptr) ncclCommAbort(comm);
+    if (comm != nullptr) api.NcclCommAbort(comm);
     return s;
   }
   return comm;
@@ -151,19 +153,19 @@ class NcclCommunicator final : public Communicator {
  public:
   // Takes ownership of the ready `comm`; creates the stream and the barrier scratch word. On
   // failure aborts `comm`.
-  static absl::StatusOr<std::unique_ptr<NcclCommunicator>> Wrap(GroupSpec group,
+  static absl::StatusOr<std::unique_ptr<NcclCommunicator>> Wrap(NcclApi& api, GroupSpec group,
                                                                 absl::Duration timeout, int device,
                                                                 ncclComm_t comm,
                                                                 GroupTiming timing) {
     std::unique_ptr<NcclCommunicator> c(
-        new NcclCommunicator(std::move(group), timeout, device, comm));
-    absl::Status s = CudaToStatus(cudaSetDevice(device), "cudaSetDevice");
+        new NcclCommunicator(api, std::move(group), timeout, device, comm));
+    absl::Status s = CudaToStatus(api, api.CudaSetDevice(device), "cudaSetDevice");
     if (s.ok()) {
-      s = CudaToStatus(cudaStreamCreateWithFlags(&c->stream_, cudaStreamNonBlocking),
+      s = CudaToStatus(api, api.CudaStreamCreateWithFlags(&c->stream_, cudaStreamNonBlocking),
                        "cudaStreamCreateWithFlags");
     }
     if (s.ok()) {
-      s = CudaToStatus(cudaMalloc(reinterpret_cast<void**>(&c->scratch_), sizeof(int32_t)),
+      s = CudaToStatus(api, api.CudaMalloc(reinterpret_cast<void**>(&c->scratch_), sizeof(int32_t)),
                        "cudaMalloc");
     }
     if (!s.ok()) {
@@ -180,28 +182,36 @@ class NcclCommunicator final : public Communicator {
 
   absl::Status DoAsyncError() const override {
     ncclResult_t state = ncclSuccess;
-    if (ncclResult_t r = ncclCommGetAsyncError(comm_, &state); r != ncclSuccess) {
-      return NcclToStatus(r, "ncclCommGetAsyncError", comm_);
+    if (ncclResult_t r = api_.NcclCommGetAsyncError(comm_, &state); r != ncclSuccess) {
+      return NcclToStatus(api_, r, "ncclCommGetAsyncError", comm_);
     }
     if (state == ncclSuccess || state == ncclInProgress) return absl::OkStatus();
-    return NcclToStatus(state, "asynchronous error", comm_);
+    return NcclToStatus(api_, state, "asynchronous error", comm_);
   }
   void* raw_handle() const override { return raw_.load(); }
   int device() const { return device_; }
 
   // NCCL's buffers are device memory: the value goes through a device word.
   absl::StatusOr<int64_t> SumOverGroup(int64_t value) override {
-    COHORT_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_));
+    if (absl::Status s = CudaToStatus(api_, api_.CudaSetDevice(device_), "cudaSetDevice(device_)");
+        !s.ok()) {
+      return s;
+    }
     void* word = nullptr;
-    COHORT_CUDA_RETURN_IF_ERROR(cudaMalloc(&word, sizeof(int64_t)));
-    absl::Status s = CudaToStatus(cudaMemcpy(word, &value, sizeof(value), cudaMemcpyHostToDevice),
-                                  "cudaMemcpy to the verification word");
+    if (absl::Status s = CudaToStatus(api_, api_.CudaMalloc(&word, sizeof(int64_t)),
+                                      "cudaMalloc(&word, sizeof(int64_t))");
+        !s.ok()) {
+      return s;
+    }
+    absl::Status s =
+        CudaToStatus(api_, api_.CudaMemcpy(word, &value, sizeof(value), cudaMemcpyHostToDevice),
+                     "cudaMemcpy to the verification word");
     if (s.ok()) s = AllReduce(word, 1, DataType::kInt64, ReduceOp::kSum);
     if (s.ok()) {
-      s = CudaToStatus(cudaMemcpy(&value, word, sizeof(value), cudaMemcpyDeviceToHost),
+      s = CudaToStatus(api_, api_.CudaMemcpy(&value, word, sizeof(value), cudaMemcpyDeviceToHost),
                        "cudaMemcpy from the verification word");
     }
-    cudaFree(word);
+    api_.CudaFree(word);
     if (!s.ok()) return s;
     return value;
   }
@@ -211,58 +221,59 @@ class NcclCommunicator final : public Communicator {
   absl::Status DoAllReduce(void* buf, size_t count, DataType dtype, ReduceOp op,
                            absl::Duration timeout) override {
     return Run("ncclAllReduce", timeout, [&] {
-      return ncclAllReduce(buf, buf, count, ToNccl(dtype), ToNccl(op), comm_, stream_);
+      return api_.NcclAllReduce(buf, buf, count, ToNccl(dtype), ToNccl(op), comm_, stream_);
     });
   }
 
   absl::Status DoAllGather(const void* in, void* out, size_t count, DataType dtype,
                            absl::Duration timeout) override {
     return Run("ncclAllGather", timeout,
-               [&] { return ncclAllGather(in, out, count, ToNccl(dtype), comm_, stream_); });
+               [&] { return api_.NcclAllGather(in, out, count, ToNccl(dtype), comm_, stream_); });
   }
 
   absl::Status DoBroadcast(void* buf, size_t count, DataType dtype, int root,
                            absl::Duration timeout) override {
-    return Run("ncclBroadcast", timeout,
-               [&] { return ncclBroadcast(buf, buf, count, ToNccl(dtype), root, comm_, stream_); });
+    return Run("ncclBroadcast", timeout, [&] {
+      return api_.NcclBroadcast(buf, buf, count, ToNccl(dtype), root, comm_, stream_);
+    });
   }
 
   absl::Status DoBarrier(absl::Duration timeout) override {
     // NCCL has no barrier: a one-word all-reduce completes only when every rank contributed.
     return Run("ncclAllReduce (barrier)", timeout, [&] {
-      return ncclAllReduce(scratch_, scratch_, 1, ncclInt32, ncclSum, comm_, stream_);
+      return api_.NcclAllReduce(scratch_, scratch_, 1, ncclInt32, ncclSum, comm_, stream_);
     });
   }
 
   absl::Status DoSend(const void* buf, size_t count, DataType dtype, int peer,
                       absl::Duration timeout) override {
     return Run("ncclSend", timeout,
-               [&] { return ncclSend(buf, count, ToNccl(dtype), peer, comm_, stream_); });
+               [&] { return api_.NcclSend(buf, count, ToNccl(dtype), peer, comm_, stream_); });
   }
 
   absl::Status DoRecv(void* buf, size_t count, DataType dtype, int peer,
                       absl::Duration timeout) override {
     return Run("ncclRecv", timeout,
-               [&] { return ncclRecv(buf, count, ToNccl(dtype), peer, comm_, stream_); });
+               [&] { return api_.NcclRecv(buf, count, ToNccl(dtype), peer, comm_, stream_); });
   }
 
   absl::Status DoAllToAll(const void* in, void* out, size_t count_per_peer, DataType dtype,
                           absl::Duration timeout) override {
     const size_t block = count_per_peer * DataTypeSize(dtype);
     return Run("ncclSend/ncclRecv (all-to-all)", timeout, [&] {
-      ncclResult_t r = ncclGroupStart();
+      ncclResult_t r = api_.NcclGroupStart();
       if (r != ncclSuccess) return r;
       ncclResult_t first = ncclSuccess;
       auto keep = [&](ncclResult_t x) {
         if (first == ncclSuccess && x != ncclSuccess && x != ncclInProgress) first = x;
       };
       for (int peer = 0; peer < size(); ++peer) {
-        keep(ncclSend(static_cast<const char*>(in) + peer * block, count_per_peer, ToNccl(dtype),
-                      peer, comm_, stream_));
-        keep(ncclRecv(static_cast<char*>(out) + peer * block, count_per_peer, ToNccl(dtype), peer,
-                      comm_, stream_));
+        keep(api_.NcclSend(static_cast<const char*>(in) + peer * block, count_per_peer,
+                           ToNccl(dtype), peer, comm_, stream_));
+        keep(api_.NcclRecv(static_cast<char*>(out) + peer * block, count_per_peer, ToNccl(dtype),
+                           peer, comm_, stream_));
       }
-      r = ncclGroupEnd();  // always close the group, even after an error inside it
+      r = api_.NcclGroupEnd();  // always close the group, even after an error inside it
       return first != ncclSuccess ? first : r;
     });
   }
@@ -273,38 +284,43 @@ class NcclCommunicator final : public Communicator {
   absl::Status Release(bool abort, absl::Time deadline) override {
     raw_.store(nullptr);
     if (comm_ == nullptr) return absl::OkStatus();
-    absl::Status status = CudaToStatus(cudaSetDevice(device_), "cudaSetDevice");
+    absl::Status status = CudaToStatus(api_, api_.CudaSetDevice(device_), "cudaSetDevice");
     bool do_abort = abort;
     if (!abort) {
       // Orderly: finalize flushes outstanding work and quiesces the proxy (non-blocking, polled),
       // after which ncclCommDestroy frees locally without blocking.
-      status = NcclToStatus(ncclCommFinalize(comm_), "ncclCommFinalize", comm_);
+      status = NcclToStatus(api_, api_.NcclCommFinalize(comm_), "ncclCommFinalize", comm_);
       if (status.ok()) {
-        status = AwaitComm(comm_, deadline, "ncclCommFinalize",
+        status = AwaitComm(api_, comm_, deadline, "ncclCommFinalize",
                            [this](absl::Duration d) { return PauseUnlessAborting(d); });
       }
       if (status.ok()) {
-        status = NcclToStatus(ncclCommDestroy(comm_), "ncclCommDestroy", comm_);
+        status = NcclToStatus(api_, api_.NcclCommDestroy(comm_), "ncclCommDestroy", comm_);
       } else {
         do_abort = true;
         status = Annotate(status, "orderly teardown failed, aborted instead: ");
       }
     }
     if (do_abort) {
-      absl::Status s = NcclToStatus(ncclCommAbort(comm_), "ncclCommAbort", nullptr);
+      absl::Status s = NcclToStatus(api_, api_.NcclCommAbort(comm_), "ncclCommAbort", nullptr);
       if (status.ok()) status = s;
     }
     comm_ = nullptr;
-    if (stream_ != nullptr) cudaStreamDestroy(stream_);
-    if (scratch_ != nullptr) cudaFree(scratch_);
+    if (stream_ != nullptr) api_.CudaStreamDestroy(stream_);
+    if (scratch_ != nullptr) api_.CudaFree(scratch_);
     stream_ = nullptr;
     scratch_ = nullptr;
     return Annotate(status, Describe());
   }
 
  private:
-  NcclCommunicator(GroupSpec group, absl::Duration timeout, int device, ncclComm_t comm)
-      : Communicator(std::move(group), timeout), device_(device), comm_(comm), raw_(comm) {}
+  NcclCommunicator(NcclApi& api, GroupSpec group, absl::Duration timeout, int device,
+                   ncclComm_t comm)
+      : Communicator(std::move(group), timeout),
+        api_(api),
+        device_(device),
+        comm_(comm),
+        raw_(comm) {}
 
   // Enqueues one op on the stream and waits until the stream has run it.
   absl::Status Run(absl::string_view what, absl::Duration timeout,
@@ -312,19 +328,28 @@ class NcclCommunicator final : public Communicator {
     const absl::Time deadline = absl::Now() + timeout;
     auto pause = [this](absl::Duration d) { return PauseUnlessAborting(d); };
     // The current device is per thread and ops may come from any thread.
-    COHORT_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_));
-    if (absl::Status s = NcclToStatus(enqueue(), what, comm_); !s.ok()) return s;
+    if (absl::Status s = CudaToStatus(api_, api_.CudaSetDevice(device_), "cudaSetDevice(device_)");
+        !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = NcclToStatus(api_, enqueue(), what, comm_); !s.ok()) return s;
     // A non-blocking communicator may still be enqueueing (ncclInProgress).
-    if (absl::Status s = AwaitComm(comm_, deadline, what, pause); !s.ok()) return s;
+    if (absl::Status s = AwaitComm(api_, comm_, deadline, what, pause); !s.ok()) return s;
     absl::Duration interval = kFirstPoll;
     for (;;) {
-      const cudaError_t e = cudaStreamQuery(stream_);
+      const cudaError_t e = api_.CudaStreamQuery(stream_);
       if (e == cudaSuccess) return absl::OkStatus();
-      if (e != cudaErrorNotReady) return CudaToStatus(e, absl::StrCat(what, " (stream)"));
+      if (e != cudaErrorNotReady) return CudaToStatus(api_, e, absl::StrCat(what, " (stream)"));
       // A peer that died shows up here, not on the stream.
       ncclResult_t state = ncclSuccess;
-      COHORT_NCCL_RETURN_IF_ERROR(ncclCommGetAsyncError(comm_, &state), comm_);
-      if (state != ncclSuccess && state != ncclInProgress) return NcclToStatus(state, what, comm_);
+      if (absl::Status s = NcclToStatus(api_, api_.NcclCommGetAsyncError(comm_, &state),
+                                        "ncclCommGetAsyncError(comm_, &state)", comm_);
+          !s.ok()) {
+        return s;
+      }
+      if (state != ncclSuccess && state != ncclInProgress) {
+        return NcclToStatus(api_, state, what, comm_);
+      }
       const absl::Time now = absl::Now();
       if (now >= deadline) {
         return absl::DeadlineExceededError(
@@ -337,6 +362,7 @@ class NcclCommunicator final : public Communicator {
     }
   }
 
+  NcclApi& api_;
   const int device_;
   ncclComm_t comm_;
   cudaStream_t stream_ = nullptr;
@@ -350,13 +376,17 @@ std::string NcclVersion() {
   return absl::StrFormat("%d.%d.%d", NCCL_MAJOR, NCCL_MINOR, NCCL_PATCH);
 }
 
-DeviceIdentity NcclDeviceIdentity(int device) {
+DeviceIdentity NcclDeviceIdentity(int device) { return NcclDeviceIdentity(RealNcclApi(), device); }
+
+DeviceIdentity NcclDeviceIdentity(NcclApi& api, int device) {
   DeviceIdentity identity;
   if (device < 0) return identity;
   char bus[64] = {0};
-  if (cudaDeviceGetPCIBusId(bus, sizeof(bus), device) == cudaSuccess) identity.pci_bus_id = bus;
+  if (api.CudaDeviceGetPCIBusId(bus, sizeof(bus), device) == cudaSuccess) {
+    identity.pci_bus_id = bus;
+  }
   cudaDeviceProp prop;
-  if (cudaGetDeviceProperties(&prop, device) == cudaSuccess) {
+  if (api.CudaGetDeviceProperties(&prop, device) == cudaSuccess) {
     std::string uuid = "GPU-";
     for (int i = 0; i < 16; ++i) {
       absl::StrAppendFormat(&uuid, "%02x", static_cast<unsigned char>(prop.uuid.bytes[i]));
@@ -364,7 +394,7 @@ DeviceIdentity NcclDeviceIdentity(int device) {
     }
     identity.gpu_uuid = uuid;
   }
-  cudaGetLastError();  // clear the sticky "no device" error for later calls
+  api.CudaGetLastError();  // clear the sticky "no device" error for later calls
   return identity;
 }
 
@@ -372,11 +402,20 @@ std::string GroupNcclIdKey(GroupKind kind, int group_index) {
   return absl::StrCat(GroupLabel(kind, group_index), "/nccl_id");
 }
 
-absl::StatusOr<std::string> NewNcclUniqueId() {
+absl::StatusOr<std::string> NewNcclUniqueId() { return NewNcclUniqueId(RealNcclApi()); }
+
+absl::StatusOr<std::string> NewNcclUniqueId(NcclApi& api) {
   ncclUniqueId id;
-  COHORT_NCCL_RETURN_IF_ERROR(ncclGetUniqueId(&id), nullptr);
+  if (absl::Status s = NcclToStatus(api, api.NcclGetUniqueId(&id), "ncclGetUniqueId(&id)", nullptr);
+      !s.ok()) {
+    return s;
+  }
   return IdToBytes(id);
 }
+
+NcclBackend::NcclBackend(BackendOptions options)
+    : Backend(std::move(options)),
+      api_(this->options().nccl_api != nullptr ? *this->options().nccl_api : RealNcclApi()) {}
 
 absl::StatusOr<std::unique_ptr<Backend>> MakeNcclBackend(const BackendOptions& options) {
   return std::make_unique<NcclBackend>(options);
@@ -385,10 +424,11 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeNcclBackend(const BackendOptions& o
 namespace {
 
 // Rank `rank_in_group` 0 creates and publishes the id under `key`; the others wait for it.
-absl::StatusOr<ncclUniqueId> ExchangeId(RendezvousStore& store, absl::string_view key, bool creator,
-                                        absl::Time deadline, absl::Duration* store_wait) {
+absl::StatusOr<ncclUniqueId> ExchangeId(NcclApi& api, RendezvousStore& store, absl::string_view key,
+                                        bool creator, absl::Time deadline,
+                                        absl::Duration* store_wait) {
   if (creator) {
-    absl::StatusOr<std::string> id = NewNcclUniqueId();
+    absl::StatusOr<std::string> id = NewNcclUniqueId(api);
     if (!id.ok()) return id.status();
     if (absl::Status s = store.Set(key, *id); !s.ok()) return s;
     return IdFromBytes(*id, key);
@@ -409,7 +449,8 @@ absl::StatusOr<std::unique_ptr<Communicator>> NcclBackend::CreateWorld(const Wor
   if (absl::Status s = ValidateWorldSpec(spec); !s.ok()) return s;
   const absl::Time start = absl::Now();
   const std::string label = "nccl world/0: ";
-  if (absl::Status s = CudaToStatus(cudaSetDevice(spec.device_index), "cudaSetDevice"); !s.ok()) {
+  if (absl::Status s = CudaToStatus(api_, api_.CudaSetDevice(spec.device_index), "cudaSetDevice");
+      !s.ok()) {
     return Annotate(s, absl::StrCat(label, "device ", spec.device_index, ": "));
   }
   GroupTiming timing;
@@ -417,14 +458,14 @@ absl::StatusOr<std::unique_ptr<Communicator>> NcclBackend::CreateWorld(const Wor
   timing.group_size = spec.world_size;
   timing.method = "unique_id";
   absl::StatusOr<ncclUniqueId> id =
-      ExchangeId(store, kWorldNcclIdKey, spec.rank == 0, deadline, &timing.store_wait);
+      ExchangeId(api_, store, kWorldNcclIdKey, spec.rank == 0, deadline, &timing.store_wait);
   if (!id.ok()) return Annotate(id.status(), label);
   absl::StatusOr<ncclComm_t> comm =
-      InitRank(*id, spec.world_size, spec.rank, deadline, "cohort world/0");
+      InitRank(api_, *id, spec.world_size, spec.rank, deadline, "cohort world/0");
   if (!comm.ok()) return Annotate(comm.status(), label);
   timing.total = absl::Now() - start;
   absl::StatusOr<std::unique_ptr<NcclCommunicator>> wrapped = NcclCommunicator::Wrap(
-      WorldGroup(spec), options().op_timeout, spec.device_index, *comm, std::move(timing));
+      api_, WorldGroup(spec), options().op_timeout, spec.device_index, *comm, std::move(timing));
   if (!wrapped.ok()) return Annotate(wrapped.status(), label);
   return std::unique_ptr<Communicator>(*std::move(wrapped));
 }
@@ -442,7 +483,8 @@ absl::StatusOr<GroupSet> NcclBackend::CreateGroups(Communicator& world,
     return absl::FailedPreconditionError(absl::StrCat("nccl: the world communicator is ",
                                                       CommStateName(world.state()), ", not ready"));
   }
-  if (absl::Status s = CudaToStatus(cudaSetDevice(nccl_world->device()), "cudaSetDevice");
+  if (absl::Status s =
+          CudaToStatus(api_, api_.CudaSetDevice(nccl_world->device()), "cudaSetDevice");
       !s.ok()) {
     return Annotate(s, "nccl: ");
   }
@@ -466,19 +508,19 @@ absl::StatusOr<GroupSet> NcclBackend::CreateGroups(Communicator& world,
     absl::StatusOr<ncclComm_t> comm;
     if (options().nccl_group_mode == NcclGroupMode::kSplitFromWorld) {
       timing.method = "split";
-      comm = Split(nccl_world->comm(), r.group_index, r.rank_in_group, deadline, name);
+      comm = Split(api_, nccl_world->comm(), r.group_index, r.rank_in_group, deadline, name);
     } else {
       timing.method = "unique_id";
       absl::StatusOr<ncclUniqueId> id =
-          ExchangeId(store, GroupNcclIdKey(r.kind, r.group_index), r.rank_in_group == 0, deadline,
-                     &timing.store_wait);
+          ExchangeId(api_, store, GroupNcclIdKey(r.kind, r.group_index), r.rank_in_group == 0,
+                     deadline, &timing.store_wait);
       if (!id.ok()) return fail(r, id.status());
-      comm = InitRank(*id, static_cast<int>(r.ranks.size()), r.rank_in_group, deadline, name);
+      comm = InitRank(api_, *id, static_cast<int>(r.ranks.size()), r.rank_in_group, deadline, name);
     }
     if (!comm.ok()) return fail(r, comm.status());
     timing.total = absl::Now() - start;
     absl::StatusOr<std::unique_ptr<NcclCommunicator>> wrapped =
-        NcclCommunicator::Wrap(r, options().op_timeout, nccl_world->device(), *comm, timing);
+        NcclCommunicator::Wrap(api_, r, options().op_timeout, nccl_world->device(), *comm, timing);
     if (!wrapped.ok()) return fail(r, wrapped.status());
     set.timings.push_back(timing);
     set.comms.push_back(*std::move(wrapped));

@@ -16,6 +16,9 @@
 // ranks must pass the same kinds in the same order). kPerGroupUniqueId: group rank 0 creates an id
 // and publishes "<kind>/<index>/nccl_id". Two ranks of one communicator cannot share a GPU
 // (NCCL refuses "Duplicate GPU detected" up to 2.29).
+//
+// Every NCCL and CUDA call goes through an NcclApi (nccl_api.h): BackendOptions::nccl_api, or
+// RealNcclApi() when that is null (production). Tests pass a double to run this code without a GPU.
 
 #ifndef COHORT_AGENT_COMM_NCCL_BACKEND_H_
 #define COHORT_AGENT_COMM_NCCL_BACKEND_H_
@@ -28,15 +31,24 @@
 
 namespace cohort::agent {
 
+class NcclApi;  // nccl_api.h
+
 // "2.21.5": the NCCL version compiled in.
 std::string NcclVersion();
 // QueryDeviceIdentity (backend.h) when NCCL is compiled in: cudaDeviceGetPCIBusId and the UUID of
-// cudaGetDeviceProperties. Clears CUDA's sticky "no device" error after failed calls.
+// cudaGetDeviceProperties, through RealNcclApi(). Clears CUDA's sticky "no device" error after
+// failed calls.
 DeviceIdentity NcclDeviceIdentity(int device);
+// The same through `api` (tests).
+DeviceIdentity NcclDeviceIdentity(NcclApi& api, int device);
 
 class NcclBackend final : public Backend {
  public:
-  explicit NcclBackend(BackendOptions options) : Backend(std::move(options)) {}
+  // Uses options.nccl_api, or RealNcclApi() when it is null.
+  explicit NcclBackend(BackendOptions options);
+
+  // The NCCL and CUDA calls of this backend and of its communicators go here.
+  NcclApi& api() const { return api_; }
 
   absl::string_view name() const override { return "nccl"; }
   std::string version() const override { return NcclVersion(); }
@@ -50,6 +62,9 @@ class NcclBackend final : public Backend {
   absl::StatusOr<GroupSet> CreateGroups(Communicator& world,
                                         const std::vector<GroupRequest>& requests,
                                         RendezvousStore& store, absl::Time deadline) override;
+
+ private:
+  NcclApi& api_;
 };
 
 // MakeBackend("nccl", options).
@@ -59,6 +74,8 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeNcclBackend(const BackendOptions& o
 // NCCL's bootstrap listener in this process, which stays until the id is used.
 // Errors: UNAVAILABLE / INTERNAL from ncclGetUniqueId (e.g. no usable network interface).
 absl::StatusOr<std::string> NewNcclUniqueId();
+// The same through `api` (RealNcclApi() above).
+absl::StatusOr<std::string> NewNcclUniqueId(NcclApi& api);
 
 // Store key of the world's id, and of a group's id in per-group-id mode.
 inline constexpr absl::string_view kWorldNcclIdKey = "world/nccl_id";

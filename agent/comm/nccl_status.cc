@@ -4,7 +4,8 @@
 
 namespace cohort::agent {
 
-absl::Status NcclToStatus(ncclResult_t result, absl::string_view expr, ncclComm_t comm) {
+absl::Status NcclToStatus(NcclApi& api, ncclResult_t result, absl::string_view expr,
+                          ncclComm_t comm) {
   if (result == ncclSuccess || result == ncclInProgress) return absl::OkStatus();
   absl::StatusCode code;
   switch (result) {
@@ -24,22 +25,22 @@ absl::Status NcclToStatus(ncclResult_t result, absl::string_view expr, ncclComm_
   }
   // ncclGetLastError is a thread-local/comm-local string with the detail NCCL logged; it is the
   // part that says *why* (e.g. "Duplicate GPU detected").
-  const char* last = ncclGetLastError(comm);
+  const char* last = api.NcclGetLastError(comm);
   return absl::Status(
-      code, absl::StrCat(expr, ": ", ncclGetErrorString(result),
+      code, absl::StrCat(expr, ": ", api.NcclGetErrorString(result),
                          (last != nullptr && *last != '\0') ? absl::StrCat(" (", last, ")")
                                                             : std::string()));
 }
 
-absl::Status CudaToStatus(cudaError_t result, absl::string_view expr) {
+absl::Status CudaToStatus(NcclApi& api, cudaError_t result, absl::string_view expr) {
   if (result == cudaSuccess) return absl::OkStatus();
   const absl::StatusCode code =
       (result == cudaErrorNoDevice || result == cudaErrorInsufficientDriver ||
        result == cudaErrorInvalidDevice)
           ? absl::StatusCode::kFailedPrecondition
           : absl::StatusCode::kInternal;
-  return absl::Status(
-      code, absl::StrCat(expr, ": ", cudaGetErrorName(result), ": ", cudaGetErrorString(result)));
+  return absl::Status(code, absl::StrCat(expr, ": ", api.CudaGetErrorName(result), ": ",
+                                         api.CudaGetErrorString(result)));
 }
 
 }  // namespace cohort::agent

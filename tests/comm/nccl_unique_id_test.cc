@@ -3,6 +3,7 @@
 #include <string>
 
 #include "agent/comm/backend.h"
+#include "agent/comm/nccl_api.h"
 #include "agent/comm/nccl_backend.h"
 #include "agent/comm/nccl_status.h"
 #include "gmock/gmock.h"
@@ -37,23 +38,26 @@ TEST(Nccl, StoreKeys_FollowTheLayoutNames) {
 }
 
 TEST(NcclStatus, InProgressIsNotAnError) {
-  EXPECT_THAT(NcclToStatus(ncclSuccess, "x"), IsOk());
-  EXPECT_THAT(NcclToStatus(ncclInProgress, "x"), IsOk());
+  EXPECT_THAT(NcclToStatus(RealNcclApi(), ncclSuccess, "x"), IsOk());
+  EXPECT_THAT(NcclToStatus(RealNcclApi(), ncclInProgress, "x"), IsOk());
 }
 
 TEST(NcclStatus, ErrorsCarryExpressionAndNcclText) {
-  EXPECT_THAT(NcclToStatus(ncclInvalidArgument, "ncclAllReduce(buf)"),
+  EXPECT_THAT(NcclToStatus(RealNcclApi(), ncclInvalidArgument, "ncclAllReduce(buf)"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ncclAllReduce(buf)")));
-  EXPECT_THAT(NcclToStatus(ncclRemoteError, "x"), StatusIs(absl::StatusCode::kUnavailable));
-  EXPECT_THAT(NcclToStatus(ncclSystemError, "x"), StatusIs(absl::StatusCode::kUnavailable));
-  EXPECT_THAT(NcclToStatus(ncclInvalidUsage, "x"), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(NcclToStatus(RealNcclApi(), ncclRemoteError, "x"),
+              StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(NcclToStatus(RealNcclApi(), ncclSystemError, "x"),
+              StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(NcclToStatus(RealNcclApi(), ncclInvalidUsage, "x"),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_THAT(
-      NcclToStatus(ncclInternalError, "x"),
+      NcclToStatus(RealNcclApi(), ncclInternalError, "x"),
       StatusIs(absl::StatusCode::kInternal, HasSubstr(ncclGetErrorString(ncclInternalError))));
 }
 
 absl::Status ReturnsViaMacro(ncclResult_t r) {
-  COHORT_NCCL_RETURN_IF_ERROR(r, nullptr);
+  COHORT_NCCL_RETURN_IF_ERROR(RealNcclApi(), r, nullptr);
   return absl::OkStatus();
 }
 
