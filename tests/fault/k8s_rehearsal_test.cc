@@ -510,6 +510,21 @@ class Rehearsal : public ::testing::Test {
   }
 
   // Polls GetState until `done`; every state seen goes to `seen` (when given).
+  // Pod `index` gets SIGTERM (a planned leave): it exits 0 (`took`: until then) and the pool goes
+  // DEGRADED with reason "left".
+  void LeaveAndExpectDegradedLeft(int index, absl::Duration* took) {
+    const absl::Time sigterm = absl::Now();
+    agent_processes_[index]->Signal(SIGTERM);
+    std::optional<int> exited = agent_processes_[index]->WaitExit(kDeadline);
+    ASSERT_TRUE(exited.has_value()) << "pod " << index << " did not exit on SIGTERM";
+    EXPECT_TRUE(WIFEXITED(*exited) && WEXITSTATUS(*exited) == 0) << *exited;
+    *took = absl::Now() - sigterm;
+    absl::StatusOr<v1::PoolState> degraded =
+        WaitFor([](const v1::PoolState& s) { return s.phase() == v1::POOL_PHASE_DEGRADED; });
+    ASSERT_TRUE(degraded.ok()) << degraded.status();
+    EXPECT_EQ(degraded->reason(), "left");
+  }
+
   absl::StatusOr<v1::PoolState> WaitFor(const std::function<bool(const v1::PoolState&)>& done,
                                         std::vector<v1::PoolPhase>* seen = nullptr) {
     const absl::Time deadline = absl::Now() + kDeadline;
@@ -614,15 +629,8 @@ TEST_F(Rehearsal, PlaintextOverlay_IdentityToRank_RestartedPodKeepsRank_RollingU
 
   // --- Restart pod 3: the kubelet sends SIGTERM (a planned leave), the pod comes back.
   const absl::Time sigterm = absl::Now();
-  agent_processes_[3]->Signal(SIGTERM);
-  std::optional<int> exited = agent_processes_[3]->WaitExit(kDeadline);
-  ASSERT_TRUE(exited.has_value()) << "pod 3 did not exit on SIGTERM";
-  EXPECT_TRUE(WIFEXITED(*exited) && WEXITSTATUS(*exited) == 0) << *exited;
-  const absl::Duration leave_took = absl::Now() - sigterm;
-  absl::StatusOr<v1::PoolState> degraded =
-      WaitFor([](const v1::PoolState& s) { return s.phase() == v1::POOL_PHASE_DEGRADED; });
-  ASSERT_TRUE(degraded.ok()) << degraded.status();
-  EXPECT_EQ(degraded->reason(), "left");
+  absl::Duration leave_took;
+  ASSERT_NO_FATAL_FAILURE(LeaveAndExpectDegradedLeft(3, &leave_took));
   ASSERT_NO_FATAL_FAILURE(StartAgentPod(3));
   absl::StatusOr<v1::PoolState> back =
       WaitFor([&](const v1::PoolState& s) { return AllReadyAt(s, 2, world); });
@@ -715,8 +723,8 @@ TEST_F(Rehearsal, PlaintextOverlay_IdentityToRank_RestartedPodKeepsRank_RollingU
             << "rehearsal: deploy -> READY (generation 1): " << absl::FormatDuration(to_ready)
             << "\n"
             << "rehearsal: pod 3 SIGTERM -> exited 0 (leave + teardown): "
-            << absl::FormatDuration(leave_took) << "; DEGRADED reason '" << degraded->reason()
-            << "'; pod 3 back as rank 3, READY (generation 2) "
+            << absl::FormatDuration(leave_took) << "; DEGRADED reason 'left'"
+            << "; pod 3 back as rank 3, READY (generation 2) "
             << absl::FormatDuration(leave_to_ready) << " after the SIGTERM\n"
             << "rehearsal: coordinator rolling update: old pod SIGTERM -> exited 0 in "
             << absl::FormatDuration(drain_took) << "; new pod start -> all " << world
@@ -830,15 +838,8 @@ TEST_F(Rehearsal, LwsOverlay_WorkerIndexToRank_MutualTlsWithPolicy_RestartedWork
   // --- Restart worker 3: the kubelet sends SIGTERM (a planned leave; restartPolicy None: the
   // LWS controller recreates that pod alone), the pod comes back with the same environment.
   const absl::Time sigterm = absl::Now();
-  agent_processes_[3]->Signal(SIGTERM);
-  std::optional<int> exited = agent_processes_[3]->WaitExit(kDeadline);
-  ASSERT_TRUE(exited.has_value()) << "cohort-agent-0-3 did not exit on SIGTERM";
-  EXPECT_TRUE(WIFEXITED(*exited) && WEXITSTATUS(*exited) == 0) << *exited;
-  const absl::Duration leave_took = absl::Now() - sigterm;
-  absl::StatusOr<v1::PoolState> degraded =
-      WaitFor([](const v1::PoolState& s) { return s.phase() == v1::POOL_PHASE_DEGRADED; });
-  ASSERT_TRUE(degraded.ok()) << degraded.status();
-  EXPECT_EQ(degraded->reason(), "left");
+  absl::Duration leave_took;
+  ASSERT_NO_FATAL_FAILURE(LeaveAndExpectDegradedLeft(3, &leave_took));
   // The pod's environment without the paths of its volumes (a new pod has new scratch ones).
   auto without_volumes = [&](const std::vector<std::string>& env) {
     std::vector<std::string> kept;
@@ -878,8 +879,8 @@ TEST_F(Rehearsal, LwsOverlay_WorkerIndexToRank_MutualTlsWithPolicy_RestartedWork
                "CA outside the policy: refused, audit line '"
             << *audit << "'\n"
             << "rehearsal (lws, mTLS): cohort-agent-0-3 SIGTERM -> exited 0 (leave + teardown): "
-            << absl::FormatDuration(leave_took) << "; DEGRADED reason '" << degraded->reason()
-            << "'; back as rank 3, READY (generation 2) " << absl::FormatDuration(leave_to_ready)
+            << absl::FormatDuration(leave_took) << "; DEGRADED reason 'left'"
+            << "; back as rank 3, READY (generation 2) " << absl::FormatDuration(leave_to_ready)
             << " after the SIGTERM" << std::endl;
 }
 

@@ -9,23 +9,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <fstream>
-#include <sstream>
-
 #include "tests/cluster.h"
+#include "tests/scratch_dir.h"
 
 namespace cohort::testing {
 namespace {
 
 constexpr absl::Duration kDeadline = absl::Seconds(60);
 const ParallelConfig kConfig{.world_size = 4, .data_parallel_size = 2, .ulysses_degree = 2};
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
 
 // Agent r as a StatefulSet pod: identity and rank hint from POD_NAME / POD_INDEX.
 std::vector<std::string> PodEnv(int r) {
@@ -54,7 +45,7 @@ TEST(PlannedLeave, SigtermOnReadyAgent_LeftNotLost_DegradedLeft_StandbyRefillsRe
   std::optional<int> exited = cluster.agent(2).WaitExit(kDeadline);
   ASSERT_TRUE(exited.has_value()) << "the agent did not exit on SIGTERM";
   EXPECT_TRUE(WIFEXITED(*exited) && WEXITSTATUS(*exited) == 0) << *exited;
-  const std::string log = ReadFile(cluster.pod_agent_log(2));
+  const std::string log = ScratchDir::Read(cluster.pod_agent_log(2));
   EXPECT_TRUE(absl::StrContains(log, "the coordinator recorded the leave")) << log;
 
   absl::StatusOr<v1::PoolState> refilled = cluster.WaitFor(
@@ -112,14 +103,15 @@ TEST(PlannedLeave, SigtermWhileStillJoining_ExitsAtOnceNotAfterTheConnectTimeout
   ASSERT_TRUE(agent.has_value());
   // Printed right before the first join starts.
   std::optional<std::string> health = agent->ReadLine(kDeadline);
-  ASSERT_TRUE(health.has_value() && absl::StartsWith(*health, "health on ")) << ReadFile(log);
+  ASSERT_TRUE(health.has_value() && absl::StartsWith(*health, "health on "))
+      << ScratchDir::Read(log);
 
   agent->Signal(SIGTERM);
   std::optional<int> exited = agent->WaitExit(kDeadline);
-  ASSERT_TRUE(exited.has_value()) << "still joining after SIGTERM: " << ReadFile(log);
+  ASSERT_TRUE(exited.has_value()) << "still joining after SIGTERM: " << ScratchDir::Read(log);
   EXPECT_TRUE(WIFEXITED(*exited) && WEXITSTATUS(*exited) == 0) << *exited;
-  EXPECT_TRUE(absl::StrContains(ReadFile(log), "before the agent joined: nothing to leave"))
-      << ReadFile(log);
+  EXPECT_TRUE(absl::StrContains(ScratchDir::Read(log), "before the agent joined: nothing to leave"))
+      << ScratchDir::Read(log);
   close(fd);
   std::remove(log.c_str());
 }
