@@ -31,7 +31,6 @@ namespace {
 
 std::atomic<long> g_live_buffers{0};
 std::atomic<long> g_live_streams{0};
-std::atomic<long> g_live_stream_threads{0};
 
 // With COHORT_NCCL_DOUBLE_STATUS set, "<that path>.cuda" holds the live allocations and streams
 // after every cudaMalloc/cudaFree/stream create/destroy, so that a test can see leaks.
@@ -100,7 +99,6 @@ void Drain(std::shared_ptr<StreamState> s) {
     s->cv.notify_all();
   }
   s->has_thread = false;
-  --g_live_stream_threads;
 }
 
 }  // namespace
@@ -122,15 +120,9 @@ void cohort_double_stream_enqueue(cudaStream_t stream, void (*fn)(void*), void* 
   s->queue.emplace_back([fn, arg] { fn(arg); });
   if (!s->has_thread) {
     s->has_thread = true;
-    ++g_live_stream_threads;
     std::thread(Drain, s).detach();
   }
   s->cv.notify_all();
-}
-
-void cohort_double_cuda_counters(long* live_buffers, long* live_stream_threads) {
-  if (live_buffers != nullptr) *live_buffers = g_live_buffers.load();
-  if (live_stream_threads != nullptr) *live_stream_threads = g_live_stream_threads.load();
 }
 
 cudaError_t CUDARTAPI cudaGetDeviceCount(int* count) {

@@ -157,18 +157,23 @@ namespace {
 std::mutex g_registry_mu;
 std::set<std::shared_ptr<CommState>>* g_live = new std::set<std::shared_ptr<CommState>>();
 long g_created = 0, g_destroyed = 0, g_aborted = 0;
+// ncclCommAbort calls running now, and the most ever at once (parallel teardown shows here).
+std::atomic<int> g_aborting{0};
+std::atomic<int> g_aborting_max{0};
 
+// Rewrites the status file (COHORT_NCCL_DOUBLE_STATUS) with the counters as they are now; one
+// writer at a time, so the last write has the latest counters.
 void WriteStatus() {
   static const std::string path = EnvString("COHORT_NCCL_DOUBLE_STATUS", "");
   if (path.empty()) return;
-  long buffers = 0, stream_threads = 0;
-  cohort_double_cuda_counters(&buffers, &stream_threads);
+  static std::mutex write_mu;
+  std::lock_guard<std::mutex> write_lock(write_mu);
   std::ostringstream out;
   {
     std::lock_guard<std::mutex> lock(g_registry_mu);
     out << "comms_live " << g_live->size() << "\ncomms_created " << g_created
         << "\ncomms_destroyed " << g_destroyed << "\ncomms_aborted " << g_aborted
-        << "\nbuffers_live " << buffers << "\n";
+        << "\naborts_concurrent_max " << g_aborting_max.load() << "\n";
   }
   const std::string tmp = path + ".tmp" + std::to_string(getpid());
   {
@@ -1226,10 +1231,15 @@ ncclResult_t ncclCommAbort(ncclComm_t comm) {
   if (comm == nullptr) return ncclSuccess;  // as NCCL: aborting nothing is fine
   if (!ValidComm(comm)) return Err(ncclInvalidArgument, "comm is invalid");
   comm->s->aborted = true;  // wakes every wait at once; the delay is the proxy's teardown
+  const int now = ++g_aborting;
+  for (int seen = g_aborting_max.load();
+       now > seen && !g_aborting_max.compare_exchange_weak(seen, now);) {
+  }
   if (const int ms = AbortDelayMs(); ms > 0) {
     std::this_thread::sleep_for(std::chrono::milliseconds(ms));
   }
   Release(comm, /*aborted=*/true);
+  --g_aborting;
   return ncclSuccess;
 }
 
