@@ -204,8 +204,8 @@ Times RunOnce(const Options& o) {
 
 void Print(const std::string& label, const Times& t, int comms) {
   std::printf(
-      "raw_nccl %s comms=%d init_ms=%.1f splits_ms=%.1f verify_ms=%.1f destroy_ms=%.1f "
-      "ready_ms=%.1f\n",
+      "raw_nccl %s comms=%d init_ms=%.2f splits_ms=%.2f verify_ms=%.2f destroy_ms=%.2f "
+      "ready_ms=%.2f\n",
       label.c_str(), comms, t.init_ms, t.splits_ms, t.verify_ms, t.destroy_ms, t.ready_ms);
   std::fflush(stdout);
 }
