@@ -71,6 +71,8 @@ for b in "${need[@]}"; do
 done
 command -v python3 >/dev/null || die_usage "python3 is needed to read cohortctl's JSON"
 
+# The traps report on the script's own stdout/stderr (3 and 4), wherever a step had redirected them.
+exec 3>&1 4>&2
 work=$(mktemp -d -t cohort-gpu-check.XXXXXX)
 pids=()
 # shellcheck disable=SC2317  # called by the traps
@@ -85,10 +87,10 @@ cleanup() {
     sleep 0.1
   done
   for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null; done
-  if [[ $keep == 1 ]]; then echo "logs kept in $work"; else rm -rf "$work"; fi
+  if [[ $keep == 1 ]]; then echo "logs kept in $work" >&3; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
-trap 'echo "interrupted" >&2; exit 130' INT TERM
+trap 'echo "interrupted" >&4; exit 130' INT TERM
 
 if [[ $fake == 1 ]]; then
   [[ -n $fake_lib ]] || fake_lib=$bin/../nccl-double
@@ -121,11 +123,20 @@ failed=0
 row() { rows+=("$1|$2|$3|$4|$5"); [[ $2 == ok || $2 == skip ]] || failed=1; }
 note() { echo "[$(( SECONDS - start_s ))s] $*"; }
 
-ctl() {  # ctl SUBCOMMAND ARGS...
+# Children run in the background and are waited for: a signal then interrupts the wait at once
+# (the traps run), and cleanup stops every child still running.
+run_bg() {  # run_bg COMMAND...: starts it, sets last_pid
+  "$@" &
+  last_pid=$!
+  pids+=("$last_pid")
+}
+run() { run_bg "$@"; wait "$last_pid"; }
+ctl_bg() {  # ctl_bg SUBCOMMAND ARGS...
   local sub=$1
   shift
-  "$bin/cohortctl" "$sub" --insecure -c "$address" "$@"
+  run_bg "$bin/cohortctl" "$sub" --insecure -c "$address" "$@"
 }
+ctl() { ctl_bg "$@"; wait "$last_pid"; }
 # json FILE EXPR: evaluates EXPR over the parsed JSON document `s` of FILE.
 json() { python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print($2)" "$1" 2>/dev/null; }
 
@@ -202,7 +213,10 @@ phase_b() {
   done
   t0=$(now_ms)
   for p in b0 b1 b2 b3; do start_agent "$p" "agent-$p"; done
-  for p in b0 b1 b2 b3; do wait_ready "$p" & waits+=($!); done
+  for p in b0 b1 b2 b3; do
+    ctl_bg wait -p "$p" --state ready --timeout "$(tmo 120)s" >>"$work/ctl.log" 2>&1
+    waits+=("$last_pid")
+  done
   for w in "${waits[@]}"; do wait "$w" || ok=0; done
   local wall=$(($(now_ms) - t0))
   local per=""
@@ -219,7 +233,10 @@ phase_b() {
   t0=$(now_ms)
   ok=1
   waits=()
-  for p in b0 b1 b2 b3; do ctl destroy -p "$p" --all --wait --timeout "$(tmo 60)s" >>"$work/ctl.log" 2>&1 & waits+=($!); done
+  for p in b0 b1 b2 b3; do
+    ctl_bg destroy -p "$p" --all --wait --timeout "$(tmo 60)s" >>"$work/ctl.log" 2>&1
+    waits+=("$last_pid")
+  done
   for w in "${waits[@]}"; do wait "$w" || ok=0; done
   if [[ $ok == 1 ]]; then
     row b.4pools_destroy ok $(($(now_ms) - t0)) - "4 x cohortctl destroy --all at once"
@@ -290,7 +307,7 @@ else:
   row "$1" ok - "$2" "cohort ${2} ms vs raw ${3} ms: ${verdict}; $4"
 }
 phase_raw() {
-  if ! timeout -k 5 "$(tmo 120)" "$bin/nccl_raw_bench" --device "$device" --repeat 5 >"$work/raw.out" 2>"$work/raw.log"; then
+  if ! run timeout -k 5 "$(tmo 120)" "$bin/nccl_raw_bench" --device "$device" --repeat 5 >"$work/raw.out" 2>"$work/raw.log"; then
     row raw.first FAIL - - "nccl_raw_bench failed: $(tail -1 "$work/raw.log")"; return 1
   fi
   local first rest
@@ -309,7 +326,7 @@ phase_raw() {
 phase_teardown() {
   local env=()
   [[ $fake == 1 ]] && env=(env COHORT_NCCL_DOUBLE_ABORT_DELAY_MS=500)
-  if ! timeout -k 5 "$(tmo 180)" "${env[@]}" "$bin/nccl_teardown_bench" --device "$device" --repeat 3 \
+  if ! run timeout -k 5 "$(tmo 180)" "${env[@]}" "$bin/nccl_teardown_bench" --device "$device" --repeat 3 \
       >"$work/teardown.out" 2>"$work/teardown.log"; then
     row teardown.parallel FAIL - - "nccl_teardown_bench failed: $(tail -1 "$work/teardown.log")"; return 1
   fi
