@@ -17,6 +17,7 @@
 // 1 on a failed build or teardown, 2 on bad flags.
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
