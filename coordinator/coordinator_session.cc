@@ -385,6 +385,7 @@ absl::Status Coordinator::HandleAgentMessage(const std::string& session_id,
             member->generation == pool->generation) {
           // Replace the reported state of each group that changed; only groups the member
           // reported at READY exist (a rank is in one group of each kind).
+          std::string broken;  // the first group that went into error
           for (const v1::GroupReport& changed : message.group_states().groups()) {
             bool known = false;
             for (v1::GroupReport& g : *member->report.mutable_groups()) {
@@ -394,11 +395,24 @@ absl::Status Coordinator::HandleAgentMessage(const std::string& session_id,
               }
             }
             if (!known) continue;
-            Emit(*pool, v1::EVENT_KIND_GROUP_STATE, member->rank, member->identity,
-                 absl::StrCat(v1::GroupKind_Name(changed.kind()), " ", changed.index(), ": ",
-                              v1::CommState_Name(changed.state()),
-                              changed.error().empty() ? "" : " error: ", changed.error(),
-                              changed.async_error().empty() ? "" : " ", changed.async_error()));
+            const std::string what =
+                absl::StrCat(v1::GroupKind_Name(changed.kind()), " ", changed.index(), ": ",
+                             v1::CommState_Name(changed.state()),
+                             changed.error().empty() ? "" : " error: ", changed.error(),
+                             changed.async_error().empty() ? "" : " ", changed.async_error());
+            Emit(*pool, v1::EVENT_KIND_GROUP_STATE, member->rank, member->identity, what);
+            if (changed.state() == v1::COMM_STATE_ERROR && broken.empty()) broken = what;
+          }
+          // A communicator in error (NCCL's asynchronous error: a peer's network or process
+          // failed, or a failed op) cannot be used again: the generation is over. Every member
+          // aborts, and the next generation forms at once with the same members. (An abort the
+          // engine made itself, COMM_STATE_ABORTED, is its own business.)
+          if (!broken.empty() && pool->phases.phase() == v1::POOL_PHASE_READY) {
+            FailGeneration(*pool,
+                           absl::StrCat("rank ", member->rank, " (", member->identity,
+                                        ") reports a communicator in error: ", broken),
+                           done, v1::POOL_PHASE_DEGRADED, "communicator error");
+            MaybeStart(*pool, done);
           }
           Touch(*pool, done);
         }

@@ -90,7 +90,7 @@ class Cluster {
     const std::vector<std::string> transport = security_.agent(r);
     argv.insert(argv.end(), transport.begin(), transport.end());
     argv.insert(argv.end(), extra.begin(), extra.end());
-    std::vector<std::string> environment = NoPodEnv();
+    std::vector<std::string> environment = AgentEnv(r);
     environment.insert(environment.end(), env.begin(), env.end());
     agent_logs_[r] = absl::StrCat(log_dir_, "/agent-", r, "-", agent_starts_++, ".log");
     auto child = ChildProcess::Spawn(argv, agent_logs_[r], environment);
@@ -115,12 +115,17 @@ class Cluster {
     }
     argv.insert(argv.end(), extra.begin(), extra.end());
     auto child =
-        ChildProcess::Spawn(argv, absl::StrCat(log_dir_, "/agent-", r, ".log"), NoPodEnv());
+        ChildProcess::Spawn(argv, absl::StrCat(log_dir_, "/agent-", r, ".log"), AgentEnv(r));
     ASSERT_TRUE(child.has_value());
     agents_[r] = std::make_unique<ChildProcess>(std::move(*child));
   }
   void StartAgents(int n) {
     for (int r = 0; r < n; ++r) StartAgent(r, r);
+  }
+  // Environment changes for agent process number r, applied to every agent started from now on
+  // after NoPodEnv() (e.g. the NCCL double's library path and control files).
+  void set_agent_env(std::function<std::vector<std::string>(int r)> env) {
+    agent_env_ = std::move(env);
   }
   ChildProcess& agent(int r) { return *agents_.at(r); }
   // The stderr (log) file of the latest StartPodAgent(r, ...).
@@ -233,6 +238,15 @@ class Cluster {
     }
   }
 
+  std::vector<std::string> AgentEnv(int r) const {
+    std::vector<std::string> environment = NoPodEnv();
+    if (agent_env_) {
+      const std::vector<std::string> extra = agent_env_(r);
+      environment.insert(environment.end(), extra.begin(), extra.end());
+    }
+    return environment;
+  }
+
   const std::string& AgentTarget() const {
     return agent_target_.empty() ? address_ : agent_target_;
   }
@@ -247,6 +261,7 @@ class Cluster {
   std::map<int, std::string> agent_logs_;
   std::string address_;
   std::string agent_target_;
+  std::function<std::vector<std::string>(int r)> agent_env_;
   std::unique_ptr<agent::CoordinatorClient> client_;
 };
 

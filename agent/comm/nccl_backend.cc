@@ -21,13 +21,6 @@ constexpr absl::Duration kMaxPoll = absl::Milliseconds(1);
 // Pause between polls; returns true to give up (abort requested).
 using PauseFn = absl::FunctionRef<bool(absl::Duration)>;
 
-bool PlainPause(absl::Duration d) {
-  // Used only during creation, before any Communicator exists that Abort() could reach; the
-  // creation deadline bounds the loop.
-  absl::SleepFor(d);
-  return false;
-}
-
 absl::Status Annotate(const absl::Status& s, absl::string_view prefix) {
   if (s.ok()) return s;
   return absl::Status(s.code(), absl::StrCat(prefix, s.message()));
@@ -83,13 +76,14 @@ absl::StatusOr<ncclUniqueId> IdFromBytes(absl::string_view bytes, absl::string_v
   return id;
 }
 
+// Creation waits pause with `pause`, which the backend's CancelBuilds interrupts.
 absl::StatusOr<ncclComm_t> InitRank(NcclApi& api, const ncclUniqueId& id, int nranks, int rank,
-                                    absl::Time deadline, const std::string& name) {
+                                    absl::Time deadline, const std::string& name, PauseFn pause) {
   ncclConfig_t config = NonBlockingConfig(name.c_str());
   ncclComm_t comm = nullptr;
   absl::Status s = NcclToStatus(api, api.NcclCommInitRankConfig(&comm, nranks, id, rank, &config),
                                 "ncclCommInitRankConfig", comm);
-  if (s.ok()) s = AwaitComm(api, comm, deadline, "ncclCommInitRankConfig", PlainPause);
+  if (s.ok()) s = AwaitComm(api, comm, deadline, "ncclCommInitRankConfig", pause);
   if (!s.ok()) {
     if (comm != nullptr) api.NcclCommAbort(comm);
     if (s.code() == absl::StatusCode::kDeadlineExceeded) {
@@ -102,16 +96,16 @@ absl::StatusOr<ncclComm_t> InitRank(NcclApi& api, const ncclUniqueId& id, int nr
 }
 
 absl::StatusOr<ncclComm_t> Split(NcclApi& api, ncclComm_t parent, int color, int key,
-                                 absl::Time deadline, const std::string& name) {
+                                 absl::Time deadline, const std::string& name, PauseFn pause) {
   ncclConfig_t config = NonBlockingConfig(name.c_str());
   ncclComm_t comm = nullptr;
   absl::Status s = NcclToStatus(api, api.NcclCommSplit(parent, color, key, &comm, &config),
                                 "ncclCommSplit", parent);
   // Non-blocking split: both the parent and the new communicator report progress through their
   // async state.
-  if (s.ok()) s = AwaitComm(api, parent, deadline, "ncclCommSplit (parent)", PlainPause);
+  if (s.ok()) s = AwaitComm(api, parent, deadline, "ncclCommSplit (parent)", pause);
   if (s.ok() && comm == nullptr) s = absl::InternalError("ncclCommSplit returned no communicator");
-  if (s.ok()) s = AwaitComm(api, comm, deadline, "ncclCommSplit", PlainPause);
+  if (s.ok()) s = AwaitComm(api, comm, deadline, "ncclCommSplit", pause);
   if (!s.ok()) {
     if (comm != nullptr) api.NcclCommAbort(comm);
     return s;
@@ -417,6 +411,35 @@ NcclBackend::NcclBackend(BackendOptions options)
     : Backend(std::move(options)),
       api_(this->options().nccl_api != nullptr ? *this->options().nccl_api : RealNcclApi()) {}
 
+void NcclBackend::CancelBuilds(const std::string& reason) {
+  absl::MutexLock lock(&cancel_mu_);
+  cancelled_ = reason;
+}
+
+void NcclBackend::ResumeBuilds() {
+  absl::MutexLock lock(&cancel_mu_);
+  cancelled_.reset();
+}
+
+bool NcclBackend::PauseUnlessCancelled(absl::Duration d) {
+  absl::MutexLock lock(&cancel_mu_);
+  auto cancelled = [this]()
+                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(cancel_mu_) { return cancelled_.has_value(); };
+  cancel_mu_.AwaitWithTimeout(absl::Condition(&cancelled), d);
+  return cancelled_.has_value();
+}
+
+absl::Status NcclBackend::BuildError(const absl::Status& s, absl::string_view label) {
+  absl::MutexLock lock(&cancel_mu_);
+  // A cancel decides how the build ended, whatever the wait it interrupted reported (an ABORTED
+  // poll, or a store read cut short).
+  if (cancelled_.has_value()) {
+    return absl::AbortedError(absl::StrCat(label, "cancelled: ", *cancelled_));
+  }
+  if (s.ok()) return absl::AbortedError(absl::StrCat(label, "cancelled"));  // resumed since
+  return Annotate(s, label);
+}
+
 absl::StatusOr<std::unique_ptr<Backend>> MakeNcclBackend(const BackendOptions& options) {
   return std::make_unique<NcclBackend>(options);
 }
@@ -449,6 +472,8 @@ absl::StatusOr<std::unique_ptr<Communicator>> NcclBackend::CreateWorld(const Wor
   if (absl::Status s = ValidateWorldSpec(spec); !s.ok()) return s;
   const absl::Time start = absl::Now();
   const std::string label = "nccl world/0: ";
+  auto pause = [this](absl::Duration d) { return PauseUnlessCancelled(d); };
+  if (pause(absl::ZeroDuration())) return BuildError(absl::OkStatus(), label);
   if (absl::Status s = CudaToStatus(api_, api_.CudaSetDevice(spec.device_index), "cudaSetDevice");
       !s.ok()) {
     return Annotate(s, absl::StrCat(label, "device ", spec.device_index, ": "));
@@ -459,10 +484,10 @@ absl::StatusOr<std::unique_ptr<Communicator>> NcclBackend::CreateWorld(const Wor
   timing.method = "unique_id";
   absl::StatusOr<ncclUniqueId> id =
       ExchangeId(api_, store, kWorldNcclIdKey, spec.rank == 0, deadline, &timing.store_wait);
-  if (!id.ok()) return Annotate(id.status(), label);
+  if (!id.ok()) return BuildError(id.status(), label);
   absl::StatusOr<ncclComm_t> comm =
-      InitRank(api_, *id, spec.world_size, spec.rank, deadline, "cohort world/0");
-  if (!comm.ok()) return Annotate(comm.status(), label);
+      InitRank(api_, *id, spec.world_size, spec.rank, deadline, "cohort world/0", pause);
+  if (!comm.ok()) return BuildError(comm.status(), label);
   timing.total = absl::Now() - start;
   absl::StatusOr<std::unique_ptr<NcclCommunicator>> wrapped = NcclCommunicator::Wrap(
       api_, WorldGroup(spec), options().op_timeout, spec.device_index, *comm, std::move(timing));
@@ -494,11 +519,13 @@ absl::StatusOr<GroupSet> NcclBackend::CreateGroups(Communicator& world,
     std::vector<Communicator*> created;
     for (auto& c : set.comms) created.push_back(c.get());
     DestroyAll(created, /*abort=*/true);
-    return Annotate(s, absl::StrCat("nccl ", GroupLabel(r.kind, r.group_index), ": "));
+    return BuildError(s, absl::StrCat("nccl ", GroupLabel(r.kind, r.group_index), ": "));
   };
+  auto pause = [this](absl::Duration d) { return PauseUnlessCancelled(d); };
   // Sequential on purpose: a split is collective over the whole world, and every rank issues the
   // kinds in the same order, so rank A's k-th split meets rank B's k-th split.
   for (const GroupRequest& r : requests) {
+    if (pause(absl::ZeroDuration())) return fail(r, absl::OkStatus());
     const absl::Time start = absl::Now();
     const std::string name = absl::StrCat("cohort ", GroupLabel(r.kind, r.group_index));
     GroupTiming timing;
@@ -508,14 +535,15 @@ absl::StatusOr<GroupSet> NcclBackend::CreateGroups(Communicator& world,
     absl::StatusOr<ncclComm_t> comm;
     if (options().nccl_group_mode == NcclGroupMode::kSplitFromWorld) {
       timing.method = "split";
-      comm = Split(api_, nccl_world->comm(), r.group_index, r.rank_in_group, deadline, name);
+      comm = Split(api_, nccl_world->comm(), r.group_index, r.rank_in_group, deadline, name, pause);
     } else {
       timing.method = "unique_id";
       absl::StatusOr<ncclUniqueId> id =
           ExchangeId(api_, store, GroupNcclIdKey(r.kind, r.group_index), r.rank_in_group == 0,
                      deadline, &timing.store_wait);
       if (!id.ok()) return fail(r, id.status());
-      comm = InitRank(api_, *id, static_cast<int>(r.ranks.size()), r.rank_in_group, deadline, name);
+      comm = InitRank(api_, *id, static_cast<int>(r.ranks.size()), r.rank_in_group, deadline, name,
+                      pause);
     }
     if (!comm.ok()) return fail(r, comm.status());
     timing.total = absl::Now() - start;

@@ -5,9 +5,10 @@
 // Everything is non-blocking (ncclConfig_t.blocking = 0) and polled with ncclCommGetAsyncError
 // against a deadline, so nothing can hang for NCCL's own ~10 minute timeouts: a stuck init or
 // split is aborted at the deadline (ncclCommAbort, DEADLINE_EXCEEDED), a stuck op returns
-// DEADLINE_EXCEEDED and the communicator moves to kError, and Abort() from another thread wakes
-// every poll at once. NCCL has no completion callback, so these waits are polls (50 us doubling to
-// 1 ms); the pause between polls is an absl::Mutex wait that Abort() interrupts.
+// DEADLINE_EXCEEDED and the communicator moves to kError, Abort() from another thread wakes every
+// poll of an op at once, and CancelBuilds() wakes every init or split (which then aborts its own
+// communicator). NCCL has no completion callback, so these waits are polls (50 us doubling to
+// 1 ms); the pause between polls is an absl::Mutex wait that Abort()/CancelBuilds() interrupt.
 //
 // World: world rank 0 creates the unique id (ncclGetUniqueId; the id's bootstrap listener lives
 // in this process until every rank joined) and publishes it under "world/nccl_id"; the others
@@ -24,9 +25,12 @@
 #define COHORT_AGENT_COMM_NCCL_BACKEND_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "agent/comm/backend.h"
 
 namespace cohort::agent {
@@ -63,8 +67,22 @@ class NcclBackend final : public Backend {
                                         const std::vector<GroupRequest>& requests,
                                         RendezvousStore& store, absl::Time deadline) override;
 
+  // An init or split waiting for its peers stops polling at once, aborts its communicator
+  // (ncclCommAbort, on the building thread: NCCL's handle is not shared across threads) and the
+  // build ends with ABORTED "cancelled: <reason>"; builds started before ResumeBuilds() fail so
+  // at once.
+  void CancelBuilds(const std::string& reason) override;
+  void ResumeBuilds() override;
+
  private:
+  // Waits up to `d`, or until CancelBuilds(); true if cancelled.
+  bool PauseUnlessCancelled(absl::Duration d);
+  // ABORTED "<label>cancelled: <reason>" after a cancel, else `s` with `label` in front.
+  absl::Status BuildError(const absl::Status& s, absl::string_view label);
+
   NcclApi& api_;
+  absl::Mutex cancel_mu_;
+  std::optional<std::string> cancelled_ ABSL_GUARDED_BY(cancel_mu_);
 };
 
 // MakeBackend("nccl", options).

@@ -65,7 +65,9 @@ TEST(PlannedLeave, SigtermOnReadyAgent_LeftNotLost_DegradedLeft_StandbyRefillsRe
       EXPECT_EQ(m.phase(), v1::MEMBER_PHASE_LEFT);
       EXPECT_LT(m.rank(), 0) << "the standby took its rank";
     }
-    if (m.identity() == "cohort-agent-4") EXPECT_EQ(m.rank(), 2);
+    if (m.identity() == "cohort-agent-4") {
+      EXPECT_EQ(m.rank(), 2);
+    }
   }
   EXPECT_EQ(refilled->members_failed(), 0);
   int left = 0;

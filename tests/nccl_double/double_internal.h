@@ -1,0 +1,22 @@
+// What the two stand-in libraries of the NCCL double share (README.md in this folder): the fake
+// CUDA runtime (libcudart.so.13) exports these C functions next to the CUDA API, and the fake NCCL
+// (libnccl.so.2) calls them to run its operations on CUDA streams. Not part of any real library;
+// nothing outside tests/nccl_double calls them.
+#ifndef COHORT_TESTS_NCCL_DOUBLE_DOUBLE_INTERNAL_H_
+#define COHORT_TESTS_NCCL_DOUBLE_DOUBLE_INTERNAL_H_
+
+#include <cuda_runtime_api.h>
+
+extern "C" {
+
+// Runs fn(arg) on `stream` after everything enqueued on it before, on the stream's own thread
+// (the null stream: at once, on the caller's thread). cudaStreamQuery(stream) answers
+// cudaErrorNotReady until fn has returned, as for a kernel still running.
+void cohort_double_stream_enqueue(cudaStream_t stream, void (*fn)(void*), void* arg);
+
+// Live allocations (cudaMalloc not yet freed) and streams whose thread still runs.
+void cohort_double_cuda_counters(long* live_buffers, long* live_stream_threads);
+
+}  // extern "C"
+
+#endif  // COHORT_TESTS_NCCL_DOUBLE_DOUBLE_INTERNAL_H_
