@@ -75,19 +75,27 @@ command -v python3 >/dev/null || die_usage "python3 is needed to read cohortctl'
 exec 3>&1 4>&2
 work=$(mktemp -d -t cohort-gpu-check.XXXXXX)
 pids=()
+coordinator_pid=""
 # shellcheck disable=SC2317  # called by the traps
 cleanup() {
   trap - EXIT INT TERM
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-  # Bounded: anything still alive after 5 s is killed.
+  # The agents first (a planned leave the coordinator can still answer), then the coordinator;
+  # bounded: anything still alive after 5 s is killed.
+  stop_all "${pids[@]}"
+  [[ -n $coordinator_pid ]] && stop_all "$coordinator_pid"
+  if [[ $keep == 1 ]]; then echo "logs kept in $work" >&3; else rm -rf "$work"; fi
+}
+# shellcheck disable=SC2317  # called by cleanup
+stop_all() {  # stop_all PID...: TERM, up to 5 s, then KILL
+  local pid alive
+  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null; done
   for _ in $(seq 50); do
     alive=0
-    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    for pid in "$@"; do kill -0 "$pid" 2>/dev/null && alive=1; done
     [[ $alive == 0 ]] && break
     sleep 0.1
   done
-  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null; done
-  if [[ $keep == 1 ]]; then echo "logs kept in $work" >&3; else rm -rf "$work"; fi
+  for pid in "$@"; do kill -KILL "$pid" 2>/dev/null; done
 }
 trap cleanup EXIT
 trap 'echo "interrupted" >&4; exit 130' INT TERM
@@ -166,7 +174,7 @@ note "binaries: $bin"
 # --- the coordinator --------------------------------------------------------------------------
 "$bin/cohort-coordinator" --insecure --listen 127.0.0.1:0 --port-file "$work/port" \
   --log-level warn >"$work/coordinator.out" 2>"$work/coordinator.log" &
-pids+=($!)
+coordinator_pid=$!
 for _ in $(seq 200); do [[ -s $work/port ]] && break; sleep 0.1; done
 if [[ ! -s $work/port ]]; then
   echo "error: the coordinator did not start within 20 s:" >&2
