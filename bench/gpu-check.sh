@@ -186,6 +186,7 @@ note "coordinator on $address"
 
 # --- (a) one agent: join -> READY -> verify -> destroy ----------------------------------------
 a_init_ms=""
+device_line=""
 phase_a() {
   init_pool a || { row a.join_to_ready FAIL - - "cohortctl init refused (ctl.log)"; return 1; }
   local t0; t0=$(now_ms)
@@ -196,6 +197,7 @@ phase_a() {
   fi
   local wall=$(($(now_ms) - t0)) f
   read -r a_init_ms a_agent_ms comms gen < <(ready_facts a)
+  device_line=$(json "$work/state-a.json" "'agent: built with NCCL %s; CUDA device %s (%s, %s)' % (s['members'][0]['nccl_version'], s['members'][0]['device']['gpu_index'], s['members'][0]['device']['gpu_uuid'] or 'no uuid', s['members'][0]['device']['pci_bus_id'] or 'no bus id')")
   row a.join_to_ready ok "$wall" "$a_init_ms" "agent start+join+READY; cohort_ms: plans->READY (coordinator), agent ${a_agent_ms} ms; ${comms} comms"
   t0=$(now_ms)
   if ctl check -p a --timeout "$(tmo 60)s" >>"$work/ctl.log" 2>&1; then
@@ -321,6 +323,7 @@ phase_raw() {
   local first rest
   first=$(grep 'summary=first' "$work/raw.out")
   rest=$(grep 'summary=median_rest' "$work/raw.out")
+  device_line+="; nccl_raw_bench: ncclGetVersion $(field "$(head -1 "$work/raw.out")" nccl_version)"
   raw_first=$(field "$first" ready_ms)
   raw_rest=$(field "$rest" ready_ms)
   for r in "first:$first" "median_rest:$rest"; do
@@ -374,6 +377,7 @@ rows=("${sorted[@]}")
 {
   echo "cohort GPU check: $mode"
   echo "world 1, every group kind (cohortctl init --world-size 1 --moe --ep --backend $backend); total $((SECONDS - start_s)) s"
+  [[ -n $device_line ]] && echo "$device_line"
   printf '%-20s %-6s %9s %10s  %s\n' PHASE RESULT WALL_MS COHORT_MS NOTES
   for r in "${rows[@]}"; do
     IFS='|' read -r p res wall cms notes <<<"$r"
