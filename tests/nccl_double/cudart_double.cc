@@ -2,7 +2,8 @@
 // like the real one), for tests only. What it stands in for:
 //   - devices: COHORT_NCCL_DOUBLE_DEVICES of them (default 8); the current device is per thread,
 //     as in CUDA; an index out of range is cudaErrorInvalidDevice.
-//   - device memory is host memory (cudaMalloc = calloc), cudaMemcpy/cudaMemset are memcpy/memset.
+//   - device memory is host memory (cudaMalloc = calloc), cudaMemcpy/cudaMemset are memcpy/memset;
+//     every allocation is remembered, so that NCCL can refuse buffers that are not device memory.
 //   - a stream is a thread that runs what NCCL enqueues on it in order; cudaStreamQuery answers
 //     cudaErrorNotReady while anything on it is queued or running (a kernel still running).
 //   - errors: the per-thread "last error" of cudaGetLastError, and CUDA's names and texts for the
@@ -20,6 +21,7 @@
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -30,6 +32,9 @@
 namespace {
 
 std::atomic<long> g_live_buffers{0};
+// Every live allocation: start -> size.
+std::mutex g_allocations_mu;
+std::map<uintptr_t, size_t>* g_allocations = new std::map<uintptr_t, size_t>();
 std::atomic<long> g_live_streams{0};
 
 // With COHORT_NCCL_DOUBLE_STATUS set, "<that path>.cuda" holds the live allocations and streams
@@ -125,6 +130,15 @@ void cohort_double_stream_enqueue(cudaStream_t stream, void (*fn)(void*), void* 
   s->cv.notify_all();
 }
 
+int cohort_double_is_device_memory(const void* ptr, size_t bytes) {
+  const auto p = reinterpret_cast<uintptr_t>(ptr);
+  std::lock_guard<std::mutex> lock(g_allocations_mu);
+  auto it = g_allocations->upper_bound(p);
+  if (it == g_allocations->begin()) return 0;
+  --it;
+  return p >= it->first && p + bytes <= it->first + it->second ? 1 : 0;
+}
+
 cudaError_t CUDARTAPI cudaGetDeviceCount(int* count) {
   if (count == nullptr) return Fail(cudaErrorInvalidValue);
   *count = DeviceCount();
@@ -181,6 +195,10 @@ cudaError_t CUDARTAPI cudaMalloc(void** dev_ptr, size_t size) {
   if (dev_ptr == nullptr) return Fail(cudaErrorInvalidValue);
   *dev_ptr = std::calloc(1, size == 0 ? 1 : size);
   if (*dev_ptr == nullptr) return Fail(cudaErrorMemoryAllocation);
+  {
+    std::lock_guard<std::mutex> lock(g_allocations_mu);
+    (*g_allocations)[reinterpret_cast<uintptr_t>(*dev_ptr)] = size;
+  }
   ++g_live_buffers;
   WriteStatus();
   return cudaSuccess;
@@ -188,6 +206,12 @@ cudaError_t CUDARTAPI cudaMalloc(void** dev_ptr, size_t size) {
 
 cudaError_t CUDARTAPI cudaFree(void* dev_ptr) {
   if (dev_ptr == nullptr) return cudaSuccess;
+  {
+    std::lock_guard<std::mutex> lock(g_allocations_mu);
+    if (g_allocations->erase(reinterpret_cast<uintptr_t>(dev_ptr)) == 0) {
+      return Fail(cudaErrorInvalidValue);  // not from cudaMalloc, or freed twice
+    }
+  }
   std::free(dev_ptr);
   --g_live_buffers;
   WriteStatus();

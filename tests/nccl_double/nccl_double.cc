@@ -14,6 +14,8 @@
 //   - the same unique id used for a second communicator is refused at once with
 //     ncclInvalidUsage (NCCL fails only after its ~60 s bootstrap timeout); two ranks of one
 //     communicator on the same device of the same host are refused as "Duplicate GPU".
+//   - buffers must be device memory (from cudaMalloc), as NCCL checks; a host pointer is
+//     ncclInvalidArgument.
 //   - errors are NCCL's codes, with NCCL's texts from ncclGetErrorString and a message from
 //     ncclGetLastError.
 // Faults are injected by the test through a control file (COHORT_NCCL_DOUBLE_CONTROL), never by
@@ -925,6 +927,25 @@ ncclResult_t Enqueue(OpTask task, cudaStream_t stream) {
   }
   if (task.op == kOpAllReduce && (task.red < ncclSum || task.red > ncclAvg)) {
     return Err(ncclInvalidArgument, "reduction operation not supported by the NCCL double");
+  }
+  // NCCL checks that the buffers are device memory (CudaPtrCheck): a host pointer is refused.
+  const size_t bytes = task.count * TypeSize(task.type);
+  const size_t recv_bytes = task.op == kOpAllGather ? bytes * s.nranks : bytes;
+  const bool needs_send = task.op == kOpAllReduce || task.op == kOpAllGather ||
+                          (task.op == kOpBroadcast && task.root == s.rank) ||
+                          (task.op == kOpSendRecv && task.is_send);
+  const bool needs_recv = task.op != kOpSendRecv || !task.is_send;
+  if (bytes > 0 && needs_send && !cohort_double_is_device_memory(task.send, bytes)) {
+    return Err(ncclInvalidArgument,
+               std::string(OpName(task.op)) + " : sendbuff " +
+                   std::to_string(reinterpret_cast<uintptr_t>(task.send)) +
+                   " is not a valid pointer (not device memory from cudaMalloc)");
+  }
+  if (bytes > 0 && needs_recv && !cohort_double_is_device_memory(task.recv, recv_bytes)) {
+    return Err(ncclInvalidArgument,
+               std::string(OpName(task.op)) + " : recvbuff " +
+                   std::to_string(reinterpret_cast<uintptr_t>(task.recv)) +
+                   " is not a valid pointer (not device memory from cudaMalloc)");
   }
   if (t_group_depth > 0) {
     t_group.push_back({std::move(task), stream});

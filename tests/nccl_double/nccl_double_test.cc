@@ -235,6 +235,22 @@ TEST_F(NcclDoubleTest, Split_ColourPerGroup_KeyOrders_NoColorGetsNothing) {
   EXPECT_THAT(sums, ElementsAre(2, 1, 2, 0));
 }
 
+TEST_F(NcclDoubleTest, HostBuffer_RefusedAsNotDeviceMemory) {
+  ncclUniqueId id;
+  ASSERT_EQ(ncclGetUniqueId(&id), ncclSuccess);
+  ncclComm_t comm = Init(id, 1, 0);
+  int64_t host = 7;
+  EXPECT_EQ(ncclAllReduce(&host, &host, 1, ncclInt64, ncclSum, comm, nullptr), ncclInvalidArgument);
+  EXPECT_THAT(ncclGetLastError(nullptr), HasSubstr("is not a valid pointer"));
+  void* word = nullptr;
+  ASSERT_EQ(cudaMalloc(&word, sizeof(int64_t)), cudaSuccess);
+  // Past the end of the allocation is not device memory either.
+  EXPECT_EQ(ncclAllReduce(word, word, 2, ncclInt64, ncclSum, comm, nullptr), ncclInvalidArgument);
+  EXPECT_EQ(ncclAllReduce(word, word, 1, ncclInt64, ncclSum, comm, nullptr), ncclSuccess);
+  cudaFree(word);
+  EXPECT_EQ(ncclCommDestroy(comm), ncclSuccess);
+}
+
 TEST_F(NcclDoubleTest, UniqueIdUsedTwice_RefusedAtOnce) {
   ncclUniqueId id;
   ASSERT_EQ(ncclGetUniqueId(&id), ncclSuccess);

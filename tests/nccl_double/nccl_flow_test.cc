@@ -344,5 +344,34 @@ TEST_F(NcclFlowTest, TwoAgentsOnOneGpu_DuplicateGpuRefused) {
   for (int r = 0; r < 2; ++r) EXPECT_TRUE(WaitCounter(r, "comms_live", 0)) << "agent " << r;
 }
 
+// The seed-style API embedded in an engine (agent/parallel_state.h) with NCCL: four engine
+// processes, rank r on GPU r, build two configs in turn on the same NCCL world, check every getter
+// and run every collective on device buffers, tear down.
+TEST_F(NcclFlowTest, EmbeddedParallelState_FourRanks_TwoConfigs_CollectivesOnDeviceBuffers) {
+  Start(0);
+  std::vector<std::unique_ptr<ChildProcess>> ranks;
+  for (int r = 0; r < 4; ++r) {
+    auto child = ChildProcess::Spawn(
+        {std::string(COHORT_BIN_DIR) + "/embedded_rank", cluster_->address(), absl::StrCat(r),
+         "world=4,ulysses=2,ring=2", "world=4,cfg=2,pp=2", "nccl"},
+        absl::StrCat(cluster_->log_dir(), "/embedded-", r, ".log"), AgentEnv(r));
+    ASSERT_TRUE(child.has_value());
+    ranks.push_back(std::make_unique<ChildProcess>(std::move(*child)));
+  }
+  for (int r = 0; r < 4; ++r) {
+    std::optional<std::string> line = ranks[r]->ReadLine(kDeadline);
+    EXPECT_EQ(line.value_or("<nothing>"), "ok")
+        << ScratchDir::Read(absl::StrCat(cluster_->log_dir(), "/embedded-", r, ".log"));
+    std::optional<int> status = ranks[r]->WaitExit(absl::Seconds(30));
+    ASSERT_TRUE(status.has_value());
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "rank " << r;
+    // Both configs' groups and the world were NCCL communicators, all destroyed in order.
+    const std::map<std::string, long> c = Counters(r);
+    EXPECT_GT(c.at("comms_created"), 10) << "rank " << r;
+    EXPECT_EQ(c.at("comms_live"), 0) << "rank " << r;
+    EXPECT_EQ(c.at("comms_aborted"), 0) << "rank " << r;
+  }
+}
+
 }  // namespace
 }  // namespace cohort::testing
