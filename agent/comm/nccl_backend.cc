@@ -81,8 +81,9 @@ absl::StatusOr<ncclComm_t> InitRank(NcclApi& api, const ncclUniqueId& id, int nr
                                     absl::Time deadline, const std::string& name, PauseFn pause) {
   ncclConfig_t config = NonBlockingConfig(name.c_str());
   ncclComm_t comm = nullptr;
-  absl::Status s = NcclToStatus(api, api.NcclCommInitRankConfig(&comm, nranks, id, rank, &config),
-                                "ncclCommInitRankConfig", comm);
+  // The call first: it sets `comm`, which the error text reads (argument order is unspecified).
+  const ncclResult_t started = api.NcclCommInitRankConfig(&comm, nranks, id, rank, &config);
+  absl::Status s = NcclToStatus(api, started, "ncclCommInitRankConfig", comm);
   if (s.ok()) s = AwaitComm(api, comm, deadline, "ncclCommInitRankConfig", pause);
   if (!s.ok()) {
     if (comm != nullptr) api.NcclCommAbort(comm);

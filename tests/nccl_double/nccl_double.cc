@@ -209,6 +209,8 @@ void Unregister(const std::shared_ptr<CommState>& s, bool aborted) {
 //                                             ones do not: write the file again for those)
 //   stall_init                                inits and splits started while the line is there
 //                                             never complete (this rank never joins)
+//   fail_init remote|system|internal|cuda     inits and splits started while the line is there
+//                                             end with that asynchronous error
 // The file is re-read whenever it changes (checked on every ncclCommGetAsyncError).
 
 struct Control {
@@ -217,6 +219,7 @@ struct Control {
   off_t size = -1;
   ino_t ino = 0;
   bool stall_init = false;
+  ncclResult_t fail_init = ncclSuccess;
 };
 
 Control& TheControl() {
@@ -241,6 +244,7 @@ void PollControl() {
   if (stat(path.c_str(), &st) != 0) {
     c.size = -1;
     c.stall_init = false;
+    c.fail_init = ncclSuccess;
     return;
   }
   if (st.st_mtim.tv_sec == c.mtime.tv_sec && st.st_mtim.tv_nsec == c.mtime.tv_nsec &&
@@ -251,6 +255,7 @@ void PollControl() {
   c.size = st.st_size;
   c.ino = st.st_ino;
   c.stall_init = false;
+  c.fail_init = ncclSuccess;
   std::ifstream f(path);
   std::string line;
   while (std::getline(f, line)) {
@@ -259,13 +264,14 @@ void PollControl() {
     words >> directive >> arg;
     if (directive == "stall_init") {
       c.stall_init = true;
+    } else if (directive == "fail_init") {
+      c.fail_init = ParseCode(arg);
     } else if (directive == "async_error") {
       const ncclResult_t code = ParseCode(arg);
       std::lock_guard<std::mutex> registry(g_registry_mu);
       for (const auto& s : *g_live) {
         if (s->state.load() == ncclSuccess) {
-          s->SetError(code,
-                      "NCCL double: injected asynchronous error (" + arg + ") on " + s->Describe());
+          s->SetError(code, "injected asynchronous error (" + arg + ") on " + s->Describe());
         }
       }
     }
@@ -277,6 +283,13 @@ bool StallInit() {
   Control& c = TheControl();
   std::lock_guard<std::mutex> lock(c.mu);
   return c.stall_init;
+}
+
+ncclResult_t FailInit() {
+  PollControl();
+  Control& c = TheControl();
+  std::lock_guard<std::mutex> lock(c.mu);
+  return c.fail_init;
 }
 
 // --- Sockets.
@@ -1148,6 +1161,13 @@ ncclResult_t ncclCommInitRankConfig(ncclComm_t* comm, int nranks, ncclUniqueId c
     *comm = new ncclComm{s};
     return s->blocking ? WaitIfBlocking(*s) : ncclInProgress;
   }
+  if (const ncclResult_t code = FailInit(); code != ncclSuccess) {
+    // Fails in the background, as a failed bootstrap does.
+    Register(s);
+    s->SetError(code, "injected init failure on " + s->Describe());
+    *comm = new ncclComm{s};
+    return s->blocking ? code : ncclInProgress;
+  }
   int port = 0;
   const int listener = Listen(&port);
   if (listener < 0) return Err(ncclSystemError, std::string("listen: ") + std::strerror(errno));
@@ -1197,6 +1217,13 @@ ncclResult_t ncclCommSplit(ncclComm_t comm, int color, int key, ncclComm_t* newc
     Register(child);
     *newcomm = new ncclComm{child};
     return child->blocking ? WaitIfBlocking(*child) : ncclInProgress;
+  }
+  if (const ncclResult_t code = FailInit(); code != ncclSuccess && child != nullptr) {
+    // The new communicator fails; the parent stays usable.
+    Register(child);
+    child->SetError(code, "injected split failure on " + child->Describe());
+    *newcomm = new ncclComm{child};
+    return child->blocking ? code : ncclInProgress;
   }
   parent->state = ncclInProgress;
   std::thread worker(RunSplit, parent, child, color, key, parent->split_count++, start);

@@ -344,6 +344,26 @@ TEST_F(NcclDoubleTest, InjectedAsyncError_HitsTheCommunicatorsReadyThen_NotLater
   ncclCommDestroy(after);
 }
 
+TEST_F(NcclDoubleTest, InjectedInitFailure_EndsInitAndSplitWithThatError) {
+  ncclUniqueId id;
+  ASSERT_EQ(ncclGetUniqueId(&id), ncclSuccess);
+  ncclComm_t world = Init(id, 1, 0);
+  WriteControl("fail_init system\n");
+  ncclConfig_t config = NonBlocking();
+  ncclComm_t sub = nullptr;
+  ASSERT_EQ(ncclCommSplit(world, 0, 0, &sub, &config), ncclInProgress);
+  EXPECT_EQ(Await(sub), ncclSystemError);
+  EXPECT_THAT(ncclGetLastError(sub), HasSubstr("injected split failure"));
+  EXPECT_EQ(Await(world), ncclSuccess) << "the parent stays usable";
+  ncclCommAbort(sub);
+  ncclComm_t second = nullptr;
+  ASSERT_EQ(ncclGetUniqueId(&id), ncclSuccess);
+  ASSERT_EQ(ncclCommInitRankConfig(&second, 1, id, 0, &config), ncclInProgress);
+  EXPECT_EQ(Await(second), ncclSystemError);
+  ncclCommAbort(second);
+  ncclCommDestroy(world);
+}
+
 TEST_F(NcclDoubleTest, MismatchedCollectives_InvalidUsageNotGarbage) {
   ncclUniqueId id;
   ASSERT_EQ(ncclGetUniqueId(&id), ncclSuccess);

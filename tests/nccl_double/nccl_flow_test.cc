@@ -306,6 +306,28 @@ TEST_F(NcclFlowTest, RankNeverArrives_DeadlineAbortsTheInits_NothingLeft_ThenRea
   ExpectReportsMatchLayout(*ready, *Layout::Build(config));
 }
 
+// Rank 1's NCCL init fails (injected ncclSystemError): the pool fails at once naming rank 1 and
+// NCCL's error, rank 0's init (waiting for rank 1) is cancelled and aborted, nothing is left.
+TEST_F(NcclFlowTest, InitFailsOnOneRank_PoolFailsNamingIt_PeerCancelled_NothingLeft) {
+  const ParallelConfig config{.world_size = 2, .tensor_parallel_size = 2};
+  Start(2);
+  WriteControl(1, "fail_init system\n");
+  absl::StatusOr<v1::InitializeResponse> init =
+      Initialize(config, v1::INIT_MODE_SPLIT, absl::ToInt64Milliseconds(absl::Minutes(10)));
+  ASSERT_TRUE(init.ok()) << init.status();
+  absl::StatusOr<v1::PoolState> failed =
+      cluster_->WaitForPhase(v1::POOL_PHASE_FAILED, init->generation(), kDeadline);
+  ASSERT_TRUE(failed.ok()) << failed.status();
+  ASSERT_EQ(failed->phase(), v1::POOL_PHASE_FAILED);
+  EXPECT_THAT(failed->error(), HasSubstr("rank 1 (agent-1)"));
+  EXPECT_THAT(failed->error(), HasSubstr("injected init failure"));
+  std::printf("nccl-double: init fails on rank 1 -> FAILED: %s\n", failed->error().c_str());
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_TRUE(WaitCounter(r, "comms_live", 0)) << "agent " << r;
+    EXPECT_TRUE(WaitCounter(r, "comms_aborted", 1)) << "agent " << r;
+  }
+}
+
 // A generation given up while rank 0's NCCL init waits for a rank that will never come (rank 1
 // stalls, then is killed): the next generation's plan cancels the build at once
 // (NcclBackend::CancelBuilds). Before, rank 0 sat in the dead init until its deadline, here
