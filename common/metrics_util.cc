@@ -222,6 +222,7 @@ absl::StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(
     MetricsEndpoint* self = endpoint.get();
     endpoint->watcher_ = std::thread([self, versions] {
       std::vector<FileVersion> seen = versions;
+      bool down = false;  // the last restart failed: try again every interval, changed or not
       while (true) {
         {
           absl::MutexLock lock(&self->mu_);
@@ -231,9 +232,9 @@ absl::StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(
           }
         }
         std::vector<FileVersion> now = VersionsOf(*self->tls_);
-        if (now == seen) continue;
+        if (now == seen && !down) continue;
         seen = now;
-        self->WatchCertificates();
+        down = !self->WatchCertificates();
       }
     });
   }
@@ -277,22 +278,31 @@ absl::StatusOr<std::unique_ptr<prometheus::Exposer>> MetricsEndpoint::NewExposer
   return exposer;
 }
 
-void MetricsEndpoint::WatchCertificates() {
+bool MetricsEndpoint::WatchCertificates() {
   absl::MutexLock lock(&mu_);
-  if (stopping_) return;
+  if (stopping_) return true;
   // The same port: the old endpoint goes first.
-  DestroyExposerPromptly(std::move(exposer_), bind_host_, port_);
+  if (exposer_ != nullptr) DestroyExposerPromptly(std::move(exposer_), bind_host_, port_);
   absl::StatusOr<std::unique_ptr<prometheus::Exposer>> exposer = NewExposer(port_);
   if (!exposer.ok()) {
-    // Half-written files (a key without its certificate yet): try again at the next change
-    // or interval; meanwhile the endpoint is down.
+    // Half-written files (a key without its certificate yet), or the port not free yet: the
+    // watcher tries again at every interval until it works; meanwhile the endpoint is down.
+    // (It used to wait for the next change of the files, which a failed bind never brings: the
+    // endpoint stayed down.)
     spdlog::warn("metrics endpoint on port {} not restarted after a certificate change: {}", port_,
                  std::string(exposer.status().message()));
-    return;
+    ++failed_restarts_;
+    return false;
   }
   exposer_ = *std::move(exposer);
   ++reloads_;
   spdlog::info("metrics endpoint on port {} restarted with the changed certificate files", port_);
+  return true;
+}
+
+int MetricsEndpoint::failed_restarts() const {
+  absl::MutexLock lock(&mu_);
+  return failed_restarts_;
 }
 
 int MetricsEndpoint::reloads() const {

@@ -81,12 +81,17 @@ class MetricsEndpoint {
   std::string url() const;
   // How many times the endpoint was restarted for changed certificate files.
   int reloads() const;
+  // How many restarts after a certificate change failed (each is tried again at the next
+  // interval until one works).
+  int failed_restarts() const;
 
  private:
   MetricsEndpoint() = default;
   // A new exposer on bind_host_:port (port 0: any).
   absl::StatusOr<std::unique_ptr<prometheus::Exposer>> NewExposer(int port) const;
-  void WatchCertificates();
+  // Restarts the endpoint with the certificate files as they are now. Returns false if it could
+  // not (half-written files, the port not free yet): the endpoint is down until a later try.
+  bool WatchCertificates();
 
   std::string host_, bind_host_;
   int port_ = 0;
@@ -97,6 +102,7 @@ class MetricsEndpoint {
   std::unique_ptr<prometheus::Exposer> exposer_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   int reloads_ ABSL_GUARDED_BY(mu_) = 0;
+  int failed_restarts_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread watcher_;
 };
 
