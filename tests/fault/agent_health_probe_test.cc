@@ -43,7 +43,7 @@ std::string ReadFile(const std::string& path) {
 }
 
 TEST(AgentHealthProbe, Waiting_Ready_Rejoining_LiveThroughout_ReadyWhileJoined) {
-  Cluster cluster({"--heartbeat-interval-ms", "250", "--heartbeat-misses", "6"});
+  Cluster cluster({"--heartbeat-interval-ms", "250", "--heartbeat-misses", "40"});
   ASSERT_TRUE(cluster.ok());
   cluster.StartAgent(0, 0, {"--health-listen", "127.0.0.1:0", "--connect-timeout", "120s"});
   const std::string address = HealthAddress(cluster.agent(0));

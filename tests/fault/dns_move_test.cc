@@ -88,7 +88,7 @@ TEST(DnsMove, CoordinatorMovesToNewAddressBehindName_AgentsResolveAgainAndRejoin
   const std::string state_file =
       ::testing::TempDir() + "/dns-move-state-" + std::to_string(getpid()) + ".json";
   const std::vector<std::string> flags = {
-      "--state-file", state_file, "--heartbeat-interval-ms", "250", "--heartbeat-misses", "6"};
+      "--state-file", state_file, "--heartbeat-interval-ms", "250", "--heartbeat-misses", "40"};
 
   // Coordinator A on 127.0.0.2:<port>, with 127.0.0.3:<port> held for B.
   std::unique_ptr<Cluster> cluster;

@@ -27,7 +27,7 @@ TEST(Drain, SigtermOnCoordinatorOfReadyPool_NoLossNoAbort_RestoredSameGeneration
       ::testing::TempDir() + "/drain-state-" + std::to_string(getpid()) + ".json";
   std::remove(state_file.c_str());
   Cluster cluster(
-      {"--state-file", state_file, "--heartbeat-interval-ms", "250", "--heartbeat-misses", "6"});
+      {"--state-file", state_file, "--heartbeat-interval-ms", "250", "--heartbeat-misses", "40"});
   ASSERT_TRUE(cluster.ok());
   cluster.StartAgents(kConfig.world_size);
   absl::StatusOr<v1::InitializeResponse> init = cluster.Initialize(kConfig);

@@ -64,10 +64,10 @@ inline bool Supports(const std::string& flag) {
 
 using FlagList = std::vector<std::pair<std::string, std::string>>;
 
-// Fast heartbeats (250 ms x 6, as in fault_test) plus `limits`, leaving out flags the binary
-// does not know (an older build).
+// Heartbeats every 250 ms with a 10 s window (no busy machine misses it) plus `limits`, leaving out
+// flags the binary does not know (an older build).
 inline std::vector<std::string> Flags(const FlagList& limits) {
-  std::vector<std::string> flags = {"--heartbeat-interval-ms", "250", "--heartbeat-misses", "6"};
+  std::vector<std::string> flags = {"--heartbeat-interval-ms", "250", "--heartbeat-misses", "40"};
   for (const auto& [flag, value] : limits) {
     if (!Supports(flag)) {
       std::cerr << "note: " << Cluster::CoordinatorBinary() << " has no " << flag
