@@ -538,7 +538,7 @@ TEST_F(NcclOnFakeTest, WorldOfOne_InitInProgress_PollsUntilReady_VerifiesAndDest
                                        {"cudaStreamQuery", "ncclCommGetAsyncError"},
                                        {"cudaStreamQuery", "cudaMemcpy", "cudaFree"}})));
   ASSERT_EQ(fake_.ops().size(), 1u);
-  const FakeNcclApi::OpCall& op = fake_.ops()[0];
+  const FakeNcclApi::OpCall op = fake_.ops()[0];  // a copy: ops() returns a new vector
   EXPECT_EQ(op.count, 1u);
   EXPECT_EQ(op.dtype, ncclInt64);
   EXPECT_EQ(op.red, ncclSum);
