@@ -296,6 +296,29 @@ TEST_F(NcclDoubleTest, AbortFromAnotherThread_EndsAPendingInit) {
   aborter.join();
 }
 
+TEST_F(NcclDoubleTest, AbortFromAnotherThread_EndsAPendingSplit) {
+  ncclUniqueId id;
+  ASSERT_EQ(ncclGetUniqueId(&id), ncclSuccess);
+  ncclComm_t worlds[2];
+  OnRanks(2, [&](int r) { worlds[r] = Init(id, 2, r); });
+  // Rank 0 splits, rank 1 never does: the split stays in progress until another thread aborts
+  // the new communicator.
+  ASSERT_EQ(cudaSetDevice(0), cudaSuccess);
+  ncclConfig_t config = NonBlocking();
+  ncclComm_t sub = nullptr;
+  ASSERT_EQ(ncclCommSplit(worlds[0], 0, 0, &sub, &config), ncclInProgress);
+  ASSERT_NE(sub, nullptr);
+  ncclResult_t state = ncclSuccess;
+  ASSERT_EQ(ncclCommGetAsyncError(sub, &state), ncclSuccess);
+  EXPECT_EQ(state, ncclInProgress);
+  std::thread aborter([sub] { EXPECT_EQ(ncclCommAbort(sub), ncclSuccess); });
+  aborter.join();
+  // The interrupted split leaves the parent unusable, said so.
+  EXPECT_EQ(Await(worlds[0]), ncclInvalidUsage);
+  EXPECT_THAT(ncclGetLastError(worlds[0]), HasSubstr("interrupted by ncclCommAbort"));
+  for (ncclComm_t w : worlds) EXPECT_EQ(ncclCommAbort(w), ncclSuccess);
+}
+
 TEST_F(NcclDoubleTest, AbortFromAnotherThread_EndsAnOperationWaitingForADeadPeer) {
   ncclUniqueId id;
   ASSERT_EQ(ncclGetUniqueId(&id), ncclSuccess);
