@@ -157,6 +157,7 @@ int main(int argc, char** argv) {
   }
   const std::string script = std::string(COHORT_SOURCE_DIR) + "/bench/torch_groups.py";
   const std::vector<cohort::Case> cases = {
+      {"world4_dp2_ulysses2", {.world_size = 4, .data_parallel_size = 2, .ulysses_degree = 2}},
       {"world8_dp2_cfg2_ulysses2",
        {.world_size = 8, .data_parallel_size = 2, .cfg_parallel_size = 2, .ulysses_degree = 2}},
       {"world16_dp2_cfg2_ulysses2_ring2",
@@ -178,6 +179,9 @@ int main(int argc, char** argv) {
       continue;
     }
     const cohort::Stats mine = cohort::Summarize(*ours);
+    // For bench/summarize.py.
+    const std::string metric = absl::StrCat("flow.world", c.config.world_size);
+    std::printf("METRIC %s.cohort_median_ms %.3f ms\n", metric.c_str(), mine.median * 1000);
     if (!torch) {
       std::printf("%-34s %11.3fs %11.3fs %12s %12s %8s\n", c.name.c_str(), mine.best, mine.median,
                   "-", "-", "-");
@@ -190,6 +194,7 @@ int main(int argc, char** argv) {
       rc = 1;
       continue;
     }
+    std::printf("METRIC %s.torch_median_ms %.3f ms\n", metric.c_str(), theirs->median * 1000);
     std::printf("%-34s %11.3fs %11.3fs %11.3fs %11.3fs %7.1fx\n", c.name.c_str(), mine.best,
                 mine.median, theirs->best, theirs->median, theirs->median / mine.median);
   }

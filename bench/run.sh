@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# `make bench`: every benchmark under bench/, one after the other.
+# `make bench`: every benchmark under bench/, one after the other, then one summary table
+# (bench/summarize.py: metric, value, target, peer, ratio) kept with its plots in bench/results/.
 set -euo pipefail
 BUILD_DIR=${1:-build}
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+log="$BUILD_DIR/bench.log"
+{
 echo "== layout engine (Google Benchmark) =="
 "$BUILD_DIR/bin/layout_bench" --benchmark_min_time=0.2
 echo
@@ -19,3 +23,11 @@ echo "== reconnects: coordinator restart -> pool restored (world 8), 256 agents 
 echo
 echo "== the cost of mutual TLS + policy next to plaintext (world 8, unary RPC, new connection) =="
 "$BUILD_DIR/bin/tls_bench" "$BUILD_DIR/bin" --repeat 5
+} 2>&1 | tee "$log"
+echo
+echo "== summary (kept in bench/results/summary.md with the plots) =="
+# Debian's python3 (with python3-matplotlib, installed by deploy/install-deps.sh --bench) before
+# whatever python3 comes first on PATH.
+py=/usr/bin/python3
+[[ -x $py ]] || py=python3
+"$py" "$here/summarize.py" --out "$here/results" "$log"

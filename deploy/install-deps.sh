@@ -4,7 +4,8 @@
 # node and npm are expected on the machine, as is kubectl). Idempotent: does nothing (and needs
 # no network) when every package is already present.
 # Usage: deploy/install-deps.sh [--bench] [--fuzz] [--format]
-#   --bench  also installs python3-torch, the torch.distributed peer the benchmarks compare with.
+#   --bench  also installs python3-torch, the torch.distributed peer the benchmarks compare with,
+#            and python3-matplotlib for the plots of bench/results.
 #   --fuzz   also installs clang and its libFuzzer/sanitizer runtimes (make fuzz).
 #   --format also installs clang-format (make format, make format-check).
 set -euo pipefail
@@ -18,7 +19,7 @@ packages=(
 )
 for arg in "$@"; do
   case "$arg" in
-    --bench) packages+=(python3-torch) ;;
+    --bench) packages+=(python3-torch python3-matplotlib) ;;
     --fuzz) packages+=(clang libclang-rt-dev) ;;
     --format) packages+=(clang-format) ;;
     *) echo "install-deps: unknown option '$arg' (use --bench, --fuzz, --format)" >&2; exit 2 ;;
