@@ -248,8 +248,9 @@ void Coordinator::TryRecover(Pool& pool, bool give_up, Completions& out) {
   if (verdict.restore.has_value()) {
     const std::optional<v1::HeldState>& reference = verdict.restore;
     pool.generation = reference->generation();
+    const std::vector<Member*> by_rank = pool.roster.ByRank(pool.world_size);
     for (int r = 0; r < pool.world_size; ++r) {
-      Member* m = pool.roster.AtRank(r);
+      Member* m = by_rank[r];
       m->generation = pool.generation;
       m->backend = m->held.backend();
       if (!reference->world_only()) {
@@ -269,9 +270,7 @@ void Coordinator::TryRecover(Pool& pool, bool give_up, Completions& out) {
     }
     if (reference->world_only()) {
       std::map<int, std::string> incarnations;
-      for (int r = 0; r < pool.world_size; ++r) {
-        incarnations[r] = pool.roster.AtRank(r)->incarnation;
-      }
+      for (int r = 0; r < pool.world_size; ++r) incarnations[r] = by_rank[r]->incarnation;
       pool.world.Keep(pool.generation, std::move(incarnations));
       SetPhase(pool, v1::POOL_PHASE_DESTROYED);
     } else {

@@ -14,8 +14,9 @@ RecoveryVerdict JudgeRecovery(const Roster& roster, int world, bool complete,
   RecoveryVerdict verdict;
   std::optional<v1::HeldState> reference;
   bool consistent = complete && config.has_value();
+  const std::vector<const Member*> by_rank = roster.ByRank(world);
   for (int r = 0; r < world && consistent; ++r) {
-    const Member* m = roster.AtRank(r);
+    const Member* m = by_rank[r];
     if (m == nullptr || !m->held.holding()) {
       consistent = false;
       break;

@@ -61,6 +61,10 @@ class Roster {
   // The member holding `rank`, or null.
   Member* AtRank(int rank);
   const Member* AtRank(int rank) const;
+  // Every member with a rank in [0, world), indexed by rank (null where none): one pass over the
+  // roster, for loops over all ranks (AtRank in such a loop is O(world^2)).
+  std::vector<Member*> ByRank(int world);
+  std::vector<const Member*> ByRank(int world) const;
 
   // The rank a newcomer gets in a world of `world` (0: unbounded): `hint` when it is free and
   // inside the world, else the lowest free rank; -1 (standby) when every rank is taken.

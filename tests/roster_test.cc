@@ -65,6 +65,22 @@ TEST_F(RosterTest, MissingRanks_CountOnlyAttachedMembersInsideTheWorld) {
   EXPECT_EQ(roster_.AtRank(2), nullptr);
 }
 
+TEST_F(RosterTest, ByRank_AgreesWithAtRankForEveryRank_OutsideTheWorldLeftOut) {
+  Add("a", 2);
+  Add("b", 0, std::nullopt, /*attached=*/false);
+  Add("c", 5);  // outside a world of 4
+  Add("s", -1);
+  const std::vector<Member*> by_rank = roster_.ByRank(4);
+  ASSERT_EQ(by_rank.size(), 4u);
+  for (int r = 0; r < 4; ++r) EXPECT_EQ(by_rank[r], roster_.AtRank(r)) << "rank " << r;
+  EXPECT_EQ(by_rank[0]->identity, "b");
+  EXPECT_EQ(by_rank[1], nullptr);
+  EXPECT_EQ(by_rank[2]->identity, "a");
+  const Roster& view = roster_;
+  EXPECT_EQ(view.ByRank(4)[2], roster_.AtRank(2));
+  EXPECT_TRUE(roster_.ByRank(0).empty());
+}
+
 TEST_F(RosterTest, RecoveryRank_HeldBeatsDurable_ClaimedRanksRefused) {
   roster_.LoadRank("a", 1);
   v1::JoinRequest a;
