@@ -24,6 +24,7 @@
 // Usage: scale_bench BIN_DIR [--agents 1024,4096] [--duration S] [--heartbeat-seconds S]
 //                    [--channels C] [--join-threads T] [--no-scale] [--no-latency]
 //                    [--latency-world W] [--latency-clients 1,64] [--latency-ops K]
+//                    [--coordinator-log FILE]
 #include <unistd.h>
 
 #include <algorithm>
@@ -66,20 +67,45 @@ double Percentile(std::vector<double> v, double p) {
   return v[i];
 }
 
+// utime + stime of process `pid` ("self": this one), in seconds.
+double ProcessCpuSeconds(const std::string& pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // Fields after the command name (which may hold spaces) start at field 3.
+  const size_t close = text.rfind(')');
+  if (close == std::string::npos) return -1;
+  std::vector<std::string> fields = absl::StrSplit(text.substr(close + 2), ' ');
+  if (fields.size() < 13) return -1;
+  int64_t utime = 0, stime = 0;
+  if (!absl::SimpleAtoi(fields[11], &utime) || !absl::SimpleAtoi(fields[12], &stime)) return -1;
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+// A field of /proc/PID/status in MB ("VmRSS", "VmHWM").
+double ProcessStatusMb(const std::string& pid, const std::string& field) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field + ":", 0) != 0) continue;
+    std::istringstream fields(line.substr(field.size() + 1));
+    double kb = 0;
+    fields >> kb;
+    return kb / 1024.0;
+  }
+  return -1;
+}
+
 // The coordinator process, and what /proc says about it.
 class Coordinator {
  public:
-  Coordinator(const std::string& bin, absl::Duration heartbeat) {
-    std::vector<std::string> argv = {bin + "/cohort-coordinator",
-                                     "--insecure",
-                                     "--listen",
-                                     "127.0.0.1:0",
-                                     "--log-level",
-                                     "warn"};
+  // `log`: where the coordinator's log goes (at level info), or empty (warnings, dropped).
+  Coordinator(const std::string& bin, absl::Duration heartbeat, const std::string& log) {
+    std::vector<std::string> argv = {
+        bin + "/cohort-coordinator",  "--insecure", "--listen", "127.0.0.1:0", "--log-level",
+        log.empty() ? "warn" : "info"};
     if (heartbeat > absl::ZeroDuration()) {
       argv.insert(argv.end(), {"--heartbeat-interval", absl::FormatDuration(heartbeat)});
     }
-    auto c = ChildProcess::Spawn(argv, "/dev/null");
+    auto c = ChildProcess::Spawn(argv, log.empty() ? "/dev/null" : log);
     if (!c.has_value()) return;
     process_ = std::make_unique<ChildProcess>(std::move(*c));
     std::optional<std::string> line = process_->ReadLine(absl::Seconds(30));
@@ -100,30 +126,10 @@ class Coordinator {
   v1::AdminService::Stub& admin() { return *admin_; }
 
   // utime + stime, in seconds.
-  double CpuSeconds() const {
-    std::ifstream in(absl::StrCat("/proc/", process_->pid(), "/stat"));
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    // Fields after the command name (which may hold spaces) start at field 3.
-    const size_t close = text.rfind(')');
-    if (close == std::string::npos) return -1;
-    std::vector<std::string> fields = absl::StrSplit(text.substr(close + 2), ' ');
-    if (fields.size() < 13) return -1;
-    int64_t utime = 0, stime = 0;
-    if (!absl::SimpleAtoi(fields[11], &utime) || !absl::SimpleAtoi(fields[12], &stime)) return -1;
-    return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-  }
+  double CpuSeconds() const { return ProcessCpuSeconds(absl::StrCat(process_->pid())); }
   // A field of /proc/PID/status in MB ("VmRSS", "VmHWM").
   double StatusMb(const std::string& field) const {
-    std::ifstream in(absl::StrCat("/proc/", process_->pid(), "/status"));
-    std::string line;
-    while (std::getline(in, line)) {
-      if (line.rfind(field + ":", 0) != 0) continue;
-      std::istringstream fields(line.substr(field.size() + 1));
-      double kb = 0;
-      fields >> kb;
-      return kb / 1024.0;
-    }
-    return -1;
+    return ProcessStatusMb(absl::StrCat(process_->pid()), field);
   }
 
   // Polls the pool's summary (ListPools: no member list) until `done`; false at the deadline.
@@ -200,6 +206,8 @@ struct Options {
   int latency_world = 1024;
   std::vector<int> latency_clients = {1, 64};
   int latency_ops = 2000;
+  // Where the coordinator logs (level info); empty: nowhere.
+  std::string coordinator_log;
 };
 
 // The simulated agents of one run, over `channels` channels and as many timer queues.
@@ -268,13 +276,17 @@ class PhaseMeter {
       : coordinator_(coordinator),
         prefix_(std::move(prefix)),
         start_(absl::Now()),
-        cpu_(coordinator.CpuSeconds()) {}
+        cpu_(coordinator.CpuSeconds()),
+        self_cpu_(ProcessCpuSeconds("self")) {}
   void Report() {
     const double wall = absl::ToDoubleSeconds(absl::Now() - start_);
     Metric(prefix_ + ".wall_ms", wall * 1000, "ms");
     Metric(prefix_ + ".coordinator_cpu_pct", 100 * (coordinator_.CpuSeconds() - cpu_) / wall,
            "%core");
     Metric(prefix_ + ".coordinator_rss_mb", coordinator_.StatusMb("VmRSS"), "MB");
+    // The simulated agents share the machine with the coordinator.
+    Metric(prefix_ + ".bench_cpu_pct", 100 * (ProcessCpuSeconds("self") - self_cpu_) / wall,
+           "%core");
   }
 
  private:
@@ -282,6 +294,7 @@ class PhaseMeter {
   const std::string prefix_;
   const absl::Time start_;
   const double cpu_;
+  const double self_cpu_;
 };
 
 int Fail(const std::string& phase, const std::string& what) {
@@ -291,7 +304,7 @@ int Fail(const std::string& phase, const std::string& what) {
 
 int RunScale(const Options& o, int n) {
   const std::string p = absl::StrCat("scale.n", n);
-  Coordinator coordinator(o.bin, o.heartbeat);
+  Coordinator coordinator(o.bin, o.heartbeat, o.coordinator_log);
   if (!coordinator.ok()) return Fail("start", "the coordinator did not start");
   const int k = std::max(1, n / 100);  // killed, and standbys to refill them
   Fleet fleet(coordinator.address(), o.channels);
@@ -387,6 +400,7 @@ int RunScale(const Options& o, int n) {
     }
     PhaseMeter meter(coordinator, p + ".abort");
     const absl::Time start = absl::Now();
+    const int64_t first = generation;
     std::vector<int> victims;
     for (int i = 0; i < k; ++i) victims.push_back(i * (n / k));
     for (int v : victims) fleet.agent(v).Kill();
@@ -409,6 +423,14 @@ int RunScale(const Options& o, int n) {
     }
     const double refilled = absl::ToDoubleMilliseconds(absl::Now() - start);
     generation = last.generation();
+    // The generation that came READY: when its plans arrived and its members were READY.
+    std::vector<double> plan = Since(tracker.Times(SimTracker::Event::kPlan, generation), start);
+    std::vector<double> up = Since(tracker.Times(SimTracker::Event::kReady, generation), start);
+    Metric(p + ".abort.generations_started", static_cast<double>(generation - first), "count");
+    Metric(p + ".abort.final_plan_delivered_p50_ms", Percentile(plan, 0.5), "ms");
+    Metric(p + ".abort.final_plan_delivered_p99_ms", Percentile(plan, 0.99), "ms");
+    Metric(p + ".abort.final_agent_ready_p50_ms", Percentile(up, 0.5), "ms");
+    Metric(p + ".abort.final_agent_ready_p99_ms", Percentile(up, 0.99), "ms");
     meter.Report();
     Metric(p + ".abort.killed", k, "agents");
     Metric(p + ".abort.fanout_all_survivors_ms", Percentile(abort_ms, 1.0), "ms");
@@ -465,7 +487,7 @@ void MeasureOp(const std::string& name, int clients, int per_client,
 
 int RunLatency(const Options& o) {
   const int w = o.latency_world;
-  Coordinator coordinator(o.bin, o.heartbeat);
+  Coordinator coordinator(o.bin, o.heartbeat, o.coordinator_log);
   if (!coordinator.ok()) return Fail("latency", "the coordinator did not start");
   Fleet fleet(coordinator.address(), o.channels);
   for (int i = 0; i < w; ++i) fleet.Add(absl::StrCat("sim-", i), i);
@@ -506,14 +528,6 @@ int RunLatency(const Options& o) {
     const int per_client = std::max(20, o.latency_ops / clients);
     const std::string p = absl::StrCat("latency.c", clients);
     auto key = [&](int c, int i) { return absl::StrCat("bench/", clients, "/", c, "/", i); };
-    MeasureOp(p + ".join", clients, per_client, [&](int c, int i) {
-      v1::JoinRequest join;
-      join.set_pool(kPool);
-      join.set_identity(absl::StrCat("lat-", clients, "-", c, "-", i));
-      join.set_incarnation("1");
-      join.add_backends("none");
-      return agent_clients[c]->Join(join).ok();
-    });
     MeasureOp(p + ".kv_set", clients, per_client, [&](int c, int i) {
       v1::KvSetRequest set;
       set.set_pool(kPool);
@@ -543,6 +557,15 @@ int RunLatency(const Options& o) {
               [&](int c, int i) { return get_state(c, i % w); });
     MeasureOp(absl::StrCat(p, ".get_state_pool_w", w), clients, std::max(5, per_client / 10),
               [&](int c, int) { return get_state(c, std::nullopt); });
+    // Last: every join adds a standby that never attaches (the pool grows by the joins).
+    MeasureOp(p + ".join", clients, per_client, [&](int c, int i) {
+      v1::JoinRequest join;
+      join.set_pool(kPool);
+      join.set_identity(absl::StrCat("lat-", clients, "-", c, "-", i));
+      join.set_incarnation("1");
+      join.add_backends("none");
+      return agent_clients[c]->Join(join).ok();
+    });
   }
   return 0;
 }
@@ -583,6 +606,8 @@ int main(int argc, char** argv) {
       o.channels = std::max(1, std::atoi(next().c_str()));
     } else if (flag == "--join-threads") {
       o.join_threads = std::max(1, std::atoi(next().c_str()));
+    } else if (flag == "--coordinator-log") {
+      o.coordinator_log = next();
     } else if (flag == "--no-scale") {
       o.scale = false;
     } else if (flag == "--no-latency") {
