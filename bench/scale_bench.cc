@@ -356,8 +356,11 @@ int RunScale(const Options& o, int n) {
               return s.generation() == generation && s.phase() == v1::POOL_PHASE_READY;
             },
             deadline, &last)) {
-      return Fail("init", absl::StrCat("the pool is not READY: phase ", last.phase(), ", ",
-                                       n - last.members_ready(), " members not READY"));
+      // A later generation: members were lost meanwhile (missed heartbeats on a busy machine).
+      return Fail("init", absl::StrCat("generation ", generation, " is not READY: the pool is at ",
+                                       "generation ", last.generation(), ", phase ",
+                                       v1::PoolPhase_Name(last.phase()), ", ",
+                                       n - last.members_ready(), " of ", n, " members not READY"));
     }
     const double to_ready = absl::ToDoubleMilliseconds(absl::Now() - start);
     meter.Report();
@@ -384,7 +387,8 @@ int RunScale(const Options& o, int n) {
     Metric(p + ".steady.still_ready", still ? 1 : 0, "bool");
     if (!still) {
       return Fail("steady", absl::StrCat("the pool left READY under heartbeats: phase ",
-                                         last.phase(), ", generation ", last.generation()));
+                                         v1::PoolPhase_Name(last.phase()), ", generation ",
+                                         last.generation()));
     }
   }
 
@@ -417,9 +421,9 @@ int RunScale(const Options& o, int n) {
               return s.generation() > generation && s.phase() == v1::POOL_PHASE_READY;
             },
             start + absl::Seconds(120), &last)) {
-      return Fail("abort", absl::StrCat("not READY again: phase ", last.phase(), ", generation ",
-                                        last.generation(), ", ", n - last.members_ready(),
-                                        " members not READY"));
+      return Fail("abort", absl::StrCat("not READY again: phase ", v1::PoolPhase_Name(last.phase()),
+                                        ", generation ", last.generation(), ", ",
+                                        n - last.members_ready(), " members not READY"));
     }
     const double refilled = absl::ToDoubleMilliseconds(absl::Now() - start);
     generation = last.generation();
