@@ -24,7 +24,7 @@
 // Usage: scale_bench BIN_DIR [--agents 1024,4096] [--duration S] [--heartbeat-seconds S]
 //                    [--channels C] [--join-threads T] [--no-scale] [--no-latency]
 //                    [--latency-world W] [--latency-clients 1,64] [--latency-ops K]
-//                    [--coordinator-log FILE]
+//                    [--coordinator-log FILE] [--no-abort]
 #include <unistd.h>
 
 #include <algorithm>
@@ -203,6 +203,8 @@ struct Options {
   int join_threads = 256;
   bool scale = true;
   bool latency = true;
+  // The abort phase (at 4,096 on a small machine its cascade of generations takes minutes and GBs).
+  bool abort = true;
   int latency_world = 1024;
   std::vector<int> latency_clients = {1, 64};
   int latency_ops = 2000;
@@ -371,6 +373,9 @@ int RunScale(const Options& o, int n) {
     Metric(p + ".init.plan_delivered_p99_ms", Percentile(plan, 0.99), "ms");
     Metric(p + ".init.agent_ready_p50_ms", Percentile(up, 0.5), "ms");
     Metric(p + ".init.agent_ready_p99_ms", Percentile(up, 0.99), "ms");
+    // Each plan holds this rank's group of every kind: the WORLD (and a DIT of the whole world)
+    // lists all N ranks, so the plans of one generation are O(N^2) bytes.
+    Metric(p + ".init.max_plan_bytes", static_cast<double>(tracker.max_plan_bytes()), "bytes");
   }
 
   // steady: heartbeats only.
@@ -393,7 +398,7 @@ int RunScale(const Options& o, int n) {
   }
 
   // abort: k standbys, then k members killed -> survivors aborted, the pool READY again.
-  {
+  if (o.abort) {
     int failed = 0;
     fleet.JoinAll(n, n + k, o.join_threads, &failed);
     v1::PoolSummary s;
@@ -614,6 +619,8 @@ int main(int argc, char** argv) {
       o.coordinator_log = next();
     } else if (flag == "--no-scale") {
       o.scale = false;
+    } else if (flag == "--no-abort") {
+      o.abort = false;
     } else if (flag == "--no-latency") {
       o.latency = false;
     } else if (flag == "--latency-world") {

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -32,6 +33,16 @@ std::vector<absl::Time> SimTracker::Times(Event event, int64_t generation) {
   absl::MutexLock lock(&mu_);
   auto it = times_.find({event, generation});
   return it == times_.end() ? std::vector<absl::Time>() : it->second;
+}
+
+void SimTracker::NotePlanBytes(size_t bytes) {
+  absl::MutexLock lock(&mu_);
+  max_plan_bytes_ = std::max(max_plan_bytes_, bytes);
+}
+
+size_t SimTracker::max_plan_bytes() {
+  absl::MutexLock lock(&mu_);
+  return max_plan_bytes_;
 }
 
 namespace {
@@ -109,6 +120,7 @@ void SimAgent::OnMessage(const v1::CoordinatorMessage& message) {
     case v1::CoordinatorMessage::kPlan: {
       const int64_t generation = message.plan().generation();
       tracker_->Record(SimTracker::Event::kPlan, generation, now);
+      tracker_->NotePlanBytes(message.ByteSizeLong());
       runner_.NotePlan(generation);
       runner_.Build(message.plan());
       if (runner_.ready_generation() == generation) {

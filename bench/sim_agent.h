@@ -43,10 +43,14 @@ class SimTracker {
   int WaitFor(Event event, int64_t generation, int count, absl::Time deadline);
   // The times recorded for (event, generation).
   std::vector<absl::Time> Times(Event event, int64_t generation);
+  // The largest plan received (serialized bytes).
+  void NotePlanBytes(size_t bytes);
+  size_t max_plan_bytes();
 
  private:
   absl::Mutex mu_;
   std::map<std::pair<Event, int64_t>, std::vector<absl::Time>> times_ ABSL_GUARDED_BY(mu_);
+  size_t max_plan_bytes_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 class SimAgent final : private agent::SessionListener {
