@@ -148,7 +148,9 @@ class Coordinator {
         }
       }
       if (absl::Now() >= deadline) return false;
-      absl::SleepFor(absl::Milliseconds(10));  // polling a remote summary, with a deadline
+      // Polling a remote summary, with a deadline. ListPools costs the coordinator O(members)
+      // under its lock: not more often than this.
+      absl::SleepFor(absl::Milliseconds(25));
     }
   }
 
