@@ -43,8 +43,10 @@ void Coordinator::StartGeneration(Pool& pool, Completions& out) {
   }
   // The world communicator survives a model-parallel destroy; reuse it when the same processes
   // hold the same ranks with the same backend.
+  // Every rank's member, in one pass (AtRank per rank is O(world^2) under the lock).
+  const std::vector<Member*> by_rank = pool.roster.ByRank(pool.world_size);
   const bool reuse = pool.world.ReusableBy(pool.world_size, [&](int r) -> const std::string* {
-    const Member* m = pool.roster.AtRank(r);
+    const Member* m = by_rank[r];
     return m != nullptr ? &m->incarnation : nullptr;
   });
   if (!reuse) pool.world.Drop();
@@ -52,7 +54,7 @@ void Coordinator::StartGeneration(Pool& pool, Completions& out) {
   pool.error.clear();
   pool.build.Start(pool.world_size, clock_->Now());
   for (int r = 0; r < pool.world_size; ++r) {
-    Member* m = pool.roster.AtRank(r);
+    Member* m = by_rank[r];
     m->phase = v1::MEMBER_PHASE_INITIALIZING;
     m->report.Clear();
     m->progress.Clear();

@@ -54,6 +54,15 @@ const Member* Roster::AtRank(int rank) const {
   return nullptr;
 }
 
+std::vector<Member*> Roster::ByRank(int world) {
+  std::vector<Member*> by_rank(std::max(world, 0), nullptr);
+  for (auto& [identity, m] : members_) {
+    // The first in member order, as AtRank.
+    if (m.rank >= 0 && m.rank < world && by_rank[m.rank] == nullptr) by_rank[m.rank] = &m;
+  }
+  return by_rank;
+}
+
 std::vector<bool> Roster::Taken() const {
   std::vector<bool> taken;
   for (const auto& [identity, m] : members_) {

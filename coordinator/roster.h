@@ -61,6 +61,9 @@ class Roster {
   // The member holding `rank`, or null.
   Member* AtRank(int rank);
   const Member* AtRank(int rank) const;
+  // AtRank(r) for every r in [0, world) in one pass over the members (AtRank is a scan of them:
+  // a loop over the ranks calling it is O(world x members)).
+  std::vector<Member*> ByRank(int world);
 
   // The rank a newcomer gets in a world of `world` (0: unbounded): `hint` when it is free and
   // inside the world, else the lowest free rank; -1 (standby) when every rank is taken.

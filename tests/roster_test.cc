@@ -65,6 +65,19 @@ TEST_F(RosterTest, MissingRanks_CountOnlyAttachedMembersInsideTheWorld) {
   EXPECT_EQ(roster_.AtRank(2), nullptr);
 }
 
+TEST_F(RosterTest, ByRank_IsAtRankForEveryRankOfTheWorld) {
+  Add("a", 0);
+  Add("b", 2, std::nullopt, /*attached=*/false);
+  Add("c", 5);
+  Add("s", -1);
+  const std::vector<Member*> by_rank = roster_.ByRank(4);
+  ASSERT_EQ(by_rank.size(), 4u);
+  for (int r = 0; r < 4; ++r) EXPECT_EQ(by_rank[r], roster_.AtRank(r)) << "rank " << r;
+  EXPECT_EQ(by_rank[2]->identity, "b");
+  EXPECT_EQ(by_rank[1], nullptr);
+  EXPECT_TRUE(roster_.ByRank(0).empty());
+}
+
 TEST_F(RosterTest, RecoveryRank_HeldBeatsDurable_ClaimedRanksRefused) {
   roster_.LoadRank("a", 1);
   v1::JoinRequest a;
