@@ -564,6 +564,17 @@ int RunLatency(const Options& o) {
       v1::GetStateResponse response;
       return admins[c]->GetState(&context, request, &response).ok();
     };
+    // The floor: a unary call the coordinator refuses at once (an unknown pool, NOT_FOUND), i.e.
+    // gRPC's round trip on loopback with nothing behind it.
+    MeasureOp(p + ".grpc_floor", clients, per_client, [&](int c, int) {
+      grpc::ClientContext context;
+      context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+      v1::GetStateRequest request;
+      request.set_pool("no-such-pool");
+      v1::GetStateResponse response;
+      return admins[c]->GetState(&context, request, &response).error_code() ==
+             grpc::StatusCode::NOT_FOUND;
+    });
     MeasureOp(p + ".get_state_one_rank", clients, per_client,
               [&](int c, int i) { return get_state(c, i % w); });
     MeasureOp(absl::StrCat(p, ".get_state_pool_w", w), clients, std::max(5, per_client / 10),
