@@ -25,11 +25,14 @@
 //                    [--channels C] [--join-threads T] [--no-scale] [--no-latency]
 //                    [--latency-world W] [--latency-clients 1,64] [--latency-ops K]
 //                    [--coordinator-log FILE] [--no-abort]
+// A profiler in front of the coordinator: COHORT_BENCH_COORDINATOR_PREFIX="/usr/bin/valgrind
+// --tool=massif --massif-out-file=F" (it is then stopped with SIGTERM so that it writes F).
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -105,6 +108,12 @@ class Coordinator {
     if (heartbeat > absl::ZeroDuration()) {
       argv.insert(argv.end(), {"--heartbeat-interval", absl::FormatDuration(heartbeat)});
     }
+    // A profiler in front (COHORT_BENCH_COORDINATOR_PREFIX="valgrind --tool=massif ..."): the
+    // CPU and RSS numbers are then the profiler's.
+    if (const char* prefix = std::getenv("COHORT_BENCH_COORDINATOR_PREFIX"); prefix != nullptr) {
+      std::vector<std::string> words = absl::StrSplit(prefix, ' ', absl::SkipEmpty());
+      argv.insert(argv.begin(), words.begin(), words.end());
+    }
     auto c = ChildProcess::Spawn(argv, log.empty() ? "/dev/null" : log);
     if (!c.has_value()) return;
     process_ = std::make_unique<ChildProcess>(std::move(*c));
@@ -117,6 +126,11 @@ class Coordinator {
   }
   ~Coordinator() {
     if (process_ != nullptr) {
+      // Under a profiler: SIGTERM, so that it writes its profile on the way out.
+      if (std::getenv("COHORT_BENCH_COORDINATOR_PREFIX") != nullptr) {
+        process_->Signal(SIGTERM);
+        if (process_->WaitExit(absl::Seconds(60)).has_value()) return;
+      }
       process_->Signal(SIGKILL);
       process_->WaitExit(absl::Seconds(10));
     }
