@@ -422,7 +422,10 @@ class Coordinator {
   void CancelTimer(TimerQueue::TimerId& id);
   // timers_->Schedule for a callback that uses this coordinator (see alive_).
   TimerQueue::TimerId Schedule(absl::Time when, std::function<void()> fn);
-  v1::PoolState Snapshot(const Pool& pool) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The pool's state; with `only_rank`, only the records of the members holding that rank (and no
+  // layout: the caller builds that rank's), the counts still over every member.
+  v1::PoolState Snapshot(const Pool& pool, std::optional<int> only_rank = std::nullopt) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Every pool's summary, unfiltered.
   std::vector<v1::PoolSummary> ListAllPools() ABSL_LOCKS_EXCLUDED(mu_);
   // The Authorizer's answer for `caller` doing `action` on `pool` (a refusal is counted, logged

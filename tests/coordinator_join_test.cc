@@ -125,6 +125,36 @@ TEST_F(CoordinatorTest, Generation_PlansMatchLayout_ReadyWhenAllReport) {
   EXPECT_EQ(State().phase(), v1::POOL_PHASE_READY);
 }
 
+// GetState of one rank builds only that member's record (not a snapshot of the whole pool) and
+// that rank's groups; the counts still cover the whole pool.
+TEST_F(CoordinatorTest, GetState_OneRank_OnlyThatMemberAndItsGroups_CountsOverThePool) {
+  std::vector<Joined> agents = ReadyWorld(kDp2Cfg2U2);
+  ASSERT_EQ(agents.size(), 8u);
+  JoinAgent("spare");
+  absl::StatusOr<v1::PoolState> s = coordinator_->GetState("default", 3);
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_EQ(s->members_size(), 1);
+  EXPECT_EQ(s->members(0).rank(), 3);
+  EXPECT_EQ(s->members(0).identity(), "agent-3");
+  EXPECT_EQ(s->members_ready(), 8);
+  EXPECT_EQ(s->members_standby(), 1);
+  absl::StatusOr<Layout> layout = Layout::Build(kDp2Cfg2U2);
+  ASSERT_EQ(s->layout().group_sets_size(), static_cast<int>(layout->kinds().size()));
+  for (const v1::GroupSet& set : s->layout().group_sets()) {
+    const GroupKind kind = *FromProto(set.kind());
+    ASSERT_EQ(set.groups_size(), 1);
+    EXPECT_EQ(set.groups(0).index(), layout->GroupIndexOf(kind, 3));
+    EXPECT_EQ(RankList(set.groups(0).ranks().begin(), set.groups(0).ranks().end()),
+              layout->GroupOf(kind, 3));
+  }
+  // The whole pool: every member, in rank order, standbys last, and the whole layout.
+  const v1::PoolState all = State();
+  ASSERT_EQ(all.members_size(), 9);
+  for (int r = 0; r < 8; ++r) EXPECT_EQ(all.members(r).rank(), r);
+  EXPECT_EQ(all.members(8).identity(), "spare");
+  EXPECT_EQ(all.members_ready(), 8);
+}
+
 TEST_F(CoordinatorTest, Report_StaleGeneration_Aborted) {
   std::vector<Joined> agents = JoinWorld(2);
   ASSERT_TRUE(Init({.world_size = 2, .tensor_parallel_size = 2}).ok());
