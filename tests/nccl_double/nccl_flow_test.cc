@@ -283,7 +283,9 @@ TEST_F(NcclFlowTest, RankNeverArrives_DeadlineAbortsTheInits_NothingLeft_ThenRea
   const ParallelConfig config{.world_size = 2, .tensor_parallel_size = 2};
   Start(2);
   WriteControl(1, "stall_init\n");
-  absl::StatusOr<v1::InitializeResponse> init = Initialize(config, v1::INIT_MODE_SPLIT, 3000);
+  // 8 s: ample for rank 0 to publish the id and both ranks to enter their inits on a loaded
+  // machine (they take milliseconds); rank 1 never completes however long the deadline is.
+  absl::StatusOr<v1::InitializeResponse> init = Initialize(config, v1::INIT_MODE_SPLIT, 8000);
   ASSERT_TRUE(init.ok()) << init.status();
   absl::StatusOr<v1::PoolState> failed =
       cluster_->WaitForPhase(v1::POOL_PHASE_FAILED, init->generation(), kDeadline);
