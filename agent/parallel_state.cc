@@ -144,17 +144,41 @@ absl::Status Destroy(v1::DestroyScope scope, absl::Duration timeout) {
   v1::DestroyRequest request;
   request.set_pool(a->options().pool);
   request.set_scope(scope);
-  absl::StatusOr<v1::DestroyResponse> destroyed = a->client().Destroy(request);
+  const absl::Time deadline = absl::Now() + timeout;
   int64_t generation = 0;
-  if (destroyed.ok()) {
-    generation = destroyed->generation();
-  } else if (destroyed.status().code() == absl::StatusCode::kFailedPrecondition) {
-    // Another rank already asked (or nothing is left): wait for this rank's own teardown.
+  for (;;) {
+    absl::StatusOr<v1::DestroyResponse> destroyed = a->client().Destroy(request);
+    if (destroyed.ok()) {
+      generation = destroyed->generation();
+      break;
+    }
+    if (destroyed.status().code() != absl::StatusCode::kFailedPrecondition) {
+      return destroyed.status();
+    }
     absl::StatusOr<v1::PoolState> state = a->client().GetState(a->options().pool);
     if (!state.ok()) return state.status();
-    generation = state->generation();
-  } else {
-    return destroyed.status();
+    if (scope != v1::DESTROY_SCOPE_ALL || state->phase() != v1::POOL_PHASE_DESTROYING) {
+      // Another rank already asked (or nothing is left): wait for this rank's own teardown.
+      // (A model-parallel destroy never asks again: another rank may already be building the
+      // next config.)
+      generation = state->generation();
+      break;
+    }
+    // Destroy-all while a teardown is under way: another rank's destroy-all, or the previous
+    // model-parallel destroy (this rank finished its part, the others' reports are still on their
+    // way). That one would leave the world standing and every rank waiting for it: ask again once
+    // it is over (then this starts the world's teardown, or hears that nothing is left).
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) {
+      return absl::DeadlineExceededError(absl::StrCat("pool '", state->pool(),
+                                                      "' was still tearing down after ",
+                                                      absl::FormatDuration(timeout)));
+    }
+    absl::StatusOr<v1::PoolState> changed =
+        a->client().WaitForStateChange(a->options().pool, state->version(), left);
+    if (!changed.ok() && changed.status().code() != absl::StatusCode::kDeadlineExceeded) {
+      return changed.status();
+    }
   }
   std::shared_ptr<const agent::GroupMap> groups = a->groups();
   if (groups == nullptr && scope == v1::DESTROY_SCOPE_MODEL_PARALLEL) return absl::OkStatus();
