@@ -281,67 +281,66 @@ TEST_F(TlsBinariesTest, AgentMetrics_HttpsWithTheAgentsCertificate_OrRefusedUpFr
   EXPECT_THAT(anonymous.out, ::testing::Not(HasSubstr("cohort_agent_")));
 }
 
+// An HTTPS metrics endpoint whose certificate files live in a scratch copy that a test can
+// rotate (deploy/mint-certs.sh --rotate-server); the files are polled every second.
+class MetricsHttpsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!CivetwebTlsSupport().ok()) GTEST_SKIP() << CivetwebTlsSupport().message();
+    if (Shell("command -v openssl").exit_status != 0) GTEST_SKIP() << "openssl is not installed";
+    TestCerts& certs = TestCerts::Get();
+    ASSERT_TRUE(certs.ok());
+    for (const char* name : {"ca.crt", "ca.key", "coordinator.crt", "coordinator.key"}) {
+      ScratchDir::Write(dir_ / name, ScratchDir::Read(certs.Path(name)));
+    }
+    MetricsTls tls;
+    tls.certificate_file = dir_ / "coordinator.crt";
+    tls.key_file = dir_ / "coordinator.key";
+    tls.ca_file = certs.Path("ca.crt");
+    tls.reload_interval = absl::Seconds(1);
+    absl::StatusOr<std::unique_ptr<MetricsEndpoint>> endpoint =
+        MetricsEndpoint::Start("127.0.0.1:0", {}, /*num_threads=*/2, tls);
+    ASSERT_TRUE(endpoint.ok()) << endpoint.status();
+    endpoint_ = *std::move(endpoint);
+  }
+  // A new server certificate on disk (the endpoint notices at its next poll).
+  void RotateServerCertificate() {
+    ASSERT_EQ(Shell(absl::StrCat(COHORT_SOURCE_DIR, "/deploy/mint-certs.sh ", Quote(dir_.path()),
+                                 " --rotate-server"))
+                  .exit_status,
+              0);
+  }
+
+  ScratchDir dir_;
+  std::unique_ptr<MetricsEndpoint> endpoint_;
+};
+
 // The metrics endpoint re-reads its certificate files: a rotated server certificate is served
 // by the restarted endpoint, on the same port, without restarting the process.
-TEST(MetricsHttpsTest, CertificateRotated_EndpointServesTheNewOneOnTheSamePort) {
-  if (!CivetwebTlsSupport().ok()) GTEST_SKIP() << CivetwebTlsSupport().message();
-  if (Shell("command -v openssl").exit_status != 0) GTEST_SKIP() << "openssl is not installed";
-  TestCerts& certs = TestCerts::Get();
-  ASSERT_TRUE(certs.ok());
-  ScratchDir dir;
-  for (const char* name : {"ca.crt", "ca.key", "coordinator.crt", "coordinator.key"}) {
-    ScratchDir::Write(dir / name, ScratchDir::Read(certs.Path(name)));
-  }
-  MetricsTls tls;
-  tls.certificate_file = dir / "coordinator.crt";
-  tls.key_file = dir / "coordinator.key";
-  tls.ca_file = certs.Path("ca.crt");
-  tls.reload_interval = absl::Seconds(1);
-  absl::StatusOr<std::unique_ptr<MetricsEndpoint>> endpoint =
-      MetricsEndpoint::Start("127.0.0.1:0", {}, /*num_threads=*/2, tls);
-  ASSERT_TRUE(endpoint.ok()) << endpoint.status();
-  const int port = (*endpoint)->port();
-  const std::string old_fingerprint = FileFingerprint(dir / "coordinator.crt");
+TEST_F(MetricsHttpsTest, CertificateRotated_EndpointServesTheNewOneOnTheSamePort) {
+  const int port = endpoint_->port();
+  const std::string old_fingerprint = FileFingerprint(dir_ / "coordinator.crt");
   ASSERT_FALSE(old_fingerprint.empty());
   EXPECT_EQ(ServedFingerprint(port), old_fingerprint);
 
-  ASSERT_EQ(Shell(absl::StrCat(COHORT_SOURCE_DIR, "/deploy/mint-certs.sh ", Quote(dir.path()),
-                               " --rotate-server"))
-                .exit_status,
-            0);
-  const std::string new_fingerprint = FileFingerprint(dir / "coordinator.crt");
+  ASSERT_NO_FATAL_FAILURE(RotateServerCertificate());
+  const std::string new_fingerprint = FileFingerprint(dir_ / "coordinator.crt");
   ASSERT_NE(new_fingerprint, old_fingerprint);
   // Nothing to wait on but the files being polled: each try is a new handshake, to a deadline.
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
   std::string served;
   while (served != new_fingerprint && absl::Now() < deadline) served = ServedFingerprint(port);
   EXPECT_EQ(served, new_fingerprint);
-  EXPECT_GE((*endpoint)->reloads(), 1);
-  EXPECT_EQ((*endpoint)->port(), port);
+  EXPECT_GE(endpoint_->reloads(), 1);
+  EXPECT_EQ(endpoint_->port(), port);
 }
 
 // A restart after a certificate change that fails for a reason the files do not show (here: the
 // port taken in the meantime) is tried again at every interval until it works. Before, the
 // watcher waited for the files to change again and the endpoint stayed down for good (seen as a
 // flaky CertificateRotated_EndpointServesTheNewOneOnTheSamePort on a loaded machine).
-TEST(MetricsHttpsTest, RestartFailedForABusyPort_TriedAgainUntilItWorks) {
-  if (!CivetwebTlsSupport().ok()) GTEST_SKIP() << CivetwebTlsSupport().message();
-  if (Shell("command -v openssl").exit_status != 0) GTEST_SKIP() << "openssl is not installed";
-  TestCerts& certs = TestCerts::Get();
-  ASSERT_TRUE(certs.ok());
-  ScratchDir dir;
-  for (const char* name : {"ca.crt", "ca.key", "coordinator.crt", "coordinator.key"}) {
-    ScratchDir::Write(dir / name, ScratchDir::Read(certs.Path(name)));
-  }
-  MetricsTls tls;
-  tls.certificate_file = dir / "coordinator.crt";
-  tls.key_file = dir / "coordinator.key";
-  tls.ca_file = certs.Path("ca.crt");
-  tls.reload_interval = absl::Seconds(1);
-  absl::StatusOr<std::unique_ptr<MetricsEndpoint>> endpoint =
-      MetricsEndpoint::Start("127.0.0.1:0", {}, /*num_threads=*/2, tls);
-  ASSERT_TRUE(endpoint.ok()) << endpoint.status();
-  const int port = (*endpoint)->port();
+TEST_F(MetricsHttpsTest, RestartFailedForABusyPort_TriedAgainUntilItWorks) {
+  const int port = endpoint_->port();
   const absl::Time deadline = absl::Now() + absl::Seconds(60);
   auto wait_for = [&](const std::function<bool()>& done) {
     while (!done() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(20));
@@ -349,8 +348,8 @@ TEST(MetricsHttpsTest, RestartFailedForABusyPort_TriedAgainUntilItWorks) {
   };
 
   // A broken certificate: the endpoint goes down (its port is free).
-  ScratchDir::Write(dir / "coordinator.crt", "not a certificate\n");
-  ASSERT_TRUE(wait_for([&] { return (*endpoint)->failed_restarts() >= 1; }));
+  ScratchDir::Write(dir_ / "coordinator.crt", "not a certificate\n");
+  ASSERT_TRUE(wait_for([&] { return endpoint_->failed_restarts() >= 1; }));
   // Someone takes the port; then the certificate is good again, but the restart cannot bind.
   const int squatter = socket(AF_INET, SOCK_STREAM, 0);
   ASSERT_GE(squatter, 0);
@@ -360,19 +359,16 @@ TEST(MetricsHttpsTest, RestartFailedForABusyPort_TriedAgainUntilItWorks) {
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   ASSERT_EQ(bind(squatter, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0) << errno;
   ASSERT_EQ(listen(squatter, 1), 0);
-  ASSERT_EQ(Shell(absl::StrCat(COHORT_SOURCE_DIR, "/deploy/mint-certs.sh ", Quote(dir.path()),
-                               " --rotate-server"))
-                .exit_status,
-            0);
-  const std::string fingerprint = FileFingerprint(dir / "coordinator.crt");
-  const int failures = (*endpoint)->failed_restarts();
-  ASSERT_TRUE(wait_for([&] { return (*endpoint)->failed_restarts() > failures; }));
+  ASSERT_NO_FATAL_FAILURE(RotateServerCertificate());
+  const std::string fingerprint = FileFingerprint(dir_ / "coordinator.crt");
+  const int failures = endpoint_->failed_restarts();
+  ASSERT_TRUE(wait_for([&] { return endpoint_->failed_restarts() > failures; }));
   // The port is free again; the files do not change any more.
   close(squatter);
   std::string served;
   ASSERT_TRUE(wait_for([&] { return (served = ServedFingerprint(port)) == fingerprint; }))
       << "served: " << served;
-  EXPECT_GE((*endpoint)->reloads(), 1);
+  EXPECT_GE(endpoint_->reloads(), 1);
 }
 
 // The coordinator's certificate is re-minted on disk while two agents hold their sessions:
