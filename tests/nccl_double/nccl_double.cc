@@ -1313,70 +1313,65 @@ ncclResult_t ncclAllReduce(const void* sendbuff, void* recvbuff, size_t count,
                            ncclDataType_t datatype, ncclRedOp_t op, ncclComm_t comm,
                            cudaStream_t stream) {
   if (!ValidComm(comm)) return Err(ncclInvalidArgument, "comm is null");
-  OpTask t;
-  t.s = comm->s;
-  t.op = kOpAllReduce;
-  t.send = sendbuff;
-  t.recv = recvbuff;
-  t.count = count;
-  t.type = datatype;
-  t.red = op;
-  return Enqueue(std::move(t), stream);
+  return Enqueue(OpTask{.s = comm->s,
+                        .op = kOpAllReduce,
+                        .send = sendbuff,
+                        .recv = recvbuff,
+                        .count = count,
+                        .type = datatype,
+                        .red = op},
+                 stream);
 }
 
 ncclResult_t ncclAllGather(const void* sendbuff, void* recvbuff, size_t sendcount,
                            ncclDataType_t datatype, ncclComm_t comm, cudaStream_t stream) {
   if (!ValidComm(comm)) return Err(ncclInvalidArgument, "comm is null");
-  OpTask t;
-  t.s = comm->s;
-  t.op = kOpAllGather;
-  t.send = sendbuff;
-  t.recv = recvbuff;
-  t.count = sendcount;
-  t.type = datatype;
-  return Enqueue(std::move(t), stream);
+  return Enqueue(OpTask{.s = comm->s,
+                        .op = kOpAllGather,
+                        .send = sendbuff,
+                        .recv = recvbuff,
+                        .count = sendcount,
+                        .type = datatype},
+                 stream);
 }
 
 ncclResult_t ncclBroadcast(const void* sendbuff, void* recvbuff, size_t count,
                            ncclDataType_t datatype, int root, ncclComm_t comm,
                            cudaStream_t stream) {
   if (!ValidComm(comm)) return Err(ncclInvalidArgument, "comm is null");
-  OpTask t;
-  t.s = comm->s;
-  t.op = kOpBroadcast;
-  t.send = sendbuff;
-  t.recv = recvbuff;
-  t.count = count;
-  t.type = datatype;
-  t.root = root;
-  return Enqueue(std::move(t), stream);
+  return Enqueue(OpTask{.s = comm->s,
+                        .op = kOpBroadcast,
+                        .send = sendbuff,
+                        .recv = recvbuff,
+                        .count = count,
+                        .type = datatype,
+                        .root = root},
+                 stream);
 }
 
 ncclResult_t ncclSend(const void* sendbuff, size_t count, ncclDataType_t datatype, int peer,
                       ncclComm_t comm, cudaStream_t stream) {
   if (!ValidComm(comm)) return Err(ncclInvalidArgument, "comm is null");
-  OpTask t;
-  t.s = comm->s;
-  t.op = kOpSendRecv;
-  t.send = sendbuff;
-  t.count = count;
-  t.type = datatype;
-  t.root = peer;
-  t.is_send = true;
-  return Enqueue(std::move(t), stream);
+  return Enqueue(OpTask{.s = comm->s,
+                        .op = kOpSendRecv,
+                        .send = sendbuff,
+                        .count = count,
+                        .type = datatype,
+                        .root = peer,
+                        .is_send = true},
+                 stream);
 }
 
 ncclResult_t ncclRecv(void* recvbuff, size_t count, ncclDataType_t datatype, int peer,
                       ncclComm_t comm, cudaStream_t stream) {
   if (!ValidComm(comm)) return Err(ncclInvalidArgument, "comm is null");
-  OpTask t;
-  t.s = comm->s;
-  t.op = kOpSendRecv;
-  t.recv = recvbuff;
-  t.count = count;
-  t.type = datatype;
-  t.root = peer;
-  return Enqueue(std::move(t), stream);
+  return Enqueue(OpTask{.s = comm->s,
+                        .op = kOpSendRecv,
+                        .recv = recvbuff,
+                        .count = count,
+                        .type = datatype,
+                        .root = peer},
+                 stream);
 }
 
 ncclResult_t ncclGroupStart() {
