@@ -75,11 +75,16 @@ class NcclDoubleTest : public ::testing::Test {
 
   // Polls until the communicator leaves ncclInProgress (or the test's deadline).
   static ncclResult_t Await(ncclComm_t comm) {
+    return PollUntil(comm, [](ncclResult_t state) { return state != ncclInProgress; });
+  }
+  // Polls the communicator's async state until `done` says so (or the test's deadline); returns
+  // the last state seen.
+  static ncclResult_t PollUntil(ncclComm_t comm, const std::function<bool(ncclResult_t)>& done) {
     const absl::Time deadline = absl::Now() + kWait;
     ncclResult_t state = ncclInProgress;
     while (absl::Now() < deadline) {
       EXPECT_EQ(ncclCommGetAsyncError(comm, &state), ncclSuccess);
-      if (state != ncclInProgress) return state;
+      if (done(state)) return state;
       absl::SleepFor(absl::Milliseconds(1));
     }
     return state;
@@ -334,12 +339,8 @@ TEST_F(NcclDoubleTest, AbortFromAnotherThread_EndsAnOperationWaitingForADeadPeer
   ASSERT_EQ(cudaMalloc(&word, 8), cudaSuccess);
   ASSERT_EQ(ncclAllReduce(word, word, 1, ncclInt64, ncclSum, comms[0], stream), ncclSuccess);
   EXPECT_EQ(Await(comms[0]), ncclSuccess);  // enqueued; the error comes from the peer
-  ncclResult_t state = ncclSuccess;
-  const absl::Time deadline = absl::Now() + kWait;
-  while (absl::Now() < deadline && state == ncclSuccess) {
-    ncclCommGetAsyncError(comms[0], &state);
-    absl::SleepFor(absl::Milliseconds(1));
-  }
+  const ncclResult_t state =
+      PollUntil(comms[0], [](ncclResult_t state) { return state != ncclSuccess; });
   EXPECT_EQ(state, ncclRemoteError);
   EXPECT_THAT(ncclGetLastError(comms[0]), HasSubstr("peer rank 1 closed its connection"));
   EXPECT_EQ(cudaStreamQuery(stream), cudaErrorNotReady);
@@ -402,12 +403,7 @@ TEST_F(NcclDoubleTest, MismatchedCollectives_InvalidUsageNotGarbage) {
     } else {
       ncclAllReduce(buf, buf, 3, ncclInt64, ncclSum, comm, stream);
     }
-    states[r] = ncclSuccess;
-    const absl::Time deadline = absl::Now() + kWait;
-    while (absl::Now() < deadline && states[r] == ncclSuccess) {
-      ncclCommGetAsyncError(comm, &states[r]);
-      absl::SleepFor(absl::Milliseconds(1));
-    }
+    states[r] = PollUntil(comm, [](ncclResult_t state) { return state != ncclSuccess; });
     ncclCommAbort(comm);
     cudaStreamDestroy(stream);
     cudaFree(buf);
@@ -509,13 +505,8 @@ TEST_F(NcclBackendOnDoubleTest, CancelBuilds_EndsASplitWaitingForARank) {
   // Rank 1 never splits; rank 0's split waits for it until the cancel.
   std::thread canceller([&] {
     // The split is under way once rank 0's world reports ncclInProgress.
-    const absl::Time deadline = absl::Now() + kWait;
-    auto* comm = static_cast<ncclComm_t>(worlds[0]->raw_handle());
-    ncclResult_t state = ncclSuccess;
-    while (absl::Now() < deadline && state != ncclInProgress) {
-      ncclCommGetAsyncError(comm, &state);
-      absl::SleepFor(absl::Milliseconds(1));
-    }
+    PollUntil(static_cast<ncclComm_t>(worlds[0]->raw_handle()),
+              [](ncclResult_t state) { return state == ncclInProgress; });
     backends[0]->CancelBuilds("agent stopping");
   });
   absl::StatusOr<GroupSet> groups = backends[0]->CreateGroups(
