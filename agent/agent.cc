@@ -31,6 +31,7 @@ v1::JoinRequest JoinTemplate(const AgentOptions& options) {
   if (options.rank_hint.has_value()) request.set_rank_hint(*options.rank_hint);
   request.set_agent_version(COHORT_VERSION);
   request.set_nccl_version(CompiledNcclVersion());
+  request.set_accepts_rank_runs(true);
   return request;
 }
 

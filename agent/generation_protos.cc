@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "absl/strings/str_cat.h"
 #include "common/layout_proto.h"
 
 namespace cohort::agent {
@@ -55,7 +56,12 @@ absl::StatusOr<std::vector<GroupSpec>> GroupRequests(const v1::Plan& plan) {
     GroupSpec spec;
     spec.kind = *kind;
     spec.group_index = set.groups(0).index();
-    spec.ranks.assign(set.groups(0).ranks().begin(), set.groups(0).ranks().end());
+    absl::StatusOr<RankList> ranks = RanksOf(set.groups(0), plan.world_size());
+    if (!ranks.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("malformed plan: ", GroupKindName(*kind),
+                                                     " group: ", ranks.status().message()));
+    }
+    spec.ranks = *std::move(ranks);
     auto pos = std::find(spec.ranks.begin(), spec.ranks.end(), plan.rank());
     if (pos == spec.ranks.end()) {
       return absl::InvalidArgumentError("malformed plan: rank not in its group");

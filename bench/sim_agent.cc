@@ -61,6 +61,7 @@ v1::JoinRequest JoinTemplate(const std::string& identity, const std::string& poo
   if (rank_hint >= 0) request.set_rank_hint(rank_hint);
   request.set_agent_version(COHORT_VERSION);
   request.set_nccl_version(agent::CompiledNcclVersion());
+  request.set_accepts_rank_runs(true);
   return request;
 }
 

@@ -118,6 +118,64 @@ v1::Layout ToProto(const Layout& layout) {
   return out;
 }
 
+void SetRanks(const RankList& ranks, bool compact, v1::RankGroup* group) {
+  group->clear_ranks();
+  group->clear_compact();
+  if (!compact) {
+    group->mutable_ranks()->Add(ranks.begin(), ranks.end());
+    return;
+  }
+  v1::CompactRanks* runs = group->mutable_compact();
+  for (size_t i = 0; i < ranks.size();) {
+    v1::RankRun* run = runs->add_runs();
+    run->set_first(ranks[i]);
+    const int stride = i + 1 < ranks.size() ? ranks[i + 1] - ranks[i] : 1;
+    size_t end = i + 1;
+    while (end < ranks.size() && ranks[end] - ranks[end - 1] == stride) ++end;
+    run->set_count(static_cast<int>(end - i));
+    run->set_stride(stride);
+    i = end;
+  }
+}
+
+absl::StatusOr<RankList> RanksOf(const v1::RankGroup& group, int world) {
+  if (group.ranks_size() > 0 && group.has_compact()) {
+    return absl::InvalidArgumentError("a group lists its ranks and has runs: give one form");
+  }
+  if (group.ranks_size() == 0 && group.compact().runs_size() == 0) {
+    return absl::InvalidArgumentError("a group has no ranks");
+  }
+  RankList ranks;
+  auto add = [&](int64_t r) -> absl::Status {
+    if (r < 0 || r >= world) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a group has rank ", r, ", outside the world of ", world));
+    }
+    if (!ranks.empty() && r <= ranks.back()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a group's ranks are not ascending (", ranks.back(), " then ", r, ")"));
+    }
+    ranks.push_back(static_cast<int>(r));
+    return absl::OkStatus();
+  };
+  for (int r : group.ranks()) {
+    if (absl::Status s = add(r); !s.ok()) return s;
+  }
+  for (const v1::RankRun& run : group.compact().runs()) {
+    if (run.count() < 1 || (run.count() > 1 && run.stride() < 1)) {
+      return absl::InvalidArgumentError(absl::StrCat("a group has a run of ", run.count(),
+                                                     " ranks with stride ", run.stride(),
+                                                     ": count and stride must be >= 1"));
+    }
+    // Ascending ranks inside [0, world): at most `world` of them, so this loop ends early on a
+    // run that claims more.
+    for (int64_t k = 0; k < run.count(); ++k) {
+      if (absl::Status s = add(int64_t{run.first()} + k * run.stride()); !s.ok()) return s;
+    }
+  }
+  return ranks;
+}
+
 v1::RankRecord ToRankRecord(const RankView& v, bool has_ep) {
   v1::RankRecord r;
   r.set_rank(v.rank);

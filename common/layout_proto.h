@@ -21,6 +21,14 @@ v1::GroupKind ToProto(GroupKind kind);
 absl::StatusOr<GroupKind> FromProto(v1::GroupKind kind);
 
 v1::Layout ToProto(const Layout& layout);
+
+// Sets `group`'s ranks (ascending): as runs when `compact` (RankGroup.compact: one run per stretch
+// of equally spaced ranks, so a whole world is one run), else listed.
+void SetRanks(const RankList& ranks, bool compact, v1::RankGroup* group);
+// The ranks of `group`, listed or as runs. Errors (INVALID_ARGUMENT, naming the fault): both forms
+// or neither, a run with count or stride below 1, a rank outside [0, world), ranks not ascending.
+// Never allocates more than `world` ranks, whatever the runs say.
+absl::StatusOr<RankList> RanksOf(const v1::RankGroup& group, int world);
 v1::RankRecord ToRankRecord(const RankView& view, bool has_ep);
 
 // The `cohortctl layout -o json` document; `rank` adds per_rank.

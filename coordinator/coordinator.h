@@ -354,7 +354,8 @@ class Coordinator {
   // Starts the next generation if the pool has a config, is waiting and its world is complete.
   void MaybeStart(Pool& pool, Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartGeneration(Pool& pool, Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  v1::Plan PlanFor(const Pool& pool, int rank) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The plan for `member` (holding a rank of the pool's world).
+  v1::Plan PlanFor(const Pool& pool, const Member& member) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Marks the generation failed (FAILED, or DEGRADED when it restarts by itself once the world
   // is complete again, with `reason`) and tells every connected member to abort it.
   void FailGeneration(Pool& pool, const std::string& error, Completions& out,

@@ -9,7 +9,7 @@ using internal::BackendOf;
 
 v1::Plan BuildPlan(const std::string& pool_name, int64_t generation, const ParallelConfig& config,
                    const Layout& layout, const v1::InitOptions& options,
-                   absl::Duration default_deadline, int rank) {
+                   absl::Duration default_deadline, int rank, bool rank_runs) {
   v1::Plan plan;
   plan.set_pool(pool_name);
   plan.set_generation(generation);
@@ -20,8 +20,7 @@ v1::Plan BuildPlan(const std::string& pool_name, int64_t generation, const Paral
     v1::GroupSet* set = plan.mutable_layout()->add_group_sets();
     set->set_kind(ToProto(kind));
     v1::RankGroup* group = set->add_groups();
-    const RankList& ranks = layout.GroupOf(kind, rank);
-    group->mutable_ranks()->Add(ranks.begin(), ranks.end());
+    SetRanks(layout.GroupOf(kind, rank), rank_runs, group);
     group->set_index(layout.GroupIndexOf(kind, rank));
   }
   plan.set_backend(BackendOf(options));

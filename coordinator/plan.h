@@ -17,10 +17,11 @@ namespace cohort::coordinator {
 
 // `layout` is Layout::Build(config); `rank` is inside its world. The deadline is the options'
 // deadline_ms, or `default_deadline` when they give none; verify defaults to on; the backend to
-// gloo.
+// gloo. `rank_runs`: the groups' ranks as runs (RankGroup.runs, for an agent that accepts them:
+// a few bytes for a whole world), else listed (O(world) bytes per plan for the world group).
 v1::Plan BuildPlan(const std::string& pool_name, int64_t generation, const ParallelConfig& config,
                    const Layout& layout, const v1::InitOptions& options,
-                   absl::Duration default_deadline, int rank);
+                   absl::Duration default_deadline, int rank, bool rank_runs);
 
 }  // namespace cohort::coordinator
 

@@ -205,10 +205,38 @@ Member* Roster::EarliestStandby() {
 }
 
 void Roster::RememberRank(const std::string& identity, int rank) {
-  for (auto it = durable_ranks_.begin(); it != durable_ranks_.end();) {
-    it = it->second == rank && it->first != identity ? durable_ranks_.erase(it) : std::next(it);
+  auto [first, last] = durable_holders_.equal_range(rank);
+  for (auto it = first; it != last;) {
+    if (it->second == identity) {
+      ++it;
+      continue;
+    }
+    durable_ranks_.erase(it->second);
+    it = durable_holders_.erase(it);
   }
+  LoadRank(identity, rank);
+}
+
+void Roster::ForgetRank(const std::string& identity) {
+  auto it = durable_ranks_.find(identity);
+  if (it == durable_ranks_.end()) return;
+  auto [first, last] = durable_holders_.equal_range(it->second);
+  for (auto h = first; h != last; ++h) {
+    if (h->second == identity) {
+      durable_holders_.erase(h);
+      break;
+    }
+  }
+  durable_ranks_.erase(it);
+}
+
+void Roster::LoadRank(const std::string& identity, int rank) {
+  if (auto it = durable_ranks_.find(identity); it != durable_ranks_.end() && it->second == rank) {
+    return;
+  }
+  ForgetRank(identity);
   durable_ranks_[identity] = rank;
+  durable_holders_.emplace(rank, identity);
 }
 
 }  // namespace cohort::coordinator

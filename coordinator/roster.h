@@ -89,9 +89,9 @@ class Roster {
   const std::map<std::string, int>& durable_ranks() const { return durable_ranks_; }
   // Records identity -> rank, dropping any other identity remembered for that rank.
   void RememberRank(const std::string& identity, int rank);
-  void ForgetRank(const std::string& identity) { durable_ranks_.erase(identity); }
+  void ForgetRank(const std::string& identity);
   // A rank from the state file, taken as it is (the file was validated).
-  void LoadRank(const std::string& identity, int rank) { durable_ranks_[identity] = rank; }
+  void LoadRank(const std::string& identity, int rank);
 
  private:
   // taken[r]: some member (attached or not) has rank r.
@@ -99,6 +99,9 @@ class Roster {
 
   std::map<std::string, Member> members_;
   std::map<std::string, int> durable_ranks_;
+  // durable_ranks_ the other way round (rank -> identities; one, except after LoadRank of a file
+  // that gave a rank twice), so that RememberRank is not a pass over every identity per join.
+  std::multimap<int, std::string> durable_holders_;
 };
 
 }  // namespace cohort::coordinator

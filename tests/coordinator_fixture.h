@@ -70,6 +70,7 @@ class CoordinatorTest : public ::testing::Test {
     request.set_incarnation(incarnation);
     request.add_backends("gloo");
     if (hint.has_value()) request.set_rank_hint(*hint);
+    request.set_accepts_rank_runs(accepts_rank_runs_);
     absl::StatusOr<v1::JoinResponse> joined = coordinator_->Join(request);
     EXPECT_TRUE(joined.ok()) << joined.status();
     if (!joined.ok()) return {"", -2, nullptr};
@@ -143,6 +144,8 @@ class CoordinatorTest : public ::testing::Test {
     return out;
   }
 
+  // JoinAgent's agents read RankGroup.runs (as cohort-agent does); off: old agents.
+  bool accepts_rank_runs_ = false;
   FakeClock clock_;
   TimerQueue timers_{&clock_};
   std::vector<std::unique_ptr<FakeSink>> sinks_;

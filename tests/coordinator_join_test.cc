@@ -83,6 +83,31 @@ TEST_F(CoordinatorTest, Initialize_InvalidConfig_InvalidArgumentWithEngineMessag
               HasSubstr("unknown backend 'mpi'"));
 }
 
+// An agent that reads runs gets its groups as runs (a whole world in a few bytes); one that does
+// not (an older agent) gets them listed; both are the layout's groups.
+TEST_F(CoordinatorTest, Generation_PlansAsRunsOnlyForAgentsThatAcceptThem) {
+  std::vector<Joined> agents;
+  for (int r = 0; r < 8; ++r) {
+    accepts_rank_runs_ = r % 2 == 0;
+    agents.push_back(JoinAgent(absl::StrCat("agent-", r), r));
+  }
+  ASSERT_TRUE(Init(kDp2Cfg2U2).ok());
+  absl::StatusOr<Layout> layout = Layout::Build(kDp2Cfg2U2);
+  ASSERT_TRUE(layout.ok());
+  for (const Joined& j : agents) {
+    ASSERT_EQ(j.sink->plans().size(), 1u);
+    const v1::Plan plan = j.sink->plans()[0];
+    for (const v1::GroupSet& set : plan.layout().group_sets()) {
+      const v1::RankGroup& group = set.groups(0);
+      EXPECT_EQ(group.compact().runs_size() > 0, j.rank % 2 == 0) << j.rank;
+      EXPECT_EQ(group.ranks_size() > 0, j.rank % 2 != 0) << j.rank;
+      absl::StatusOr<RankList> ranks = RanksOf(group, 8);
+      ASSERT_TRUE(ranks.ok()) << ranks.status();
+      EXPECT_EQ(*ranks, layout->GroupOf(*FromProto(set.kind()), j.rank));
+    }
+  }
+}
+
 TEST_F(CoordinatorTest, Initialize_BackendAMemberCannotDrive_IsRefused) {
   v1::JoinRequest request;
   request.set_identity("cpu-only");

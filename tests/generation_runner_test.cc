@@ -12,8 +12,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/comm/rendezvous_store.h"
+#include "agent/generation_protos.h"
 #include "common/logging.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 #include "spdlog/sinks/ostream_sink.h"
 #include "spdlog/spdlog.h"
@@ -53,6 +55,48 @@ class Outbox {
   mutable absl::Mutex mu_;
   std::vector<v1::AgentMessage> messages_ ABSL_GUARDED_BY(mu_);
 };
+
+// A plan's groups as runs become the same group specs as listed ranks; a malformed run is refused
+// naming the group.
+TEST(GroupRequests, RunsAndListedRanksAreTheSameGroups_MalformedRunsAreRefused) {
+  auto requests = [](const std::string& groups) {
+    v1::Plan plan;
+    EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(
+        "rank: 5 world_size: 8 layout { " + groups + " }", &plan));
+    return GroupRequests(plan);
+  };
+  for (const char* tp : {"ranks: 4 ranks: 5 ranks: 6 ranks: 7",
+                         "compact { runs { first: 4 count: 4 stride: 1 } }"}) {
+    absl::StatusOr<std::vector<GroupSpec>> specs = requests(
+        "group_sets { kind: GROUP_KIND_WORLD groups { compact { runs { first: 0 count: 8 stride: 1 "
+        "} } } } "
+        "group_sets { kind: GROUP_KIND_TP groups { index: 1 " +
+        std::string(tp) +
+        " } } "
+        "group_sets { kind: GROUP_KIND_DP groups { index: 1 compact { runs { first: 1 count: 2 "
+        "stride: 4 } } } "
+        "}");
+    ASSERT_THAT(specs.status(), IsOk());
+    ASSERT_EQ(specs->size(), 2u);  // the world is built from world_size
+    EXPECT_THAT((*specs)[0].ranks, ElementsAre(4, 5, 6, 7));
+    EXPECT_EQ((*specs)[0].rank_in_group, 1);
+    EXPECT_EQ((*specs)[0].group_index, 1);
+    EXPECT_THAT((*specs)[1].ranks, ElementsAre(1, 5));
+    EXPECT_EQ((*specs)[1].rank_in_group, 1);
+  }
+  EXPECT_THAT(
+      requests("group_sets { kind: GROUP_KIND_TP groups { compact { runs { first: 4 count: 5 "
+               "stride: 1 } } } }")
+          .status(),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("malformed plan: tp group: a group has rank 8, outside the "
+                         "world of 8")));
+  EXPECT_THAT(
+      requests("group_sets { kind: GROUP_KIND_TP groups { compact { runs { first: 0 count: 2 "
+               "stride: 1 } } } }")
+          .status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("rank not in its group")));
+}
 
 // Generation keys of one pool over one in-memory store, as the coordinator would keep them.
 GenerationRunner::StoreFactory StoresOver(InMemoryRendezvousStore* base) {

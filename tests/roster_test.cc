@@ -143,6 +143,27 @@ TEST_F(RosterTest, RememberRank_OneIdentityPerRank) {
   EXPECT_EQ(roster_.durable_ranks(), (std::map<std::string, int>{{"c", 0}}));
 }
 
+// The rank -> identity index stays true through moves, forgets and loaded ranks.
+TEST_F(RosterTest, RememberRank_AfterMovesForgetsAndLoadedRanks) {
+  roster_.LoadRank("x", 2);
+  roster_.LoadRank("y", 2);  // a file may give a rank twice
+  roster_.LoadRank("a", 0);
+  roster_.LoadRank("a", 3);  // moved: no longer in rank 0's place
+  roster_.RememberRank("b", 0);
+  EXPECT_EQ(roster_.durable_ranks(),
+            (std::map<std::string, int>{{"a", 3}, {"b", 0}, {"x", 2}, {"y", 2}}));
+  roster_.RememberRank("z", 2);  // drops both
+  EXPECT_EQ(roster_.durable_ranks(), (std::map<std::string, int>{{"a", 3}, {"b", 0}, {"z", 2}}));
+  roster_.ForgetRank("a");
+  roster_.ForgetRank("nobody");
+  roster_.RememberRank("c", 3);
+  roster_.RememberRank("b", 0);  // again, same rank: kept
+  EXPECT_EQ(roster_.durable_ranks(), (std::map<std::string, int>{{"b", 0}, {"c", 3}, {"z", 2}}));
+  roster_.RememberRank("d", 0);
+  roster_.RememberRank("d", 3);  // d leaves rank 0 empty and takes c's
+  EXPECT_EQ(roster_.durable_ranks(), (std::map<std::string, int>{{"d", 3}, {"z", 2}}));
+}
+
 TEST(HintOf, OnlyInsideTheWorld) {
   v1::JoinRequest join;
   EXPECT_FALSE(HintOf(join, 4).has_value());
