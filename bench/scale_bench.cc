@@ -41,6 +41,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -117,7 +118,11 @@ class Coordinator {
     auto c = ChildProcess::Spawn(argv, log.empty() ? "/dev/null" : log);
     if (!c.has_value()) return;
     process_ = std::make_unique<ChildProcess>(std::move(*c));
-    std::optional<std::string> line = process_->ReadLine(absl::Seconds(30));
+    // The line that names the address (a profiler in front may print its own lines first).
+    std::optional<std::string> line;
+    do {
+      line = process_->ReadLine(absl::Seconds(30));
+    } while (line.has_value() && !absl::StrContains(*line, " listening on "));
     if (line.has_value()) address_ = line->substr(line->rfind(' ') + 1);
     if (!address_.empty()) {
       admin_ = v1::AdminService::NewStub(
