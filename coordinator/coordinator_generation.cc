@@ -25,8 +25,40 @@ void Coordinator::MaybeStart(Pool& pool, Completions& out) {
        pool.phases.phase() != v1::POOL_PHASE_DEGRADED)) {
     return;
   }
+  if (pool.settle_timer != 0) return;  // losses settle; the timer calls again
   if (!pool.roster.MissingRanks(pool.world_size).empty()) return;
   StartGeneration(pool, out);
+}
+
+void Coordinator::StartAfterSettle(Pool& pool, Completions& out) {
+  if (options_.regroup_settle <= absl::ZeroDuration()) {
+    MaybeStart(pool, out);
+    return;
+  }
+  // A loss inside an open window joins it: the start stays bounded by the first loss.
+  if (pool.settle_timer != 0) return;
+  const std::string name = pool.name;
+  const uint64_t window = ++settle_windows_;
+  pool.settle_window = window;
+  spdlog::info("pool {}: next generation in {} at the earliest (losses settle)", pool.name,
+               absl::FormatDuration(options_.regroup_settle));
+  pool.settle_timer = Schedule(clock_->Now() + options_.regroup_settle, [this, name, window] {
+    Completions done;
+    {
+      absl::MutexLock lock(&mu_);
+      Pool* p = FindPool(name);
+      // Gone, or this window was closed (a destroy, an Initialize, a generation started) while
+      // its callback was already due.
+      if (p == nullptr || p->settle_timer == 0 || p->settle_window != window) return;
+      p->settle_timer = 0;
+      MaybeStart(*p, done);
+      if (p->phases.phase() == v1::POOL_PHASE_DEGRADED) {
+        spdlog::info("pool {}: losses settled; the next generation waits for {} missing rank(s)",
+                     p->name, p->roster.MissingRanks(p->world_size).size());
+      }
+    }
+    Finish(done);
+  });
 }
 
 v1::Plan Coordinator::PlanFor(const Pool& pool, int rank) const {
@@ -37,6 +69,8 @@ v1::Plan Coordinator::PlanFor(const Pool& pool, int rank) const {
 void Coordinator::StartGeneration(Pool& pool, Completions& out) {
   ++pool.generation;
   CancelTimer(pool.deadline_timer);
+  // Whatever started this generation (an Initialize, elastic dp) closes the settle window.
+  CancelTimer(pool.settle_timer);
   for (auto& fn : pool.kv.Reset(absl::AbortedError(
            absl::StrCat("pool '", pool.name, "' moved to generation ", pool.generation)))) {
     out.push_back(std::move(fn));
