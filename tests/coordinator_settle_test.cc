@@ -189,10 +189,12 @@ TEST_F(SettleTest, DestroyDuringTheWindow_NoGenerationAfterwards) {
   v1::DestroyRequest destroy;
   destroy.set_scope(v1::DESTROY_SCOPE_ALL);
   ASSERT_TRUE(coordinator_->Destroy(destroy).ok());
+  // The window would have closed while the teardown runs, and after it: nothing starts.
+  SettleLosses();
+  EXPECT_EQ(State().phase(), v1::POOL_PHASE_DESTROYING);
   ASSERT_TRUE(TeardownDone(agents_[1], 1, v1::DESTROY_SCOPE_ALL).ok());
   ASSERT_TRUE(TeardownDone(spares_[0], 1, v1::DESTROY_SCOPE_ALL).ok());
   ASSERT_EQ(State().phase(), v1::POOL_PHASE_DESTROYED);
-  SettleLosses();
   clock_.Advance(absl::Seconds(1));
   timers_.FireDue();
   EXPECT_EQ(State().phase(), v1::POOL_PHASE_DESTROYED);
