@@ -47,8 +47,8 @@ void Coordinator::StartAfterSettle(Pool& pool, Completions& out) {
     {
       absl::MutexLock lock(&mu_);
       Pool* p = FindPool(name);
-      // Gone, or this window was closed (a destroy, an Initialize, a generation started) while
-      // its callback was already due.
+      // Gone (deleted, perhaps made anew), or this window was closed (a destroy, an Initialize)
+      // while its callback was already due.
       if (p == nullptr || p->settle_timer == 0 || p->settle_window != window) return;
       p->settle_timer = 0;
       MaybeStart(*p, done);
@@ -69,8 +69,6 @@ v1::Plan Coordinator::PlanFor(const Pool& pool, int rank) const {
 void Coordinator::StartGeneration(Pool& pool, Completions& out) {
   ++pool.generation;
   CancelTimer(pool.deadline_timer);
-  // Whatever started this generation (an Initialize, elastic dp) closes the settle window.
-  CancelTimer(pool.settle_timer);
   for (auto& fn : pool.kv.Reset(absl::AbortedError(
            absl::StrCat("pool '", pool.name, "' moved to generation ", pool.generation)))) {
     out.push_back(std::move(fn));
