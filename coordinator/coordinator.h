@@ -371,10 +371,6 @@ class Coordinator {
   // Starts the next generation if the pool has a config, is waiting and its world is complete,
   // and no settle window is open.
   void MaybeStart(Pool& pool, Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // After a loss: MaybeStart once the settle window (options.regroup_settle) has passed. Opens
-  // the window if none is open (a loss inside an open one changes nothing: the start is bounded
-  // by the first loss); a zero window calls MaybeStart now.
-  void StartAfterSettle(Pool& pool, Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartGeneration(Pool& pool, Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::Plan PlanFor(const Pool& pool, int rank) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Marks the generation failed (FAILED, or DEGRADED when it restarts by itself once the world
@@ -396,6 +392,10 @@ class Coordinator {
   // has passed (StartAfterSettle). The caller has already closed its session.
   void LoseMember(Pool& pool, Member& member, const std::string& reason, Completions& out,
                   Departure departure = Departure::kLost) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After a loss: MaybeStart once the settle window (options.regroup_settle) has passed. Opens
+  // the window if none is open (a loss inside an open one changes nothing: the start is bounded
+  // by the first loss); a zero window calls MaybeStart now.
+  void StartAfterSettle(Pool& pool, Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // ABORTED unless `generation` is the pool's current, not failed, generation.
   absl::Status CheckKvGeneration(const Pool& pool, int64_t generation) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
