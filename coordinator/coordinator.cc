@@ -78,6 +78,7 @@ Coordinator::~Coordinator() {
     CancelTimer(pool.teardown_timer);
     CancelTimer(pool.recovery_timer);
     CancelTimer(pool.elastic_timer);
+    CancelTimer(pool.settle_timer);
     for (TimerQueue::TimerId timer : pool.state_waiters.timers()) CancelTimer(timer);
   }
 }

@@ -107,6 +107,8 @@ absl::StatusOr<v1::InitializeResponse> Coordinator::InitializeAuthorized(
     // An operator's config replaces whatever elastic dp was doing.
     pool.elastic.Reset();
     CancelTimer(pool.elastic_timer);
+    // Nor does it wait for losses to settle: it starts as soon as every rank is attached.
+    CancelTimer(pool.settle_timer);
     pool.config = config;
     pool.layout = *std::move(layout);
     pool.world_size = pool.layout->world_size();
@@ -166,6 +168,7 @@ absl::StatusOr<v1::DestroyResponse> Coordinator::DestroyAuthorized(
     pool->teardown.Start(request.scope(), pool->phases.phase() == v1::POOL_PHASE_READY);
     const bool abort = pool->phases.phase() != v1::POOL_PHASE_READY && !world_only;
     CancelTimer(pool->deadline_timer);
+    CancelTimer(pool->settle_timer);  // no generation starts after a destroy
     SetPhase(*pool, v1::POOL_PHASE_DESTROYING);
     for (auto& [identity, m] : pool->roster.members()) {
       m.teardown_reported = false;
@@ -226,6 +229,7 @@ absl::Status Coordinator::DeletePoolAuthorized(const std::string& name, bool for
     CancelTimer(pool->teardown_timer);
     CancelTimer(pool->recovery_timer);
     CancelTimer(pool->elastic_timer);
+    CancelTimer(pool->settle_timer);
     for (auto& fn :
          pool->kv.Reset(absl::AbortedError(absl::StrCat("pool '", pool_name, "' was deleted")))) {
       done.push_back(std::move(fn));

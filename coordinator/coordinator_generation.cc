@@ -25,6 +25,7 @@ void Coordinator::MaybeStart(Pool& pool, Completions& out) {
        pool.phases.phase() != v1::POOL_PHASE_DEGRADED)) {
     return;
   }
+  if (pool.settle_timer != 0) return;  // losses settle; the timer calls again
   if (!pool.roster.MissingRanks(pool.world_size).empty()) return;
   StartGeneration(pool, out);
 }
@@ -143,6 +144,37 @@ void Coordinator::FailGeneration(Pool& pool, const std::string& error, Completio
     Emit(pool, v1::EVENT_KIND_ABORT, m.rank, identity, "told to abort its communicators");
   }
   Touch(pool, out);
+}
+
+void Coordinator::StartAfterSettle(Pool& pool, Completions& out) {
+  if (options_.regroup_settle <= absl::ZeroDuration()) {
+    MaybeStart(pool, out);
+    return;
+  }
+  // A loss inside an open window joins it: the start stays bounded by the first loss.
+  if (pool.settle_timer != 0) return;
+  const std::string name = pool.name;
+  const uint64_t window = ++settle_windows_;
+  pool.settle_window = window;
+  spdlog::info("pool {}: next generation in {} at the earliest (losses settle)", pool.name,
+               absl::FormatDuration(options_.regroup_settle));
+  pool.settle_timer = Schedule(clock_->Now() + options_.regroup_settle, [this, name, window] {
+    Completions done;
+    {
+      absl::MutexLock lock(&mu_);
+      Pool* p = FindPool(name);
+      // Gone (deleted, perhaps made anew), or this window was closed (a destroy, an Initialize)
+      // while its callback was already due.
+      if (p == nullptr || p->settle_timer == 0 || p->settle_window != window) return;
+      p->settle_timer = 0;
+      MaybeStart(*p, done);
+      if (p->phases.phase() == v1::POOL_PHASE_DEGRADED) {
+        spdlog::info("pool {}: losses settled; the next generation waits for {} missing rank(s)",
+                     p->name, p->roster.MissingRanks(p->world_size).size());
+      }
+    }
+    Finish(done);
+  });
 }
 
 void Coordinator::HandleReport(Pool& pool, Member& member, const v1::GenerationReport& report,

@@ -324,11 +324,11 @@ void Coordinator::LoseMember(Pool& pool, Member& member, const std::string& reas
               Finish(done);
             });
       }
-      MaybeStart(pool, out);
+      StartAfterSettle(pool, out);
       break;
     case v1::POOL_PHASE_DEGRADED:
       RefillFromStandby(pool, member, out);
-      MaybeStart(pool, out);
+      StartAfterSettle(pool, out);
       break;
     case v1::POOL_PHASE_DESTROYING:
       // A member that had reported its teardown released everything before it went; one that

@@ -81,6 +81,9 @@ int main(int argc, char** argv) {
                             "Shrink dp when a whole replica stays lost this long (0: off)");
   cohort::AddMillisecondsAlias(&app, "--elastic-dp-after-ms", &options.coordinator.elastic_dp_after,
                                "--elastic-dp-after");
+  cohort::AddDurationOption(&app, "--regroup-settle", &options.coordinator.regroup_settle,
+                            "After a member is lost, wait this long before the next generation so "
+                            "that losses arriving together cost one generation (0: at once)");
   const absl::Duration kMinAttach = absl::Milliseconds(1), kMaxAttach = absl::Hours(24);
   cohort::AddDurationOption(&app, "--attach-timeout", &options.coordinator.attach_timeout,
                             "How long a joined agent may take to attach its session, and how "
@@ -269,6 +272,10 @@ int main(int argc, char** argv) {
   if (options.coordinator.elastic_dp_after != defaults.coordinator.elastic_dp_after) {
     spdlog::info("option --elastic-dp-after={}",
                  absl::FormatDuration(options.coordinator.elastic_dp_after));
+  }
+  if (options.coordinator.regroup_settle != defaults.coordinator.regroup_settle) {
+    spdlog::info("option --regroup-settle={}",
+                 absl::FormatDuration(options.coordinator.regroup_settle));
   }
 
   // Signals are taken synchronously by sigwait below, so block them before any thread starts.

@@ -122,6 +122,13 @@ class CoordinatorTest : public ::testing::Test {
     }
   }
 
+  // Lets the settle window after a loss pass (CoordinatorOptions::regroup_settle): the next
+  // generation starts now if every rank is attached.
+  void SettleLosses() {
+    clock_.Advance(coordinator_->options().regroup_settle);
+    timers_.FireDue();
+  }
+
   // agent-0 .. agent-(world-1) joined, `config` initialized and generation 1 READY (empty if
   // any step failed, with the failure reported).
   std::vector<Joined> ReadyWorld(const ParallelConfig& config) {

@@ -85,6 +85,7 @@ TEST_F(CoordinatorTest, Leave_PodBack_SameRank_ReadyAgain_ReasonCleared) {
   // The pod comes back (a new process, the same pod name): its rank, generation 2.
   Joined back = JoinAgent("agent-1", std::nullopt, "inc-2");
   EXPECT_EQ(back.rank, 1);
+  SettleLosses();
   EXPECT_EQ(State().phase(), v1::POOL_PHASE_INITIALIZING);
   EXPECT_EQ(State().reason(), "");
   ASSERT_TRUE(Report(agents[0], 2, true).ok());
@@ -101,6 +102,7 @@ TEST_F(CoordinatorTest, Leave_StandbyRefillsTheRankAtOnce) {
   ASSERT_TRUE(Leave(*coordinator_, agents[0].session_id, "node drain").ok());
   ASSERT_FALSE(spare.sink->messages.empty());
   EXPECT_EQ(spare.sink->messages[0].rank_assignment().rank(), 0);
+  SettleLosses();
   ASSERT_EQ(spare.sink->plans().size(), 1u);
   EXPECT_EQ(spare.sink->plans()[0].generation(), 2);
 }

@@ -50,9 +50,11 @@ TEST_F(CoordinatorTest, MemberLost_Degraded_SameIdentityBack_NextGenerationSameL
     ASSERT_FALSE(agents[r].sink->teardowns().empty());
     EXPECT_TRUE(agents[r].sink->teardowns().back().abort());
   }
-  // The restarted process (new incarnation) gets its old rank; generation 2 starts by itself.
+  // The restarted process (new incarnation) gets its old rank; generation 2 starts by itself
+  // once the loss has settled.
   Joined back = JoinAgent("agent-2", std::nullopt, "inc-2");
   EXPECT_EQ(back.rank, 2);
+  SettleLosses();
   EXPECT_EQ(State().phase(), v1::POOL_PHASE_INITIALIZING);
   EXPECT_EQ(State().generation(), 2);
   ASSERT_EQ(back.sink->plans().size(), 1u);
@@ -72,6 +74,7 @@ TEST_F(CoordinatorTest, MemberLost_StandbyTakesItsRankAtOnce) {
   coordinator_->Detach(agents[1].session_id, agents[1].sink, "killed");
   ASSERT_FALSE(spare.sink->messages.empty());
   EXPECT_EQ(spare.sink->messages[0].rank_assignment().rank(), 1);
+  SettleLosses();
   ASSERT_EQ(spare.sink->plans().size(), 1u);
   EXPECT_EQ(spare.sink->plans()[0].generation(), 2);
   EXPECT_EQ(spare.sink->plans()[0].rank(), 1);
@@ -88,7 +91,9 @@ TEST_F(CoordinatorTest, StandbyAttachingToADegradedPool_RefillsTheLostRank) {
   Joined spare = JoinAgent("spare");  // attaches after the loss
   ASSERT_FALSE(spare.sink->messages.empty());
   EXPECT_EQ(spare.sink->messages[0].rank_assignment().rank(), 0);
+  SettleLosses();
   EXPECT_EQ(State().phase(), v1::POOL_PHASE_INITIALIZING);
+  ASSERT_FALSE(spare.sink->plans().empty());
   EXPECT_EQ(spare.sink->plans().back().rank(), 0);
 }
 
@@ -105,6 +110,8 @@ TEST_F(CoordinatorTest, Rejoin_HoldingAGenerationThePoolMovedPast_IsToldToAbort)
   ASSERT_FALSE(back.sink->teardowns().empty());
   EXPECT_TRUE(back.sink->teardowns()[0].abort());
   EXPECT_EQ(back.sink->teardowns()[0].generation(), 1);
+  SettleLosses();
+  ASSERT_FALSE(back.sink->plans().empty());
   EXPECT_EQ(back.sink->plans().back().generation(), 2);
 }
 
@@ -266,6 +273,7 @@ TEST_F(CoordinatorTest, NoStateFile_HintOutsideTheRecoveredWorld_IsAStandbyThatR
   EXPECT_EQ(State().phase(), v1::POOL_PHASE_READY);
   // The standby refills a lost rank like any other.
   coordinator_->Detach(agents[1].session_id, agents[1].sink, "killed");
+  SettleLosses();
   ASSERT_FALSE(spare.sink->plans().empty());
   EXPECT_EQ(spare.sink->plans().back().rank(), 1);
   EXPECT_EQ(spare.sink->plans().back().generation(), 4);

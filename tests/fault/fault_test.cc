@@ -332,6 +332,22 @@ TEST(Fault, TwoAgentsDie_OneReturns_StandbyFillsTheOther) {
   EXPECT_GE(ExpectReadyAgain(cluster, 1), 2);
 }
 
+// A node failure: several agents die together. Their losses settle into one window
+// (--regroup-settle; 3 s here so that a loaded machine detects all three kills inside it) and
+// the standbys are built into ONE new generation, not one per death.
+TEST(Fault, ThreeAgentsDieTogether_StandbysRefill_OneNewGeneration) {
+  Cluster cluster(Flags({"--regroup-settle", "3s"}));
+  ASSERT_TRUE(cluster.ok());
+  StartReadyPool(cluster);
+  for (int r = 8; r < 11; ++r) cluster.StartAgent(r, -1);  // standbys
+  ASSERT_TRUE(cluster.WaitFor(AllConnected(11), kDeadline).ok());
+  for (int r : {1, 4, 6}) cluster.agent(r).Signal(SIGKILL);
+  EXPECT_EQ(ExpectReadyAgain(cluster, 1), 2);
+  int plans = 0;
+  for (const v1::Event& e : cluster.Events()) plans += e.kind() == v1::EVENT_KIND_PLAN;
+  EXPECT_EQ(plans, 2);  // generations 1 and 2
+}
+
 TEST(Fault, ElasticDp_ShrinksWhenAReplicaStaysLost_GrowsBackWhenTheAgentReturns) {
   Cluster cluster(Flags({"--elastic-dp-after-ms", "300", "--no-standby-refill"}));
   ASSERT_TRUE(cluster.ok());
