@@ -401,10 +401,17 @@ void GenerationRunner::AbortNow(const v1::Teardown& teardown) {
   }
   // AbortOps() interrupts blocked operations (safe while they run) and returns; the worker
   // reports the abort, then releases the communicators (TearDown), which is the slow part
-  // (ncclCommAbort). One thread per communicator, so that a failure reaches every group at once.
+  // (ncclCommAbort). One thread per communicator, so that a failure reaches every group at once
+  // (AbortOps waits for a release already under way); none where a release never waits.
   std::vector<std::thread> aborts;
   aborts.reserve(comms.size());
-  for (auto& c : comms) aborts.emplace_back([c] { c->AbortOps(); });
+  for (auto& c : comms) {
+    if (c->release_waits()) {
+      aborts.emplace_back([c] { c->AbortOps(); });
+    } else {
+      c->AbortOps();
+    }
+  }
   for (auto& t : aborts) t.join();
   const absl::Status why = absl::AbortedError(teardown.reason());
   {

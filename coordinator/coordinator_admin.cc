@@ -119,7 +119,7 @@ absl::StatusOr<v1::InitializeResponse> Coordinator::InitializeAuthorized(
     // Ranks outside the new world become standbys; standbys fill ranks inside it.
     for (auto& [identity, m] : pool.roster.members()) {
       if (m.rank >= pool.world_size) {
-        m.rank = -1;
+        pool.roster.SetRank(m, -1);
         m.phase = v1::MEMBER_PHASE_STANDBY;
         pool.roster.ForgetRank(identity);
       }

@@ -20,7 +20,7 @@ using internal::PoolName;
 
 void Coordinator::GiveRank(Pool& pool, Member& m, int rank, const std::string& why) {
   if (m.rank == rank) return;
-  m.rank = rank;
+  pool.roster.SetRank(m, rank);
   m.phase = rank >= 0 ? v1::MEMBER_PHASE_JOINED : v1::MEMBER_PHASE_STANDBY;
   if (rank >= 0) {
     pool.roster.RememberRank(m.identity, rank);
@@ -46,7 +46,7 @@ void Coordinator::ReassignByHints(Pool& pool, const std::string& why) {
   // Members that are gone hold no rank in the rebuilt world.
   for (auto& [identity, m] : pool.roster.members()) {
     if (m.sink == nullptr && m.rank >= 0) {
-      m.rank = -1;
+      pool.roster.SetRank(m, -1);
       m.phase = v1::MEMBER_PHASE_LEFT;
       pool.roster.ForgetRank(identity);
     }
@@ -81,7 +81,7 @@ void Coordinator::RefillFromStandby(Pool& pool, Member& lost, Completions& out) 
   Member* standby = pool.roster.EarliestStandby();
   if (standby == nullptr) return;
   const int rank = lost.rank;
-  lost.rank = -1;
+  pool.roster.SetRank(lost, -1);
   lost.phase = v1::MEMBER_PHASE_LEFT;
   spdlog::info("pool {}: standby {} takes rank {} of {}", pool.name, standby->identity, rank,
                lost.identity);
@@ -105,7 +105,7 @@ void Coordinator::ShrinkDp(Pool& pool, Completions& out) {
     if (m.rank < 0) continue;
     auto it = shrink->new_rank.find(m.rank);
     if (it == shrink->new_rank.end()) {
-      m.rank = -1;
+      pool.roster.SetRank(m, -1);
       m.phase = m.sink != nullptr ? v1::MEMBER_PHASE_STANDBY : v1::MEMBER_PHASE_LEFT;
       pool.roster.ForgetRank(identity);
       if (m.sink != nullptr) {
@@ -121,7 +121,7 @@ void Coordinator::ShrinkDp(Pool& pool, Completions& out) {
       message.mutable_rank_assignment()->set_rank(rank);
       m.sink->Send(message);
     }
-    m.rank = rank;
+    pool.roster.SetRank(m, rank);
     pool.roster.RememberRank(identity, rank);
   }
   pool.elastic.Shrunk(config);

@@ -95,7 +95,7 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
       member->identity = request.identity();
       if (pool->phases.phase() == v1::POOL_PHASE_RECOVERING) {
         // Held ranks are reserved for their holders until recovery ends; anyone else waits.
-        member->rank = pool->roster.RecoveryRank(request, pool->world_size);
+        pool->roster.SetRank(*member, pool->roster.RecoveryRank(request, pool->world_size));
       } else {
         std::optional<int> hint;
         if (request.has_rank_hint() && request.rank_hint() >= 0) hint = request.rank_hint();
@@ -105,7 +105,7 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
           hint = it->second;
         }
         if (request.held().holding()) hint = request.held().rank();
-        member->rank = pool->roster.FreeRank(hint, pool->world_size);
+        pool->roster.SetRank(*member, pool->roster.FreeRank(hint, pool->world_size));
       }
       if (request.held().holding() && member->rank != request.held().rank()) {
         spdlog::warn("pool {}: {} reports holding rank {} but that rank is taken; it gets {}",
@@ -175,7 +175,7 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(const v1::JoinRequest& reques
                      m->identity);
         sessions_.Close(session_id);
         Emit(*p, v1::EVENT_KIND_LEFT, m->rank, m->identity, "joined but never attached");
-        p->roster.members().erase(m->identity);
+        p->roster.Remove(m->identity);
         Touch(*p, late);
       }
       Finish(late);
@@ -289,7 +289,7 @@ void Coordinator::LoseMember(Pool& pool, Member& member, const std::string& reas
     Emit(pool, v1::EVENT_KIND_MEMBER_LOST, member.rank, member.identity, reason);
   }
   if (member.rank < 0) {
-    pool.roster.members().erase(member.identity);  // standbys hold nothing worth remembering
+    pool.roster.Remove(member.identity);  // standbys hold nothing worth remembering
     Touch(pool, out);
     return;
   }

@@ -1,12 +1,14 @@
 #include "coordinator/roster.h"
 
 #include <algorithm>
+#include <cassert>
 #include <iterator>
 
 namespace cohort::coordinator {
 namespace {
 
-bool IsFree(const std::vector<bool>& taken, int r) {
+template <typename Counts>
+bool IsFree(const Counts& taken, int r) {
   return static_cast<size_t>(r) >= taken.size() || !taken[r];
 }
 
@@ -15,8 +17,9 @@ void Take(std::vector<bool>& taken, int r) {
   taken[r] = true;
 }
 
-// FreeRank over a set of taken ranks.
-int FreeRankIn(const std::vector<bool>& taken, std::optional<int> hint, int world) {
+// FreeRank over a set of taken ranks (vector<bool>, or counts of holders).
+template <typename Counts>
+int FreeRankIn(const Counts& taken, std::optional<int> hint, int world) {
   if (hint.has_value() && *hint >= 0 && (world == 0 || *hint < world) && IsFree(taken, *hint)) {
     return *hint;
   }
@@ -38,6 +41,33 @@ std::optional<int> HintOf(const v1::JoinRequest& join, int world) {
 Member* Roster::Find(const std::string& identity) {
   auto it = members_.find(identity);
   return it == members_.end() ? nullptr : &it->second;
+}
+
+void Roster::SetRank(Member& m, int rank) {
+  if (m.rank == rank) return;
+  if (m.rank >= 0 && static_cast<size_t>(m.rank) < holders_.size()) --holders_[m.rank];
+  m.rank = rank;
+  if (rank >= 0) {
+    if (static_cast<size_t>(rank) >= holders_.size()) holders_.resize(rank + 1, 0);
+    ++holders_[rank];
+  }
+}
+
+void Roster::Remove(const std::string& identity) {
+  auto it = members_.find(identity);
+  if (it == members_.end()) return;
+  SetRank(it->second, -1);
+  members_.erase(it);
+}
+
+bool Roster::IndexIsTrue() const {
+  std::vector<int> counts(holders_.size(), 0);
+  for (const auto& [identity, m] : members_) {
+    if (m.rank < 0) continue;
+    if (static_cast<size_t>(m.rank) >= counts.size()) return false;
+    ++counts[m.rank];
+  }
+  return counts == holders_;
 }
 
 Member* Roster::AtRank(int rank) {
@@ -71,15 +101,14 @@ std::vector<const Member*> Roster::ByRank(int world) const {
 }
 
 std::vector<bool> Roster::Taken() const {
-  std::vector<bool> taken;
-  for (const auto& [identity, m] : members_) {
-    if (m.rank >= 0) Take(taken, m.rank);
-  }
+  std::vector<bool> taken(holders_.size());
+  for (size_t r = 0; r < holders_.size(); ++r) taken[r] = holders_[r] > 0;
   return taken;
 }
 
 int Roster::FreeRank(std::optional<int> hint, int world) const {
-  return FreeRankIn(Taken(), hint, world);
+  assert(IndexIsTrue() && "a member's rank was written past Roster::SetRank");
+  return FreeRankIn(holders_, hint, world);
 }
 
 std::vector<int> Roster::MissingRanks(int world) const {

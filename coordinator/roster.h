@@ -32,7 +32,7 @@ struct Member {
   std::string identity;
   std::string incarnation;
   std::string session_id;
-  int rank = -1;  // -1: standby
+  int rank = -1;  // -1: standby. Written only through Roster::SetRank (it keeps an index).
   v1::JoinRequest join;
   v1::MemberPhase phase = v1::MEMBER_PHASE_JOINED;
   SessionSink* sink = nullptr;  // null: not attached (never, or lost)
@@ -54,10 +54,15 @@ std::optional<int> HintOf(const v1::JoinRequest& join, int world);
 
 class Roster {
  public:
-  // Members by identity.
+  // Members by identity. Add members through it (they start as standbys, rank -1); remove them
+  // with Remove and give ranks with SetRank, which keep the rank index true.
   std::map<std::string, Member>& members() { return members_; }
   const std::map<std::string, Member>& members() const { return members_; }
   Member* Find(const std::string& identity);
+  // Gives `m` (a member of this roster) `rank` (-1: standby).
+  void SetRank(Member& m, int rank);
+  // Removes the member `identity` (if any).
+  void Remove(const std::string& identity);
   // The member holding `rank`, or null.
   Member* AtRank(int rank);
   const Member* AtRank(int rank) const;
@@ -96,8 +101,13 @@ class Roster {
  private:
   // taken[r]: some member (attached or not) has rank r.
   std::vector<bool> Taken() const;
+  // Whether holders_ counts what the members hold (checked in debug builds).
+  bool IndexIsTrue() const;
 
   std::map<std::string, Member> members_;
+  // holders_[r]: how many members have rank r (more than one only in the middle of a reshuffle):
+  // FreeRank per join reads it instead of walking every member (O(N^2) over a join storm).
+  std::vector<int> holders_;
   std::map<std::string, int> durable_ranks_;
   // durable_ranks_ the other way round (rank -> identities; one, except after LoadRank of a file
   // that gave a rank twice), so that RememberRank is not a pass over every identity per join.

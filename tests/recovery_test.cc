@@ -25,7 +25,7 @@ void Add(Roster& roster, const std::string& identity, int rank, int64_t generati
          bool world_only = false) {
   Member& m = roster.members()[identity];
   m.identity = identity;
-  m.rank = rank;
+  roster.SetRank(m, rank);
   if (generation == 0) return;
   m.held.set_holding(true);
   m.held.set_rank(rank);

@@ -26,7 +26,7 @@ class RosterTest : public ::testing::Test {
               bool attached = true) {
     Member& m = roster_.members()[identity];
     m.identity = identity;
-    m.rank = rank;
+    roster_.SetRank(m, rank);
     m.join_seq = ++seq_;
     if (hint.has_value()) m.join.set_rank_hint(*hint);
     m.sink = attached ? &sink_ : nullptr;
@@ -141,6 +141,30 @@ TEST_F(RosterTest, RememberRank_OneIdentityPerRank) {
   EXPECT_EQ(roster_.durable_ranks(), (std::map<std::string, int>{{"b", 1}, {"c", 0}}));
   roster_.ForgetRank("b");
   EXPECT_EQ(roster_.durable_ranks(), (std::map<std::string, int>{{"c", 0}}));
+}
+
+// FreeRank reads an index of the ranks held: it follows SetRank, Remove and ranks held twice in
+// the middle of a reshuffle.
+TEST_F(RosterTest, FreeRank_FollowsSetRankAndRemove) {
+  Member& a = Add("a", 0);
+  Add("b", 1);
+  Member& c = Add("c", 2);
+  EXPECT_EQ(roster_.FreeRank(std::nullopt, 4), 3);
+  roster_.SetRank(c, 0);  // held twice for now
+  EXPECT_EQ(roster_.FreeRank(std::nullopt, 4), 2);
+  roster_.SetRank(a, 2);  // the reshuffle ends: 0 and 2 swapped
+  EXPECT_EQ(roster_.FreeRank(std::nullopt, 4), 3);
+  EXPECT_EQ(roster_.FreeRank(1, 4), 3);  // a taken hint
+  roster_.Remove("b");
+  EXPECT_EQ(roster_.FreeRank(std::nullopt, 4), 1);
+  EXPECT_EQ(roster_.FreeRank(3, 4), 3);
+  roster_.SetRank(c, -1);
+  roster_.Remove("nobody");
+  EXPECT_EQ(roster_.FreeRank(std::nullopt, 4), 0);
+  roster_.SetRank(*roster_.Find("a"), 7);  // outside a world of 4: 0 is free
+  EXPECT_EQ(roster_.FreeRank(std::nullopt, 0), 0);
+  EXPECT_EQ(roster_.FreeRank(7, 0), 0);
+  EXPECT_EQ(roster_.FreeRank(8, 0), 8);
 }
 
 // The rank -> identity index stays true through moves, forgets and loaded ranks.

@@ -82,21 +82,26 @@ TeardownReport Backend::DestroyAll(std::vector<Communicator*> comms, bool abort)
   // 500 ms), so 8 communicators torn down one after another take 4 s. Each thread is bounded by
   // itself (Destroy falls back to abort at teardown_timeout; Abort bounds its own waits), so
   // joining them is bounded too.
+  auto tear_down = [&](size_t i) {
+    const absl::Time t0 = absl::Now();
+    if (abort) {
+      comms[i]->Abort();
+      // Abort leaves the communicator in kAborted; mark it destroyed (releases nothing more).
+      report.per_comm[i] = comms[i]->Destroy();
+    } else {
+      report.per_comm[i] = comms[i]->Destroy(options().teardown_timeout);
+    }
+    report.durations[i] = absl::Now() - t0;
+  };
   std::vector<std::thread> threads;
   threads.reserve(comms.size());
   for (size_t i = 0; i < comms.size(); ++i) {
     if (comms[i] == nullptr) continue;
-    threads.emplace_back([&, i] {
-      const absl::Time t0 = absl::Now();
-      if (abort) {
-        comms[i]->Abort();
-        // Abort leaves the communicator in kAborted; mark it destroyed (releases nothing more).
-        report.per_comm[i] = comms[i]->Destroy();
-      } else {
-        report.per_comm[i] = comms[i]->Destroy(options().teardown_timeout);
-      }
-      report.durations[i] = absl::Now() - t0;
-    });
+    if (comms[i]->release_waits()) {
+      threads.emplace_back(tear_down, i);
+    } else {
+      tear_down(i);
+    }
   }
   for (std::thread& t : threads) t.join();
   report.total = absl::Now() - start;

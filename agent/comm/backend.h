@@ -117,10 +117,11 @@ class Backend {
                                                 const std::vector<GroupRequest>& requests,
                                                 RendezvousStore& store, absl::Time deadline) = 0;
 
-  // Tears the communicators down in parallel, one thread each: Abort() when `abort` (failure
-  // paths: a peer died, the generation moved on), otherwise Destroy() with
-  // options().teardown_timeout, which falls back to abort when it runs out. Returns once every
-  // thread has finished; null entries are skipped. The communicators stay owned by the caller.
+  // Tears the communicators down in parallel, one thread each (inline if !release_waits()):
+  // Abort() when `abort` (failure paths: a peer died, the generation moved on), otherwise
+  // Destroy() with options().teardown_timeout, which falls back to abort when it runs out.
+  // Returns once every thread has finished; null entries are skipped. The communicators stay
+  // owned by the caller.
   virtual TeardownReport DestroyAll(std::vector<Communicator*> comms, bool abort);
 
   // Interrupts every CreateWorld/CreateGroups in progress (from any thread), and makes those

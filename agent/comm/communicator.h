@@ -159,6 +159,12 @@ class Communicator {
   // leaving the release (which may be slow: ncclCommAbort) to a later Abort() or Destroy(). For
   // a caller that must report the abort before the resources are freed.
   void AbortOps();
+  // Whether releasing this communicator can wait (for peers, a device, a proxy thread): callers
+  // that release several at once then give each its own thread. False ("none": nothing to
+  // release): they are released one after another on the caller's thread, with no thread
+  // starts, which were most of a "none" teardown (40,000 of them for 4,096 simulated agents in
+  // one process took 15 s).
+  virtual bool release_waits() const { return true; }
 
   // Orderly teardown (ncclCommFinalize + ncclCommDestroy; closing Gloo's context). If it does not
   // finish within `timeout` (default: default_timeout()) it falls back to abort. Destroying an

@@ -41,6 +41,7 @@ class NoneCommunicator final : public Communicator {
   absl::Status DoAllToAll(const void* in, void* out, size_t count_per_peer, DataType dtype,
                           absl::Duration timeout) override;
   void Interrupt() override {}
+  bool release_waits() const override { return false; }
   absl::Status Release(bool, absl::Time) override { return absl::OkStatus(); }
 
  private:

@@ -325,6 +325,7 @@ TEST(Gloo, DestroyAll_TearsDownInParallel) {
   ForEachRank(4, [&](int r) {
     std::vector<Communicator*> all = {&w.world(r)};
     for (auto& c : sets[r].comms) all.push_back(c.get());
+    for (Communicator* c : all) EXPECT_TRUE(c->release_waits());  // each its own thread
     // Ranks 0 and 1 take the failure path (abort), ranks 2 and 3 the orderly one.
     TeardownReport report = w.backend(r).DestroyAll(all, /*abort=*/r < 2);
     EXPECT_THAT(report.status, IsOk());
@@ -396,7 +397,9 @@ TEST(Gloo, SumOverGroup_SumsHostValuesAcrossRanks) {
     EXPECT_TRUE(w.world(r).has_data_plane());
     absl::StatusOr<int64_t> sum = w.world(r).SumOverGroup(r + 1);
     EXPECT_THAT(sum, IsOk());
-    if (sum.ok()) EXPECT_EQ(*sum, 6);
+    if (sum.ok()) {
+      EXPECT_EQ(*sum, 6);
+    }
   });
 }
 

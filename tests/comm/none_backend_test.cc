@@ -243,5 +243,22 @@ TEST(NoneBackend, HasNoDataPlane_SumOverGroupUnimplemented) {
   EXPECT_EQ(world->state(), CommState::kReady);
 }
 
+// Its communicators release nothing, so DestroyAll and an abort start no thread for them; the
+// teardown still reports each one destroyed (or aborted).
+TEST(NoneBackend, ReleaseNeverWaits_DestroyAllInline) {
+  std::unique_ptr<Backend> backend = MakeNone();
+  std::unique_ptr<Communicator> a = World(*backend, 0, 2);
+  std::unique_ptr<Communicator> b = World(*backend, 0, 2);
+  EXPECT_FALSE(a->release_waits());
+  TeardownReport report = backend->DestroyAll({a.get(), nullptr, b.get()}, /*abort=*/false);
+  EXPECT_THAT(report.status, IsOk());
+  EXPECT_EQ(a->state(), CommState::kDestroyed);
+  EXPECT_EQ(b->state(), CommState::kDestroyed);
+  std::unique_ptr<Communicator> c = World(*backend, 0, 2);
+  report = backend->DestroyAll({c.get()}, /*abort=*/true);
+  EXPECT_THAT(report.status, IsOk());
+  EXPECT_EQ(c->state(), CommState::kDestroyed);
+}
+
 }  // namespace
 }  // namespace cohort::agent
