@@ -24,8 +24,8 @@ echo
 echo "== the cost of mutual TLS + policy next to plaintext (world 8, unary RPC, new connection) =="
 "$BUILD_DIR/bin/tls_bench" "$BUILD_DIR/bin" --repeat 5
 echo
-echo "== scale: 1,024 simulated agents (join, Initialize -> READY, heartbeats, 1 % killed, destroy); control-plane latencies with 1 and 64 clients =="
-"$BUILD_DIR/bin/scale_bench" "$BUILD_DIR/bin" --agents 1024 --duration 10 --latency-world 1024
+echo "== scale: 1,024 and 4,096 simulated agents (join, Initialize -> READY, heartbeats, 1 % killed, destroy); control-plane latencies with 1 and 64 clients =="
+"$BUILD_DIR/bin/scale_bench" "$BUILD_DIR/bin" --agents 1024,4096 --duration 10 --latency-world 1024
 } 2>&1 | tee "$log"
 echo
 echo "== summary (kept in bench/results/summary.md with the plots) =="
