@@ -486,8 +486,11 @@ v1::HeldState GenerationRunner::Held() const {
   v1::HeldState held;
   if (world_ == nullptr) return held;
   held.set_holding(true);
-  held.set_rank(rank_);
-  held.set_world_size(world_size_);
+  // The world it holds, not the assignment of its last join: a coordinator that restarted
+  // without a state file answers that join before it knows the world (world_size 0), and the
+  // next coordinator refused a held world of 0 (two restarts in a row made every agent exit).
+  held.set_rank(world_->rank());
+  held.set_world_size(world_->size());
   held.set_generation(groups_ != nullptr ? ready_generation_ : world_generation_);
   *held.mutable_config() = ready_plan_.config();
   held.set_backend(world_backend_);

@@ -48,7 +48,9 @@ std::function<bool(const v1::PoolState&)> AllConnected(int n) {
   };
 }
 
-TEST(Reconnect, KillCoordinatorOfReadyPool_AgentsWithoutBackupPoller_RestoredSameGeneration) {
+// Twice in a row: the second restart meets agents that joined a coordinator which did not know
+// the world yet when it answered them (no state file); they still report the world they hold.
+TEST(Reconnect, KillCoordinatorOfReadyPoolTwice_AgentsWithoutBackupPoller_RestoredSameGeneration) {
   Cluster cluster(kHeartbeats);
   ASSERT_TRUE(cluster.ok());
   std::vector<std::unique_ptr<ChildProcess>> agents;
@@ -63,22 +65,25 @@ TEST(Reconnect, KillCoordinatorOfReadyPool_AgentsWithoutBackupPoller_RestoredSam
   ASSERT_TRUE(ready.ok()) << ready.status();
   ASSERT_EQ(ready->phase(), v1::POOL_PHASE_READY) << ready->error();
 
-  cluster.KillCoordinator();
-  cluster.RestartCoordinator();
-  // Only the agents' join loops can reconnect them now, well before any backup poll.
-  absl::StatusOr<v1::PoolState> restored = cluster.WaitFor(
-      [](const v1::PoolState& s) {
-        return s.phase() == v1::POOL_PHASE_READY && AllConnected(kConfig.world_size)(s);
-      },
-      kDeadline);
-  ASSERT_TRUE(restored.ok()) << restored.status() << " (agent logs in " << cluster.log_dir() << ")";
-  EXPECT_EQ(restored->generation(), 1);
-  ExpectReportsMatchLayout(*restored, *Layout::Build(kConfig));
-  for (const v1::Event& e : cluster.Events()) {
-    EXPECT_NE(e.kind(), v1::EVENT_KIND_ABORT) << e.message();
-    EXPECT_NE(e.kind(), v1::EVENT_KIND_PLAN) << e.message();
+  for (int restart = 1; restart <= 2; ++restart) {
+    cluster.KillCoordinator();
+    cluster.RestartCoordinator();
+    // Only the agents' join loops can reconnect them now, well before any backup poll.
+    absl::StatusOr<v1::PoolState> restored = cluster.WaitFor(
+        [](const v1::PoolState& s) {
+          return s.phase() == v1::POOL_PHASE_READY && AllConnected(kConfig.world_size)(s);
+        },
+        kDeadline);
+    ASSERT_TRUE(restored.ok()) << "restart " << restart << ": " << restored.status()
+                               << " (agent logs in " << cluster.log_dir() << ")";
+    EXPECT_EQ(restored->generation(), 1);
+    ExpectReportsMatchLayout(*restored, *Layout::Build(kConfig));
+    for (const v1::Event& e : cluster.Events()) {
+      EXPECT_NE(e.kind(), v1::EVENT_KIND_ABORT) << e.message();
+      EXPECT_NE(e.kind(), v1::EVENT_KIND_PLAN) << e.message();
+    }
+    for (auto& agent : agents) EXPECT_FALSE(agent->WaitExit(absl::ZeroDuration()).has_value());
   }
-  for (auto& agent : agents) EXPECT_FALSE(agent->WaitExit(absl::ZeroDuration()).has_value());
 }
 
 // A TCP proxy on 127.0.0.1:0 in front of `upstream` (host:port) that passes what the client
