@@ -70,7 +70,8 @@ void Coordinator::StartGeneration(Pool& pool, Completions& out) {
     m->sink->Send(message);
   }
   const absl::Duration deadline =
-      absl::Milliseconds(PlanFor(pool, *by_rank[0]).deadline_ms()) + absl::Seconds(1);
+      absl::Milliseconds(PlanDeadlineMs(pool.options, options_.default_init_deadline)) +
+      absl::Seconds(1);
   const std::string name = pool.name;
   const int64_t generation = pool.generation;
   pool.deadline_timer = Schedule(clock_->Now() + deadline, [this, name, generation] {

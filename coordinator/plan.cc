@@ -7,6 +7,11 @@ namespace cohort::coordinator {
 
 using internal::BackendOf;
 
+int64_t PlanDeadlineMs(const v1::InitOptions& options, absl::Duration default_deadline) {
+  return options.deadline_ms() > 0 ? options.deadline_ms()
+                                   : absl::ToInt64Milliseconds(default_deadline);
+}
+
 v1::Plan BuildPlan(const std::string& pool_name, int64_t generation, const ParallelConfig& config,
                    const Layout& layout, const v1::InitOptions& options,
                    absl::Duration default_deadline, int rank, bool rank_runs) {
@@ -25,8 +30,7 @@ v1::Plan BuildPlan(const std::string& pool_name, int64_t generation, const Paral
   }
   plan.set_backend(BackendOf(options));
   plan.set_init_mode(options.init_mode());
-  plan.set_deadline_ms(options.deadline_ms() > 0 ? options.deadline_ms()
-                                                 : absl::ToInt64Milliseconds(default_deadline));
+  plan.set_deadline_ms(PlanDeadlineMs(options, default_deadline));
   plan.set_verify(!options.has_verify() || options.verify());
   return plan;
 }

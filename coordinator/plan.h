@@ -19,6 +19,9 @@ namespace cohort::coordinator {
 // deadline_ms, or `default_deadline` when they give none; verify defaults to on; the backend to
 // gloo. `rank_runs`: the groups' ranks as runs (RankGroup.runs, for an agent that accepts them:
 // a few bytes for a whole world), else listed (O(world) bytes per plan for the world group).
+// A plan's deadline_ms: the options' deadline_ms, or `default_deadline` when they give none.
+int64_t PlanDeadlineMs(const v1::InitOptions& options, absl::Duration default_deadline);
+
 v1::Plan BuildPlan(const std::string& pool_name, int64_t generation, const ParallelConfig& config,
                    const Layout& layout, const v1::InitOptions& options,
                    absl::Duration default_deadline, int rank, bool rank_runs);
