@@ -19,12 +19,14 @@
 #include "agent/identity.h"
 #include "common/command_line.h"
 #include "common/duration_flag.h"
+#include "common/lock_order_checks.h"
 #include "common/logging.h"
 #include "common/metrics_tls.h"
 #include "common/transport_flags.h"
 #include "spdlog/spdlog.h"
 
 int main(int argc, char** argv) {
+  cohort::SkipLockOrderChecksInReleaseBuilds();
   cohort::agent::AgentOptions options;
   const cohort::agent::AgentOptions defaults;
   CLI::App app{"cohort-agent: one per GPU; builds the communicators the coordinator plans"};

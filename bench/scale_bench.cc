@@ -36,6 +36,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "bench/scale_harness.h"
+#include "common/lock_order_checks.h"
 #include "common/logging.h"
 
 namespace cohort::bench {
@@ -222,6 +223,7 @@ std::vector<int> ParseList(const std::string& text) {
 }  // namespace cohort::bench
 
 int main(int argc, char** argv) {
+  cohort::SkipLockOrderChecksInReleaseBuilds();
   using cohort::bench::Options;
   if (argc < 2) {
     std::fprintf(stderr, "usage: %s BIN_DIR [flags]\n", argv[0]);

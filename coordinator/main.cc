@@ -6,12 +6,12 @@
 #include <optional>
 
 #include "CLI/CLI.hpp"
-#include "absl/synchronization/mutex.h"
 #include "common/cohort_config.h"
 #include "common/command_line.h"
 #include "common/config_flags.h"
 #include "common/duration_flag.h"
 #include "common/layout.h"
+#include "common/lock_order_checks.h"
 #include "common/logging.h"
 #include "common/transport_flags.h"
 #include "coordinator/audit.h"
@@ -20,13 +20,7 @@
 #include "spdlog/spdlog.h"
 
 int main(int argc, char** argv) {
-#ifdef NDEBUG
-  // Debian's Abseil checks every Mutex acquisition for lock-order cycles (its debug default): a
-  // graph update per lock taken while another is held, 2-3 % of the coordinator's CPU at 4,096
-  // agents (scale_bench under perf). Release builds skip it, as Abseil's own release builds do;
-  // debug and sanitizer builds (and every test) keep it.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-#endif
+  cohort::SkipLockOrderChecksInReleaseBuilds();
   using cohort::coordinator::ServerOptions;
   ServerOptions options;
   const ServerOptions defaults;
