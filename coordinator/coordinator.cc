@@ -101,7 +101,7 @@ void Coordinator::CancelTimer(TimerQueue::TimerId& id) {
 void Coordinator::ScheduleSweep() {
   const absl::Time due = clock_->Now() + options_.heartbeat_interval;
   sweep_timer_ = Schedule(due, [this, due] {
-    Sweep(clock_->Now() - due);
+    Sweep(due);
     absl::MutexLock lock(&mu_);
     if (!shutting_down_) ScheduleSweep();
   });

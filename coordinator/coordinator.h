@@ -489,8 +489,10 @@ class Coordinator {
   void SetPhase(Pool& pool, v1::PoolPhase phase, const std::string& reason = "")
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ScheduleSweep() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The heartbeat sweep; `late` is how long after its due time the timer fired.
-  void Sweep(absl::Duration late);
+  // The heartbeat sweep that was due at `due`. How late it is counts when it holds the lock:
+  // a sweep that fired on time but waited behind a long critical section (StartGeneration for
+  // 16,384 ranks) was kept from reading heartbeats just as a stopped process is.
+  void Sweep(absl::Time due);
 
   const CoordinatorOptions options_;
   // options_.authorizer, or AllowAll.

@@ -497,19 +497,22 @@ absl::Status Coordinator::HandleAgentMessage(const std::string& session_id,
   return status;
 }
 
-void Coordinator::SweepHeartbeats() { Sweep(absl::ZeroDuration()); }
+void Coordinator::SweepHeartbeats() { Sweep(clock_->Now()); }
 
-void Coordinator::Sweep(absl::Duration late) {
+void Coordinator::Sweep(absl::Time due) {
   Completions done;
   {
     absl::MutexLock lock(&mu_);
     if (stopping_) return;
+    // Read under the lock: the wait for it is part of the lateness.
     const absl::Time now = clock_->Now();
+    const absl::Duration late = now - due;
     const absl::Duration limit = heartbeats_.window();
     if (heartbeats_.StartSweep(now, late)) {
       // The coordinator's own absence is not the agents' fault (heartbeat_monitor.h).
       spdlog::warn(
-          "heartbeat sweep ran {} late (the coordinator was not running); every member "
+          "heartbeat sweep ran {} late (the coordinator was not running, or busy under its lock); "
+          "every member "
           "gets a full heartbeat window ({}) before it can be declared lost",
           absl::FormatDuration(late), absl::FormatDuration(limit));
     }

@@ -1,8 +1,10 @@
 // HeartbeatMonitor: when an attached member counts as lost for missing its heartbeats. A member
 // is overdue once more than `interval * misses` has passed since it was last heard — or since
 // the coordinator itself last stalled, whichever is later: a sweep that fires a whole interval
-// late shows that this process was not running (SIGSTOP, a paused VM, CPU throttling) while the
-// agents' heartbeats sat unread in its sockets, and that absence is not the agents' fault. The
+// late shows that this process was not running (SIGSTOP, a paused VM, CPU throttling), or held
+// its lock for that long (the fan-out of a generation of 16,384 ranks), while the agents'
+// heartbeats sat unread in its sockets or waited for the lock; that absence is not the agents'
+// fault. The Coordinator measures the lateness once the sweep holds the lock. The
 // Coordinator runs the sweep (its timer, closing sessions, losing members); this only decides.
 //
 // Thread safety: none; the Coordinator guards it with its lock.
