@@ -11,8 +11,9 @@
 #define COHORT_COORDINATOR_SESSION_TABLE_H_
 
 #include <cstddef>
-#include <map>
 #include <string>
+
+#include "absl/container/flat_hash_map.h"
 
 namespace cohort::coordinator {
 
@@ -30,6 +31,8 @@ class SessionTable {
   std::string Open(const std::string& pool, const std::string& identity,
                    const std::string& principal = "");
   // Whose session `id` is; null when it is unknown or closed. Valid until the next Open or Close.
+  // Every agent message looks its session up: a hash lookup, not an ordered map's dozen string
+  // compares (half the coordinator's cost per heartbeat at 4,096 members, perf).
   const Owner* Find(const std::string& id) const;
   // Closes session `id`; an unknown or already closed id is ignored.
   void Close(const std::string& id) { sessions_.erase(id); }
@@ -37,7 +40,7 @@ class SessionTable {
   size_t size() const { return sessions_.size(); }
 
  private:
-  std::map<std::string, Owner> sessions_;
+  absl::flat_hash_map<std::string, Owner> sessions_;
 };
 
 }  // namespace cohort::coordinator
