@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <deque>
+#include <functional>
 #include <memory>
 
 #include "absl/strings/ascii.h"
@@ -156,7 +157,8 @@ class WaitingCall {
 // The write side of a server stream (a ServerBidiReactor or a ServerWriteReactor): messages are
 // queued under a mutex and written one StartWrite at a time, and the stream is finished exactly
 // once (FinishOnce / FinishLocked, guarded by finished_). Push is called under the Coordinator's
-// lock, so it only enqueues: it never waits for the network.
+// lock, so it never waits for the network; with DeferStarts (session streams) it does not write
+// at all, and the first write of an idle stream goes out from the WriteStarter.
 template <typename Reactor, typename Message>
 class WriteQueue {
  public:
@@ -176,8 +178,17 @@ class WriteQueue {
 
   WriteQueue(Reactor* reactor, Policy policy) : reactor_(reactor), policy_(policy) {}
 
-  // Queues `message` and starts writing it unless a write is in flight. False (and nothing
-  // queued) once the stream is finished or closing, or when the queue is full.
+  // From now on a Push onto an idle stream does not write: it hands `start` (which must end in
+  // StartDeferred, unless the stream is gone) to `starter`. Call before the first Push.
+  void DeferStarts(WriteStarter* starter, std::function<void()> start) {
+    absl::MutexLock lock(&mu_);
+    starter_ = starter;
+    start_ = std::move(start);
+  }
+
+  // Queues `message` and starts writing it unless a write is in flight (or, with DeferStarts,
+  // has the starter start it). False (and nothing queued) once the stream is finished or
+  // closing, or when the queue is full.
   bool Push(const Message& message) {
     absl::MutexLock lock(&mu_);
     if (finished_ || close_pending_) return false;
@@ -189,11 +200,29 @@ class WriteQueue {
     }
     bytes_ += size;
     queue_.push_back(message);
-    if (!writing_) {
+    if (writing_ || start_pending_) return true;
+    if (starter_ != nullptr) {
+      start_pending_ = true;
+      starter_->Add(start_);
+      return true;
+    }
+    writing_ = true;
+    reactor_->StartWrite(&queue_.front());
+    return true;
+  }
+
+  // The starter's turn (DeferStarts): writes what was queued meanwhile, unless a write is already
+  // in flight; a Close that came meanwhile finishes the stream once it is written.
+  void StartDeferred() {
+    absl::MutexLock lock(&mu_);
+    start_pending_ = false;
+    if (finished_ || writing_) return;
+    if (!queue_.empty()) {
       writing_ = true;
       reactor_->StartWrite(&queue_.front());
+    } else if (close_pending_) {
+      FinishLocked(close_status_);
     }
-    return true;
   }
 
   // The reactor's OnWriteDone: drops the written message and writes the next one; a pending
@@ -224,7 +253,7 @@ class WriteQueue {
     absl::MutexLock lock(&mu_);
     close_pending_ = true;
     close_status_ = status;
-    if (!writing_) FinishLocked(status);
+    if (!writing_ && !start_pending_) FinishLocked(status);
   }
 
   // Finishes the stream now, unless it already is.
@@ -249,6 +278,10 @@ class WriteQueue {
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool close_pending_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status close_status_ ABSL_GUARDED_BY(mu_);
+  // DeferStarts: who starts the first write of an idle stream, and how; whether it is due.
+  WriteStarter* starter_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::function<void()> start_ ABSL_GUARDED_BY(mu_);
+  bool start_pending_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // One agent's session stream. gRPC owns the reactor and deletes it after OnDone; OnDone first
@@ -258,7 +291,7 @@ class SessionReactor final
     : public grpc::ServerBidiReactor<v1::AgentMessage, v1::CoordinatorMessage>,
       public SessionSink {
  public:
-  SessionReactor(Coordinator* coordinator, Caller caller)
+  SessionReactor(Coordinator* coordinator, Caller caller, WriteStarter* starter)
       : coordinator_(coordinator),
         caller_(std::move(caller)),
         writes_(this, {.max_bytes = coordinator->options().limits.max_queue_bytes,
@@ -266,6 +299,12 @@ class SessionReactor final
                                            "the coordinator's --max-queue-bytes); join again"}),
         guard_(std::make_shared<Guard>()) {
     guard_->reactor = this;
+    // The Coordinator sends under its lock: the socket write of an idle stream happens on the
+    // starter (write_starter.h), and reaches this reactor only while it exists.
+    writes_.DeferStarts(starter, [guard = guard_] {
+      absl::MutexLock lock(&guard->mu);
+      if (guard->reactor != nullptr) guard->reactor->writes_.StartDeferred();
+    });
     // A stream that never attaches is closed after the attach timeout.
     attach_timer_ = coordinator_->AfterAttachTimeout([guard = guard_] {
       absl::MutexLock lock(&guard->mu);
@@ -408,7 +447,7 @@ grpc::ServerUnaryReactor* AgentServiceImpl::Join(grpc::CallbackServerContext* co
 
 grpc::ServerBidiReactor<v1::AgentMessage, v1::CoordinatorMessage>* AgentServiceImpl::Session(
     grpc::CallbackServerContext* context) {
-  return new SessionReactor(coordinator_, CallerOf(*context));
+  return new SessionReactor(coordinator_, CallerOf(*context), &starter_);
 }
 
 grpc::ServerUnaryReactor* AgentServiceImpl::KvSet(grpc::CallbackServerContext* context,

@@ -7,6 +7,7 @@
 #include "cohort/v1/agent.grpc.pb.h"
 #include "common/clock.h"
 #include "coordinator/coordinator.h"
+#include "coordinator/write_starter.h"
 
 namespace cohort::coordinator {
 
@@ -28,6 +29,9 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
 
  private:
   Coordinator* const coordinator_;
+  // Starts the session streams' writes off the Coordinator's lock (write_starter.h). The
+  // server is shut down before the service is destroyed.
+  WriteStarter starter_;
 };
 
 class AdminServiceImpl final : public v1::AdminService::CallbackService {
