@@ -92,6 +92,7 @@
 #include "coordinator/kv_store.h"
 #include "coordinator/limits.h"
 #include "coordinator/phase_history.h"
+#include "coordinator/plan.h"
 #include "coordinator/roster.h"
 #include "coordinator/session_table.h"
 #include "coordinator/state_persister.h"
@@ -372,8 +373,8 @@ class Coordinator {
   // and no settle window is open.
   void MaybeStart(Pool& pool, Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartGeneration(Pool& pool, Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The plan for `member` (holding a rank of the pool's world).
-  v1::Plan PlanFor(const Pool& pool, const Member& member) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The plans of the pool's current generation (its layout must outlive the builder).
+  PlanBuilder PlansOf(const Pool& pool) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Marks the generation failed (FAILED, or DEGRADED when it restarts by itself once the world
   // is complete again, with `reason`) and tells every connected member to abort it.
   void FailGeneration(Pool& pool, const std::string& error, Completions& out,

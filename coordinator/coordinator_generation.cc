@@ -30,9 +30,9 @@ void Coordinator::MaybeStart(Pool& pool, Completions& out) {
   StartGeneration(pool, out);
 }
 
-v1::Plan Coordinator::PlanFor(const Pool& pool, const Member& member) const {
-  return BuildPlan(pool.name, pool.generation, *pool.config, *pool.layout, pool.options,
-                   options_.default_init_deadline, member.rank, member.join.accepts_rank_runs());
+PlanBuilder Coordinator::PlansOf(const Pool& pool) const {
+  return PlanBuilder(pool.name, pool.generation, *pool.config, *pool.layout, pool.options,
+                     options_.default_init_deadline);
 }
 
 void Coordinator::StartGeneration(Pool& pool, Completions& out) {
@@ -54,6 +54,7 @@ void Coordinator::StartGeneration(Pool& pool, Completions& out) {
   SetPhase(pool, v1::POOL_PHASE_INITIALIZING);
   pool.error.clear();
   pool.build.Start(pool.world_size, clock_->Now());
+  PlanBuilder plans = PlansOf(pool);
   for (int r = 0; r < pool.world_size; ++r) {
     Member* m = by_rank[r];
     m->phase = v1::MEMBER_PHASE_INITIALIZING;
@@ -61,7 +62,7 @@ void Coordinator::StartGeneration(Pool& pool, Completions& out) {
     m->progress.Clear();
     m->error.clear();
     v1::CoordinatorMessage message;
-    *message.mutable_plan() = PlanFor(pool, *m);
+    *message.mutable_plan() = plans.Build(r, m->join.accepts_rank_runs());
     m->backend = message.plan().backend();
     if (reuse) {
       message.mutable_plan()->set_reuse_world(true);

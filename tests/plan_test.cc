@@ -119,6 +119,47 @@ TEST(BuildPlan, RankRuns_AWorldOf16384FitsInAFewHundredBytes) {
   }
 }
 
+// One builder for a whole generation, its groups built once and shared: every rank still gets its
+// own groups, in the form it asked for, and the settings every plan shares.
+TEST(PlanBuilder, EveryRankItsOwnGroupsInItsForm_SharedGroupsBuiltOnce) {
+  ParallelConfig config{.world_size = 32,
+                        .data_parallel_size = 2,
+                        .cfg_parallel_size = 2,
+                        .ulysses_degree = 2,
+                        .tensor_parallel_size = 4};
+  absl::StatusOr<Layout> layout = Layout::Build(config);
+  ASSERT_TRUE(layout.ok()) << layout.status();
+  v1::InitOptions options;
+  options.set_backend("nccl");
+  PlanBuilder builder("p", 7, config, *layout, options, absl::Seconds(30));
+  for (int pass = 0; pass < 2; ++pass) {  // the second pass reads only built groups
+    for (int r = 0; r < 32; ++r) {
+      const bool runs = (r + pass) % 2 == 0;
+      const v1::Plan plan = builder.Build(r, runs);
+      EXPECT_EQ(plan.rank(), r);
+      EXPECT_EQ(plan.pool(), "p");
+      EXPECT_EQ(plan.generation(), 7);
+      EXPECT_EQ(plan.world_size(), 32);
+      EXPECT_EQ(plan.backend(), "nccl");
+      EXPECT_EQ(plan.deadline_ms(), 30000);
+      ASSERT_EQ(plan.layout().group_sets_size(), static_cast<int>(layout->kinds().size()));
+      for (int k = 0; k < plan.layout().group_sets_size(); ++k) {
+        const GroupKind kind = layout->kinds()[k];
+        const v1::GroupSet& set = plan.layout().group_sets(k);
+        EXPECT_EQ(set.kind(), ToProto(kind));
+        ASSERT_EQ(set.groups_size(), 1);
+        const v1::RankGroup& g = set.groups(0);
+        EXPECT_EQ(g.has_compact(), runs) << "rank " << r << " kind " << k;
+        EXPECT_EQ(g.ranks_size() > 0, !runs) << "rank " << r << " kind " << k;
+        absl::StatusOr<RankList> ranks = RanksOf(g, 32);
+        ASSERT_TRUE(ranks.ok()) << ranks.status();
+        EXPECT_EQ(*ranks, layout->GroupOf(kind, r)) << "rank " << r << " kind " << k;
+        EXPECT_EQ(g.index(), layout->GroupIndexOf(kind, r));
+      }
+    }
+  }
+}
+
 // A malformed group is refused with what is wrong, and a run claiming billions of ranks
 // allocates no more than the world.
 TEST(RankRuns, MalformedGroupsAreRefusedNamingTheFault) {
