@@ -39,7 +39,8 @@
 //   INITIALIZING --(an error report, or the deadline)--> FAILED
 //   INITIALIZING, READY --(a member lost)--> DEGRADED
 //   DEGRADED --(every rank attached again: the same identity back, or a standby; after a
-//       loss, not before --regroup-settle has passed since the first loss)-->
+//       loss, not before --regroup-settle has passed since the last loss, or
+//       --regroup-settle-max since the first)-->
 //       INITIALIZING (the next generation, same layout)
 //   DEGRADED --(elastic dp: a replica still missing after --elastic-dp-after)--> WAITING
 //       (dp shrunk); READY --(elastic dp: agents enough for the full config)--> DESTROYING -->
@@ -148,14 +149,20 @@ struct CoordinatorOptions {
   // After a member is lost (or leaves), how long a DEGRADED pool waits before it starts the next
   // generation, so that losses arriving together are rebuilt by one generation instead of one
   // each (every generation aborts and re-plans all N ranks: at 4,096 agents, 41 deaths in quick
-  // succession cost 41 generations). The window opens at the first loss and is not pushed back
-  // by later ones: the start comes at most this long after it. 250 ms covers the deaths of one
-  // node's agents, whose sessions end within milliseconds of each other, and is small next to a
-  // generation's NCCL init (seconds). Losses found by the heartbeat sweep come one sweep (the
-  // heartbeat interval) apart at worst; a window longer than the interval coalesces those too.
-  // An operator's Initialize starts at once; a failure that is not a loss (an error report,
-  // the deadline, a communicator error) does not wait. Zero: start at once.
+  // succession cost 41 generations). The window opens at the first loss; each later loss inside
+  // it pushes the start back to `regroup_settle` after itself, but never past
+  // `regroup_settle_max` after the first loss. 250 ms covers the deaths of one node's agents,
+  // whose sessions end within milliseconds of each other, and is small next to a generation's
+  // NCCL init (seconds); pushing back covers a kill of 1 % of 16,384 agents, whose losses reach
+  // the coordinator over a second on a loaded machine (a start 250 ms after the first one was
+  // failed by the next loss at once, five times over). Losses found by the heartbeat sweep come
+  // one sweep (the heartbeat interval) apart at worst; a window longer than the interval
+  // coalesces those too. An operator's Initialize starts at once; a failure that is not a loss
+  // (an error report, the deadline, a communicator error) does not wait. Zero: start at once.
   absl::Duration regroup_settle = absl::Milliseconds(250);
+  // The cap on the window: the start comes at most this long after the first loss (at least
+  // regroup_settle).
+  absl::Duration regroup_settle_max = absl::Seconds(2);
   // Events kept per pool (the oldest are dropped first).
   size_t event_log_size = 1000;
   // Create a pool when an agent joins an unknown one (otherwise only `pools` and those made by
@@ -356,10 +363,12 @@ class Coordinator {
     ElasticDpState elastic;
     TimerQueue::TimerId elastic_timer = 0;
     // The settle window after a loss (options.regroup_settle): while it is armed, MaybeStart
-    // starts nothing; it calls MaybeStart when it fires. `settle_window` numbers the windows, so
-    // a callback of a cancelled one that was already due does nothing.
+    // starts nothing; it calls MaybeStart when it fires. `settle_window` numbers the timers, so
+    // a callback of a cancelled or moved one that was already due does nothing.
+    // `settle_opened`: the first loss's time (the cap, regroup_settle_max, counts from it).
     TimerQueue::TimerId settle_timer = 0;
     uint64_t settle_window = 0;
+    absl::Time settle_opened;
   };
   using Completions = std::vector<std::function<void()>>;
 
@@ -395,8 +404,9 @@ class Coordinator {
   void LoseMember(Pool& pool, Member& member, const std::string& reason, Completions& out,
                   Departure departure = Departure::kLost) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // After a loss: MaybeStart once the settle window (options.regroup_settle) has passed. Opens
-  // the window if none is open (a loss inside an open one changes nothing: the start is bounded
-  // by the first loss); a zero window calls MaybeStart now.
+  // the window if none is open; a loss inside an open one moves its end to regroup_settle after
+  // this loss, but not past regroup_settle_max after the first; a zero window calls MaybeStart
+  // now.
   void StartAfterSettle(Pool& pool, Completions& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // ABORTED unless `generation` is the pool's current, not failed, generation.
   absl::Status CheckKvGeneration(const Pool& pool, int64_t generation) const

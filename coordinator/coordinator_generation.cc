@@ -153,14 +153,21 @@ void Coordinator::StartAfterSettle(Pool& pool, Completions& out) {
     MaybeStart(pool, out);
     return;
   }
-  // A loss inside an open window joins it: the start stays bounded by the first loss.
-  if (pool.settle_timer != 0) return;
+  const absl::Time now = clock_->Now();
+  if (pool.settle_timer == 0) {
+    pool.settle_opened = now;
+    spdlog::info("pool {}: next generation in {} at the earliest (losses settle)", pool.name,
+                 absl::FormatDuration(options_.regroup_settle));
+  } else {
+    // A loss inside the open window moves its end, up to the cap counted from the first loss.
+    CancelTimer(pool.settle_timer);
+  }
+  const absl::Time cap =
+      pool.settle_opened + std::max(options_.regroup_settle, options_.regroup_settle_max);
   const std::string name = pool.name;
   const uint64_t window = ++settle_windows_;
   pool.settle_window = window;
-  spdlog::info("pool {}: next generation in {} at the earliest (losses settle)", pool.name,
-               absl::FormatDuration(options_.regroup_settle));
-  pool.settle_timer = Schedule(clock_->Now() + options_.regroup_settle, [this, name, window] {
+  pool.settle_timer = Schedule(std::min(now + options_.regroup_settle, cap), [this, name, window] {
     Completions done;
     {
       absl::MutexLock lock(&mu_);

@@ -85,7 +85,11 @@ int main(int argc, char** argv) {
                                "--elastic-dp-after");
   cohort::AddDurationOption(&app, "--regroup-settle", &options.coordinator.regroup_settle,
                             "After a member is lost, wait this long before the next generation so "
-                            "that losses arriving together cost one generation (0: at once)");
+                            "that losses arriving together cost one generation; each later "
+                            "loss pushes the start back this long (0: at once)");
+  cohort::AddDurationOption(&app, "--regroup-settle-max", &options.coordinator.regroup_settle_max,
+                            "The longest the next generation waits after the first loss while "
+                            "later losses push it back");
   const absl::Duration kMinAttach = absl::Milliseconds(1), kMaxAttach = absl::Hours(24);
   cohort::AddDurationOption(&app, "--attach-timeout", &options.coordinator.attach_timeout,
                             "How long a joined agent may take to attach its session, and how "
@@ -278,6 +282,10 @@ int main(int argc, char** argv) {
   if (options.coordinator.regroup_settle != defaults.coordinator.regroup_settle) {
     spdlog::info("option --regroup-settle={}",
                  absl::FormatDuration(options.coordinator.regroup_settle));
+  }
+  if (options.coordinator.regroup_settle_max != defaults.coordinator.regroup_settle_max) {
+    spdlog::info("option --regroup-settle-max={}",
+                 absl::FormatDuration(options.coordinator.regroup_settle_max));
   }
 
   // Signals are taken synchronously by sigwait below, so block them before any thread starts.

@@ -1,6 +1,7 @@
 // The settle window after member losses (CoordinatorOptions::regroup_settle), in process on a fake
 // clock: losses arriving together are rebuilt by one generation, not one each; the window opens
-// at the first loss and is not pushed back; nothing starts the generation early but an operator's
+// at the first loss, each later loss pushes it back up to a cap; nothing starts the generation
+// early but an operator's
 // Initialize; a destroy or a deleted pool closes it; a failure that is no loss does not wait.
 #include "tests/coordinator_fixture.h"
 
@@ -96,23 +97,55 @@ TEST_F(SettleTest, ThreeLossesInARow_OneGeneration_StandbysInTheLostRanks) {
   }
 }
 
-TEST_F(SettleTest, WindowIsNotPushedBackByALaterLoss) {
+TEST_F(SettleTest, LaterLossPushesTheStartBack) {
   ReadyWithSpares(4, 2);
   Kill(0);
   clock_.Advance(absl::Milliseconds(100));
   timers_.FireDue();
   Kill(2);
-  // 1 ms short of the first loss's window: still settling.
-  clock_.Advance(kSettle - absl::Milliseconds(101));
+  // Past the first loss's window, 1 ms short of the second's: still settling.
+  clock_.Advance(kSettle - absl::Milliseconds(1));
   timers_.FireDue();
   EXPECT_EQ(State().phase(), v1::POOL_PHASE_DEGRADED);
   EXPECT_EQ(State().generation(), 1);
-  // The first window's end starts it, although the second loss was only 150 ms ago.
   clock_.Advance(absl::Milliseconds(1));
   timers_.FireDue();
   EXPECT_EQ(State().phase(), v1::POOL_PHASE_INITIALIZING);
   EXPECT_EQ(State().generation(), 2);
   EXPECT_EQ(agents_[1].sink->plans().size(), 2u);
+  EXPECT_EQ(agents_[3].sink->teardowns().size(), 1u);  // one abort for both losses
+}
+
+TEST_F(SettleTest, LossesThatKeepComing_StartAtTheCapAfterTheFirst) {
+  CoordinatorOptions options = SettleOptions(kSettle);
+  options.regroup_settle_max = absl::Seconds(1);
+  Reset(options);
+  ReadyWithSpares(8, 7);
+  // A loss every 200 ms: each pushes the start back, until 1 s after the first.
+  for (int r = 0; r < 5; ++r) {
+    if (r > 0) {
+      clock_.Advance(absl::Milliseconds(200));
+      timers_.FireDue();
+      EXPECT_EQ(State().generation(), 1) << "before the loss of rank " << r;
+    }
+    Kill(r);
+  }
+  clock_.Advance(absl::Milliseconds(199));
+  timers_.FireDue();
+  EXPECT_EQ(State().generation(), 1);
+  // 1 s after the first loss (the last one was 200 ms ago): started although the last loss's
+  // own window has 50 ms to go.
+  clock_.Advance(absl::Milliseconds(1));
+  timers_.FireDue();
+  EXPECT_EQ(State().phase(), v1::POOL_PHASE_INITIALIZING);
+  EXPECT_EQ(State().generation(), 2);
+  // A loss during the next generation's init opens a new window, capped from that loss.
+  Kill(5);
+  EXPECT_EQ(State().phase(), v1::POOL_PHASE_DEGRADED);
+  clock_.Advance(kSettle);
+  timers_.FireDue();
+  EXPECT_EQ(State().phase(), v1::POOL_PHASE_INITIALIZING);
+  EXPECT_EQ(State().generation(), 3);
 }
 
 TEST_F(SettleTest, StandbyAttachingDuringTheWindow_DoesNotStartEarly) {
