@@ -91,7 +91,11 @@ class Coordinator {
       std::vector<std::string> words = absl::StrSplit(prefix, ' ', absl::SkipEmpty());
       argv.insert(argv.begin(), words.begin(), words.end());
     }
-    auto c = ChildProcess::Spawn(argv, log.empty() ? "/dev/null" : log);
+    // In a session of its own: with the kernel's autogroup scheduling (Debian's default) the
+    // coordinator then gets its share of the CPU next to this process as a whole, not one
+    // thread's share next to 16,384 simulated agents' threads. On its own machine it would have
+    // its cores to itself.
+    auto c = ChildProcess::Spawn(argv, log.empty() ? "/dev/null" : log, {}, /*own_session=*/true);
     if (!c.has_value()) return;
     process_ = std::make_unique<ChildProcess>(std::move(*c));
     // The line that names the address (a profiler in front may print its own lines first).

@@ -28,10 +28,13 @@ class ChildProcess {
  public:
   // Runs `argv` (argv[0] a path). stdout goes to a pipe readable with ReadLine(); stderr to
   // `stderr_path` (or is inherited when empty). The child gets this process's environment with
-  // `env` applied in order: "NAME=VALUE" sets NAME, a bare "NAME" removes it.
+  // `env` applied in order: "NAME=VALUE" sets NAME, a bare "NAME" removes it. `own_session`: the
+  // child leads a session of its own (setsid), and with it, where the kernel groups scheduling
+  // by session (autogroup), its own share of the CPU next to this process's threads.
   static std::optional<ChildProcess> Spawn(const std::vector<std::string>& argv,
                                            const std::string& stderr_path = "",
-                                           const std::vector<std::string>& env = {}) {
+                                           const std::vector<std::string>& env = {},
+                                           bool own_session = false) {
     std::vector<std::string> environment;
     for (char** e = environ; *e != nullptr; ++e) environment.emplace_back(*e);
     for (const std::string& change : env) {
@@ -58,8 +61,12 @@ class ChildProcess {
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    if (own_session) posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
     pid_t pid = -1;
-    const int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), envp.data());
+    const int rc = posix_spawn(&pid, args[0], &actions, &attr, args.data(), envp.data());
+    posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&actions);
     close(out[1]);
     if (rc != 0) {
