@@ -24,7 +24,7 @@
 // Usage: scale_bench BIN_DIR [--agents 1024,4096] [--duration S] [--heartbeat-seconds S]
 //                    [--channels C] [--join-threads T] [--no-scale] [--no-latency]
 //                    [--latency-world W] [--latency-clients 1,64] [--latency-ops K]
-//                    [--coordinator-log FILE] [--no-abort]
+//                    [--coordinator-log FILE] [--coordinator-flag F]... [--no-abort]
 // A profiler in front of the coordinator: COHORT_BENCH_COORDINATOR_PREFIX="/usr/bin/valgrind
 // --tool=massif --massif-out-file=F" (it is then stopped with SIGTERM so that it writes F).
 
@@ -44,7 +44,7 @@ namespace {
 
 int RunScale(const Options& o, int n) {
   const std::string p = absl::StrCat("scale.n", n);
-  Coordinator coordinator(o.bin, o.heartbeat, o.coordinator_log);
+  Coordinator coordinator(o.bin, o.heartbeat, o.coordinator_log, o.coordinator_flags);
   if (!coordinator.ok()) return Fail("start", "the coordinator did not start");
   const int k = std::max(1, n / 100);  // killed, and standbys to refill them
   Fleet fleet(coordinator.address(), o.channels);
@@ -249,6 +249,8 @@ int main(int argc, char** argv) {
       o.join_threads = std::max(1, std::atoi(next().c_str()));
     } else if (flag == "--coordinator-log") {
       o.coordinator_log = next();
+    } else if (flag == "--coordinator-flag") {
+      o.coordinator_flags.push_back(next());
     } else if (flag == "--no-scale") {
       o.scale = false;
     } else if (flag == "--no-abort") {

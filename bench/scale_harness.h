@@ -78,13 +78,16 @@ inline double ProcessStatusMb(const std::string& pid, const std::string& field) 
 class Coordinator {
  public:
   // `log`: where the coordinator's log goes (at level info), or empty (warnings, dropped).
-  Coordinator(const std::string& bin, absl::Duration heartbeat, const std::string& log) {
+  // `extra`: more flags for it.
+  Coordinator(const std::string& bin, absl::Duration heartbeat, const std::string& log,
+              const std::vector<std::string>& extra = {}) {
     std::vector<std::string> argv = {
         bin + "/cohort-coordinator",  "--insecure", "--listen", "127.0.0.1:0", "--log-level",
         log.empty() ? "warn" : "info"};
     if (heartbeat > absl::ZeroDuration()) {
       argv.insert(argv.end(), {"--heartbeat-interval", absl::FormatDuration(heartbeat)});
     }
+    argv.insert(argv.end(), extra.begin(), extra.end());
     // A profiler in front (COHORT_BENCH_COORDINATOR_PREFIX="valgrind --tool=massif ..."): the
     // CPU and RSS numbers are then the profiler's.
     if (const char* prefix = std::getenv("COHORT_BENCH_COORDINATOR_PREFIX"); prefix != nullptr) {
@@ -160,14 +163,19 @@ class Coordinator {
 };
 
 // A channel of its own (its own TCP connection): a distinct argument keeps gRPC from sharing one
-// subchannel between channels to the same address. Otherwise as CreateCoordinatorChannel.
+// subchannel between channels to the same address. Otherwise as CreateCoordinatorChannel, but
+// for the keepalive: a real agent's connection carries one session, one of these ~1,000, and on
+// two cores shared with 16,384 simulated agents a ping's answer read 20 s late cut ~1,000
+// sessions at once (every one of them a loss and a rejoin). Keepalive here only has to find a
+// dead connection eventually, so it pings every 60 s and waits 60 s for the answer.
 inline std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, int index) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
               static_cast<int>(absl::ToInt64Milliseconds(agent::kConnectAttemptTimeout)));
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 60000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 60000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   args.SetInt("cohort.bench_channel", index);
@@ -211,6 +219,8 @@ struct Options {
   int latency_ops = 2000;
   // Where the coordinator logs (level info); empty: nowhere.
   std::string coordinator_log;
+  // More flags for the coordinator (--coordinator-flag, repeated).
+  std::vector<std::string> coordinator_flags;
 };
 
 // The simulated agents of one run, over `channels` channels and as many timer queues.
