@@ -138,13 +138,32 @@ absl::Status Destroy(v1::DestroyScope scope, absl::Duration timeout) {
   if (a == nullptr) return absl::OkStatus();
   // Destroying is collective, as in the seed: no rank tears the pool's groups down while
   // another still uses them.
+  const absl::Time deadline = absl::Now() + timeout;
   if (std::shared_ptr<const agent::Group> world = GroupOf(GroupKind::kWorld); world != nullptr) {
     if (absl::Status s = world->comm().Barrier(timeout); !s.ok()) return s;
+    // Every rank has built (the barrier), but the slowest rank's READY report may still be on
+    // its way to the coordinator. A destroy that got there first would find the generation
+    // INITIALIZING and abort it, world included, while the other ranks were still inside the
+    // barrier (seen in CI: "Barrier: aborted while in flight"). Wait for the pool to be READY.
+    const int64_t built = a->Observe().ready_generation;
+    while (true) {
+      absl::StatusOr<v1::PoolState> state = a->client().GetState(a->options().pool);
+      if (!state.ok()) return state.status();
+      if (state->phase() != v1::POOL_PHASE_INITIALIZING || state->generation() != built) break;
+      const absl::Duration left = deadline - absl::Now();
+      if (left <= absl::ZeroDuration()) {
+        return absl::DeadlineExceededError(
+            absl::StrCat("pool '", state->pool(), "' was still initializing generation ", built,
+                         " after ", absl::FormatDuration(timeout), "; not destroying it"));
+      }
+      absl::StatusOr<v1::PoolState> changed =
+          a->client().WaitForStateChange(a->options().pool, state->version(), left);
+      if (!changed.ok()) return changed.status();
+    }
   }
   v1::DestroyRequest request;
   request.set_pool(a->options().pool);
   request.set_scope(scope);
-  const absl::Time deadline = absl::Now() + timeout;
   int64_t generation = 0;
   for (;;) {
     absl::StatusOr<v1::DestroyResponse> destroyed = a->client().Destroy(request);
